@@ -1,0 +1,148 @@
+package formats
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/compress/zstd"
+)
+
+// zstdFast trades a little ratio for speed: the recorder must never fall
+// behind the kernel, and event rows compress well even at the fastest level.
+var zstdFast = &zstd.Codec{Level: zstd.SpeedFastest}
+
+// TableWriter streams rows of one table into sealed Parquet chunk files.
+// Rows go into an open chunk (a temporary file plus the Parquet writer's
+// in-memory row group); seal writes the footer, fsyncs and renames it to
+// "<table>-<seq>.parquet". It is safe for concurrent use.
+type TableWriter[T any] struct {
+	w    *Writer
+	name string
+
+	mu      sync.Mutex
+	seq     int
+	file    *os.File
+	pw      *parquet.GenericWriter[T]
+	open    int64 // rows in the open chunk
+	total   int64 // rows in sealed chunks
+	pending int64 // bytes sealed by Write (size bound) not yet reported to the Writer
+}
+
+// NewTable registers a table in the archive. Call it once per table name.
+func NewTable[T any](w *Writer, name string) *TableWriter[T] {
+	t := &TableWriter[T]{w: w, name: name}
+	w.register(t)
+	return t
+}
+
+// Write appends rows. When the open chunk reaches the Writer's MaxChunkRows
+// it is sealed at once, so memory stays bounded between timer seals.
+func (t *TableWriter[T]) Write(rows ...T) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	if err := t.w.Err(); err != nil {
+		return err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.pw == nil {
+		if err := t.startLocked(); err != nil {
+			t.w.fail(err)
+			return err
+		}
+	}
+	if _, err := t.pw.Write(rows); err != nil {
+		err = fmt.Errorf("writing %s rows to %s: %w", t.name, t.w.dir, err)
+		t.w.fail(err)
+		return err
+	}
+	t.open += int64(len(rows))
+	if t.open >= int64(t.w.MaxChunkRows) {
+		n, err := t.sealLocked()
+		if err != nil {
+			t.w.fail(err)
+			return err
+		}
+		t.pending += n
+	}
+	return nil
+}
+
+func (t *TableWriter[T]) chunkPath() string {
+	return filepath.Join(t.w.dir, fmt.Sprintf("%s-%06d.parquet", t.name, t.seq))
+}
+
+func (t *TableWriter[T]) startLocked() error {
+	t.seq++
+	tmp := tmpName(t.chunkPath())
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return fmt.Errorf("creating chunk %s: %w", tmp, err)
+	}
+	t.file = f
+	t.pw = parquet.NewGenericWriter[T](f,
+		parquet.Compression(zstdFast),
+		parquet.CreatedBy("bpfsnap", "", ""),
+	)
+	return nil
+}
+
+func (t *TableWriter[T]) seal() (int64, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n, err := t.sealLocked()
+	n += t.pending
+	t.pending = 0
+	return n, err
+}
+
+func (t *TableWriter[T]) sealLocked() (int64, error) {
+	if t.pw == nil || t.open == 0 {
+		return 0, nil
+	}
+	path := t.chunkPath()
+	tmp := tmpName(path)
+	pw, f := t.pw, t.file
+	t.pw, t.file = nil, nil
+	if err := pw.Close(); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return 0, fmt.Errorf("sealing chunk %s: %w", path, err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return 0, fmt.Errorf("sealing chunk %s: %w", path, err)
+	}
+	if err := commitFile(f, tmp, path); err != nil {
+		return 0, fmt.Errorf("sealing chunk: %w", err)
+	}
+	t.total += t.open
+	t.open = 0
+	return st.Size(), nil
+}
+
+// abort drops the open chunk (used when the capture dies with an error).
+func (t *TableWriter[T]) abort() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.file != nil {
+		name := t.file.Name()
+		t.file.Close()
+		os.Remove(name)
+	}
+	t.pw, t.file, t.open = nil, nil, 0
+}
+
+func (t *TableWriter[T]) tableName() string { return t.name }
+
+func (t *TableWriter[T]) rowsTotal() int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.total
+}

@@ -1,0 +1,45 @@
+package formats
+
+// Table names. Each table is a set of Parquet chunk files named
+// "<table>-<seq>.parquet" whose rows decode into the struct named beside it.
+const (
+	TableProcesses = "processes" // ProcessEvent
+)
+
+// Process event kinds, in the Kind column of the processes table.
+const (
+	ProcessScan = "scan" // already running when the capture started (from /proc)
+	ProcessFork = "fork" // a new process (not a thread) was created
+	ProcessExec = "exec" // the process replaced its program
+	ProcessExit = "exit" // the whole thread group exited
+	// ProcessInfo is written by user space when it learns more about a
+	// process (e.g. its command line) after the kernel event.
+	ProcessInfo = "info"
+)
+
+// ProcessEvent is one row of the processes table: an observation of a
+// process's life. Readers fold the rows of one pid into a process record
+// (see analyze.Processes); a fork or scan after an exit of the same pid
+// starts a new record, so pid reuse inside a window is not confused.
+type ProcessEvent struct {
+	// TimeNs is CLOCK_MONOTONIC nanoseconds (see Window).
+	TimeNs uint64 `parquet:"time_ns"`
+	Kind   string `parquet:"kind,dict"`
+	// PID is the host's thread-group id; PPID its parent's.
+	PID  uint32 `parquet:"pid"`
+	PPID uint32 `parquet:"ppid"`
+	Comm string `parquet:"comm"`
+	// Exe is the executable path as the process sees it (inside its mount
+	// namespace); empty when unknown.
+	Exe     string `parquet:"exe"`
+	Cmdline string `parquet:"cmdline"`
+	// CgroupID is the cgroup v2 id (the inode of the cgroup directory);
+	// CgroupPath its path below the cgroup v2 root, when it could be resolved.
+	CgroupID   uint64 `parquet:"cgroup_id"`
+	CgroupPath string `parquet:"cgroup_path"`
+	// ExitCode is the raw wait status of an exit event.
+	ExitCode int32 `parquet:"exit_code"`
+	// StartNs is the process start time on CLOCK_MONOTONIC (from the
+	// kernel's task start_time), so scans of old processes keep their age.
+	StartNs uint64 `parquet:"start_ns"`
+}
