@@ -114,12 +114,12 @@ func TestPartialAndRecover(t *testing.T) {
 func TestCorruptArchivesGiveErrors(t *testing.T) {
 	dir := t.TempDir()
 	cases := map[string][]byte{
-		"empty":     nil,
-		"text":      []byte("hello"),
-		"zipnoman":  mustZip(t, map[string][]byte{"x.txt": []byte("x")}),
-		"badman":    mustZip(t, map[string][]byte{ManifestName: []byte("{")}),
-		"future":    mustZip(t, map[string][]byte{ManifestName: []byte(`{"format_version": 99}`)}),
-		"hugefoot":  mustZip(t, map[string][]byte{ManifestName: []byte(`{"format_version": 1}`), "processes-000001.parquet": append([]byte("PAR1xxxx"), 0xff, 0xff, 0xff, 0x7f, 'P', 'A', 'R', '1')}),
+		"empty":    nil,
+		"text":     []byte("hello"),
+		"zipnoman": mustZip(t, map[string][]byte{"x.txt": []byte("x")}),
+		"badman":   mustZip(t, map[string][]byte{ManifestName: []byte("{")}),
+		"future":   mustZip(t, map[string][]byte{ManifestName: []byte(`{"format_version": 99}`)}),
+		"hugefoot": mustZip(t, map[string][]byte{ManifestName: []byte(`{"format_version": 1}`), "processes-000001.parquet": append([]byte("PAR1xxxx"), 0xff, 0xff, 0xff, 0x7f, 'P', 'A', 'R', '1')}),
 	}
 	for name, data := range cases {
 		p := filepath.Join(dir, name)

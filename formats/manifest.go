@@ -19,14 +19,14 @@ const ManifestName = "manifest.json"
 // what worked, and everything that was lost. It is JSON so that any tool can
 // read it without a Parquet library.
 type Manifest struct {
-	FormatVersion  int       `json:"format_version"`
-	BpfsnapVersion string    `json:"bpfsnap_version"`
-	Host           string    `json:"host"`
-	Kernel         string    `json:"kernel"`
-	Arch           string    `json:"arch"`
-	Window         Window    `json:"window"`
-	Probes         []Probe   `json:"probes"`
-	Targets        Targets   `json:"targets"`
+	FormatVersion  int               `json:"format_version"`
+	BpfsnapVersion string            `json:"bpfsnap_version"`
+	Host           string            `json:"host"`
+	Kernel         string            `json:"kernel"`
+	Arch           string            `json:"arch"`
+	Window         Window            `json:"window"`
+	Probes         []Probe           `json:"probes"`
+	Targets        Targets           `json:"targets"`
 	Options        map[string]string `json:"options,omitempty"`
 	Tables         map[string]int64  `json:"tables"`
 	// Drops counts lost or incomplete data by reason, e.g.

@@ -1,0 +1,7 @@
+//go:build linux
+
+package bpf
+
+// One line per probe set. -type names the event structs whose Go twins the
+// recorder decodes. CO-RE against the committed include/vmlinux.h.
+//go:generate go tool bpf2go -tags linux -target amd64 -type process_event Process process.bpf.c -- -I./include -Wall -Werror

@@ -1,0 +1,49 @@
+// Shared definitions for every bpfsnap probe set.
+#pragma once
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+
+#define TASK_COMM_LEN 16
+#define MAX_TARGETS 65536
+
+// targets holds the thread-group ids a capture is restricted to. Every
+// object declares it with the same definition; user space creates it once
+// and hands the same map to each object (MapReplacements), so the process
+// probe's fork tracking widens the filter for all of them.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_TARGETS);
+	__type(key, __u32);
+	__type(value, __u8);
+} targets SEC(".maps");
+
+// filter_targets is set by user space before load: false captures the
+// whole host, true only the tgids in targets.
+const volatile bool filter_targets = false;
+
+static __always_inline bool is_target(__u32 tgid)
+{
+	if (!filter_targets)
+		return true;
+	return bpf_map_lookup_elem(&targets, &tgid) != NULL;
+}
+
+// Each object counts what it loses in a per-CPU array indexed by a
+// probe-set specific reason; user space sums the CPUs and stores the totals
+// in the manifest.
+#define DECLARE_DROPS(n)                                   \
+	struct {                                           \
+		__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);   \
+		__uint(max_entries, n);                    \
+		__type(key, __u32);                        \
+		__type(value, __u64);                      \
+	} drops SEC(".maps");                              \
+	static __always_inline void count_drop(__u32 reason) \
+	{                                                  \
+		__u64 *v = bpf_map_lookup_elem(&drops, &reason); \
+		if (v)                                     \
+			(*v)++;                            \
+	}

@@ -1,0 +1,250 @@
+//go:build linux
+
+package capture
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+)
+
+// Check is one line of `bpfsnap doctor`.
+type Check struct {
+	Name string `json:"name"`
+	OK   bool   `json:"ok"`
+	// Required checks decide the exit code: without them no capture runs.
+	Required bool   `json:"required"`
+	Detail   string `json:"detail"`
+	// Affects names what does not work when the check fails.
+	Affects string `json:"affects,omitempty"`
+}
+
+// DoctorReport is the result of Doctor.
+type DoctorReport struct {
+	Kernel   string   `json:"kernel"`
+	Checks   []Check  `json:"checks"`
+	CanRun   bool     `json:"can_capture"`
+	Unusable []string `json:"unavailable,omitempty"`
+}
+
+// Doctor inspects the machine and loads and attaches one tiny program of
+// every kind bpfsnap uses, so "it should work" becomes "it worked here".
+// It mounts tracefs when it is missing and we are root.
+func Doctor() DoctorReport {
+	r := DoctorReport{Kernel: kernelRelease()}
+	add := func(c Check) { r.Checks = append(r.Checks, c) }
+
+	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err == nil {
+		add(Check{Name: "btf", OK: true, Required: true, Detail: "/sys/kernel/btf/vmlinux present (CO-RE works)"})
+	} else {
+		add(Check{Name: "btf", Required: true, Detail: "no /sys/kernel/btf/vmlinux: this kernel was built without CONFIG_DEBUG_INFO_BTF", Affects: "everything"})
+	}
+	add(privilegeCheck())
+	add(paranoidCheck())
+	add(tracefsCheck())
+
+	add(liveCheck("ringbuf", true, "all probe sets", func() error {
+		m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.RingBuf, MaxEntries: 4096})
+		if err == nil {
+			m.Close()
+		}
+		return err
+	}))
+	add(liveCheck("tracepoint", false, "mem (mmap/brk syscalls)", func() error {
+		return withProgram(ebpf.TracePoint, "", 0, func(p *ebpf.Program) (io.Closer, error) {
+			return link.Tracepoint("syscalls", "sys_enter_getpid", p, nil)
+		})
+	}))
+	add(liveCheck("tp_btf", true, "process tracking", func() error {
+		return withProgram(ebpf.Tracing, "sched_process_fork", ebpf.AttachTraceRawTp, func(p *ebpf.Program) (io.Closer, error) {
+			return link.AttachTracing(link.TracingOptions{Program: p})
+		})
+	}))
+	add(liveCheck("perf_event", false, "cpu", func() error {
+		return withProgram(ebpf.PerfEvent, "", 0, func(p *ebpf.Program) (io.Closer, error) {
+			pl, err := AttachCPUClock(p, 99)
+			if err != nil {
+				return nil, err
+			}
+			return closerFunc(pl.Close), nil
+		})
+	}))
+	add(liveCheck("uprobe", false, "mem", func() error { return uprobeCheck(false) }))
+	add(liveCheck("uretprobe", false, "mem", func() error { return uprobeCheck(true) }))
+	add(liveCheck("cgroup_skb", false, "http", func() error {
+		root := NewCgroupResolver("/").Root()
+		if root == "" {
+			return errors.New("no cgroup v2 hierarchy mounted")
+		}
+		return withProgram(ebpf.CGroupSKB, "", ebpf.AttachCGroupInetEgress, func(p *ebpf.Program) (io.Closer, error) {
+			return link.AttachCgroup(link.CgroupOptions{Path: root, Attach: ebpf.AttachCGroupInetEgress, Program: p})
+		})
+	}))
+	// Not used by bpfsnap; reported so users know why other tools fail here.
+	add(liveCheck("kprobe", false, "nothing in bpfsnap (other tools that rely on kprobes)", func() error {
+		return withProgram(ebpf.Kprobe, "", 0, func(p *ebpf.Program) (io.Closer, error) {
+			return link.Kprobe("do_sys_openat2", p, nil)
+		})
+	}))
+	add(liveCheck("fentry", false, "nothing in bpfsnap (other tools that rely on fentry/fexit)", func() error {
+		return withProgram(ebpf.Tracing, "do_sys_openat2", ebpf.AttachTraceFEntry, func(p *ebpf.Program) (io.Closer, error) {
+			return link.AttachTracing(link.TracingOptions{Program: p})
+		})
+	}))
+
+	r.CanRun = true
+	for _, c := range r.Checks {
+		if !c.OK {
+			r.Unusable = append(r.Unusable, c.Name)
+			if c.Required {
+				r.CanRun = false
+			}
+		}
+	}
+	return r
+}
+
+func liveCheck(name string, required bool, affects string, fn func() error) Check {
+	c := Check{Name: name, Required: required}
+	if err := fn(); err != nil {
+		c.Detail = "load/attach failed: " + err.Error()
+		c.Affects = affects
+		return c
+	}
+	c.OK = true
+	c.Detail = "loaded and attached a test program"
+	return c
+}
+
+// withProgram loads a program that returns 0, attaches it with attach and
+// detaches it again.
+func withProgram(typ ebpf.ProgramType, attachTo string, at ebpf.AttachType, attach func(*ebpf.Program) (io.Closer, error)) error {
+	spec := &ebpf.ProgramSpec{
+		Type:         typ,
+		AttachTo:     attachTo,
+		AttachType:   at,
+		License:      "GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()},
+	}
+	if typ == ebpf.CGroupSKB {
+		// cgroup_skb programs return 1 to let the packet pass.
+		spec.Instructions = asm.Instructions{asm.Mov.Imm(asm.R0, 1), asm.Return()}
+	}
+	p, err := ebpf.NewProgram(spec)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	l, err := attach(p)
+	if err != nil {
+		return err
+	}
+	return l.Close()
+}
+
+// closerFunc adapts a close function to io.Closer for withProgram.
+type closerFunc func()
+
+func (f closerFunc) Close() error { f(); return nil }
+
+func uprobeCheck(ret bool) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	ex, err := link.OpenExecutable(self)
+	if err != nil {
+		return err
+	}
+	return withProgram(ebpf.Kprobe, "", 0, func(p *ebpf.Program) (io.Closer, error) {
+		// runtime.main exists in every Go binary and runs once, long before
+		// this, so the test probe never fires.
+		if ret {
+			return ex.Uretprobe("runtime.main", p, nil)
+		}
+		return ex.Uprobe("runtime.main", p, nil)
+	})
+}
+
+var capNames = map[int]string{19: "CAP_SYS_PTRACE", 21: "CAP_SYS_ADMIN", 38: "CAP_PERFMON", 39: "CAP_BPF"}
+
+func privilegeCheck() Check {
+	c := Check{Name: "privileges", Required: true}
+	eff := effectiveCaps()
+	var have, missing []string
+	for _, bit := range []int{39, 38, 21, 19} {
+		if eff&(1<<bit) != 0 {
+			have = append(have, capNames[bit])
+		} else {
+			missing = append(missing, capNames[bit])
+		}
+	}
+	bpfOK := eff&(1<<39) != 0 || eff&(1<<21) != 0
+	perfOK := eff&(1<<38) != 0 || eff&(1<<21) != 0
+	c.OK = bpfOK && perfOK
+	c.Detail = fmt.Sprintf("euid %d; effective: %s", os.Geteuid(), strings.Join(have, " "))
+	if len(missing) > 0 {
+		c.Detail += "; missing: " + strings.Join(missing, " ")
+	}
+	if !c.OK {
+		c.Affects = "everything: run as root or with CAP_BPF, CAP_PERFMON (and CAP_SYS_PTRACE to read other processes' binaries)"
+	}
+	return c
+}
+
+func effectiveCaps() uint64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "CapEff:"); ok {
+			n, _ := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+func paranoidCheck() Check {
+	c := Check{Name: "perf_event_paranoid", OK: true}
+	data, err := os.ReadFile("/proc/sys/kernel/perf_event_paranoid")
+	if err != nil {
+		c.Detail = "cannot read: " + err.Error()
+		return c
+	}
+	v := strings.TrimSpace(string(data))
+	c.Detail = "kernel.perf_event_paranoid = " + v + " (CAP_PERFMON or root bypasses it)"
+	return c
+}
+
+func tracefsCheck() Check {
+	c := Check{Name: "tracefs", Affects: "tracepoint lookups (mem's syscall tracepoints)"}
+	const dir = "/sys/kernel/tracing"
+	if _, err := os.Stat(dir + "/events"); err == nil {
+		c.OK, c.Detail, c.Affects = true, "mounted at "+dir, ""
+		return c
+	}
+	if os.Geteuid() == 0 {
+		if err := unix.Mount("tracefs", dir, "tracefs", 0, ""); err == nil {
+			c.OK, c.Detail, c.Affects = true, "was not mounted; mounted it at "+dir, ""
+			return c
+		} else {
+			c.Detail = "not mounted and mounting failed: " + err.Error()
+			return c
+		}
+	}
+	c.Detail = "not mounted at " + dir + " (run: mount -t tracefs tracefs " + dir + ")"
+	return c
+}

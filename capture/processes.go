@@ -1,0 +1,223 @@
+//go:build linux
+
+package capture
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/cilium/ebpf/link"
+
+	"github.com/bpfsnap/bpfsnap/bpf"
+	"github.com/bpfsnap/bpfsnap/formats"
+)
+
+// maxCmdline bounds what is kept of a command line: enough to tell
+// processes apart, not a place for a workload to dump megabytes.
+const maxCmdline = 4096
+
+// processProbe is the always-on probe set: fork/exec/exit from the kernel,
+// plus a /proc scan of what already runs. Every other probe set attributes
+// its events through the rows it writes.
+type processProbe struct {
+	objs  bpf.ProcessObjects
+	links []link.Link
+	ring  *RingReader
+	table *formats.TableWriter[formats.ProcessEvent]
+}
+
+var processDropNames = []string{"process.ringbuf_full", "process.targets_full"}
+
+func (p *processProbe) start(s *Session) error {
+	spec, err := bpf.LoadProcess()
+	if err != nil {
+		return err
+	}
+	if err := s.LoadObjects(spec, &p.objs); err != nil {
+		return err
+	}
+	for _, prog := range []struct {
+		name   string
+		attach func() (link.Link, error)
+	}{
+		{"sched_process_fork", func() (link.Link, error) { return link.AttachTracing(link.TracingOptions{Program: p.objs.HandleFork}) }},
+		{"sched_process_exec", func() (link.Link, error) { return link.AttachTracing(link.TracingOptions{Program: p.objs.HandleExec}) }},
+		{"sched_process_exit", func() (link.Link, error) { return link.AttachTracing(link.TracingOptions{Program: p.objs.HandleExit}) }},
+	} {
+		l, err := prog.attach()
+		if err != nil {
+			return fmt.Errorf("attaching %s: %w", prog.name, err)
+		}
+		p.links = append(p.links, l)
+	}
+	p.ring, err = s.ReadRing(p.objs.ProcessEvents, func(raw []byte) { p.handle(s, raw) })
+	return err
+}
+
+func (p *processProbe) handle(s *Session, raw []byte) {
+	var ev bpf.ProcessProcessEvent
+	if err := binary.Read(bytes.NewReader(raw), binary.NativeEndian, &ev); err != nil {
+		return
+	}
+	row := formats.ProcessEvent{
+		TimeNs:   ev.TimeNs,
+		PID:      ev.Pid,
+		PPID:     ev.Ppid,
+		Comm:     CString(ev.Comm[:]),
+		CgroupID: ev.CgroupId,
+		ExitCode: ev.ExitCode,
+		StartNs:  ev.StartNs,
+	}
+	switch ev.Kind {
+	case 1:
+		row.Kind = formats.ProcessFork
+	case 2:
+		row.Kind = formats.ProcessExec
+		row.Exe = CString(ev.Filename[:])
+		// Best effort: a process that already exited keeps what the
+		// kernel event carried.
+		row.Cmdline = readCmdline(s.procRoot, ev.Pid)
+	case 3:
+		row.Kind = formats.ProcessExit
+	default:
+		return
+	}
+	row.CgroupPath = s.cgroups.Path(ev.CgroupId)
+	s.emitProcess(row)
+}
+
+func (p *processProbe) drops() map[string]uint64 {
+	return SumPerCPU(p.objs.Drops, processDropNames)
+}
+
+func (p *processProbe) stop() {
+	for _, l := range p.links {
+		l.Close()
+	}
+	p.links = nil
+	p.ring.Stop()
+	p.objs.Close()
+}
+
+// scanProc writes a scan row for every process already running that the
+// capture targets. The kernel probes are attached first, so a process is
+// either seen here or by its fork event (or both, which readers fold).
+func (s *Session) scanProc() {
+	ents, err := os.ReadDir(s.procRoot)
+	if err != nil {
+		s.Warnf("cannot scan %s: %v", s.procRoot, err)
+		return
+	}
+	now := MonoNow()
+	for _, e := range ents {
+		pid64, err := strconv.ParseUint(e.Name(), 10, 32)
+		if err != nil {
+			continue
+		}
+		pid := uint32(pid64)
+		if !s.isTarget(pid) {
+			continue
+		}
+		st, ok := readStat(s.procRoot, pid)
+		if !ok {
+			continue
+		}
+		exe, _ := os.Readlink(filepath.Join(s.procRoot, e.Name(), "exe"))
+		cg := ProcCgroupV2(s.procRoot, pid)
+		id, _ := s.cgroups.ID(cg)
+		s.emitProcess(formats.ProcessEvent{
+			TimeNs:     now,
+			Kind:       formats.ProcessScan,
+			PID:        pid,
+			PPID:       st.ppid,
+			Comm:       st.comm,
+			Exe:        exe,
+			Cmdline:    readCmdline(s.procRoot, pid),
+			CgroupID:   id,
+			CgroupPath: cg,
+			StartNs:    st.startNs,
+		})
+	}
+}
+
+type procStat struct {
+	comm    string
+	ppid    uint32
+	startNs uint64
+}
+
+// readStat parses /proc/PID/stat. The comm field may hold spaces and
+// parentheses, so fields are counted from the last ')'.
+func readStat(procRoot string, pid uint32) (procStat, bool) {
+	data, err := os.ReadFile(filepath.Join(procRoot, itoa(pid), "stat"))
+	if err != nil {
+		return procStat{}, false
+	}
+	open, end := bytes.IndexByte(data, '('), bytes.LastIndexByte(data, ')')
+	if open < 0 || end < open {
+		return procStat{}, false
+	}
+	f := strings.Fields(string(data[end+1:]))
+	// After comm: state(0) ppid(1) ... starttime is field 22 of stat, i.e.
+	// index 19 here.
+	if len(f) < 20 {
+		return procStat{}, false
+	}
+	ppid, _ := strconv.ParseUint(f[1], 10, 32)
+	ticks, _ := strconv.ParseUint(f[19], 10, 64)
+	// USER_HZ is 100 on every Linux ABI bpfsnap supports; start_time in
+	// the kernel is CLOCK_MONOTONIC-based (boot time minus suspend).
+	return procStat{comm: string(data[open+1 : end]), ppid: uint32(ppid), startNs: ticks * 10_000_000}, true
+}
+
+func readCmdline(procRoot string, pid uint32) string {
+	f, err := os.Open(filepath.Join(procRoot, itoa(pid), "cmdline"))
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	buf := make([]byte, maxCmdline)
+	n, _ := f.Read(buf)
+	return strings.TrimRight(strings.ReplaceAll(string(buf[:n]), "\x00", " "), " ")
+}
+
+// children returns the pids whose parent is one of roots, transitively, from
+// a /proc scan: `--pid` follows a process's existing descendants too.
+func descendants(procRoot string, roots []uint32) []uint32 {
+	parent := map[uint32]uint32{}
+	ents, _ := os.ReadDir(procRoot)
+	for _, e := range ents {
+		pid, err := strconv.ParseUint(e.Name(), 10, 32)
+		if err != nil {
+			continue
+		}
+		if st, ok := readStat(procRoot, uint32(pid)); ok {
+			parent[uint32(pid)] = st.ppid
+		}
+	}
+	in := map[uint32]bool{}
+	for _, r := range roots {
+		in[r] = true
+	}
+	for changed := true; changed; {
+		changed = false
+		for pid, pp := range parent {
+			if !in[pid] && in[pp] {
+				in[pid] = true
+				changed = true
+			}
+		}
+	}
+	var out []uint32
+	for pid := range in {
+		out = append(out, pid)
+	}
+	return out
+}
+
+func itoa(v uint32) string { return strconv.FormatUint(uint64(v), 10) }

@@ -1,0 +1,412 @@
+//go:build linux
+
+package capture
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/bpfsnap/bpfsnap/formats"
+)
+
+// Options is what `bpfsnap capture` was asked to do. Validate fills in
+// defaults and rejects contradictions in one place.
+type Options struct {
+	Output   string
+	Duration time.Duration
+	// Probes names the probe sets to run; empty means every default set.
+	Probes  []string
+	PIDs    []uint32
+	Command []string
+	// Force allows overwriting an existing output file.
+	Force bool
+	// Status, when set, receives a live status line every second.
+	Status  func(Status)
+	Version string
+	// Warn receives warnings (probe sets that failed, scan problems).
+	Warn func(msg string)
+	// Sets are the probe set instances whose flags the command bound.
+	Sets []ProbeSet
+	// HostRoot is where the host's /proc and /sys are ("/" unless running
+	// in a pod with host mounts).
+	HostRoot string
+}
+
+// Status is a snapshot for the live status line.
+type Status struct {
+	Elapsed, Total time.Duration
+	Events         uint64
+	Drops          uint64
+	Bytes          int64
+}
+
+// Result summarizes a finished capture.
+type Result struct {
+	Output   string
+	Manifest formats.Manifest
+	Events   uint64
+	Bytes    int64
+}
+
+// Session is the state shared by the probe sets of one capture.
+type Session struct {
+	opts          Options
+	writer        *formats.Writer
+	procRoot      string
+	cgroups       *CgroupResolver
+	targets       *ebpf.Map
+	filterTargets bool
+	targetPIDs    map[uint32]bool
+	events        atomic.Uint64
+
+	procTable *formats.TableWriter[formats.ProcessEvent]
+	subMu     sync.Mutex
+	subs      []func(formats.ProcessEvent)
+}
+
+// Writer is the archive the session writes to; probe sets create their
+// tables on it with formats.NewTable.
+func (s *Session) Writer() *formats.Writer { return s.writer }
+
+// Filtered reports whether the capture is restricted to target processes.
+func (s *Session) Filtered() bool { return s.filterTargets }
+
+// ProcRoot is the /proc of the host (under --host-root).
+func (s *Session) ProcRoot() string { return s.procRoot }
+
+// Cgroups resolves cgroup ids to paths.
+func (s *Session) Cgroups() *CgroupResolver { return s.cgroups }
+
+// Warnf reports a problem that makes the data incomplete: to the user now,
+// and to the manifest's warnings for the report.
+func (s *Session) Warnf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if s.opts.Warn != nil {
+		s.opts.Warn(msg)
+	}
+	if s.writer != nil {
+		s.writer.UpdateManifest(func(m *formats.Manifest) { m.Warnings = append(m.Warnings, msg) })
+	}
+}
+
+// OnProcess subscribes to every process row (scan, fork, exec, exit) as it
+// is written; probe sets use it to snapshot mappings or attach uprobes to
+// new targets. fn runs on the process reader goroutine and must not block.
+func (s *Session) OnProcess(fn func(formats.ProcessEvent)) {
+	s.subMu.Lock()
+	defer s.subMu.Unlock()
+	s.subs = append(s.subs, fn)
+}
+
+func (s *Session) emitProcess(row formats.ProcessEvent) {
+	_ = s.procTable.Write(row) // a failure is sticky in the writer and ends the capture
+	s.subMu.Lock()
+	subs := s.subs
+	s.subMu.Unlock()
+	for _, fn := range subs {
+		fn(row)
+	}
+}
+
+func (s *Session) isTarget(pid uint32) bool {
+	return !s.filterTargets || s.targetPIDs[pid]
+}
+
+// Validate applies defaults and checks the options.
+func (o *Options) Validate() error {
+	if o.Duration == 0 {
+		o.Duration = 30 * time.Second // long enough for p99s, short enough to run during an incident
+	}
+	if o.Duration < 0 {
+		return fmt.Errorf("duration must be positive, got %s", o.Duration)
+	}
+	if o.HostRoot == "" {
+		o.HostRoot = "/"
+	}
+	if o.Output == "" {
+		host, _ := os.Hostname()
+		o.Output = fmt.Sprintf("bpfsnap-%s-%s.bpfsnap", host, time.Now().UTC().Format("20060102T150405Z"))
+	}
+	if st, err := os.Lstat(o.Output); err == nil {
+		if st.Mode()&os.ModeSymlink != 0 {
+			return fmt.Errorf("output %s is a symlink; refusing to write through it", o.Output)
+		}
+		if !o.Force {
+			return fmt.Errorf("output %s already exists (use --force to overwrite)", o.Output)
+		}
+	}
+	known := map[string]ProbeSet{}
+	for _, ps := range o.Sets {
+		known[ps.Name()] = ps
+	}
+	if len(o.Probes) == 0 {
+		for _, ps := range o.Sets {
+			if ps.Default() {
+				o.Probes = append(o.Probes, ps.Name())
+			}
+		}
+	}
+	for _, name := range o.Probes {
+		if _, ok := known[name]; !ok {
+			names := make([]string, 0, len(known))
+			for n := range known {
+				names = append(names, n)
+			}
+			sort.Strings(names)
+			return fmt.Errorf("unknown probe set %q (available: %s)", name, strings.Join(names, ", "))
+		}
+	}
+	return nil
+}
+
+// Run records one capture window. It returns when the window ends (the
+// duration passes, ctx is cancelled by a signal, the command exits) with
+// the archive finalized, or with an error that says what went wrong; after
+// a write error the sealed chunks are left in "<output>.partial".
+func Run(ctx context.Context, opts Options) (*Result, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Session{
+		opts:       opts,
+		procRoot:   joinRoot(opts.HostRoot, "proc"),
+		cgroups:    NewCgroupResolver(opts.HostRoot),
+		targetPIDs: map[uint32]bool{},
+	}
+
+	// A command is started held, before any probe is attached, so its pid
+	// can be targeted before its first instruction runs.
+	var child *heldCommand
+	if len(opts.Command) > 0 {
+		var err error
+		if child, err = startHeld(opts.Command); err != nil {
+			return nil, err
+		}
+		defer child.cleanup()
+	}
+	s.filterTargets = child != nil || len(opts.PIDs) > 0
+	if s.filterTargets {
+		roots := append([]uint32(nil), opts.PIDs...)
+		for _, pid := range roots {
+			if _, err := os.Stat(joinRoot(s.procRoot, itoa(pid))); err != nil {
+				return nil, fmt.Errorf("--pid %d: no such process", pid)
+			}
+		}
+		pids := descendants(s.procRoot, roots)
+		if child != nil {
+			pids = append(pids, child.pid)
+		}
+		m, err := ebpf.NewMap(&ebpf.MapSpec{Name: "targets", Type: ebpf.Hash, KeySize: 4, ValueSize: 1, MaxEntries: 65536})
+		if err != nil {
+			return nil, fmt.Errorf("creating the target map: %w", err)
+		}
+		defer m.Close()
+		for _, pid := range pids {
+			s.targetPIDs[pid] = true
+			if err := m.Put(pid, uint8(1)); err != nil {
+				return nil, fmt.Errorf("adding pid %d to the target map: %w", pid, err)
+			}
+		}
+		s.targets = m
+	}
+
+	wall, mono := clock()
+	w, err := formats.Create(opts.Output, formats.Manifest{
+		BpfsnapVersion: opts.Version,
+		Host:           hostname(),
+		Kernel:         kernelRelease(),
+		Arch:           runtime.GOARCH,
+		Window:         formats.Window{StartWall: wall, StartMonoNs: mono, Requested: opts.Duration.String()},
+		Targets:        formats.Targets{PIDs: opts.PIDs, Command: opts.Command},
+		Options:        map[string]string{"probes": strings.Join(opts.Probes, ",")},
+	}, formats.CreateOptions{Clock: clock})
+	if err != nil {
+		return nil, err
+	}
+	s.writer = w
+	s.procTable = formats.NewTable[formats.ProcessEvent](w, formats.TableProcesses)
+
+	// Start the always-on process probe, then the selected sets.
+	var procs processProbe
+	var probes []formats.Probe
+	attached := 0
+	procsErr := procs.start(s)
+	if err := procsErr; err != nil {
+		probes = append(probes, formats.Probe{Name: "process", Error: err.Error()})
+		s.Warnf("probe set process failed: %v (process starts and exits in the window are not recorded; the /proc scan still is)", err)
+	} else {
+		probes = append(probes, formats.Probe{Name: "process", Attached: true})
+	}
+	var running []ProbeSet
+	for _, name := range opts.Probes {
+		ps := findSet(opts.Sets, name)
+		details, err := ps.Start(s)
+		if err != nil {
+			probes = append(probes, formats.Probe{Name: name, Error: err.Error(), Details: details})
+			s.Warnf("probe set %s failed: %v", name, err)
+			_ = ps.Stop(s)
+			continue
+		}
+		attached++
+		running = append(running, ps)
+		probes = append(probes, formats.Probe{Name: name, Attached: true, Details: details})
+	}
+	w.UpdateManifest(func(m *formats.Manifest) { m.Probes = probes })
+	stopAll := func() {
+		for _, ps := range running {
+			if err := ps.Stop(s); err != nil {
+				s.Warnf("stopping probe set %s: %v", ps.Name(), err)
+			}
+		}
+		procs.stop()
+	}
+	if attached == 0 && (len(opts.Probes) > 0 || procsErr != nil) {
+		stopAll()
+		w.Abort()
+		os.RemoveAll(w.Dir())
+		return nil, fmt.Errorf("no probe set could attach: %s", probeErrors(probes))
+	}
+
+	s.scanProc()
+	if child != nil {
+		if err := child.release(); err != nil {
+			stopAll()
+			w.Abort()
+			os.RemoveAll(w.Dir())
+			return nil, err
+		}
+	}
+
+	reason := s.loop(ctx, child, &procs, running)
+	stopAll()
+	s.updateDrops(&procs, running)
+
+	if err := w.Err(); err != nil {
+		w.Abort()
+		return nil, diskError(w, err)
+	}
+	endWall, endMono := clock()
+	if err := w.Finish(func(m *formats.Manifest) {
+		m.Window.EndWall, m.Window.EndMonoNs, m.Window.EndReason = endWall, endMono, reason
+	}); err != nil {
+		w.Abort()
+		return nil, diskError(w, err)
+	}
+	st, _ := os.Stat(opts.Output)
+	res := &Result{Output: opts.Output, Manifest: w.Manifest(), Events: s.events.Load()}
+	if st != nil {
+		res.Bytes = st.Size()
+	}
+	return res, nil
+}
+
+// loop waits for the end of the window, refreshing drop counters and the
+// status line every second. It returns why the window ended.
+func (s *Session) loop(ctx context.Context, child *heldCommand, procs *processProbe, running []ProbeSet) string {
+	start := time.Now()
+	deadline := time.NewTimer(s.opts.Duration)
+	defer deadline.Stop()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var exited <-chan struct{}
+	if child != nil {
+		exited = child.exited
+	}
+	for {
+		select {
+		case <-deadline.C:
+			return "duration"
+		case <-ctx.Done():
+			return "signal"
+		case <-exited:
+			return "command-exited"
+		case <-s.writer.Failed():
+			return "error"
+		case <-tick.C:
+			drops := s.updateDrops(procs, running)
+			if s.opts.Status != nil {
+				s.opts.Status(Status{Elapsed: time.Since(start), Total: s.opts.Duration,
+					Events: s.events.Load(), Drops: drops, Bytes: s.writer.BytesWritten()})
+			}
+		}
+	}
+}
+
+// updateDrops copies every probe set's loss counters into the manifest and
+// returns their sum.
+func (s *Session) updateDrops(procs *processProbe, running []ProbeSet) uint64 {
+	all := procs.drops()
+	for _, ps := range running {
+		for k, v := range ps.Drops() {
+			all[k] = v
+		}
+	}
+	var total uint64
+	s.writer.UpdateManifest(func(m *formats.Manifest) {
+		for k, v := range all {
+			if v > 0 || m.Drops[k] > 0 {
+				m.Drops[k] = v
+			}
+		}
+		total = m.DropsTotal()
+	})
+	return total
+}
+
+func diskError(w *formats.Writer, err error) error {
+	hint := fmt.Sprintf("sealed chunks are kept in %s; free space and run `bpfsnap recover %s`", w.Dir(), w.Dir())
+	if errors.Is(err, unix.ENOSPC) {
+		return fmt.Errorf("capture stopped: no space left on device: %w (%s)", err, hint)
+	}
+	return fmt.Errorf("capture stopped: %w (%s)", err, hint)
+}
+
+func findSet(sets []ProbeSet, name string) ProbeSet {
+	for _, ps := range sets {
+		if ps.Name() == name {
+			return ps
+		}
+	}
+	return nil
+}
+
+func probeErrors(probes []formats.Probe) string {
+	var parts []string
+	for _, p := range probes {
+		if !p.Attached {
+			parts = append(parts, p.Name+": "+p.Error)
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+func hostname() string {
+	h, _ := os.Hostname()
+	return h
+}
+
+func kernelRelease() string {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return ""
+	}
+	return unix.ByteSliceToString(u.Release[:])
+}
+
+func joinRoot(root, p string) string {
+	if root == "/" || root == "" {
+		return "/" + strings.TrimPrefix(p, "/")
+	}
+	return strings.TrimRight(root, "/") + "/" + strings.TrimPrefix(p, "/")
+}

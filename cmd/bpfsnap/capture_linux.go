@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/bpfsnap/bpfsnap/capture"
+	"github.com/bpfsnap/bpfsnap/report"
+)
+
+func newCaptureCmd() *cobra.Command {
+	var (
+		opts   capture.Options
+		probes []string
+		pids   []uint
+	)
+	sets := capture.NewProbeSets()
+	cmd := &cobra.Command{
+		Use:   "capture [-p PROBES] [--pid PID[,PID]]... [-d DURATION] [-o FILE] [-- COMMAND ARGS...]",
+		Short: "Record a window of eBPF events on this node into one archive",
+		Long: `capture loads bpfsnap's eBPF probes, records for a fixed window and writes
+one archive file. Processes are always tracked; -p selects further probe sets.
+With -- COMMAND, bpfsnap starts the command, follows its process tree, and
+ends the window when it exits or the duration passes. Ctrl-C ends the window
+early; the archive is still finalized. Needs root (or CAP_BPF + CAP_PERFMON).`,
+		Example: `  # 30 s of the default probe sets on the whole node
+  sudo bpfsnap capture
+
+  # 10 s of one process and its children
+  sudo bpfsnap capture --pid 4242 -d 10s -o checkout.bpfsnap
+
+  # profile a command from its first instruction
+  sudo bpfsnap capture -d 1m -o run.bpfsnap -- ./server --port 8080`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if dash := cmd.ArgsLenAtDash(); dash >= 0 {
+				opts.Command = args[dash:]
+				args = args[:dash]
+			}
+			if len(args) > 0 {
+				return fmt.Errorf("unexpected argument %q (put a command to run after --)", args[0])
+			}
+			for _, p := range probes {
+				for _, name := range strings.Split(p, ",") {
+					if name = strings.TrimSpace(name); name != "" {
+						opts.Probes = append(opts.Probes, name)
+					}
+				}
+			}
+			for _, p := range pids {
+				if p == 0 || p > 1<<31 {
+					return fmt.Errorf("--pid %d is not a valid pid", p)
+				}
+				opts.PIDs = append(opts.PIDs, uint32(p))
+			}
+			opts.Sets = sets
+			opts.Version = version
+			stderr := cmd.ErrOrStderr()
+			tty := isTerminal(stderr)
+			opts.Warn = func(msg string) {
+				if tty {
+					fmt.Fprint(stderr, "\r\033[K")
+				}
+				fmt.Fprintf(stderr, "warning: %s\n", report.TerminalSafe(msg))
+			}
+			if tty {
+				opts.Status = func(s capture.Status) { fmt.Fprintf(stderr, "\r\033[K%s", statusLine(s)) }
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			res, err := capture.Run(ctx, opts)
+			if tty {
+				fmt.Fprint(stderr, "\r\033[K")
+			}
+			if err != nil {
+				return err
+			}
+			m := res.Manifest
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: %s window (%s), %d events, %s, %d dropped\n",
+				report.TerminalSafe(res.Output), m.Window.Duration().Round(time.Millisecond), m.Window.EndReason,
+				res.Events, report.HumanBytes(res.Bytes), m.DropsTotal())
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringSliceVarP(&probes, "probes", "p", nil, "comma-separated probe sets to run (default: every cheap set)")
+	f.UintSliceVar(&pids, "pid", nil, "restrict to these processes and their descendants (repeatable, comma-separated)")
+	f.DurationVarP(&opts.Duration, "duration", "d", 30*time.Second, "length of the capture window")
+	f.StringVarP(&opts.Output, "output", "o", "", "archive to write (default bpfsnap-<host>-<UTC time>.bpfsnap)")
+	f.BoolVar(&opts.Force, "force", false, "overwrite an existing output file")
+	f.StringVar(&opts.HostRoot, "host-root", "/", "where the host's /proc and /sys are mounted (when running in a pod)")
+	for _, ps := range sets {
+		ps.BindFlags(f)
+	}
+	return cmd
+}
+
+func statusLine(s capture.Status) string {
+	remain := s.Total - s.Elapsed
+	if remain < 0 {
+		remain = 0
+	}
+	return fmt.Sprintf("capturing %s elapsed, %s left | %d events | %d dropped | %s written",
+		s.Elapsed.Round(time.Second), remain.Round(time.Second), s.Events, s.Drops, report.HumanBytes(s.Bytes))
+}
+
+func isTerminal(w any) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
