@@ -18,6 +18,7 @@ percentiles, flame graphs, leak reports and a self-contained HTML report.`,
 	root.AddCommand(
 		newCaptureCmd(),
 		newInspectCmd(),
+		newAnalyzeCmd(),
 		newRecoverCmd(),
 		newDoctorCmd(),
 		newVersionCmd(),

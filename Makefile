@@ -1,0 +1,66 @@
+# bpfsnap — see README.md. Every target works on a fresh Debian/Ubuntu
+# machine after `make deps` (which .ci/run and `make demo` call).
+
+GO        ?= go
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X main.version=$(VERSION)
+BIN       := bin/bpfsnap
+# Packages that must build on every OS (checked by cross-build).
+PORTABLE  := ./formats/... ./analyze/... ./report/... ./cmd/bpfsnap/
+
+.PHONY: all build generate generate-check vmlinux test test-short fuzz lint cross-build demo bench deps tracefs clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/bpfsnap
+
+# Regenerate the committed eBPF objects (needs clang, llvm-strip, libbpf-dev).
+generate:
+	cd bpf && $(GO) generate ./...
+
+# Fails when the committed objects do not match their sources.
+generate-check: generate
+	git diff --exit-code -- bpf/ || (echo "bpf/ objects are stale: run make generate and commit" >&2; exit 1)
+
+# Refresh bpf/include/vmlinux.h from this kernel's BTF (rarely needed: CO-RE
+# relocates field offsets at load time).
+vmlinux:
+	bpftool btf dump file /sys/kernel/btf/vmlinux format c > bpf/include/vmlinux.h
+
+# The test suite: unit tests, real-kernel tests (root), fuzz seeds. Kernel
+# tests skip without root/BTF unless BPFSNAP_REQUIRE_BPF=1.
+test: tracefs
+	$(GO) test -count=1 -timeout 30m ./...
+	$(GO) test -run '^$$' -fuzz FuzzOpenArchive -fuzztime 20s ./formats/
+
+test-short:
+	$(GO) test -short -count=1 ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+cross-build:
+	GOOS=darwin GOARCH=arm64 CGO_ENABLED=0 $(GO) build $(PORTABLE)
+	GOOS=windows GOARCH=amd64 CGO_ENABLED=0 $(GO) build $(PORTABLE)
+	@if GOOS=darwin $(GO) list -deps $(PORTABLE) | grep -E 'bpfsnap/(capture|bpf)$$'; then \
+		echo "portable packages must not import capture/ or bpf/" >&2; exit 1; fi
+
+# Mount tracefs if it is missing (tracepoint ids live there).
+tracefs:
+	@if [ "$$(id -u)" = 0 ] && [ ! -d /sys/kernel/tracing/events ]; then \
+		mount -t tracefs tracefs /sys/kernel/tracing || true; fi
+
+# Install everything the build, tests and benchmarks need (Debian/Ubuntu).
+deps:
+	./scripts/deps.sh
+
+demo: build tracefs
+	./scripts/demo.sh
+
+bench: build tracefs
+	./scripts/bench.sh
+
+clean:
+	rm -rf bin demo-out

@@ -1,0 +1,61 @@
+package analyze
+
+import (
+	"fmt"
+
+	"github.com/bpfsnap/bpfsnap/formats"
+)
+
+// Summary is everything `bpfsnap analyze` computes for one archive; its JSON
+// form is the `analyze --json` document and the report's data. Each probe
+// set's analysis adds its own section (cpu, http, mem), nil when the archive
+// has no data for it.
+type Summary struct {
+	Archive   string            `json:"archive"`
+	Manifest  *formats.Manifest `json:"manifest"`
+	Processes []Process         `json:"processes"`
+	Warnings  []string          `json:"warnings"`
+}
+
+// Options configures Analyze.
+type Options struct {
+	Filter Filter
+	// DebugDir holds debug files looked up by build id, for frames the
+	// capture could not resolve.
+	DebugDir string
+}
+
+// Analyze runs every analysis that applies to the archive.
+func Analyze(a *formats.Archive, opts Options) (*Summary, error) {
+	m := a.Manifest()
+	s := &Summary{Archive: a.Path(), Manifest: m}
+	var err error
+	if s.Processes, err = Processes(a); err != nil {
+		return nil, err
+	}
+	s.Warnings = Warnings(m)
+	return s, nil
+}
+
+// Warnings lists everything that makes the archive's data incomplete, in
+// sentences for people: probe sets that failed, drops, a crashed capture.
+func Warnings(m *formats.Manifest) []string {
+	var out []string
+	for _, p := range m.Probes {
+		if !p.Attached {
+			out = append(out, "probe set "+p.Name+" did not attach: "+p.Error)
+		}
+	}
+	for _, d := range m.SortedDrops() {
+		out = append(out, formatDrop(d))
+	}
+	out = append(out, m.Warnings...)
+	if !m.Complete {
+		out = append(out, "the capture is still running or crashed: this is a partial archive")
+	}
+	return out
+}
+
+func formatDrop(d formats.DropCount) string {
+	return fmt.Sprintf("%s: %d lost", d.Reason, d.Count)
+}

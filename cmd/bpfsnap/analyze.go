@@ -1,0 +1,104 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/bpfsnap/bpfsnap/analyze"
+	"github.com/bpfsnap/bpfsnap/formats"
+	"github.com/bpfsnap/bpfsnap/report"
+)
+
+// analysisFlags are shared by the verbs that analyze an archive.
+type analysisFlags struct {
+	pids     []uint
+	from, to string
+	debugDir string
+}
+
+func (f *analysisFlags) bind(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.UintSliceVar(&f.pids, "pid", nil, "only these processes (repeatable, comma-separated)")
+	fl.StringVar(&f.from, "from", "", "start of the time slice: offset from the window start (5s) or RFC 3339 time")
+	fl.StringVar(&f.to, "to", "", "end of the time slice, like --from")
+	fl.StringVar(&f.debugDir, "debug-dir", "", "directory of debug files, looked up by build id, for unresolved frames")
+}
+
+func (f *analysisFlags) options(m *formats.Manifest) (analyze.Options, error) {
+	var o analyze.Options
+	for _, p := range f.pids {
+		o.Filter.PIDs = append(o.Filter.PIDs, uint32(p))
+	}
+	var err error
+	if o.Filter.From, err = analyze.ParseOffset(f.from, m); err != nil {
+		return o, fmt.Errorf("--from: %w", err)
+	}
+	if o.Filter.To, err = analyze.ParseOffset(f.to, m); err != nil {
+		return o, fmt.Errorf("--to: %w", err)
+	}
+	if o.Filter.To > 0 && o.Filter.To <= o.Filter.From {
+		return o, fmt.Errorf("--to %s is not after --from %s", f.to, f.from)
+	}
+	o.DebugDir = f.debugDir
+	return o, nil
+}
+
+// openAndAnalyze opens one archive and runs every analysis on it.
+func openAndAnalyze(path string, flags *analysisFlags) (*analyze.Summary, error) {
+	a, err := formats.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer a.Close()
+	opts, err := flags.options(a.Manifest())
+	if err != nil {
+		return nil, err
+	}
+	return analyze.Analyze(a, opts)
+}
+
+func newAnalyzeCmd() *cobra.Command {
+	var (
+		flags  analysisFlags
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "analyze ARCHIVE [--json]",
+		Short: "Summarize an archive: processes, CPU, HTTP latency, memory",
+		Long: `analyze runs every analysis that applies to the archive and prints a summary:
+processes, and per probe set the CPU hot functions, HTTP latency percentiles
+per route and memory leak candidates. It needs no privileges and runs on any OS.`,
+		Example: "  bpfsnap analyze incident.bpfsnap\n  bpfsnap analyze --json --pid 4242 --from 5s --to 15s incident.bpfsnap",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := openAndAnalyze(args[0], &flags)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(s)
+			}
+			printSummary(cmd.OutOrStdout(), s)
+			return nil
+		},
+	}
+	flags.bind(cmd)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "machine-readable output")
+	return cmd
+}
+
+func printSummary(out io.Writer, s *analyze.Summary) {
+	safe := report.TerminalSafe
+	m := s.Manifest
+	fmt.Fprintf(out, "%s: %s on %s (kernel %s), %d processes\n", safe(s.Archive),
+		m.Window.Duration().Round(time.Millisecond), safe(m.Host), safe(m.Kernel), len(s.Processes))
+	for _, w := range s.Warnings {
+		fmt.Fprintf(out, "warning: %s\n", safe(w))
+	}
+}
