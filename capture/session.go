@@ -73,6 +73,28 @@ type Session struct {
 	procTable *formats.TableWriter[formats.ProcessEvent]
 	subMu     sync.Mutex
 	subs      []func(formats.ProcessEvent)
+	atEnd     []func() error
+}
+
+// AtEnd registers work to run once every probe set has stopped and before
+// the archive is finalized: e.g. symbolizing all stacks while the binaries
+// are still reachable. Errors become manifest warnings.
+func (s *Session) AtEnd(fn func() error) {
+	s.subMu.Lock()
+	defer s.subMu.Unlock()
+	s.atEnd = append(s.atEnd, fn)
+}
+
+func (s *Session) runAtEnd() {
+	s.subMu.Lock()
+	fns := s.atEnd
+	s.atEnd = nil
+	s.subMu.Unlock()
+	for _, fn := range fns {
+		if err := fn(); err != nil {
+			s.Warnf("%v", err)
+		}
+	}
 }
 
 // Writer is the archive the session writes to; probe sets create their
@@ -290,6 +312,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 
 	reason := s.loop(ctx, child, &procs, running)
 	stopAll()
+	s.runAtEnd()
 	s.updateDrops(&procs, running)
 
 	if err := w.Err(); err != nil {
