@@ -71,6 +71,11 @@ func TestCaptureWholeHostSeesShortLivedProcess(t *testing.T) {
 	if found.PPID != uint32(os.Getpid()) || !strings.HasSuffix(found.Exe, "/sh") || found.Comm != "sh" {
 		t.Fatalf("short-lived process identity: %+v", *found)
 	}
+	// The command line comes from the kernel event: the process is gone
+	// before user space could read /proc.
+	if found.Cmdline != "/bin/sh -c exit 7" {
+		t.Errorf("cmdline %q", found.Cmdline)
+	}
 	if found.Cgroup == "" || found.CgroupID == 0 {
 		t.Errorf("no cgroup for %+v", *found)
 	}
