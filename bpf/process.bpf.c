@@ -87,7 +87,7 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 	e->ppid = ppid;
 	e->start_ns = BPF_CORE_READ(child, start_time);
 	BPF_CORE_READ_STR_INTO(&e->comm, child, comm);
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, submit_flags(&process_events));
 	return 0;
 }
 
@@ -117,7 +117,7 @@ int BPF_PROG(handle_exec, struct task_struct *p, pid_t old_pid, struct linux_bin
 	len &= ARGS_LEN - 1;
 	if (len > 0 && bpf_probe_read_user(&e->args, len, (void *)start) == 0)
 		e->args_len = len;
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, submit_flags(&process_events));
 	return 0;
 }
 
@@ -139,7 +139,7 @@ int BPF_PROG(handle_exit, struct task_struct *p)
 	e->start_ns = BPF_CORE_READ(p, group_leader, start_time);
 	e->exit_code = BPF_CORE_READ(p, exit_code);
 	BPF_CORE_READ_STR_INTO(&e->comm, p, comm);
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, submit_flags(&process_events));
 	if (filter_targets)
 		bpf_map_delete_elem(&targets, &pid);
 	return 0;
