@@ -2,6 +2,7 @@ package analyze
 
 import (
 	"fmt"
+	"strconv"
 
 	"github.com/bpfsnap/bpfsnap/formats"
 )
@@ -15,6 +16,7 @@ type Summary struct {
 	Manifest  *formats.Manifest `json:"manifest"`
 	Processes []Process         `json:"processes"`
 	Warnings  []string          `json:"warnings"`
+	CPU       *CPUSummary       `json:"cpu,omitempty"`
 }
 
 // Options configures Analyze.
@@ -34,6 +36,13 @@ func Analyze(a *formats.Archive, opts Options) (*Summary, error) {
 		return nil, err
 	}
 	s.Warnings = Warnings(m)
+	cpu, noStack, err := CPUProfile(a, opts, s.Processes)
+	if err != nil {
+		return nil, err
+	}
+	if cpu != nil {
+		s.CPU = SummarizeCPU(cpu, noStack, probeFreq(m))
+	}
 	return s, nil
 }
 
@@ -58,4 +67,14 @@ func Warnings(m *formats.Manifest) []string {
 
 func formatDrop(d formats.DropCount) string {
 	return fmt.Sprintf("%s: %d lost", d.Reason, d.Count)
+}
+
+// probeFreq is the cpu probe set's sampling frequency from the manifest.
+func probeFreq(m *formats.Manifest) uint64 {
+	if p := m.Probe("cpu"); p != nil {
+		if v, err := strconv.ParseUint(p.Details["freq"], 10, 64); err == nil {
+			return v
+		}
+	}
+	return 0
 }

@@ -74,6 +74,9 @@ type Session struct {
 	subMu     sync.Mutex
 	subs      []func(formats.ProcessEvent)
 	atEnd     []func() error
+
+	stacksOnce sync.Once
+	stacks     *StackRecorder
 }
 
 // AtEnd registers work to run once every probe set has stopped and before
