@@ -43,7 +43,7 @@ func (s *Session) LoadObjects(spec *ebpf.CollectionSpec, objs any) error {
 	if err := spec.LoadAndAssign(objs, opts); err != nil {
 		var verr *ebpf.VerifierError
 		if errors.As(err, &verr) {
-			return fmt.Errorf("the kernel's verifier rejected the program: %+v", verr)
+			return fmt.Errorf("the kernel's verifier rejected the program: %v", verr)
 		}
 		return err
 	}

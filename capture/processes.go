@@ -125,7 +125,7 @@ func (s *Session) scanProc() {
 			continue
 		}
 		pid := uint32(pid64)
-		if !s.isTarget(pid) {
+		if !s.IsTarget(pid) {
 			continue
 		}
 		st, ok := readStat(s.procRoot, pid)
