@@ -17,6 +17,7 @@ type Summary struct {
 	Processes []Process         `json:"processes"`
 	Warnings  []string          `json:"warnings"`
 	CPU       *CPUSummary       `json:"cpu,omitempty"`
+	HTTP      *HTTPSummary      `json:"http,omitempty"`
 }
 
 // Options configures Analyze.
@@ -42,6 +43,9 @@ func Analyze(a *formats.Archive, opts Options) (*Summary, error) {
 	}
 	if cpu != nil {
 		s.CPU = SummarizeCPU(cpu, noStack, probeFreq(m))
+	}
+	if s.HTTP, err = HTTP(a, opts, s.Processes); err != nil {
+		return nil, err
 	}
 	return s, nil
 }

@@ -41,6 +41,9 @@ type Options struct {
 	// HostRoot is where the host's /proc and /sys are ("/" unless running
 	// in a pod with host mounts).
 	HostRoot string
+	// Ready, when set, is called once every probe is attached and the
+	// command (if any) released: from then on events are recorded.
+	Ready func()
 }
 
 // Status is a snapshot for the live status line.
@@ -329,6 +332,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		}
 	}
 
+	if opts.Ready != nil {
+		opts.Ready()
+	}
 	reason := s.loop(ctx, child, &procs, running)
 	stopAll()
 	s.runAtEnd()

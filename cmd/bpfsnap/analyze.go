@@ -102,6 +102,19 @@ func printSummary(out io.Writer, s *analyze.Summary) {
 	for _, w := range s.Warnings {
 		fmt.Fprintf(out, "warning: %s\n", safe(w))
 	}
+	if h := s.HTTP; h != nil {
+		fmt.Fprintf(out, "\nHTTP: %d requests (%d unanswered at the end of the window), slowest p99 first\n", h.Requests, h.Unanswered)
+		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "count\terr\trps\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\tmax ms\t  role method route (process)")
+		for i, e := range h.Endpoints {
+			if i == 20 {
+				break
+			}
+			fmt.Fprintf(tw, "%d\t%d\t%.1f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t  %s %s %s (%s [%d])\n", e.Count, e.Errors, e.RateRPS,
+				e.P50, e.P90, e.P99, e.P999, e.Max, e.Role, safe(e.Method), safe(e.Route), safe(e.Process), e.PID)
+		}
+		tw.Flush()
+	}
 	if c := s.CPU; c != nil {
 		fmt.Fprintf(out, "\nCPU: %d samples", c.Samples)
 		if c.FreqHz > 0 {

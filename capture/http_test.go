@@ -1,0 +1,395 @@
+//go:build linux
+
+package capture
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/bpfsnap/bpfsnap/analyze"
+	"github.com/bpfsnap/bpfsnap/formats"
+	"github.com/bpfsnap/bpfsnap/internal/testenv"
+)
+
+// freePort asks the kernel for an unused loopback port.
+func freePort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func waitListening(t *testing.T, port int) {
+	waitFor(t, fmt.Sprintf("a server on port %d", port), 20*time.Second, func() bool {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+}
+
+// clientLoad sends n requests to each path from workers goroutines, each
+// over its own keep-alive connection (or a new connection per request when
+// the server closes them), and records the client's latency of each: from
+// writing the request to reading the response's first byte, the same
+// definition bpfsnap uses, measured with as little client machinery as
+// possible (raw sockets, no HTTP library).
+func clientLoad(t *testing.T, port, n, workers int, paths ...string) map[string][]float64 {
+	var mu sync.Mutex
+	out := map[string][]float64{}
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var conn net.Conn
+			var br *bufio.Reader
+			defer func() {
+				if conn != nil {
+					conn.Close()
+				}
+			}()
+			for i := 0; i < n/workers; i++ {
+				for _, p := range paths {
+					if conn == nil {
+						c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+						if err != nil {
+							t.Errorf("dial: %v", err)
+							return
+						}
+						conn, br = c, bufio.NewReader(c)
+					}
+					ms, keep, err := rawGet(conn, br, p)
+					if err != nil {
+						t.Errorf("GET %s: %v", p, err)
+						return
+					}
+					if !keep {
+						conn.Close()
+						conn = nil
+					}
+					mu.Lock()
+					out[p] = append(out[p], ms)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// rawGet sends one GET and reads the whole response; it returns the time
+// from just before the write to the kernel's receive timestamp of the
+// response's first segment (SO_TIMESTAMPNS), so the client's figure does
+// not include its own wake-up delay on this busy 2-core machine; and
+// whether the connection stays open.
+func rawGet(conn net.Conn, _ *bufio.Reader, path string) (float64, bool, error) {
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	raw, err := conn.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		return 0, false, err
+	}
+	var serr error
+	raw.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1) })
+	if serr != nil {
+		return 0, false, serr
+	}
+	req := "GET " + path + " HTTP/1.1\r\nHost: test\r\nUser-Agent: bpfsnap-test\r\n\r\n"
+	start := time.Now()
+	if _, err := io.WriteString(conn, req); err != nil {
+		return 0, false, err
+	}
+	buf, oob := make([]byte, 64*1024), make([]byte, 256)
+	var n, oobn int
+	var rx time.Time
+	rerr := raw.Read(func(fd uintptr) bool {
+		n, oobn, _, _, serr = unix.Recvmsg(int(fd), buf, oob, 0)
+		return serr != unix.EAGAIN
+	})
+	if rerr != nil || serr != nil || n == 0 {
+		return 0, false, fmt.Errorf("recvmsg: %v %v (%d bytes)", rerr, serr, n)
+	}
+	msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
+	for _, m := range msgs {
+		if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SO_TIMESTAMPNS && len(m.Data) >= 16 {
+			ts := (*unix.Timespec)(unsafe.Pointer(&m.Data[0]))
+			rx = time.Unix(ts.Sec, ts.Nsec)
+		}
+	}
+	if rx.IsZero() {
+		return 0, false, errors.New("no receive timestamp")
+	}
+	ms := float64(rx.UnixNano()-start.UnixNano()) / 1e6
+	resp, err := http.ReadResponse(bufio.NewReader(io.MultiReader(bytes.NewReader(buf[:n]), conn)), nil)
+	if err != nil {
+		return 0, false, err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return ms, !resp.Close, nil
+}
+
+// captureHTTP records the http probe set on server pid while load runs.
+func captureHTTP(t *testing.T, pid int, load func()) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "http.bpfsnap")
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan struct{})
+	var res *Result
+	var err error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		res, err = Run(ctx, Options{Output: out, Duration: 2 * time.Minute, Probes: []string{"http"}, Sets: NewProbeSets(),
+			PIDs: []uint32{uint32(pid)}, Version: "test", Ready: func() { close(ready) }})
+	}()
+	select {
+	case <-ready:
+	case <-done:
+		t.Fatalf("capture ended before it was ready: %v", err)
+	}
+	load()
+	time.Sleep(300 * time.Millisecond) // let the last responses reach the ring
+	cancel()
+	<-done
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = res
+	return out
+}
+
+// compareWithClient checks bpfsnap's server-side view of each path against
+// the client's: every request counted, p50 and p99 within 5% or 0.5 ms.
+func compareWithClient(t *testing.T, path string, serverPID int, client map[string][]float64) {
+	t.Helper()
+	a, err := formats.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	procs, _ := analyze.Processes(a)
+	h, err := analyze.HTTP(a, analyze.Options{}, procs)
+	if err != nil || h == nil {
+		t.Fatalf("http analysis: %v", err)
+	}
+	got := map[string]analyze.HTTPEndpoint{}
+	for _, e := range h.Endpoints {
+		if e.Role != formats.RoleServer {
+			t.Errorf("unexpected %s endpoint %s %s of pid %d in a capture of the server only", e.Role, e.Method, e.Route, e.PID)
+			continue
+		}
+		got[e.Route] = e
+	}
+	for p, lat := range client {
+		sort.Float64s(lat)
+		e, ok := got[analyze.NormalizeRoute(p)]
+		if !ok {
+			t.Errorf("%s: not seen; endpoints: %+v", p, h.Endpoints)
+			continue
+		}
+		cp50, cp99 := analyze.Quantile(lat, 0.5), analyze.Quantile(lat, 0.99)
+		t.Logf("%s: client n=%d p50 %.3f p99 %.3f ms | bpfsnap n=%d p50 %.3f p99 %.3f ms (pid %d)", p, len(lat), cp50, cp99, e.Count, e.P50, e.P99, e.PID)
+		if e.Count != int64(len(lat)) {
+			t.Errorf("%s: bpfsnap counted %d requests, the client sent %d", p, e.Count, len(lat))
+		}
+		for _, q := range []struct {
+			name       string
+			ours, them float64
+		}{{"p50", e.P50, cp50}, {"p99", e.P99, cp99}} {
+			if d := math.Abs(q.ours - q.them); d > 0.5 && d > 0.05*q.them {
+				t.Errorf("%s %s: bpfsnap %.3f ms, client %.3f ms", p, q.name, q.ours, q.them)
+			}
+		}
+		if e.PID == 0 {
+			t.Errorf("%s: requests not attributed to a process", p)
+		}
+	}
+	if h.Unanswered != 0 {
+		t.Errorf("%d requests without response", h.Unanswered)
+	}
+}
+
+func startServer(t *testing.T, cmd *exec.Cmd, port int) int {
+	t.Helper()
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	waitListening(t, port)
+	return cmd.Process.Pid
+}
+
+const goServerSrc = `package main
+
+import (
+	"net/http"
+	"os"
+	"time"
+)
+
+func main() {
+	http.HandleFunc("/fast", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) })
+	http.HandleFunc("/slow/", func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(8 * time.Millisecond)
+		w.Write([]byte("slow"))
+	})
+	http.HandleFunc("/fail", func(w http.ResponseWriter, r *http.Request) { http.Error(w, "boom", 503) })
+	http.ListenAndServe("127.0.0.1:"+os.Args[1], nil)
+}
+`
+
+func buildGo(t *testing.T, src string) string {
+	t.Helper()
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "main.go"), []byte(src), 0o644)
+	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module srv\n\ngo 1.22\n"), 0o644)
+	cmd := exec.Command("go", "build", "-o", "srv", ".")
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v: %s", err, out)
+	}
+	return filepath.Join(dir, "srv")
+}
+
+func TestHTTPGoServer(t *testing.T) {
+	testenv.RequireBPF(t)
+	bin := buildGo(t, goServerSrc)
+	port := freePort(t)
+	pid := startServer(t, exec.Command(bin, fmt.Sprint(port)), port)
+	var client map[string][]float64
+	path := captureHTTP(t, pid, func() { client = clientLoad(t, port, 400, 2, "/fast", "/slow/12345", "/fail") })
+	compareWithClient(t, path, pid, client)
+	a, _ := formats.Open(path)
+	defer a.Close()
+	h, _ := analyze.HTTP(a, analyze.Options{}, nil)
+	for _, e := range h.Endpoints {
+		if e.Route == "/fail" && (e.Errors != e.Count || e.Status["503"] != e.Count) {
+			t.Errorf("/fail: %d errors, status %v of %d", e.Errors, e.Status, e.Count)
+		}
+		if e.Route == "/slow/{id}" && e.P50 < 8 {
+			t.Errorf("/slow p50 %.2f ms, below the handler's 8 ms sleep", e.P50)
+		}
+	}
+}
+
+func TestHTTPNginx(t *testing.T) {
+	testenv.RequireBPF(t)
+	nginx := testenv.RequireTool(t, "nginx")
+	dir := t.TempDir()
+	port := freePort(t)
+	os.WriteFile(filepath.Join(dir, "index.html"), []byte("hello"), 0o644)
+	conf := fmt.Sprintf(`daemon off; master_process on; worker_processes 1; pid %[1]s/nginx.pid; error_log %[1]s/error.log;
+events { worker_connections 256; }
+http { access_log off; client_body_temp_path %[1]s; proxy_temp_path %[1]s; fastcgi_temp_path %[1]s; uwsgi_temp_path %[1]s; scgi_temp_path %[1]s;
+  server { listen 127.0.0.1:%[2]d; root %[1]s; location /missing { return 404; } } }
+`, dir, port)
+	os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o644)
+	pid := startServer(t, exec.Command(nginx, "-c", filepath.Join(dir, "nginx.conf"), "-p", dir), port)
+	var client map[string][]float64
+	path := captureHTTP(t, pid, func() { client = clientLoad(t, port, 400, 2, "/index.html", "/missing") })
+	compareWithClient(t, path, pid, client)
+}
+
+func TestHTTPPython(t *testing.T) {
+	testenv.RequireBPF(t)
+	py := testenv.RequireTool(t, "python3")
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "a.txt"), []byte("a"), 0o644)
+	port := freePort(t)
+	cmd := exec.Command(py, "-m", "http.server", fmt.Sprint(port), "--bind", "127.0.0.1", "--directory", dir)
+	pid := startServer(t, cmd, port)
+	var client map[string][]float64
+	// http.server closes each connection (HTTP/1.0): new connection per request.
+	path := captureHTTP(t, pid, func() { client = clientLoad(t, port, 100, 2, "/a.txt", "/nothing/7") })
+	compareWithClient(t, path, pid, client)
+}
+
+func TestHTTPNode(t *testing.T) {
+	testenv.RequireBPF(t)
+	node := testenv.RequireTool(t, "node")
+	dir := t.TempDir()
+	port := freePort(t)
+	js := `const http = require('http');
+http.createServer((req, res) => {
+  if (req.url.startsWith('/slow')) { setTimeout(() => res.end('slow'), 5); return; }
+  res.end('fast');
+}).listen(Number(process.argv[2]), '127.0.0.1');
+`
+	os.WriteFile(filepath.Join(dir, "srv.js"), []byte(js), 0o644)
+	pid := startServer(t, exec.Command(node, filepath.Join(dir, "srv.js"), fmt.Sprint(port)), port)
+	var client map[string][]float64
+	path := captureHTTP(t, pid, func() { client = clientLoad(t, port, 400, 2, "/fast", "/slow/99") })
+	compareWithClient(t, path, pid, client)
+}
+
+// A Go client's outbound requests are seen with role client, attributed to
+// the client process, with the client's latency.
+func TestHTTPGoClientRole(t *testing.T) {
+	testenv.RequireBPF(t)
+	srv := buildGo(t, goServerSrc)
+	port := freePort(t)
+	startServer(t, exec.Command(srv, fmt.Sprint(port)), port)
+	clientSrc := `package main
+
+import (
+	"io"
+	"net/http"
+	"os"
+)
+
+func main() {
+	for i := 0; i < 50; i++ {
+		resp, err := http.Get("http://127.0.0.1:" + os.Args[1] + "/slow/1")
+		if err != nil {
+			os.Exit(1)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+}
+`
+	cli := buildGo(t, clientSrc)
+	out := filepath.Join(t.TempDir(), "client.bpfsnap")
+	if _, err := Run(context.Background(), Options{Output: out, Duration: time.Minute, Probes: []string{"http"}, Sets: NewProbeSets(),
+		Command: []string{cli, fmt.Sprint(port)}, Version: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	a, err := formats.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	procs, _ := analyze.Processes(a)
+	h, _ := analyze.HTTP(a, analyze.Options{}, procs)
+	if h == nil || len(h.Endpoints) != 1 {
+		t.Fatalf("endpoints: %+v", h)
+	}
+	e := h.Endpoints[0]
+	if e.Role != formats.RoleClient || e.Count != 50 || e.Route != "/slow/{id}" || !strings.HasPrefix(e.Process, "srv") || e.P50 < 8 {
+		t.Errorf("client endpoint: %+v", e)
+	}
+}
