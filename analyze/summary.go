@@ -15,6 +15,7 @@ type Summary struct {
 	Manifest  *formats.Manifest `json:"manifest"`
 	Processes []Process         `json:"processes"`
 	Warnings  []string          `json:"warnings"`
+	CPU       *CPUSummary       `json:"cpu,omitempty"`
 }
 
 // Options configures Analyze.
@@ -34,6 +35,13 @@ func Analyze(a *formats.Archive, opts Options) (*Summary, error) {
 		return nil, err
 	}
 	s.Warnings = Warnings(m)
+	if a.HasTable(formats.TableCPUSamples) {
+		prof, err := LoadCPU(a, opts)
+		if err != nil {
+			return nil, err
+		}
+		s.CPU = prof.Summarize(s.Processes)
+	}
 	return s, nil
 }
 

@@ -101,4 +101,5 @@ func printSummary(out io.Writer, s *analyze.Summary) {
 	for _, w := range s.Warnings {
 		fmt.Fprintf(out, "warning: %s\n", safe(w))
 	}
+	printCPU(out, s.CPU)
 }

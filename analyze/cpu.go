@@ -1,0 +1,221 @@
+package analyze
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/bpfsnap/bpfsnap/formats"
+)
+
+// maxStackDepth bounds the frames kept per stack: the kernel's own limit is
+// 127, so anything longer comes from a corrupt or hostile archive and is cut
+// (and counted) rather than allowed to multiply memory.
+const maxStackDepth = 512
+
+// CPUProfile is the archive's CPU samples, filtered and aggregated by
+// (process, thread name, stack), with the stacks' frames resolved. It is
+// what folded stacks, flame graphs, pprof and the cpu summary are made from.
+type CPUProfile struct {
+	// Samples is the number of samples kept by the filter, with or without
+	// a stack.
+	Samples uint64
+	// NoStack counts kept samples whose stack could not be captured
+	// (stack_id 0) or is missing from the stacks table.
+	NoStack uint64
+	// Truncated counts stacks cut at maxStackDepth or referencing frames
+	// missing from the frames table.
+	Truncated uint64
+	// PeriodNs is the sampling period from the probe's "freq" detail, 0
+	// when the archive does not say.
+	PeriodNs int64
+	// Stacks are the aggregated stacks, most samples first.
+	Stacks []CPUStack
+	// Comms holds the most frequent thread name per pid.
+	Comms map[uint32]string
+}
+
+// CPUStack is one distinct (pid, thread name, stack) with its sample count.
+type CPUStack struct {
+	PID   uint32
+	Comm  string
+	Count uint64
+	// Frames are leaf first, kernel frames before user frames; nil when
+	// the sample had no stack.
+	Frames []*formats.Frame
+}
+
+type sampleKey struct {
+	pid   uint32
+	comm  string
+	stack uint64
+}
+
+// LoadCPU reads the cpu_samples, stacks and frames tables, keeping the
+// samples that pass opts.Filter. Only the stacks and frames the kept
+// samples reference are held in memory.
+func LoadCPU(a *formats.Archive, opts Options) (*CPUProfile, error) {
+	bound := opts.Filter.Bind(a.Manifest())
+	counts := map[sampleKey]uint64{}
+	var total uint64
+	err := formats.ReadTable(a, formats.TableCPUSamples, func(rows []formats.CPUSample) error {
+		for i := range rows {
+			r := &rows[i]
+			if !bound.Keep(r.PID, r.TimeNs) {
+				continue
+			}
+			counts[sampleKey{r.PID, r.Comm, r.StackID}]++
+			total++
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	wanted := map[uint64][]uint64{}
+	for k := range counts {
+		if k.stack != 0 {
+			wanted[k.stack] = nil
+		}
+	}
+	frameIDs := map[uint64]*formats.Frame{}
+	var truncated uint64
+	if len(wanted) > 0 {
+		err = formats.ReadTable(a, formats.TableStacks, func(rows []formats.Stack) error {
+			for i := range rows {
+				ids, ok := wanted[rows[i].StackID]
+				if !ok || ids != nil {
+					continue // not referenced, or a duplicate row
+				}
+				ids = rows[i].FrameIDs
+				if len(ids) > maxStackDepth {
+					ids = ids[:maxStackDepth]
+					truncated++
+				}
+				ids = append(make([]uint64, 0, len(ids)), ids...) // the reader reuses its buffers
+				wanted[rows[i].StackID] = ids
+				for _, f := range ids {
+					frameIDs[f] = nil
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	if len(frameIDs) > 0 {
+		err = formats.ReadTable(a, formats.TableFrames, func(rows []formats.Frame) error {
+			for i := range rows {
+				if f, ok := frameIDs[rows[i].FrameID]; ok && f == nil {
+					fr := rows[i]
+					frameIDs[fr.FrameID] = &fr
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	p := buildCPUProfile(counts, wanted, frameIDs)
+	p.Samples = total
+	p.Truncated += truncated
+	p.PeriodNs = samplingPeriodNs(a.Manifest())
+	if opts.DebugDir != "" {
+		if err := resolveFromDebugDir(opts.DebugDir, p); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// buildCPUProfile joins aggregated sample counts with their stacks and
+// frames. Stacks missing from the archive count as NoStack; frames missing
+// from it are dropped from their stack, which then counts as Truncated.
+func buildCPUProfile(counts map[sampleKey]uint64, stacks map[uint64][]uint64, frames map[uint64]*formats.Frame) *CPUProfile {
+	p := &CPUProfile{Comms: map[uint32]string{}}
+	resolved := map[uint64][]*formats.Frame{}
+	commVotes := map[uint32]map[string]uint64{}
+	for k, n := range counts {
+		votes := commVotes[k.pid]
+		if votes == nil {
+			votes = map[string]uint64{}
+			commVotes[k.pid] = votes
+		}
+		votes[k.comm] += n
+		st := CPUStack{PID: k.pid, Comm: k.comm, Count: n}
+		ids := stacks[k.stack]
+		if k.stack == 0 || ids == nil {
+			p.NoStack += n
+			p.Stacks = append(p.Stacks, st)
+			continue
+		}
+		fr, ok := resolved[k.stack]
+		if !ok {
+			fr = make([]*formats.Frame, 0, len(ids))
+			missing := false
+			for _, id := range ids {
+				if f := frames[id]; f != nil {
+					fr = append(fr, f)
+				} else {
+					missing = true
+				}
+			}
+			if missing {
+				p.Truncated++
+			}
+			resolved[k.stack] = fr
+		}
+		st.Frames = fr
+		p.Stacks = append(p.Stacks, st)
+	}
+	for pid, votes := range commVotes {
+		best, bestN := "", uint64(0)
+		for c, n := range votes {
+			if n > bestN || (n == bestN && c < best) {
+				best, bestN = c, n
+			}
+		}
+		p.Comms[pid] = best
+	}
+	sort.Slice(p.Stacks, func(i, j int) bool {
+		a, b := &p.Stacks[i], &p.Stacks[j]
+		if a.Count != b.Count {
+			return a.Count > b.Count
+		}
+		if a.PID != b.PID {
+			return a.PID < b.PID
+		}
+		if a.Comm != b.Comm {
+			return a.Comm < b.Comm
+		}
+		return len(a.Frames) < len(b.Frames)
+	})
+	return p
+}
+
+// samplingPeriodNs reads the cpu probe set's "freq" detail (Hz).
+func samplingPeriodNs(m *formats.Manifest) int64 {
+	pr := m.Probe("cpu")
+	if pr == nil {
+		return 0
+	}
+	var hz int64
+	if _, err := fmt.Sscanf(pr.Details["freq"], "%d", &hz); err != nil || hz <= 0 || hz > 1_000_000 {
+		return 0
+	}
+	return int64(1e9) / hz
+}
+
+// Unresolved counts the distinct frames that still have no function name.
+func (p *CPUProfile) Unresolved() int {
+	seen := map[*formats.Frame]bool{}
+	for _, s := range p.Stacks {
+		for _, f := range s.Frames {
+			if f.Function == "" {
+				seen[f] = true
+			}
+		}
+	}
+	return len(seen)
+}
