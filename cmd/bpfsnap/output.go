@@ -20,6 +20,9 @@ func openOutput(cmd *cobra.Command, path string) (io.Writer, func(error) error, 
 		return nil, nil, err
 	}
 	finish := func(err error) error {
+		if err == nil {
+			err = f.Chmod(0o644) // CreateTemp's 0600 would hide a report from its readers
+		}
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
