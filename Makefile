@@ -33,6 +33,7 @@ vmlinux:
 test: tracefs
 	$(GO) test -count=1 -timeout 30m ./...
 	$(GO) test -run '^$$' -fuzz FuzzOpenArchive -fuzztime 20s ./formats/
+	$(GO) test -run '^$$' -fuzz FuzzOpenBinary -fuzztime 10s ./internal/symbolize/
 
 test-short:
 	$(GO) test -short -count=1 ./...

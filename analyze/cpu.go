@@ -30,8 +30,18 @@ type CPUProfile struct {
 	PeriodNs int64
 	// Stacks are the aggregated stacks, most samples first.
 	Stacks []CPUStack
-	// Comms holds the most frequent thread name per pid.
-	Comms map[uint32]string
+	// Names holds each pid's process name: its comm in the processes
+	// table (the program it last ran), else its most frequent thread name
+	// in the samples.
+	Names map[uint32]string
+}
+
+// ProcessName is the name the profile shows for pid.
+func (p *CPUProfile) ProcessName(pid uint32) string {
+	if n := p.Names[pid]; n != "" {
+		return n
+	}
+	return fmt.Sprintf("pid %d", pid)
 }
 
 // CPUStack is one distinct (pid, thread name, stack) with its sample count.
@@ -128,6 +138,17 @@ func LoadCPU(a *formats.Archive, opts Options) (*CPUProfile, error) {
 		}
 	}
 	p := buildCPUProfile(counts, wanted, frameIDs)
+	if a.HasTable(formats.TableProcesses) {
+		procs, err := Processes(a)
+		if err != nil {
+			return nil, err
+		}
+		for _, pr := range procs {
+			if _, sampled := p.Names[pr.PID]; sampled && pr.Comm != "" {
+				p.Names[pr.PID] = pr.Comm // the latest life of a reused pid wins
+			}
+		}
+	}
 	p.Samples = total
 	p.Truncated += truncated
 	p.PeriodNs = samplingPeriodNs(a.Manifest())
@@ -143,7 +164,7 @@ func LoadCPU(a *formats.Archive, opts Options) (*CPUProfile, error) {
 // frames. Stacks missing from the archive count as NoStack; frames missing
 // from it are dropped from their stack, which then counts as Truncated.
 func buildCPUProfile(counts map[sampleKey]uint64, stacks map[uint64][]uint64, frames map[uint64]*formats.Frame) *CPUProfile {
-	p := &CPUProfile{Comms: map[uint32]string{}}
+	p := &CPUProfile{Names: map[uint32]string{}}
 	resolved := map[uint64][]*formats.Frame{}
 	commVotes := map[uint32]map[string]uint64{}
 	for k, n := range counts {
@@ -186,7 +207,7 @@ func buildCPUProfile(counts map[sampleKey]uint64, stacks map[uint64][]uint64, fr
 				best, bestN = c, n
 			}
 		}
-		p.Comms[pid] = best
+		p.Names[pid] = best
 	}
 	sort.Slice(p.Stacks, func(i, j int) bool {
 		a, b := &p.Stacks[i], &p.Stacks[j]

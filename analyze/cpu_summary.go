@@ -2,6 +2,7 @@ package analyze
 
 import (
 	"sort"
+	"strings"
 
 	"github.com/bpfsnap/bpfsnap/formats"
 )
@@ -37,15 +38,15 @@ type CPUProcess struct {
 // recurses).
 type CPUFunction struct {
 	Name         string  `json:"name"`
+	Kernel       bool    `json:"kernel,omitempty"` // a kernel function (name ends in KernelSuffix)
 	SelfSamples  uint64  `json:"self_samples"`
 	SelfPct      float64 `json:"self_pct"`
 	TotalSamples uint64  `json:"total_samples"`
 	TotalPct     float64 `json:"total_pct"`
 }
 
-// Summarize computes the cpu section from a profile. procs (may be nil)
-// supplies process names when the processes table knows them.
-func (p *CPUProfile) Summarize(procs []Process) *CPUSummary {
+// Summarize computes the cpu section from a profile.
+func (p *CPUProfile) Summarize() *CPUSummary {
 	s := &CPUSummary{
 		Samples:             p.Samples,
 		SamplesWithoutStack: p.NoStack,
@@ -60,12 +61,6 @@ func (p *CPUProfile) Summarize(procs []Process) *CPUSummary {
 			return 0
 		}
 		return 100 * float64(n) / float64(p.Samples)
-	}
-	procName := map[uint32]string{}
-	for _, pr := range procs {
-		if pr.Comm != "" {
-			procName[pr.PID] = pr.Comm // the latest life of a reused pid wins
-		}
 	}
 	perPID := map[uint32]uint64{}
 	self := map[string]uint64{}
@@ -94,11 +89,7 @@ func (p *CPUProfile) Summarize(procs []Process) *CPUSummary {
 		}
 	}
 	for pid, n := range perPID {
-		comm := procName[pid]
-		if comm == "" {
-			comm = p.Comms[pid]
-		}
-		s.Processes = append(s.Processes, CPUProcess{PID: pid, Comm: comm, Samples: n, Pct: pct(n)})
+		s.Processes = append(s.Processes, CPUProcess{PID: pid, Comm: p.ProcessName(pid), Samples: n, Pct: pct(n)})
 	}
 	sort.Slice(s.Processes, func(i, j int) bool {
 		a, b := s.Processes[i], s.Processes[j]
@@ -109,7 +100,7 @@ func (p *CPUProfile) Summarize(procs []Process) *CPUSummary {
 	})
 	all := make([]CPUFunction, 0, len(total))
 	for n, t := range total {
-		all = append(all, CPUFunction{Name: n, SelfSamples: self[n], SelfPct: pct(self[n]), TotalSamples: t, TotalPct: pct(t)})
+		all = append(all, CPUFunction{Name: n, Kernel: strings.HasSuffix(n, KernelSuffix), SelfSamples: self[n], SelfPct: pct(self[n]), TotalSamples: t, TotalPct: pct(t)})
 	}
 	keep := map[string]bool{}
 	sortFunctions(all, func(a, b CPUFunction) bool { return a.TotalSamples > b.TotalSamples })

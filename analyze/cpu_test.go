@@ -2,12 +2,18 @@ package analyze
 
 import (
 	"bytes"
+	"debug/elf"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/bpfsnap/bpfsnap/formats"
 	"github.com/bpfsnap/bpfsnap/internal/cpufixture"
+	"github.com/bpfsnap/bpfsnap/internal/symbolize"
+	"github.com/bpfsnap/bpfsnap/internal/testenv"
 )
 
 func openFixture(t *testing.T, path string) *formats.Archive {
@@ -126,7 +132,7 @@ func TestCPUFilter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := p.Summarize(nil)
+	s := p.Summarize()
 	hot, cold := findFunction(s, "hot"), findFunction(s, "cold")
 	if hot == nil || cold == nil {
 		t.Fatalf("slice lost functions: %+v", s.Functions)
@@ -238,16 +244,73 @@ func TestCPUHostileArchive(t *testing.T) {
 	}
 }
 
-// --debug-dir must not silently do nothing while the resolver is missing.
-func TestDebugDirWithoutResolver(t *testing.T) {
-	a := fixtureArchive(t)
-	if DebugDirResolver != nil {
-		t.Skip("a resolver is wired in")
+// --debug-dir resolves a frame the capture left unresolved: a C binary
+// built here is put under DIR/.build-id/xx/rest.debug, and a frame holding
+// only its build id and the file offset of a function gets that name.
+func TestDebugDirResolvesByBuildID(t *testing.T) {
+	gcc := testenv.RequireTool(t, "gcc")
+	dir := t.TempDir()
+	src := filepath.Join(dir, "x.c")
+	os.WriteFile(src, []byte("int deep_thought(int x) { return x * 42; }\nint main(int c, char **v) { return deep_thought(c); }\n"), 0o644)
+	bin := filepath.Join(dir, "x")
+	if out, err := exec.Command(gcc, "-g", "-O0", "-Wl,--build-id", "-o", bin, src).CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v\n%s", err, out)
 	}
-	if _, err := LoadCPU(a, Options{DebugDir: t.TempDir()}); err == nil || !strings.Contains(err.Error(), "debug-dir") {
-		t.Fatalf("err = %v", err)
+	ef, err := elf.Open(bin)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, err := LoadCPU(a, Options{DebugDir: "/nonexistent/dir"}); err == nil {
-		t.Fatal("missing --debug-dir accepted")
+	var off uint64
+	syms, _ := ef.Symbols()
+	for _, s := range syms {
+		if s.Name == "deep_thought" {
+			for _, p := range ef.Progs {
+				if p.Type == elf.PT_LOAD && s.Value >= p.Vaddr && s.Value < p.Vaddr+p.Filesz {
+					off = s.Value - p.Vaddr + p.Off + 4
+				}
+			}
+		}
+	}
+	ef.Close()
+	if off == 0 {
+		t.Fatal("deep_thought not found in the test binary")
+	}
+	f, _ := os.Open(bin)
+	id := symbolize.ReadBuildID(f)
+	f.Close()
+	if id == "" {
+		t.Fatal("no build id")
+	}
+	debug := filepath.Join(dir, "debug")
+	os.MkdirAll(filepath.Join(debug, ".build-id", id[:2]), 0o755)
+	data, _ := os.ReadFile(bin)
+	os.WriteFile(filepath.Join(debug, ".build-id", id[:2], id[2:]+".debug"), data, 0o644)
+
+	path, err := cpufixture.WriteWith(t.TempDir(),
+		[]formats.CPUSample{{TimeNs: cpufixture.StartMono + 1, PID: 9, Comm: "x", StackID: 1}},
+		[]formats.Stack{{StackID: 1, FrameIDs: []uint64{1, 2}}},
+		[]formats.Frame{{FrameID: 1, Module: "/gone/x", BuildID: id, FileOffset: off},
+			{FrameID: 2, Module: "/gone/x", BuildID: "../../../etc", FileOffset: off}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := openFixture(t, path)
+	before, err := LoadCPU(a, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before.Unresolved() != 2 {
+		t.Fatalf("fixture frames resolved before --debug-dir: %d unresolved", before.Unresolved())
+	}
+	after, err := LoadCPU(a, Options{DebugDir: debug})
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := after.Stacks[0].Frames[0]
+	if leaf.Function != "deep_thought" || after.Unresolved() != 1 {
+		t.Fatalf("after --debug-dir: leaf %+v, %d unresolved", leaf, after.Unresolved())
+	}
+	if _, err := LoadCPU(a, Options{DebugDir: filepath.Join(dir, "missing")}); err == nil {
+		t.Fatal("a missing --debug-dir was accepted")
 	}
 }

@@ -5,38 +5,55 @@ import (
 	"os"
 
 	"github.com/bpfsnap/bpfsnap/formats"
+	"github.com/bpfsnap/bpfsnap/internal/symbolize"
 )
 
-// DebugDirResolver fills Function/File/Line of frames the capture left
-// unresolved, from debug files under dir looked up by each frame's BuildID
-// and FileOffset, and returns how many it resolved. It is the hook for
-// internal/symbolize's debug-file lookup (the capture side owns it); until
-// that is wired in, it is nil and --debug-dir reports that it is
-// unavailable instead of silently doing nothing.
-var DebugDirResolver func(dir string, frames []*formats.Frame) (int, error)
-
-// resolveFromDebugDir hands every distinct unresolved user frame that has a
-// build id to DebugDirResolver.
+// resolveFromDebugDir fills Function/File/Line of user frames the capture
+// left unresolved, from debug files under dir found by the frame's build id
+// (symbolize.FindDebugFile: .build-id/xx/rest.debug, debuginfod layouts) at
+// the frame's file offset. Frames are shared by pointer, so each distinct
+// frame is resolved once and every stack sees the result.
 func resolveFromDebugDir(dir string, p *CPUProfile) error {
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 		return fmt.Errorf("--debug-dir %s: not a directory", dir)
 	}
-	if DebugDirResolver == nil {
-		return fmt.Errorf("--debug-dir: resolving frames from debug files is not available in this build of bpfsnap")
-	}
-	seen := map[*formats.Frame]bool{}
-	var todo []*formats.Frame
+	opened := map[string]*symbolize.Binary{}
+	done := map[*formats.Frame]bool{}
 	for _, s := range p.Stacks {
 		for _, f := range s.Frames {
-			if f.Function == "" && !f.Kernel && f.BuildID != "" && !seen[f] {
-				seen[f] = true
-				todo = append(todo, f)
+			if f.Function != "" || f.Kernel || done[f] || !isHexBuildID(f.BuildID) {
+				continue
+			}
+			done[f] = true
+			b, ok := opened[f.BuildID]
+			if !ok {
+				if path := symbolize.FindDebugFile(dir, f.BuildID); path != "" {
+					b, _ = symbolize.OpenFile(path) // an unreadable file leaves the frame unresolved
+				}
+				opened[f.BuildID] = b
+			}
+			if b == nil {
+				continue
+			}
+			if loc, ok := b.Resolve(f.FileOffset); ok && loc.Function != "" {
+				f.Function, f.File, f.Line = loc.Function, loc.File, uint32(max(loc.Line, 0))
 			}
 		}
 	}
-	if len(todo) == 0 {
-		return nil
+	return nil
+}
+
+// isHexBuildID accepts what a GNU build id looks like, so a hostile archive
+// cannot steer the lookup outside dir with "../" in a build id.
+func isHexBuildID(s string) bool {
+	if len(s) < 4 || len(s) > 128 {
+		return false
 	}
-	_, err := DebugDirResolver(dir, todo)
-	return err
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+			return false
+		}
+	}
+	return true
 }

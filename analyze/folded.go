@@ -26,8 +26,8 @@ type FoldedStack struct {
 
 // FoldOptions tunes how stacks are folded.
 type FoldOptions struct {
-	// WithPID names the root frame "comm-PID" instead of "comm", keeping
-	// processes with the same name apart.
+	// WithPID names the root frame "name-PID" instead of "name", keeping
+	// processes with the same name apart (stackcollapse-perf's --pid).
 	WithPID bool
 }
 
@@ -90,14 +90,14 @@ func SafeFrameName(s string) string {
 }
 
 // Folded aggregates the profile into folded stacks sorted by their text,
-// like FlameGraph's stackcollapse tools. Samples without a stack appear as
-// "comm;[no stack]".
+// like FlameGraph's stackcollapse tools. The root frame is the process name
+// (ProcessName). Samples without a stack appear as "name;[no stack]".
 func (p *CPUProfile) Folded(opts FoldOptions) []FoldedStack {
 	names := map[*formats.Frame]string{}
 	agg := map[string]*FoldedStack{}
 	var key strings.Builder
 	for _, s := range p.Stacks {
-		root := SafeFrameName(s.Comm)
+		root := SafeFrameName(p.ProcessName(s.PID))
 		if opts.WithPID {
 			root = fmt.Sprintf("%s-%d", root, s.PID)
 		}

@@ -40,7 +40,7 @@ func Analyze(a *formats.Archive, opts Options) (*Summary, error) {
 		if err != nil {
 			return nil, err
 		}
-		s.CPU = prof.Summarize(s.Processes)
+		s.CPU = prof.Summarize()
 	}
 	return s, nil
 }

@@ -5,3 +5,5 @@ package bpf
 // One line per probe set. -type names the event structs whose Go twins the
 // recorder decodes. CO-RE against the committed include/vmlinux.h.
 //go:generate go tool bpf2go -tags linux -target amd64 -type process_event Process process.bpf.c -- -I./include -Wall -Werror
+//go:generate go tool bpf2go -tags linux -target amd64 -type cpu_sample CPU cpu.bpf.c -- -I./include -Wall -Werror
+//go:generate go tool bpf2go -tags linux -target amd64 -type http_event HTTP http.bpf.c -- -I./include -Wall -Werror

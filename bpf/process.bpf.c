@@ -22,6 +22,7 @@ enum proc_drop {
 DECLARE_DROPS(PROC_DROP_MAX);
 
 #define FILENAME_LEN 256
+#define ARGS_LEN 256
 
 struct process_event {
 	__u64 time_ns;
@@ -33,6 +34,11 @@ struct process_event {
 	__s32 exit_code;
 	char comm[TASK_COMM_LEN];
 	char filename[FILENAME_LEN];
+	// args holds the first ARGS_LEN bytes of the new program's argv (NUL
+	// separated), read in the kernel so processes that exit at once still
+	// have a command line; args_len is how many bytes were copied.
+	__u32 args_len;
+	char args[ARGS_LEN];
 };
 
 // Force the type into BTF so bpf2go can generate its Go twin.
@@ -55,6 +61,7 @@ static __always_inline struct process_event *reserve(__u32 kind)
 	e->cgroup_id = bpf_get_current_cgroup_id();
 	e->exit_code = 0;
 	e->filename[0] = 0;
+	e->args_len = 0;
 	return e;
 }
 
@@ -80,7 +87,7 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 	e->ppid = ppid;
 	e->start_ns = BPF_CORE_READ(child, start_time);
 	BPF_CORE_READ_STR_INTO(&e->comm, child, comm);
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, submit_flags(&process_events));
 	return 0;
 }
 
@@ -98,7 +105,19 @@ int BPF_PROG(handle_exec, struct task_struct *p, pid_t old_pid, struct linux_bin
 	e->start_ns = BPF_CORE_READ(p, group_leader, start_time);
 	BPF_CORE_READ_STR_INTO(&e->comm, p, comm);
 	bpf_probe_read_kernel_str(&e->filename, sizeof(e->filename), BPF_CORE_READ(bprm, filename));
-	bpf_ringbuf_submit(e, 0);
+	// The exec tracepoint runs in the new program's context, so its argv
+	// is readable user memory now.
+	struct mm_struct *mm = BPF_CORE_READ(p, mm);
+	unsigned long start = BPF_CORE_READ(mm, arg_start);
+	unsigned long end = BPF_CORE_READ(mm, arg_end);
+	__u32 len = end > start ? end - start : 0;
+	// The mask keeps the size provably inside the buffer for the verifier.
+	if (len > ARGS_LEN - 1)
+		len = ARGS_LEN - 1;
+	len &= ARGS_LEN - 1;
+	if (len > 0 && bpf_probe_read_user(&e->args, len, (void *)start) == 0)
+		e->args_len = len;
+	bpf_ringbuf_submit(e, submit_flags(&process_events));
 	return 0;
 }
 
@@ -120,7 +139,7 @@ int BPF_PROG(handle_exit, struct task_struct *p)
 	e->start_ns = BPF_CORE_READ(p, group_leader, start_time);
 	e->exit_code = BPF_CORE_READ(p, exit_code);
 	BPF_CORE_READ_STR_INTO(&e->comm, p, comm);
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, submit_flags(&process_events));
 	if (filter_targets)
 		bpf_map_delete_elem(&targets, &pid);
 	return 0;

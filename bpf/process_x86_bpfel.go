@@ -24,6 +24,9 @@ type ProcessProcessEvent struct {
 	ExitCode int32
 	Comm     [16]int8
 	Filename [256]int8
+	ArgsLen  uint32
+	Args     [256]int8
+	_        [4]byte
 }
 
 // Names of all BPF objects in the ELF.

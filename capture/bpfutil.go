@@ -43,7 +43,7 @@ func (s *Session) LoadObjects(spec *ebpf.CollectionSpec, objs any) error {
 	if err := spec.LoadAndAssign(objs, opts); err != nil {
 		var verr *ebpf.VerifierError
 		if errors.As(err, &verr) {
-			return fmt.Errorf("the kernel's verifier rejected the program: %+v", verr)
+			return fmt.Errorf("the kernel's verifier rejected the program: %v", verr)
 		}
 		return err
 	}
@@ -71,6 +71,10 @@ func SumPerCPU(m *ebpf.Map, names []string) map[string]uint64 {
 	return out
 }
 
+// ringPollInterval bounds how long an event submitted without a wakeup
+// waits in the ring.
+const ringPollInterval = 100 * time.Millisecond
+
 // RingReader drains one ring buffer on its own goroutine, handing each record
 // to handle. Stop lets it empty what the kernel already wrote before it
 // returns, so the end of the window is not lost.
@@ -97,11 +101,16 @@ func (r *RingReader) loop(handle func([]byte)) {
 	defer close(r.done)
 	var rec ringbuf.Record
 	for {
+		// Programs submit without waking us (submit_flags in common.h) until
+		// the ring fills; the deadline makes us collect quiet rings too.
+		r.rd.SetDeadline(time.Now().Add(ringPollInterval))
 		err := r.rd.ReadInto(&rec)
 		switch {
 		case err == nil:
 			r.events.Add(1)
 			handle(rec.RawSample)
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			continue
 		case errors.Is(err, ringbuf.ErrFlushed), errors.Is(err, ringbuf.ErrClosed), errors.Is(err, os.ErrClosed):
 			return
 		default:

@@ -4,6 +4,7 @@ package capture
 
 import (
 	"bufio"
+	"debug/elf"
 	"errors"
 	"fmt"
 	"io"
@@ -90,16 +91,24 @@ func Doctor() DoctorReport {
 		})
 	}))
 	// Not used by bpfsnap; reported so users know why other tools fail here.
-	add(liveCheck("kprobe", false, "nothing in bpfsnap (other tools that rely on kprobes)", func() error {
+	kprobe := liveCheck("kprobe", false, "nothing in bpfsnap (other tools that rely on kprobes)", func() error {
 		return withProgram(ebpf.Kprobe, "", 0, func(p *ebpf.Program) (io.Closer, error) {
 			return link.Kprobe("do_sys_openat2", p, nil)
 		})
-	}))
-	add(liveCheck("fentry", false, "nothing in bpfsnap (other tools that rely on fentry/fexit)", func() error {
+	})
+	if !kprobe.OK && !kprobeSupport() {
+		kprobe.Detail = "this kernel has no kprobes (CONFIG_KPROBES is off: no kprobe_events in tracefs, no kprobe PMU)"
+	}
+	add(kprobe)
+	fentry := liveCheck("fentry", false, "nothing in bpfsnap (other tools that rely on fentry/fexit)", func() error {
 		return withProgram(ebpf.Tracing, "do_sys_openat2", ebpf.AttachTraceFEntry, func(p *ebpf.Program) (io.Closer, error) {
 			return link.AttachTracing(link.TracingOptions{Program: p})
 		})
-	}))
+	})
+	if !fentry.OK && strings.Contains(fentry.Detail, "operation not permitted") {
+		fentry.Detail = "function tracing (fentry/fexit) is refused by this kernel (EPERM: locked down or no ftrace direct calls): " + fentry.Detail
+	}
+	add(fentry)
 
 	r.CanRun = true
 	for _, c := range r.Checks {
@@ -161,18 +170,39 @@ func uprobeCheck(ret bool) error {
 	if err != nil {
 		return err
 	}
+	off, err := entryFileOffset(self)
+	if err != nil {
+		return err
+	}
 	ex, err := link.OpenExecutable(self)
 	if err != nil {
 		return err
 	}
+	// The ELF entry point runs once, long before this, so the test probe
+	// never fires; an address works even in a binary stripped of symbols.
+	opts := &link.UprobeOptions{Address: off}
 	return withProgram(ebpf.Kprobe, "", 0, func(p *ebpf.Program) (io.Closer, error) {
-		// runtime.main exists in every Go binary and runs once, long before
-		// this, so the test probe never fires.
 		if ret {
-			return ex.Uretprobe("runtime.main", p, nil)
+			return ex.Uretprobe("_start", p, opts)
 		}
-		return ex.Uprobe("runtime.main", p, nil)
+		return ex.Uprobe("_start", p, opts)
 	})
+}
+
+// entryFileOffset maps an ELF's entry address to its offset in the file,
+// which is what uprobes are placed by.
+func entryFileOffset(path string) (uint64, error) {
+	f, err := elf.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_LOAD && p.Flags&elf.PF_X != 0 && f.Entry >= p.Vaddr && f.Entry < p.Vaddr+p.Memsz {
+			return f.Entry - p.Vaddr + p.Off, nil
+		}
+	}
+	return 0, fmt.Errorf("%s: entry point %#x is in no executable segment", path, f.Entry)
 }
 
 var capNames = map[int]string{19: "CAP_SYS_PTRACE", 21: "CAP_SYS_ADMIN", 38: "CAP_PERFMON", 39: "CAP_BPF"}
@@ -247,4 +277,15 @@ func tracefsCheck() Check {
 	}
 	c.Detail = "not mounted at " + dir + " (run: mount -t tracefs tracefs " + dir + ")"
 	return c
+}
+
+// kprobeSupport reports whether the kernel offers kprobes through either
+// interface cilium/ebpf can use.
+func kprobeSupport() bool {
+	for _, p := range []string{"/sys/bus/event_source/devices/kprobe", "/sys/kernel/tracing/kprobe_events"} {
+		if _, err := os.Stat(p); err == nil {
+			return true
+		}
+	}
+	return false
 }

@@ -79,9 +79,14 @@ func (p *processProbe) handle(s *Session, raw []byte) {
 	case 2:
 		row.Kind = formats.ProcessExec
 		row.Exe = CString(ev.Filename[:])
-		// Best effort: a process that already exited keeps what the
-		// kernel event carried.
-		row.Cmdline = readCmdline(s.procRoot, ev.Pid)
+		row.Cmdline = argsString(ev.Args[:min(int(ev.ArgsLen), len(ev.Args))])
+		if int(ev.ArgsLen) >= len(ev.Args)-1 {
+			// The kernel copy is truncated; /proc has more while the
+			// process lives.
+			if full := readCmdline(s.procRoot, ev.Pid); len(full) > len(row.Cmdline) {
+				row.Cmdline = full
+			}
+		}
 	case 3:
 		row.Kind = formats.ProcessExit
 	default:
@@ -120,7 +125,7 @@ func (s *Session) scanProc() {
 			continue
 		}
 		pid := uint32(pid64)
-		if !s.isTarget(pid) {
+		if !s.IsTarget(pid) {
 			continue
 		}
 		st, ok := readStat(s.procRoot, pid)
@@ -173,6 +178,18 @@ func readStat(procRoot string, pid uint32) (procStat, bool) {
 	// USER_HZ is 100 on every Linux ABI bpfsnap supports; start_time in
 	// the kernel is CLOCK_MONOTONIC-based (boot time minus suspend).
 	return procStat{comm: string(data[open+1 : end]), ppid: uint32(ppid), startNs: ticks * 10_000_000}, true
+}
+
+// argsString joins a NUL-separated argv copy with spaces.
+func argsString[T int8 | uint8](b []T) string {
+	out := make([]byte, len(b))
+	for i, c := range b {
+		out[i] = byte(c)
+		if c == 0 {
+			out[i] = ' '
+		}
+	}
+	return strings.TrimRight(string(out), " ")
 }
 
 func readCmdline(procRoot string, pid uint32) string {

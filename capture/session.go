@@ -67,6 +67,7 @@ type Session struct {
 	cgroups       *CgroupResolver
 	targets       *ebpf.Map
 	filterTargets bool
+	targetMu      sync.Mutex
 	targetPIDs    map[uint32]bool
 	events        atomic.Uint64
 
@@ -74,6 +75,9 @@ type Session struct {
 	subMu     sync.Mutex
 	subs      []func(formats.ProcessEvent)
 	atEnd     []func() error
+
+	stacksOnce sync.Once
+	stacks     *StackRecorder
 }
 
 // AtEnd registers work to run once every probe set has stopped and before
@@ -133,6 +137,13 @@ func (s *Session) OnProcess(fn func(formats.ProcessEvent)) {
 
 func (s *Session) emitProcess(row formats.ProcessEvent) {
 	_ = s.procTable.Write(row) // a failure is sticky in the writer and ends the capture
+	if s.filterTargets && row.Kind != formats.ProcessExit {
+		// The kernel only reports targets (and their new children) when
+		// filtering, so every process row widens the user-space view too.
+		s.targetMu.Lock()
+		s.targetPIDs[row.PID] = true
+		s.targetMu.Unlock()
+	}
 	s.subMu.Lock()
 	subs := s.subs
 	s.subMu.Unlock()
@@ -141,8 +152,16 @@ func (s *Session) emitProcess(row formats.ProcessEvent) {
 	}
 }
 
-func (s *Session) isTarget(pid uint32) bool {
-	return !s.filterTargets || s.targetPIDs[pid]
+// IsTarget reports whether pid is one of the capture's targets (always
+// true for a whole-host capture). Probe sets whose events cannot be
+// filtered in the kernel (packets seen in softirq context) use it.
+func (s *Session) IsTarget(pid uint32) bool {
+	if !s.filterTargets {
+		return true
+	}
+	s.targetMu.Lock()
+	defer s.targetMu.Unlock()
+	return s.targetPIDs[pid]
 }
 
 // Validate applies defaults and checks the options.

@@ -2,6 +2,7 @@
 # Installs the packages bpfsnap's build, tests, demo and benchmarks use.
 # Idempotent; does nothing that is already done.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 pkgs=(clang llvm bpftool libbpf-dev linux-perf bpftrace wrk nginx-light runc chromium jq zip unzip make gcc)
 missing=()
 for p in "${pkgs[@]}"; do
@@ -18,4 +19,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 if [ "$(id -u)" = 0 ] && [ ! -d /sys/kernel/tracing/events ]; then
 	mount -t tracefs tracefs /sys/kernel/tracing
+fi
+# DuckDB (npm) is the independent Parquet reader in tests and the analysis
+# peer in benchmarks.
+if [ ! -d tools/duckdb/node_modules/@duckdb/node-api ]; then
+	(cd tools/duckdb && npm ci --no-audit --no-fund --loglevel=error)
 fi

@@ -57,7 +57,7 @@ func newExportCmd() *cobra.Command {
 					Archive string                `json:"archive"`
 					CPU     *analyze.CPUSummary   `json:"cpu"`
 					Folded  []analyze.FoldedStack `json:"folded"`
-				}{in.path, in.profile.Summarize(nil), in.profile.Folded(analyze.FoldOptions{})}
+				}{in.path, in.profile.Summarize(), in.profile.Folded(analyze.FoldOptions{})}
 				enc := json.NewEncoder(w)
 				enc.SetIndent("", "  ")
 				err = enc.Encode(doc)

@@ -1,0 +1,106 @@
+//go:build linux
+
+package capture
+
+import (
+	"fmt"
+	"strconv"
+	"unsafe"
+
+	"github.com/spf13/pflag"
+
+	"github.com/bpfsnap/bpfsnap/bpf"
+	"github.com/bpfsnap/bpfsnap/formats"
+)
+
+func init() { Register("cpu", func() ProbeSet { return &cpuProbe{} }) }
+
+// cpuProbe samples on-CPU stacks with a perf_event program on the software
+// cpu-clock event of every CPU.
+type cpuProbe struct {
+	freq  uint64
+	objs  bpf.CPUObjects
+	perf  *PerfLinks
+	ring  *RingReader
+	table *formats.TableWriter[formats.CPUSample]
+}
+
+var cpuDropNames = []string{"cpu.ringbuf_full", "cpu.kernel_stack_failed", "cpu.user_stack_failed"}
+
+func (*cpuProbe) Name() string  { return "cpu" }
+func (*cpuProbe) Default() bool { return true }
+
+func (c *cpuProbe) BindFlags(fs *pflag.FlagSet) {
+	// 99 Hz, as perf's users do: not a multiple of common timer ticks, so
+	// sampling does not lock step with periodic work, and cheap (<1%).
+	fs.Uint64Var(&c.freq, "freq", 99, "cpu: samples per second per CPU")
+}
+
+func (c *cpuProbe) Start(s *Session) (map[string]string, error) {
+	if c.freq == 0 || c.freq > 10000 {
+		return nil, fmt.Errorf("--freq %d is outside 1..10000 Hz", c.freq)
+	}
+	details := map[string]string{"freq": strconv.FormatUint(c.freq, 10), "event": "cpu-clock", "unwind": "frame pointers"}
+	spec, err := bpf.LoadCPU()
+	if err != nil {
+		return details, err
+	}
+	if err := s.LoadObjects(spec, &c.objs); err != nil {
+		return details, err
+	}
+	c.table = formats.NewTable[formats.CPUSample](s.Writer(), formats.TableCPUSamples)
+	stacks := s.Stacks()
+	c.ring, err = s.ReadRing(c.objs.CpuSamples, func(raw []byte) { c.handle(stacks, raw) })
+	if err != nil {
+		return details, err
+	}
+	if c.perf, err = AttachCPUClock(c.objs.SampleCpu, c.freq); err != nil {
+		return details, err
+	}
+	return details, nil
+}
+
+func (c *cpuProbe) handle(stacks *StackRecorder, raw []byte) {
+	if len(raw) < int(unsafe.Sizeof(bpf.CPUCpuSample{})) {
+		return
+	}
+	ev := (*bpf.CPUCpuSample)(unsafe.Pointer(&raw[0]))
+	kernel := returnAddresses(ev.Kstack[:], ev.KstackBytes)
+	user := returnAddresses(ev.Ustack[:], ev.UstackBytes)
+	_ = c.table.Write(formats.CPUSample{
+		TimeNs:   ev.TimeNs,
+		CPU:      ev.Cpu,
+		PID:      ev.Pid,
+		TID:      ev.Tid,
+		CgroupID: ev.CgroupId,
+		Comm:     CString(ev.Comm[:]),
+		StackID:  stacks.Record(ev.Pid, kernel, user),
+	})
+}
+
+// returnAddresses trims a bpf_get_stack buffer to its frames and moves every
+// frame but the leaf back by one byte: those are return addresses, which
+// point after the call and may already belong to the next function or line.
+func returnAddresses(buf []uint64, nbytes int32) []uint64 {
+	n := int(nbytes) / 8
+	if n <= 0 {
+		return nil
+	}
+	n = min(n, len(buf))
+	out := make([]uint64, n)
+	for i := 0; i < n; i++ {
+		out[i] = buf[i]
+		if i > 0 && out[i] > 0 {
+			out[i]--
+		}
+	}
+	return out
+}
+
+func (c *cpuProbe) Drops() map[string]uint64 { return SumPerCPU(c.objs.Drops, cpuDropNames) }
+
+func (c *cpuProbe) Stop(*Session) error {
+	c.perf.Close()
+	c.ring.Stop()
+	return c.objs.Close()
+}

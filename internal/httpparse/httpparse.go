@@ -1,0 +1,126 @@
+// Package httpparse reads the head of HTTP/1.x messages captured from the
+// wire: request lines, status lines and Content-Length. Input is whatever
+// bytes a workload sent, possibly cut short; nothing here trusts it.
+package httpparse
+
+import (
+	"bytes"
+	"strconv"
+	"strings"
+)
+
+// MaxPath is the longest path kept; longer ones are cut and flagged.
+const MaxPath = 200
+
+var methods = map[string]bool{
+	"GET": true, "POST": true, "PUT": true, "HEAD": true, "DELETE": true,
+	"PATCH": true, "OPTIONS": true, "CONNECT": true, "TRACE": true,
+}
+
+// Request is a parsed request line.
+type Request struct {
+	Method string
+	Target string // raw request target as sent
+	// Cut is true when the captured bytes ended inside the request line.
+	Cut bool
+}
+
+// ParseRequest parses "METHOD SP target SP HTTP/1.x CRLF" from the start
+// of b. ok is false when b does not start with a known method and a target.
+func ParseRequest(b []byte) (r Request, ok bool) {
+	sp := bytes.IndexByte(b, ' ')
+	if sp <= 0 || sp > 8 || !methods[string(b[:sp])] {
+		return r, false
+	}
+	r.Method = string(b[:sp])
+	rest := b[sp+1:]
+	end := bytes.IndexAny(rest, " \r\n")
+	if end < 0 {
+		// The capture ended inside the target.
+		r.Target, r.Cut = string(rest), true
+		return r, len(rest) > 0
+	}
+	r.Target = string(rest[:end])
+	if r.Target == "" {
+		return r, false
+	}
+	if rest[end] == ' ' && !bytes.HasPrefix(rest[end+1:], []byte("HTTP/1.")) && len(rest[end+1:]) >= 7 {
+		return r, false
+	}
+	return r, true
+}
+
+// ParseStatus parses the status code of "HTTP/1.x NNN ...".
+func ParseStatus(b []byte) (int, bool) {
+	if len(b) < 12 || !bytes.HasPrefix(b, []byte("HTTP/1.")) || b[8] != ' ' {
+		return 0, false
+	}
+	code, err := strconv.Atoi(string(b[9:12]))
+	if err != nil || code < 100 || code > 999 {
+		return 0, false
+	}
+	return code, true
+}
+
+// ContentLength returns the Content-Length header if it lies entirely
+// within b, else -1.
+func ContentLength(b []byte) int64 {
+	for _, line := range bytes.Split(b, []byte("\r\n"))[1:] {
+		k, v, ok := bytes.Cut(line, []byte(":"))
+		if !ok {
+			if len(line) == 0 {
+				break // end of headers
+			}
+			continue
+		}
+		if strings.EqualFold(string(bytes.TrimSpace(k)), "content-length") {
+			n, err := strconv.ParseInt(string(bytes.TrimSpace(v)), 10, 64)
+			if err != nil || n < 0 {
+				return -1
+			}
+			// The header must be complete: followed by CRLF within b.
+			if !bytes.Contains(b, append(line, '\r', '\n')) {
+				return -1
+			}
+			return n
+		}
+	}
+	return -1
+}
+
+// CleanTarget turns a request target into the path stored in the archive:
+// userinfo of an absolute URL, the fragment, and (unless keepQuery) the
+// query string are removed, so credentials and personal data in URLs never
+// reach the archive; the result is cut at MaxPath bytes.
+func CleanTarget(target string, keepQuery bool) (path string, truncated bool) {
+	path = target
+	if i := strings.Index(path, "://"); i > 0 {
+		// absolute-form: scheme://[userinfo@]host[:port]/path
+		rest := path[i+3:]
+		slash := strings.IndexByte(rest, '/')
+		authority := rest
+		if slash >= 0 {
+			authority = rest[:slash]
+		}
+		if at := strings.LastIndexByte(authority, '@'); at >= 0 {
+			authority = authority[at+1:]
+		}
+		tail := ""
+		if slash >= 0 {
+			tail = rest[slash:]
+		}
+		path = path[:i+3] + authority + tail
+	}
+	if i := strings.IndexByte(path, '#'); i >= 0 {
+		path = path[:i]
+	}
+	if !keepQuery {
+		if i := strings.IndexByte(path, '?'); i >= 0 {
+			path = path[:i]
+		}
+	}
+	if len(path) > MaxPath {
+		return path[:MaxPath], true
+	}
+	return path, false
+}
