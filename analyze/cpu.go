@@ -13,7 +13,7 @@ import (
 const maxStackDepth = 512
 
 // CPUProfile is the archive's CPU samples, filtered and aggregated by
-// (process, thread name, stack), with the stacks' frames resolved. It is
+// (process, stack), with the stacks' frames resolved. It is
 // what folded stacks, flame graphs, pprof and the cpu summary are made from.
 type CPUProfile struct {
 	// Samples is the number of samples kept by the filter, with or without
@@ -44,29 +44,34 @@ func (p *CPUProfile) ProcessName(pid uint32) string {
 	return fmt.Sprintf("pid %d", pid)
 }
 
-// CPUStack is one distinct (pid, thread name, stack) with its sample count.
+// CPUStack is one distinct (pid, stack) with its sample count.
 type CPUStack struct {
 	PID   uint32
-	Comm  string
 	Count uint64
 	// Frames are leaf first, kernel frames before user frames; nil when
 	// the sample had no stack.
 	Frames []*formats.Frame
 }
 
-// cpuSampleColumns are the columns of formats.CPUSample the analysis needs:
-// reading only them skips decoding the others (a third of the time on a
-// million samples).
+// cpuSampleColumns are the columns of formats.CPUSample the aggregation
+// needs: reading only them skips decoding the others, the thread name
+// included (most of the time on a million samples).
 type cpuSampleColumns struct {
 	TimeNs  uint64 `parquet:"time_ns"`
 	PID     uint32 `parquet:"pid"`
-	Comm    string `parquet:"comm,dict"`
 	StackID uint64 `parquet:"stack_id"`
+}
+
+// cpuSampleComm is read in a second pass only for processes the processes
+// table does not name.
+type cpuSampleComm struct {
+	TimeNs uint64 `parquet:"time_ns"`
+	PID    uint32 `parquet:"pid"`
+	Comm   string `parquet:"comm,dict"`
 }
 
 type sampleKey struct {
 	pid   uint32
-	comm  string
 	stack uint64
 }
 
@@ -83,7 +88,7 @@ func LoadCPU(a *formats.Archive, opts Options) (*CPUProfile, error) {
 			if !bound.Keep(r.PID, r.TimeNs) {
 				continue
 			}
-			counts[sampleKey{r.PID, r.Comm, r.StackID}]++
+			counts[sampleKey{r.PID, r.StackID}]++
 			total++
 		}
 		return nil
@@ -138,20 +143,12 @@ func LoadCPU(a *formats.Archive, opts Options) (*CPUProfile, error) {
 		}
 	}
 	p := buildCPUProfile(counts, wanted, frameIDs)
-	if a.HasTable(formats.TableProcesses) {
-		procs, err := Processes(a)
-		if err != nil {
-			return nil, err
-		}
-		for _, pr := range procs {
-			if _, sampled := p.Names[pr.PID]; sampled && pr.Comm != "" {
-				p.Names[pr.PID] = pr.Comm // the latest life of a reused pid wins
-			}
-		}
-	}
 	p.Samples = total
 	p.Truncated += truncated
 	p.PeriodNs = samplingPeriodNs(a.Manifest())
+	if err := p.nameProcesses(a, bound); err != nil {
+		return nil, err
+	}
 	if opts.DebugDir != "" {
 		if err := resolveFromDebugDir(opts.DebugDir, p); err != nil {
 			return nil, err
@@ -160,21 +157,64 @@ func LoadCPU(a *formats.Archive, opts Options) (*CPUProfile, error) {
 	return p, nil
 }
 
+// nameProcesses names every sampled pid: the comm of its processes-table
+// record (the program it last ran), else, in a second pass over the
+// samples, its most frequent thread name.
+func (p *CPUProfile) nameProcesses(a *formats.Archive, bound Bound) error {
+	for _, s := range p.Stacks {
+		p.Names[s.PID] = ""
+	}
+	if a.HasTable(formats.TableProcesses) {
+		procs, err := Processes(a)
+		if err != nil {
+			return err
+		}
+		for _, pr := range procs {
+			if _, sampled := p.Names[pr.PID]; sampled && pr.Comm != "" {
+				p.Names[pr.PID] = pr.Comm // the latest life of a reused pid wins
+			}
+		}
+	}
+	votes := map[uint32]map[string]uint64{}
+	for pid, n := range p.Names {
+		if n == "" {
+			votes[pid] = map[string]uint64{}
+		}
+	}
+	if len(votes) == 0 {
+		return nil
+	}
+	err := formats.ReadTable(a, formats.TableCPUSamples, func(rows []cpuSampleComm) error {
+		for i := range rows {
+			if v := votes[rows[i].PID]; v != nil && bound.Keep(rows[i].PID, rows[i].TimeNs) {
+				v[rows[i].Comm]++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for pid, v := range votes {
+		best, bestN := "", uint64(0)
+		for c, n := range v {
+			if n > bestN || (n == bestN && c < best) {
+				best, bestN = c, n
+			}
+		}
+		p.Names[pid] = best
+	}
+	return nil
+}
+
 // buildCPUProfile joins aggregated sample counts with their stacks and
 // frames. Stacks missing from the archive count as NoStack; frames missing
 // from it are dropped from their stack, which then counts as Truncated.
 func buildCPUProfile(counts map[sampleKey]uint64, stacks map[uint64][]uint64, frames map[uint64]*formats.Frame) *CPUProfile {
 	p := &CPUProfile{Names: map[uint32]string{}}
 	resolved := map[uint64][]*formats.Frame{}
-	commVotes := map[uint32]map[string]uint64{}
 	for k, n := range counts {
-		votes := commVotes[k.pid]
-		if votes == nil {
-			votes = map[string]uint64{}
-			commVotes[k.pid] = votes
-		}
-		votes[k.comm] += n
-		st := CPUStack{PID: k.pid, Comm: k.comm, Count: n}
+		st := CPUStack{PID: k.pid, Count: n}
 		ids := stacks[k.stack]
 		if k.stack == 0 || ids == nil {
 			p.NoStack += n
@@ -200,15 +240,6 @@ func buildCPUProfile(counts map[sampleKey]uint64, stacks map[uint64][]uint64, fr
 		st.Frames = fr
 		p.Stacks = append(p.Stacks, st)
 	}
-	for pid, votes := range commVotes {
-		best, bestN := "", uint64(0)
-		for c, n := range votes {
-			if n > bestN || (n == bestN && c < best) {
-				best, bestN = c, n
-			}
-		}
-		p.Names[pid] = best
-	}
 	sort.Slice(p.Stacks, func(i, j int) bool {
 		a, b := &p.Stacks[i], &p.Stacks[j]
 		if a.Count != b.Count {
@@ -217,10 +248,7 @@ func buildCPUProfile(counts map[sampleKey]uint64, stacks map[uint64][]uint64, fr
 		if a.PID != b.PID {
 			return a.PID < b.PID
 		}
-		if a.Comm != b.Comm {
-			return a.Comm < b.Comm
-		}
-		return len(a.Frames) < len(b.Frames)
+		return stackLess(a.Frames, b.Frames)
 	})
 	return p
 }
@@ -249,4 +277,18 @@ func (p *CPUProfile) Unresolved() int {
 		}
 	}
 	return len(seen)
+}
+
+// stackLess orders stacks by length, then frame by frame, so equal counts
+// sort the same way every run.
+func stackLess(a, b []*formats.Frame) bool {
+	if len(a) != len(b) {
+		return len(a) < len(b)
+	}
+	for i := range a {
+		if a[i].FrameID != b[i].FrameID {
+			return a[i].FrameID < b[i].FrameID
+		}
+	}
+	return false
 }

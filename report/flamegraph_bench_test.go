@@ -48,7 +48,11 @@ func bigProfileArchive(b *testing.B, n int) string {
 		samples[i] = formats.CPUSample{TimeNs: cpufixture.StartMono + uint64(i)*10_000, PID: pid, TID: pid,
 			Comm: fmt.Sprintf("svc-%d", pid%20), StackID: s}
 	}
-	path, err := cpufixture.WriteWith(b.TempDir(), samples, stacks, frames)
+	var procs []formats.ProcessEvent
+	for pid := uint32(1000); pid < 1020; pid++ {
+		procs = append(procs, formats.ProcessEvent{TimeNs: cpufixture.StartMono, Kind: formats.ProcessScan, PID: pid, Comm: fmt.Sprintf("svc-%d", pid%20)})
+	}
+	path, err := cpufixture.WriteWith(b.TempDir(), samples, stacks, frames, procs...)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -20,7 +20,7 @@ type PprofOptions struct {
 // BuildPprof converts a CPU profile to pprof's model: one location per
 // frame (function name, file, line; the mapping with its build id), sample
 // values "samples/count" and "cpu/nanoseconds" (samples × the sampling
-// period, when the archive records the frequency), and pid / thread name as
+// period, when the archive records the frequency), and pid / process name as
 // labels so `pprof -tagfocus` can select a process.
 func BuildPprof(p *analyze.CPUProfile, opts PprofOptions) *profile.Profile {
 	period := p.PeriodNs
@@ -87,7 +87,7 @@ func BuildPprof(p *analyze.CPUProfile, opts PprofOptions) *profile.Profile {
 	for _, s := range p.Stacks {
 		sample := &profile.Sample{
 			Value:    []int64{int64(s.Count), int64(s.Count) * period},
-			Label:    map[string][]string{"comm": {analyze.SafeFrameName(s.Comm)}},
+			Label:    map[string][]string{"process": {p.ProcessName(s.PID)}},
 			NumLabel: map[string][]int64{"pid": {int64(s.PID)}},
 		}
 		for _, f := range s.Frames {

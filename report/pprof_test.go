@@ -74,7 +74,7 @@ func TestPprofWithGoTool(t *testing.T) {
 	}
 	f.Close()
 	cmd := exec.Command(goBin, "tool", "pprof", "-top", "-sample_index=samples", path)
-	cmd.Env = append(os.Environ(), "PPROF_BINARY_PATH=/nonexistent", "HOME="+t.TempDir())
+	cmd.Env = append(os.Environ(), "PPROF_BINARY_PATH=/nonexistent", "PPROF_TMPDIR="+t.TempDir())
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("go tool pprof: %v\n%s", err, out)

@@ -115,7 +115,7 @@ func Write(dir string) (string, error) {
 }
 
 // WriteWith writes an archive with the given rows (any may be nil).
-func WriteWith(dir string, samples []formats.CPUSample, stacks []formats.Stack, frames []formats.Frame) (string, error) {
+func WriteWith(dir string, samples []formats.CPUSample, stacks []formats.Stack, frames []formats.Frame, procs ...formats.ProcessEvent) (string, error) {
 	out := filepath.Join(dir, "cpu-fixture.bpfsnap")
 	m := formats.Manifest{BpfsnapVersion: "test", Host: "fixture-host", Kernel: "6.18-test", Arch: "amd64",
 		Window: formats.Window{StartWall: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC),
@@ -140,6 +140,12 @@ func WriteWith(dir string, samples []formats.CPUSample, stacks []formats.Stack, 
 	}
 	if len(frames) > 0 {
 		if err := formats.NewTable[formats.Frame](w, formats.TableFrames).Write(frames...); err != nil {
+			w.Abort()
+			return "", err
+		}
+	}
+	if len(procs) > 0 {
+		if err := formats.NewTable[formats.ProcessEvent](w, formats.TableProcesses).Write(procs...); err != nil {
 			w.Abort()
 			return "", err
 		}
