@@ -28,6 +28,9 @@ type CPUProfile struct {
 	// PeriodNs is the sampling period from the probe's "freq" detail, 0
 	// when the archive does not say.
 	PeriodNs int64
+	// Timeline counts the kept samples per Step of the window, for a
+	// samples-over-time chart and for choosing --from/--to.
+	Timeline Timeline
 	// Stacks are the aggregated stacks, most samples first.
 	Stacks []CPUStack
 	// Names holds each pid's process name: its comm in the processes
@@ -82,6 +85,7 @@ func LoadCPU(a *formats.Archive, opts Options) (*CPUProfile, error) {
 	bound := opts.Filter.Bind(a.Manifest())
 	counts := map[sampleKey]uint64{}
 	var total uint64
+	tl := newTimeline(a.Manifest().Window, opts.Filter)
 	err := formats.ReadTable(a, formats.TableCPUSamples, func(rows []cpuSampleColumns) error {
 		for i := range rows {
 			r := &rows[i]
@@ -90,6 +94,7 @@ func LoadCPU(a *formats.Archive, opts Options) (*CPUProfile, error) {
 			}
 			counts[sampleKey{r.PID, r.StackID}]++
 			total++
+			tl.add(r.TimeNs)
 		}
 		return nil
 	})
@@ -144,6 +149,7 @@ func LoadCPU(a *formats.Archive, opts Options) (*CPUProfile, error) {
 	}
 	p := buildCPUProfile(counts, wanted, frameIDs)
 	p.Samples = total
+	p.Timeline = tl.Timeline
 	p.Truncated += truncated
 	p.PeriodNs = samplingPeriodNs(a.Manifest())
 	if err := p.nameProcesses(a, bound); err != nil {

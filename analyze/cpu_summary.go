@@ -21,6 +21,7 @@ type CPUSummary struct {
 	UnresolvedFrames int           `json:"unresolved_frames"`
 	TruncatedStacks  uint64        `json:"truncated_stacks,omitempty"`
 	PeriodNs         int64         `json:"period_ns,omitempty"`
+	Timeline         Timeline      `json:"timeline"`
 	Processes        []CPUProcess  `json:"processes"`
 	Functions        []CPUFunction `json:"functions"`
 }
@@ -53,6 +54,7 @@ func (p *CPUProfile) Summarize() *CPUSummary {
 		UnresolvedFrames:    p.Unresolved(),
 		TruncatedStacks:     p.Truncated,
 		PeriodNs:            p.PeriodNs,
+		Timeline:            p.Timeline,
 		Processes:           []CPUProcess{},
 		Functions:           []CPUFunction{},
 	}

@@ -95,6 +95,23 @@ func TestCPUSummaryOfFixture(t *testing.T) {
 			t.Errorf("%s: total_pct %v, want %v", w.name, f.TotalPct, got)
 		}
 	}
+	// The timeline: 100 steps of 100 ms; the app's 900 samples fill the
+	// first half, pid 200's 100 the second.
+	tl := c.Timeline
+	if tl.StepNs != int64(100*time.Millisecond) || len(tl.Samples) != 100 {
+		t.Fatalf("timeline step %d, %d buckets", tl.StepNs, len(tl.Samples))
+	}
+	var first, second uint64
+	for i, n := range tl.Samples {
+		if i < 50 {
+			first += n
+		} else {
+			second += n
+		}
+	}
+	if first != cpufixture.HotSamples+cpufixture.ColdSamples || second != cpufixture.HostileSamples+cpufixture.NoStackSamples {
+		t.Errorf("timeline halves %d and %d", first, second)
+	}
 	if c.Functions[0].Name != "hot" {
 		t.Errorf("top self function is %q, want hot", c.Functions[0].Name)
 	}
@@ -133,6 +150,9 @@ func TestCPUFilter(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := p.Summarize()
+	if s.Timeline.StartOffsetNs != int64(time.Second) || s.Timeline.StepNs != int64(20*time.Millisecond) || len(s.Timeline.Samples) != 100 {
+		t.Errorf("timeline of the 1s..3s slice: start %d step %d, %d buckets", s.Timeline.StartOffsetNs, s.Timeline.StepNs, len(s.Timeline.Samples))
+	}
 	hot, cold := findFunction(s, "hot"), findFunction(s, "cold")
 	if hot == nil || cold == nil {
 		t.Fatalf("slice lost functions: %+v", s.Functions)
