@@ -7,11 +7,6 @@ import (
 	"github.com/bpfsnap/bpfsnap/formats"
 )
 
-// maxStackDepth bounds the frames kept per stack: the kernel's own limit is
-// 127, so anything longer comes from a corrupt or hostile archive and is cut
-// (and counted) rather than allowed to multiply memory.
-const maxStackDepth = 512
-
 // CPUProfile is the archive's CPU samples, filtered and aggregated by
 // (process, stack), with the stacks' frames resolved. It is
 // what folded stacks, flame graphs, pprof and the cpu summary are made from.
@@ -101,64 +96,22 @@ func LoadCPU(a *formats.Archive, opts Options) (*CPUProfile, error) {
 	if err != nil {
 		return nil, err
 	}
-	wanted := map[uint64][]uint64{}
+	ids := make([]uint64, 0, len(counts))
 	for k := range counts {
 		if k.stack != 0 {
-			wanted[k.stack] = nil
+			ids = append(ids, k.stack)
 		}
 	}
-	frameIDs := map[uint64]*formats.Frame{}
-	var truncated uint64
-	if len(wanted) > 0 {
-		err = formats.ReadTable(a, formats.TableStacks, func(rows []formats.Stack) error {
-			for i := range rows {
-				ids, ok := wanted[rows[i].StackID]
-				if !ok || ids != nil {
-					continue // not referenced, or a duplicate row
-				}
-				ids = rows[i].FrameIDs
-				if len(ids) > maxStackDepth {
-					ids = ids[:maxStackDepth]
-					truncated++
-				}
-				ids = append(make([]uint64, 0, len(ids)), ids...) // the reader reuses its buffers
-				wanted[rows[i].StackID] = ids
-				for _, f := range ids {
-					frameIDs[f] = nil
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, err
-		}
+	stacks, err := ResolveStacks(a, ids, opts.DebugDir)
+	if err != nil {
+		return nil, err
 	}
-	if len(frameIDs) > 0 {
-		err = formats.ReadTable(a, formats.TableFrames, func(rows []formats.Frame) error {
-			for i := range rows {
-				if f, ok := frameIDs[rows[i].FrameID]; ok && f == nil {
-					fr := rows[i]
-					frameIDs[fr.FrameID] = &fr
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, err
-		}
-	}
-	p := buildCPUProfile(counts, wanted, frameIDs)
+	p := buildCPUProfile(counts, stacks)
 	p.Samples = total
 	p.Timeline = tl.Timeline
-	p.Truncated += truncated
 	p.PeriodNs = samplingPeriodNs(a.Manifest())
 	if err := p.nameProcesses(a, bound); err != nil {
 		return nil, err
-	}
-	if opts.DebugDir != "" {
-		if err := resolveFromDebugDir(opts.DebugDir, p); err != nil {
-			return nil, err
-		}
 	}
 	return p, nil
 }
@@ -213,37 +166,18 @@ func (p *CPUProfile) nameProcesses(a *formats.Archive, bound Bound) error {
 	return nil
 }
 
-// buildCPUProfile joins aggregated sample counts with their stacks and
-// frames. Stacks missing from the archive count as NoStack; frames missing
-// from it are dropped from their stack, which then counts as Truncated.
-func buildCPUProfile(counts map[sampleKey]uint64, stacks map[uint64][]uint64, frames map[uint64]*formats.Frame) *CPUProfile {
-	p := &CPUProfile{Names: map[uint32]string{}}
-	resolved := map[uint64][]*formats.Frame{}
+// buildCPUProfile joins aggregated sample counts with their stacks.
+// Samples whose stack is missing from the archive count as NoStack.
+func buildCPUProfile(counts map[sampleKey]uint64, stacks *Stacks) *CPUProfile {
+	p := &CPUProfile{Names: map[uint32]string{}, Truncated: stacks.Truncated}
 	for k, n := range counts {
 		st := CPUStack{PID: k.pid, Count: n}
-		ids := stacks[k.stack]
-		if k.stack == 0 || ids == nil {
+		fr, ok := stacks.Frames[k.stack]
+		if k.stack == 0 || !ok {
 			p.NoStack += n
-			p.Stacks = append(p.Stacks, st)
-			continue
+		} else {
+			st.Frames = fr
 		}
-		fr, ok := resolved[k.stack]
-		if !ok {
-			fr = make([]*formats.Frame, 0, len(ids))
-			missing := false
-			for _, id := range ids {
-				if f := frames[id]; f != nil {
-					fr = append(fr, f)
-				} else {
-					missing = true
-				}
-			}
-			if missing {
-				p.Truncated++
-			}
-			resolved[k.stack] = fr
-		}
-		st.Frames = fr
 		p.Stacks = append(p.Stacks, st)
 	}
 	sort.Slice(p.Stacks, func(i, j int) bool {

@@ -214,6 +214,17 @@ func TestFoldedStacks(t *testing.T) {
 	if strings.Join(hostile.Frames, "|") != strings.Join(want, "|") {
 		t.Errorf("hostile stack folded to\n%q\nwant\n%q", hostile.Frames, want)
 	}
+	// FoldFrames, for other stack profiles, names stacks the same way.
+	for _, st := range p.Stacks {
+		ff := FoldFrames(p.ProcessName(st.PID), st.Frames)
+		found := false
+		for _, fs := range stacks {
+			found = found || strings.Join(fs.Frames, ";") == strings.Join(ff, ";")
+		}
+		if !found {
+			t.Errorf("FoldFrames gave %q, not a line of Folded", ff)
+		}
+	}
 	withPID := p.Folded(FoldOptions{WithPID: true})
 	if !strings.HasPrefix(withPID[0].Frames[0], "app-100") && !strings.HasSuffix(withPID[0].Frames[0], "-200") {
 		t.Errorf("WithPID root frame %q", withPID[0].Frames[0])

@@ -89,6 +89,22 @@ func SafeFrameName(s string) string {
 	return b.String()
 }
 
+// FoldFrames names a stack for a folded line: process first, then its
+// frames root first (frames are given leaf first, as stored). Other stack
+// profiles (e.g. outstanding bytes per allocation stack) fold with it and
+// render with report.FlameTreeFromFolded.
+func FoldFrames(process string, frames []*formats.Frame) []string {
+	out := make([]string, 0, len(frames)+1)
+	out = append(out, SafeFrameName(process))
+	if len(frames) == 0 {
+		return append(out, "[no stack]")
+	}
+	for i := len(frames) - 1; i >= 0; i-- {
+		out = append(out, FrameName(frames[i]))
+	}
+	return out
+}
+
 // Folded aggregates the profile into folded stacks sorted by their text,
 // like FlameGraph's stackcollapse tools. The root frame is the process name
 // (ProcessName). Samples without a stack appear as "name;[no stack]".

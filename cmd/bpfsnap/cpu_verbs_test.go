@@ -6,6 +6,7 @@ import (
 	"encoding/xml"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -204,5 +205,33 @@ func TestAnalyzeUnresolvedFrames(t *testing.T) {
 	}
 	if !strings.Contains(out, "svc+0xbeef") || !strings.Contains(out, "1 unresolved frames") {
 		t.Errorf("analyze text:\n%s", out)
+	}
+}
+
+// The CPU verbs fail with one line on stderr, naming the archive.
+func TestCPUVerbErrorsAreOneLine(t *testing.T) {
+	bin := bpfsnapBin(t)
+	empty, err := cpufixture.WriteWith(t.TempDir(), nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"flamegraph", "/nonexistent/x.bpfsnap"},
+		{"flamegraph", empty},
+		{"export", empty, "--format", "pprof", "-o", filepath.Join(t.TempDir(), "x.pb.gz")},
+		{"export", empty, "--format", "nope"},
+		{"flamegraph", empty, "--from", "later"},
+	} {
+		var stderr bytes.Buffer
+		cmd := exec.Command(bin, args...)
+		cmd.Stderr = &stderr
+		if err := cmd.Run(); err == nil {
+			t.Errorf("%v succeeded", args)
+			continue
+		}
+		msg := stderr.String()
+		if strings.Count(msg, "\n") != 1 || !strings.HasPrefix(msg, "bpfsnap: ") {
+			t.Errorf("%v: stderr is not one line: %q", args, msg)
+		}
 	}
 }
