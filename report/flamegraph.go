@@ -100,7 +100,8 @@ const (
 
 // WriteFlameGraph writes root as one <svg> element: a valid standalone SVG
 // file, and usable inline in HTML. Every frame is
-// <g class="f" data-n="SAMPLES"><title>NAME&#xA;…</title><rect/><text/></g>,
+// <g class="f" data-n="SAMPLES"><title>NAME&#xA;…</title><rect/><text/></g>
+// (no <text> when the frame is too narrow for a label),
 // written through the XML-escaping writer; the script reads names from the
 // DOM only.
 func WriteFlameGraph(w io.Writer, root *FlameNode, opts FlameOptions) error {
@@ -200,7 +201,11 @@ func (f *frameWriter) write(n *FlameNode, depth int, x float64) {
 	sw.element("title", f.title.String())
 	sw.start("rect", true, "x", f.ff(x), "y", f.ff(y), "width", f.ff(width),
 		"height", strconv.Itoa(flameFrameHeight-1), "fill", frameColor(n.Name, depth))
-	sw.element("text", fitLabel(n.Name, width), "x", f.ff(x+3), "y", f.ff(y+flameFrameHeight-4.5))
+	// A frame too narrow for a label gets no <text> (most frames of a big
+	// profile); the script adds one when a zoom makes room.
+	if label := fitLabel(n.Name, width); label != "" {
+		sw.element("text", label, "x", f.ff(x+3), "y", f.ff(y+flameFrameHeight-4.5))
+	}
 	sw.end("g")
 	kids := n.Children
 	sort.Slice(kids, func(i, j int) bool { return kids[i].Name < kids[j].Name })

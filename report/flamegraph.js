@@ -33,8 +33,16 @@
     function place(f, x, w) {
       f.rect.setAttribute("x", x.toFixed(2));
       f.rect.setAttribute("width", w.toFixed(2));
+      var l = label(f, w);
+      if (!f.text) {
+        if (!l) return;
+        // Narrow frames are written without a label; make one on demand.
+        f.text = document.createElementNS("http://www.w3.org/2000/svg", "text");
+        f.text.setAttribute("y", (f.y + 11.5).toFixed(2));
+        f.g.appendChild(f.text);
+      }
       f.text.setAttribute("x", (x + 3).toFixed(2));
-      f.text.textContent = label(f, w);
+      f.text.textContent = l;
     }
     function reset() {
       state.zoomed = null;

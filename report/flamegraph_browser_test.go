@@ -29,6 +29,11 @@ try {
   cold.dispatchEvent(new MouseEvent("click", {bubbles: true}));
   out.push("zoom " + cold.querySelector("rect").getAttribute("width") + " hidden " +
     svg.querySelectorAll("g.f.hidden").length + " reset " + !svg.querySelector(".reset").classList.contains("hidden"));
+  var narrow = [].filter.call(svg.querySelectorAll("g.f"), function (g) {
+    return g.querySelector("title").textContent.indexOf("[no stack]\n") === 0; })[0];
+  out.push("narrow label before " + (narrow.querySelector("text") ? "yes" : "none"));
+  bpfsnapFlame.zoom(svg, narrow);
+  out.push("narrow label after " + narrow.querySelector("text").textContent);
   bpfsnapFlame.reset(svg);
   out.push("reset hidden " + svg.querySelectorAll("g.f.hidden").length);
   out.push("injected " + document.querySelectorAll("svg svg, svg foreignObject, [onload], [onmouseover]").length +
@@ -72,6 +77,8 @@ func TestFlameGraphInBrowser(t *testing.T) {
 		"search 1 600 Matched: 60.0%",
 		"zoom 1180.00 hidden ",
 		" reset true",
+		"narrow label before none",
+		"narrow label after [no stack]",
 		"reset hidden 0",
 		"injected 0 scripts 3", // ours: the alert trap, the graph's, this probe
 		"alerts 0",
