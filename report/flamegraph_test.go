@@ -238,3 +238,33 @@ func TestFlameGraphScriptSyntax(t *testing.T) {
 		t.Fatal("script would end its own CDATA/script element")
 	}
 }
+
+// Frames narrower than MinWidth are left out, their samples still count in
+// their parent, and the graph's depth shrinks with them.
+func TestFlameGraphPruning(t *testing.T) {
+	root := NewFlameTree()
+	root.Add([]string{"p", "big"}, 1_000_000)
+	root.Add([]string{"p", "tiny", "deeper", "deepest"}, 1)
+	render := func(min float64) string {
+		var buf bytes.Buffer
+		if err := WriteFlameGraph(&buf, root, FlameOptions{MinWidth: min, OmitScript: true}); err != nil {
+			t.Fatal(err)
+		}
+		return buf.String()
+	}
+	pruned, kept := render(0.1), render(0.0000001)
+	if strings.Contains(pruned, "<title>tiny") || strings.Contains(pruned, "deepest") {
+		t.Error("a 0.001 px frame was drawn")
+	}
+	if !strings.Contains(pruned, "<title>p&#xA;1000001 samples") {
+		t.Error("the parent lost the pruned frame's samples")
+	}
+	if !strings.Contains(kept, "<title>deepest&#xA;1 samples") {
+		t.Error("with a tiny MinWidth the frame is drawn")
+	}
+	els, _ := parseSVG(t, []byte(pruned))
+	els2, _ := parseSVG(t, []byte(kept))
+	if len(els) >= len(els2) {
+		t.Errorf("pruning kept %d elements of %d", len(els), len(els2))
+	}
+}

@@ -2,6 +2,7 @@ package report
 
 import (
 	"io"
+	"strings"
 	"time"
 
 	"github.com/google/pprof/profile"
@@ -45,7 +46,7 @@ func BuildPprof(p *analyze.CPUProfile, opts PprofOptions) *profile.Profile {
 	noStack := &profile.Location{}
 
 	mappingFor := func(f *formats.Frame) *profile.Mapping {
-		k := mapKey{f.Module, f.BuildID}
+		k := mapKey{printable(f.Module), printable(f.BuildID)}
 		if k.file == "" {
 			k.file = "[unknown]"
 		}
@@ -78,7 +79,7 @@ func BuildPprof(p *analyze.CPUProfile, opts PprofOptions) *profile.Profile {
 				addr = f.Address
 			}
 			loc = &profile.Location{ID: uint64(len(prof.Location) + 1), Mapping: mappingFor(f), Address: addr,
-				Line: []profile.Line{{Function: functionFor(analyze.FrameName(f), f.File), Line: int64(f.Line)}}}
+				Line: []profile.Line{{Function: functionFor(analyze.FrameName(f), printable(f.File)), Line: int64(f.Line)}}}
 			locations[f] = loc
 			prof.Location = append(prof.Location, loc)
 		}
@@ -104,6 +105,20 @@ func BuildPprof(p *analyze.CPUProfile, opts PprofOptions) *profile.Profile {
 		prof.Sample = append(prof.Sample, sample)
 	}
 	return prof
+}
+
+// printable keeps workload strings that pprof prints (file and module
+// paths) from carrying terminal control sequences: control characters
+// become '?', invalid UTF-8 U+FFFD. Function names are already clean
+// (analyze.FrameName).
+func printable(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return '?'
+		}
+		return r
+	}, s)
 }
 
 // WritePprof writes the profile gzip-compressed, as `go tool pprof` reads it.

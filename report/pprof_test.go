@@ -53,6 +53,11 @@ func TestPprofProfile(t *testing.T) {
 			buildID = l.Mapping != nil && l.Mapping.BuildID == "aabb" && l.Mapping.File == "/usr/bin/app"
 		}
 	}
+	for _, m := range prof.Mapping {
+		if strings.ContainsAny(m.File, "\n\x1b") {
+			t.Errorf("mapping file %q keeps control characters", m.File)
+		}
+	}
 	if !lineOK || !buildID {
 		t.Errorf("hot's location: line %v, mapping with build id %v", lineOK, buildID)
 	}
@@ -89,6 +94,9 @@ func TestPprofWithGoTool(t *testing.T) {
 	}
 	if !strings.HasSuffix(strings.TrimSpace(first), " hot") || !strings.Contains(first, "50.00%") {
 		t.Fatalf("pprof -top does not list hot first with 50%%:\n%s", out)
+	}
+	if strings.ContainsAny(string(out), "\x1b\x00") {
+		t.Errorf("control characters of hostile names reached pprof's output: %q", out)
 	}
 	if !strings.Contains(string(out), "hrtimer_interrupt_[k]") {
 		t.Errorf("kernel frame missing from pprof -top:\n%s", out)
