@@ -91,3 +91,40 @@ func TestFlameGraphInBrowser(t *testing.T) {
 		t.Error("zooming hid no frame")
 	}
 }
+
+// Several graphs in one page, written with OmitScript and the script
+// included once (how the HTML report embeds them), each work on their own.
+func TestFlameGraphsShareOneScript(t *testing.T) {
+	chromium := testenv.RequireTool(t, "chromium")
+	var page bytes.Buffer
+	page.WriteString("<!doctype html><html><head><meta charset=utf-8></head><body>")
+	for _, fn := range []string{"alpha", "beta"} {
+		root := NewFlameTree()
+		root.Add([]string{"proc", "main", fn}, 3)
+		root.Add([]string{"proc", "main", "other"}, 1)
+		if err := WriteFlameGraph(&page, root, FlameOptions{OmitScript: true, Title: fn}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	page.WriteString("<script>" + FlameGraphScript() + "</script>")
+	page.WriteString(`<pre id="out"></pre><script>
+var svgs = document.querySelectorAll("svg.bpfsnap-flame"), out = [];
+out.push(bpfsnapFlame.search(svgs[0], "alpha").pct + " " + bpfsnapFlame.search(svgs[1], "alpha").pct +
+  " " + bpfsnapFlame.search(svgs[1], "beta").pct);
+document.getElementById("out").textContent = out.join(";");
+</script></body></html>`)
+	html := filepath.Join(t.TempDir(), "two.html")
+	if err := os.WriteFile(html, page.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	dom, err := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu",
+		"--user-data-dir="+t.TempDir(), "--dump-dom", "file://"+html).Output()
+	if err != nil {
+		t.Fatalf("chromium: %v", err)
+	}
+	if !bytes.Contains(dom, []byte(`<pre id="out">75 0 75</pre>`)) {
+		t.Fatalf("two graphs with one script: %s", regexp.MustCompile(`(?s)<pre id="out">.*?</pre>`).Find(dom))
+	}
+}
