@@ -2,7 +2,6 @@ package analyze
 
 import (
 	"fmt"
-	"strconv"
 
 	"github.com/bpfsnap/bpfsnap/formats"
 )
@@ -37,12 +36,12 @@ func Analyze(a *formats.Archive, opts Options) (*Summary, error) {
 		return nil, err
 	}
 	s.Warnings = Warnings(m)
-	cpu, noStack, err := CPUProfile(a, opts, s.Processes)
-	if err != nil {
-		return nil, err
-	}
-	if cpu != nil {
-		s.CPU = SummarizeCPU(cpu, noStack, probeFreq(m))
+	if a.HasTable(formats.TableCPUSamples) {
+		prof, err := LoadCPU(a, opts)
+		if err != nil {
+			return nil, err
+		}
+		s.CPU = prof.Summarize()
 	}
 	if s.HTTP, err = HTTP(a, opts, s.Processes); err != nil {
 		return nil, err
@@ -71,14 +70,4 @@ func Warnings(m *formats.Manifest) []string {
 
 func formatDrop(d formats.DropCount) string {
 	return fmt.Sprintf("%s: %d lost", d.Reason, d.Count)
-}
-
-// probeFreq is the cpu probe set's sampling frequency from the manifest.
-func probeFreq(m *formats.Manifest) uint64 {
-	if p := m.Probe("cpu"); p != nil {
-		if v, err := strconv.ParseUint(p.Details["freq"], 10, 64); err == nil {
-			return v
-		}
-	}
-	return 0
 }
