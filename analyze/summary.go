@@ -68,6 +68,19 @@ func Warnings(m *formats.Manifest) []string {
 	return out
 }
 
+// dropMeanings says in words what a counter means; counters not listed
+// are events that were lost.
+var dropMeanings = map[string]string{
+	"stacks.unsymbolized_frames":    "distinct stack frames could not be symbolized (shown as module+offset)",
+	"http.no_response":              "HTTP requests had no response before the window ended",
+	"http.response_without_request": "HTTP responses had no request in the window (connection began earlier); not counted as requests",
+	"http.unparsed":                 "HTTP-looking messages could not be parsed",
+	"http.truncated_path":           "HTTP paths were longer than the captured bytes and are cut",
+}
+
 func formatDrop(d formats.DropCount) string {
-	return fmt.Sprintf("%s: %d lost", d.Reason, d.Count)
+	if m, ok := dropMeanings[d.Reason]; ok {
+		return fmt.Sprintf("%s: %d %s", d.Reason, d.Count, m)
+	}
+	return fmt.Sprintf("%s: %d events lost", d.Reason, d.Count)
 }
