@@ -18,6 +18,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 	"unsafe"
@@ -234,11 +235,16 @@ func compareWithClient(t *testing.T, path string, serverPID int, client map[stri
 
 func startServer(t *testing.T, cmd *exec.Cmd, port int) int {
 	t.Helper()
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	// Own process group, killed whole: nginx's worker must not outlive the
+	// test holding its output open. Output is dropped for the same reason.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		cmd.Wait()
+	})
 	waitListening(t, port)
 	return cmd.Process.Pid
 }
