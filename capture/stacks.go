@@ -48,6 +48,7 @@ type StackRecorder struct {
 type procState struct {
 	maps      []symbolize.Mapping
 	refreshed time.Time
+	refreshes int
 }
 
 type binaryKey struct{ dev, ino uint64 }
@@ -119,12 +120,19 @@ func (r *StackRecorder) Record(pid uint32, kernel, user []uint64) uint64 {
 	for _, ip := range kernel {
 		ids = append(ids, r.kernelFrame(ip))
 	}
+	unmapped := false
 	for _, ip := range user {
-		ids = append(ids, r.userFrame(pid, ip))
+		id, ok := r.userFrame(pid, ip)
+		ids = append(ids, id)
+		unmapped = unmapped || !ok
 	}
 	r.scratch = ids
 	id := hashU64s(ids)
-	r.rawStacks[raw] = id
+	// A stack with an address outside every known mapping is not cached:
+	// the next sighting may resolve once the maps have been re-read.
+	if !unmapped {
+		r.rawStacks[raw] = id
+	}
 	if !r.stacks[id] {
 		r.stacks[id] = true
 		_ = r.stackTab.Write(formats.Stack{StackID: id, PID: pid, FrameIDs: append([]uint64(nil), ids...)})
@@ -141,10 +149,15 @@ func (r *StackRecorder) kernelFrame(ip uint64) uint64 {
 	return id
 }
 
-func (r *StackRecorder) userFrame(pid uint32, ip uint64) uint64 {
+// userFrame returns the frame id of a user address and whether the address
+// fell in a known mapping.
+func (r *StackRecorder) userFrame(pid uint32, ip uint64) (uint64, bool) {
 	p := r.snapshot(pid)
 	m, ok := symbolize.Find(p.maps, ip)
-	if !ok && time.Since(p.refreshed) > mapsRefreshEvery {
+	// The first misses of a process re-read its maps at once (it may have
+	// exec'd or loaded libraries since the snapshot); later ones at most
+	// every mapsRefreshEvery.
+	if !ok && (p.refreshes < 4 || time.Since(p.refreshed) > mapsRefreshEvery) {
 		r.refresh(pid, p)
 		m, ok = symbolize.Find(p.maps, ip)
 	}
@@ -173,7 +186,7 @@ func (r *StackRecorder) userFrame(pid uint32, ip uint64) uint64 {
 		r.frames[id] = &f
 		r.frameIDs = append(r.frameIDs, id)
 	}
-	return id
+	return id, ok
 }
 
 // snapshot returns the process's mappings, reading them on first sight.
@@ -189,6 +202,7 @@ func (r *StackRecorder) snapshot(pid uint32) *procState {
 
 func (r *StackRecorder) refresh(pid uint32, p *procState) {
 	p.refreshed = time.Now()
+	p.refreshes++
 	f, err := os.Open(filepath.Join(r.s.procRoot, itoa(pid), "maps"))
 	if err != nil {
 		return
