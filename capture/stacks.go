@@ -49,6 +49,10 @@ type procState struct {
 	maps      []symbolize.Mapping
 	refreshed time.Time
 	refreshes int
+	// bins holds the binary opened for each mapping (by start address)
+	// while the process was alive: samples read after it exited still
+	// find their binary here.
+	bins map[uint64]*binaryRef
 }
 
 type binaryKey struct{ dev, ino uint64 }
@@ -165,7 +169,11 @@ func (r *StackRecorder) userFrame(pid uint32, ip uint64) (uint64, bool) {
 	var f pendingFrame
 	switch {
 	case ok && m.FileBacked():
-		bin := r.binary(pid, m)
+		bin := p.bins[m.Start]
+		if bin == nil {
+			bin = r.binary(pid, m)
+			p.bins[m.Start] = bin
+		}
 		key := bin.buildID
 		if key == "" {
 			key = bin.path
@@ -193,7 +201,7 @@ func (r *StackRecorder) userFrame(pid uint32, ip uint64) (uint64, bool) {
 func (r *StackRecorder) snapshot(pid uint32) *procState {
 	p := r.procs[pid]
 	if p == nil {
-		p = &procState{}
+		p = &procState{bins: map[uint64]*binaryRef{}}
 		r.procs[pid] = p
 		r.refresh(pid, p)
 	}
@@ -219,9 +227,10 @@ func (r *StackRecorder) refresh(pid uint32, p *procState) {
 		}
 	}
 	p.maps = exec
+	p.bins = map[uint64]*binaryRef{}
 	for _, m := range exec {
 		if m.FileBacked() {
-			r.binary(pid, m)
+			p.bins[m.Start] = r.binary(pid, m)
 		}
 	}
 }
