@@ -303,12 +303,12 @@ func WriteHTML(w io.Writer, archives []*HTMLArchive, opts HTMLOptions) error {
 	p.Folded = folded.String()
 	p.Title = "bpfsnap report: " + strings.Join(hosts, ", ")
 	t, err := template.New("report").Funcs(template.FuncMap{
-		"ms":  fmtMs,
-		"pct": func(v float64) string { return fmt.Sprintf("%.1f%%", v) },
-		"f1":  func(v float64) string { return fmt.Sprintf("%.1f", v) },
+		"ms":    fmtMs,
+		"pct":   func(v float64) string { return fmt.Sprintf("%.1f%%", v) },
+		"f1":    func(v float64) string { return fmt.Sprintf("%.1f", v) },
 		"bytes": func(v uint64) string { return HumanBytes(int64(v)) },
-		"f3":  func(v float64) string { return fmt.Sprintf("%.3f", v) },
-		"ts":  func(t time.Time) string { return t.UTC().Format("15:04:05.000") },
+		"f3":    func(v float64) string { return fmt.Sprintf("%.3f", v) },
+		"ts":    func(t time.Time) string { return t.UTC().Format("15:04:05.000") },
 		"statusList": func(m map[string]int64) string {
 			var keys []string
 			for k := range m {
