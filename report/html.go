@@ -41,7 +41,12 @@ type HTMLOptions struct {
 const (
 	chartedEndpoints = 8
 	listedFunctions  = 30
-	sliceMinWidth    = 0.6 // flame graph frames narrower than this are pruned in slices
+	// Flame graph frames narrower than these (in pixels of a 1160 px graph)
+	// are pruned, with the pruned total shown: they cannot be seen or
+	// clicked, and a busy host's thousands of them would make the page
+	// tens of megabytes.
+	wholeMinWidth = 0.3
+	sliceMinWidth = 1.0
 )
 
 // HTMLArchive is one archive's part of the report, computed by
@@ -185,7 +190,7 @@ func buildCPUView(a *formats.Archive, s *analyze.Summary, opts HTMLOptions) (*cp
 	if len(v.TopProcs) > 8 {
 		v.TopProcs = v.TopProcs[:8]
 	}
-	flame, err := flameHTML(folded, "CPU: whole window", 0)
+	flame, err := flameHTML(folded, "CPU: whole window", wholeMinWidth)
 	if err != nil {
 		return nil, "", err
 	}

@@ -83,7 +83,7 @@ early; the archive is still finalized. Needs root (or CAP_BPF + CAP_PERFMON).`,
 				return err
 			}
 			m := res.Manifest
-			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: %s window (%s), %d events, %s, %d dropped\n",
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: %s window (%s), %d events, %s, %d lost or incomplete (bpfsnap inspect shows which)\n",
 				report.TerminalSafe(res.Output), m.Window.Duration().Round(time.Millisecond), m.Window.EndReason,
 				res.Events, report.HumanBytes(res.Bytes), m.DropsTotal())
 			return nil
