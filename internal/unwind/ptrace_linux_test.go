@@ -4,6 +4,7 @@ package unwind
 
 import (
 	"bufio"
+	"debug/elf"
 	"fmt"
 	"os"
 	"os/exec"
@@ -30,9 +31,9 @@ type stoppedSample struct {
 
 // startChain runs the -O2 -fomit-frame-pointer chain program and waits until
 // it spins in chain_leaf.
-func startChain(t *testing.T) *exec.Cmd {
+func startChain(t *testing.T, src string, flags ...string) *exec.Cmd {
 	t.Helper()
-	bin := buildC(t, "chain.c", "-O2", "-fomit-frame-pointer", "-g0")
+	bin := buildC(t, src, flags...)
 	cmd := exec.Command(bin)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -128,20 +129,76 @@ func (s *symbolizer) name(pc uint64) string {
 	return fmt.Sprintf("%s+%#x", m.Path, m.FileOffset(pc))
 }
 
-func TestUnwindStoppedProcess(t *testing.T) {
-	cmd := startChain(t)
-	smp := sampleWithPtrace(t, cmd.Process.Pid, 16<<10)
+// unwindStopped samples a running process with ptrace and unwinds it.
+func unwindStopped(t *testing.T, pid int) (Result, []string, stoppedSample) {
+	t.Helper()
+	smp := sampleWithPtrace(t, pid, 16<<10)
 	proc := NewProcess(NewCache(), "", smp.maps)
 	res := Unwind(proc, smp.regs, smp.stack, Options{})
 	sym := &symbolizer{maps: smp.maps, bins: map[string]*symbolize.Binary{}}
 	var names []string
-	for _, pc := range res.PCs {
+	for i, pc := range res.PCs {
+		// Return addresses are named by their call instruction: after a
+		// call to a noreturn function they point past the caller's end.
+		if i > 0 {
+			pc--
+		}
 		names = append(names, sym.name(pc))
 	}
-	t.Logf("unwound %d frames (%s): %s", len(res.PCs), res.Reason, strings.Join(names, " <- "))
+	t.Logf("unwound %d frames (%s) from %d stack bytes: %s", len(res.PCs), res.Reason, len(smp.stack.Data), strings.Join(names, " <- "))
 	if !res.Complete() {
 		t.Fatalf("walk stopped early: %s at %#x", res.Reason, res.StopPC)
 	}
+	return res, names, smp
+}
+
+// Signal frames: the walk crosses libc's __restore_rt (CIE augmentation 'S')
+// back into the interrupted function, using the registers the kernel saved
+// in the ucontext on the stack.
+func TestUnwindThroughSignalFrame(t *testing.T) {
+	cmd := startChain(t, "sig.c", "-O2", "-fomit-frame-pointer")
+	_, names, _ := unwindStopped(t, cmd.Process.Pid)
+	if err := inOrder(names, []string{"sig_leaf", "sig_mid", "on_alarm", "interrupted_loop", "main", "_start"}); err != nil {
+		t.Fatal(err)
+	}
+	// __restore_rt is a local symbol of libc (not in .dynsym): the frame
+	// between the handler and the interrupted function is libc's.
+	if i := indexOf(names, "on_alarm"); names[i+1] == "interrupted_loop" {
+		t.Errorf("no trampoline frame between the handler and the interrupted code: %v", names)
+	}
+}
+
+// .debug_frame only (no .eh_frame for the program's own code).
+func TestUnwindDebugFrameOnly(t *testing.T) {
+	cmd := startChain(t, "chain.c", "-O2", "-fomit-frame-pointer", "-g", "-fno-asynchronous-unwind-tables", "-fno-unwind-tables")
+	// Prove the premise: the program's functions are described only in
+	// .debug_frame.
+	tab, err := LoadFile(cmd.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ef, err := elf.Open(cmd.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	syms, _ := ef.Symbols()
+	ef.Close()
+	for _, s := range syms {
+		if s.Name == "chain_c" {
+			if tab.debug == nil || (tab.hdr != nil && tab.findHdr(s.Value) != nil) {
+				t.Fatal("chain_c has .eh_frame CFI; the test needs .debug_frame only")
+			}
+		}
+	}
+	_, names, _ := unwindStopped(t, cmd.Process.Pid)
+	if err := inOrder(names, []string{"chain_leaf", "chain_c", "chain_cmp", "chain_b", "chain_a", "main", "_start"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestUnwindStoppedProcess(t *testing.T) {
+	cmd := startChain(t, "chain.c", "-O2", "-fomit-frame-pointer", "-g0")
+	res, names, smp := unwindStopped(t, cmd.Process.Pid)
 	// The binary's own frames in order, with libc's qsort frames between
 	// chain_cmp and chain_b, then main and libc's start-up frames.
 	want := []string{"chain_leaf", "chain_c", "chain_cmp", "chain_b", "chain_a", "main"}
@@ -169,6 +226,22 @@ func TestUnwindStoppedProcess(t *testing.T) {
 	}
 	if names[len(names)-1] != "_start" {
 		t.Errorf("outermost frame is %q, want _start", names[len(names)-1])
+	}
+
+	// Incomplete walks stop with the right reason, and are counted.
+	var counts Counts
+	proc := NewProcess(NewCache(), "", smp.maps)
+	short := Unwind(proc, smp.regs, Stack{Base: smp.stack.Base, Data: smp.stack.Data[:64]}, Options{})
+	deep := Unwind(proc, smp.regs, smp.stack, Options{MaxDepth: 3})
+	none := Unwind(NewProcess(NewCache(), "", nil), smp.regs, smp.stack, Options{})
+	for _, r := range []Result{res, short, deep, none} {
+		counts.Add(r)
+	}
+	if short.Reason != ReasonOutsideStack || deep.Reason != ReasonDepth || len(deep.PCs) != 3 || none.Reason != ReasonNoModule {
+		t.Errorf("stop reasons: 64-byte stack %s, depth 3 %s (%d frames), no modules %s", short.Reason, deep.Reason, len(deep.PCs), none.Reason)
+	}
+	if got := counts.Map(); got["end"] != 1 || got["outside_stack"] != 1 || got["depth"] != 1 || got["no_module"] != 1 || counts.Total() != 4 {
+		t.Errorf("counts: %v", got)
 	}
 
 	// gdb, attached independently, must see the same return addresses.
