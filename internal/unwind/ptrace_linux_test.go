@@ -308,4 +308,3 @@ func inOrder(names, want []string) error {
 	}
 	return nil
 }
-
