@@ -2,6 +2,7 @@ package unwind
 
 import (
 	"debug/elf"
+	"io"
 	"os"
 	"sort"
 	"sync"
@@ -9,55 +10,64 @@ import (
 	"github.com/bpfsnap/bpfsnap/internal/symbolize"
 )
 
+// Binary is the CFI of one ELF file and its loadable segments (to compute a
+// mapping's load bias). Table is nil when the file has no usable CFI (Err).
+type Binary struct {
+	Table *Table
+	Loads []elf.ProgHeader
+	Err   error
+}
+
 // Cache loads each ELF file's CFI once, shared by every process mapping it.
 // Failures are cached too, so a file without CFI is opened only once.
 type Cache struct {
 	mu    sync.Mutex
-	files map[string]*cachedFile
-}
-
-type cachedFile struct {
-	table *Table
-	loads []elf.ProgHeader
-	err   error
+	files map[any]*Binary
 }
 
 // NewCache returns an empty cache.
-func NewCache() *Cache { return &Cache{files: make(map[string]*cachedFile)} }
+func NewCache() *Cache { return &Cache{files: make(map[any]*Binary)} }
 
-func (c *Cache) file(path string) *cachedFile {
+// Get returns the binary cached under key, loading it with open on first use.
+func (c *Cache) Get(key any, open func() (io.ReaderAt, error)) *Binary {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if cf, ok := c.files[path]; ok {
-		return cf
+	if b, ok := c.files[key]; ok {
+		return b
 	}
-	cf := &cachedFile{}
-	c.files[path] = cf
-	f, err := os.Open(path)
+	b := &Binary{}
+	c.files[key] = b
+	r, err := open()
 	if err != nil {
-		cf.err = err
-		return cf
+		b.Err = err
+		return b
 	}
-	defer f.Close()
-	ef, err := elf.NewFile(f)
+	ef, err := elf.NewFile(r)
 	if err != nil {
-		cf.err = err
-		return cf
+		b.Err = err
+		return b
 	}
 	for _, p := range ef.Progs {
 		if p.Type == elf.PT_LOAD {
-			cf.loads = append(cf.loads, p.ProgHeader)
+			b.Loads = append(b.Loads, p.ProgHeader)
 		}
 	}
-	cf.table, cf.err = Load(ef)
-	return cf
+	b.Table, b.Err = Load(ef)
+	// Load copied the sections it needs: a file opened here can go.
+	if cl, ok := r.(io.Closer); ok {
+		cl.Close()
+	}
+	return b
 }
 
-// Table returns the CFI of the file at path (nil and the error when it has none).
-func (c *Cache) Table(path string) (*Table, error) {
-	cf := c.file(path)
-	return cf.table, cf.err
+// File returns the binary at path (cached by path).
+func (c *Cache) File(path string) *Binary {
+	return c.Get(path, func() (io.ReaderAt, error) { return os.Open(path) })
 }
+
+// Mapping returns the binary of a mapping by its path (for processes in the
+// caller's mount namespace; capture/ passes files it holds open instead).
+func (c *Cache) Mapping(m symbolize.Mapping) *Binary { return c.File(m.Path) }
 
 // LoadBias returns the difference between run-time addresses in a mapping
 // and the file's virtual addresses, from the PT_LOAD segment that holds the
@@ -81,25 +91,25 @@ type procMapping struct {
 	mod        Module
 }
 
-// NewProcess builds the modules of a process from its /proc/PID/maps lines.
-// root is prepended to each path (e.g. "/proc/PID/root" so binaries inside
-// containers resolve); mappings whose file has no CFI are left out and
-// their PCs stop walks with ReasonNoModule.
-func NewProcess(cache *Cache, root string, maps []symbolize.Mapping) *Process {
+// NewProcess builds the modules of a process from its /proc/PID/maps lines;
+// binary returns the CFI of a mapping's file (nil to skip it). Mappings
+// without CFI are left out: their PCs stop walks with ReasonNoModule (or
+// use the frame-pointer fallback).
+func NewProcess(maps []symbolize.Mapping, binary func(symbolize.Mapping) *Binary) *Process {
 	p := &Process{}
 	for _, m := range maps {
 		if !m.Executable() || !m.FileBacked() {
 			continue
 		}
-		cf := cache.file(root + m.Path)
-		if cf.table == nil {
+		b := binary(m)
+		if b == nil || b.Table == nil {
 			continue
 		}
-		bias, ok := LoadBias(cf.loads, m.Start, m.Offset)
+		bias, ok := LoadBias(b.Loads, m.Start, m.Offset)
 		if !ok {
 			continue
 		}
-		p.maps = append(p.maps, procMapping{start: m.Start, end: m.End, mod: Module{Table: cf.table, Bias: bias}})
+		p.maps = append(p.maps, procMapping{start: m.Start, end: m.End, mod: Module{Table: b.Table, Bias: bias}})
 	}
 	sort.Slice(p.maps, func(i, j int) bool { return p.maps[i].start < p.maps[j].start })
 	return p

@@ -133,7 +133,7 @@ func (s *symbolizer) name(pc uint64) string {
 func unwindStopped(t *testing.T, pid int) (Result, []string, stoppedSample) {
 	t.Helper()
 	smp := sampleWithPtrace(t, pid, 16<<10)
-	proc := NewProcess(NewCache(), "", smp.maps)
+	proc := NewProcess(smp.maps, NewCache().Mapping)
 	res := Unwind(proc, smp.regs, smp.stack, Options{})
 	sym := &symbolizer{maps: smp.maps, bins: map[string]*symbolize.Binary{}}
 	var names []string
@@ -230,10 +230,10 @@ func TestUnwindStoppedProcess(t *testing.T) {
 
 	// Incomplete walks stop with the right reason, and are counted.
 	var counts Counts
-	proc := NewProcess(NewCache(), "", smp.maps)
+	proc := NewProcess(smp.maps, NewCache().Mapping)
 	short := Unwind(proc, smp.regs, Stack{Base: smp.stack.Base, Data: smp.stack.Data[:64]}, Options{})
 	deep := Unwind(proc, smp.regs, smp.stack, Options{MaxDepth: 3})
-	none := Unwind(NewProcess(NewCache(), "", nil), smp.regs, smp.stack, Options{})
+	none := Unwind(NewProcess(nil, NewCache().Mapping), smp.regs, smp.stack, Options{})
 	for _, r := range []Result{res, short, deep, none} {
 		counts.Add(r)
 	}
