@@ -3,6 +3,7 @@
 // chain_cmp -> chain_c -> chain_leaf, which spins until killed. The frames
 // use the stack (arrays) so their CFA is not simply rsp+8, and the qsort
 // detour puts libc frames (no frame pointers) in the middle of the chain.
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -45,8 +46,15 @@ __attribute__((noinline)) int chain_a(int n) {
 	return chain_b(n + pad[n % 100]) * 3;
 }
 
+static void on_alarm(int sig) { (void)sig; stop = 1; }
+
+// With an argument N, the leaf spins for N seconds (capture tests); without,
+// until killed (ptrace tests).
 int main(int argc, char **argv) {
-	(void)argv;
+	if (argc > 1) {
+		signal(SIGALRM, on_alarm);
+		alarm((unsigned)atoi(argv[1]));
+	}
 	int r = chain_a(argc + 1);
 	printf("%d\n", r);
 	return 0;
