@@ -6,9 +6,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -182,4 +185,159 @@ func perfStacks(out []byte) [][]string {
 	}
 	flush()
 	return stacks
+}
+
+// nginx from the distribution is built without frame pointers: with
+// --unwind dwarf its worker's stacks under load reach libc's start-up code
+// (__libc_start_main) through main and the event loop, for >= 95% of the
+// samples, as perf record --call-graph dwarf sees them.
+func TestUnwindDWARFNginx(t *testing.T) {
+	testenv.RequireBPF(t)
+	nginx := testenv.RequireTool(t, "nginx")
+	wrk := testenv.RequireTool(t, "wrk")
+	dir := t.TempDir()
+	port := freePort(t)
+	os.WriteFile(filepath.Join(dir, "index.html"), []byte("hello"), 0o644)
+	conf := fmt.Sprintf(`daemon off; master_process on; worker_processes 1; pid %[1]s/nginx.pid; error_log %[1]s/error.log;
+events { worker_connections 256; }
+http { access_log off; client_body_temp_path %[1]s; proxy_temp_path %[1]s; fastcgi_temp_path %[1]s; uwsgi_temp_path %[1]s; scgi_temp_path %[1]s;
+  server { listen 127.0.0.1:%[2]d; root %[1]s; } }
+`, dir, port)
+	os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o644)
+	master := startServer(t, exec.Command(nginx, "-c", filepath.Join(dir, "nginx.conf"), "-p", dir), port)
+	// A SIGTERM lets the master take its worker down; a bare SIGKILL would
+	// orphan the worker, which holds the test's stderr open.
+	t.Cleanup(func() {
+		syscall.Kill(master, syscall.SIGTERM)
+		for i := 0; i < 50 && syscall.Kill(master, 0) == nil; i++ {
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+	load := func() {
+		out, err := exec.Command(wrk, "-t1", "-c8", "-d2s", fmt.Sprintf("http://127.0.0.1:%d/index.html", port)).CombinedOutput()
+		if err != nil {
+			t.Errorf("wrk: %v\n%s", err, out)
+		}
+	}
+
+	sets := NewProbeSets()
+	fs := pflag.NewFlagSet("capture", pflag.ContinueOnError)
+	for _, s := range sets {
+		s.BindFlags(fs)
+	}
+	if err := fs.Parse([]string{"--freq", "499", "--unwind", "dwarf"}); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "nginx.bpfsnap")
+	ctx, cancel := context.WithCancel(context.Background())
+	ready, done := make(chan struct{}), make(chan error, 1)
+	go func() {
+		_, err := Run(ctx, Options{Output: path, Duration: time.Minute, Probes: []string{"cpu"}, Sets: sets,
+			PIDs: []uint32{uint32(master)}, Version: "test", Ready: func() { close(ready) }})
+		done <- err
+	}()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("capture ended before it was ready: %v", err)
+	}
+	load()
+	time.Sleep(300 * time.Millisecond)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	lines, _, man := foldedOf(t, path)
+	var total, rooted, worker int64
+	for _, l := range lines {
+		user := userFrames(l.Frames[1:])
+		if len(user) == 0 {
+			continue
+		}
+		total += l.Value
+		if reachesStart(user) {
+			rooted += l.Value
+		}
+		if indexOfFrame(user, "ngx_process_events_and_timers") >= 0 && indexOfFrame(user, "main") >= 0 {
+			worker += l.Value
+		}
+	}
+	if len(lines) > 0 {
+		t.Logf("a stack: %s", strings.Join(lines[0].Frames, ";"))
+	}
+	t.Logf("nginx: %d samples with user frames, %d reach __libc_start_main, %d under main..ngx_process_events_and_timers; drops %v; details %v",
+		total, rooted, worker, man.Drops, probeDetails(man.Probes, "cpu"))
+	if total < 200 {
+		t.Fatalf("only %d nginx samples", total)
+	}
+	if float64(rooted) < 0.95*float64(total) {
+		t.Errorf("%d of %d nginx samples unwound to __libc_start_main, want >= 95%%", rooted, total)
+	}
+	if float64(worker) < 0.5*float64(total) {
+		t.Errorf("only %d of %d samples under main..ngx_process_events_and_timers", worker, total)
+	}
+
+	// perf record --call-graph dwarf on the same worker, same load.
+	perf := testenv.RequireTool(t, "perf")
+	data := filepath.Join(t.TempDir(), "perf.data")
+	// perf -p follows the threads of one process: give it the worker.
+	children, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", master, master))
+	if err != nil || len(strings.Fields(string(children))) == 0 {
+		t.Fatalf("no nginx worker: %v", err)
+	}
+	rec := exec.Command(perf, "record", "-q", "-F", "499", "--call-graph", "dwarf", "-o", data, "-p", strings.Fields(string(children))[0])
+	if err := rec.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	load()
+	rec.Process.Signal(os.Interrupt)
+	rec.Wait() // exits through the signal; the data file is judged below
+	out, err := exec.Command(perf, "script", "-i", data, "-F", "comm,ip,sym").Output()
+	if err != nil {
+		t.Fatalf("perf script: %v", err)
+	}
+	var perfTotal, perfRooted, perfWorker int
+	for _, stack := range perfStacks(out) {
+		if len(stack) == 0 {
+			continue
+		}
+		perfTotal++
+		if indexOfFrame(stack, "__libc_start_main") >= 0 || indexOfFrame(stack, "__libc_start_call_main") >= 0 {
+			perfRooted++
+		}
+		if indexOfFrame(stack, "ngx_process_events_and_timers") >= 0 && indexOfFrame(stack, "main") >= 0 {
+			perfWorker++
+		}
+	}
+	t.Logf("perf: %d samples, %d reach libc start-up, %d under main..ngx_process_events_and_timers", perfTotal, perfRooted, perfWorker)
+	if perfTotal == 0 || perfWorker == 0 {
+		t.Fatalf("perf saw no nginx worker stacks: the comparison is void")
+	}
+	// Same shape: the share of samples under the event loop agrees within
+	// 15 points (different sampling instants, same workload).
+	ours, theirs := 100*float64(worker)/float64(total), 100*float64(perfWorker)/float64(perfTotal)
+	if d := ours - theirs; d > 15 || d < -15 {
+		t.Errorf("under main..ngx_process_events_and_timers: bpfsnap %.1f%%, perf %.1f%%", ours, theirs)
+	}
+}
+
+// reachesStart reports whether a root-first user stack starts in libc's
+// start-up code (the nginx binary is stripped, so _start has no name).
+func reachesStart(rootFirst []string) bool {
+	for i := 0; i < len(rootFirst) && i < 3; i++ {
+		if rootFirst[i] == "__libc_start_main" {
+			return true
+		}
+	}
+	return false
+}
+
+func indexOfFrame(frames []string, name string) int {
+	for i, f := range frames {
+		if f == name {
+			return i
+		}
+	}
+	return -1
 }
