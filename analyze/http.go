@@ -217,3 +217,14 @@ func Quantile(sorted []float64, q float64) float64 {
 	}
 	return sorted[rank]
 }
+
+// processNames maps pids to the name of their last program.
+func processNames(procs []Process) map[uint32]string {
+	out := map[uint32]string{}
+	for _, p := range procs {
+		if p.Comm != "" {
+			out[p.PID] = p.Comm
+		}
+	}
+	return out
+}

@@ -2,7 +2,6 @@ package analyze
 
 import (
 	"fmt"
-	"strconv"
 
 	"github.com/bpfsnap/bpfsnap/formats"
 )
@@ -37,12 +36,12 @@ func Analyze(a *formats.Archive, opts Options) (*Summary, error) {
 		return nil, err
 	}
 	s.Warnings = Warnings(m)
-	cpu, noStack, err := CPUProfile(a, opts, s.Processes)
-	if err != nil {
-		return nil, err
-	}
-	if cpu != nil {
-		s.CPU = SummarizeCPU(cpu, noStack, probeFreq(m))
+	if a.HasTable(formats.TableCPUSamples) {
+		prof, err := LoadCPU(a, opts)
+		if err != nil {
+			return nil, err
+		}
+		s.CPU = prof.Summarize()
 	}
 	if s.HTTP, err = HTTP(a, opts, s.Processes); err != nil {
 		return nil, err
@@ -69,16 +68,19 @@ func Warnings(m *formats.Manifest) []string {
 	return out
 }
 
-func formatDrop(d formats.DropCount) string {
-	return fmt.Sprintf("%s: %d lost", d.Reason, d.Count)
+// dropMeanings says in words what a counter means; counters not listed
+// are events that were lost.
+var dropMeanings = map[string]string{
+	"stacks.unsymbolized_frames":    "distinct stack frames could not be symbolized (shown as module+offset)",
+	"http.no_response":              "HTTP requests had no response before the window ended",
+	"http.response_without_request": "HTTP responses had no request in the window (connection began earlier); not counted as requests",
+	"http.unparsed":                 "HTTP-looking messages could not be parsed",
+	"http.truncated_path":           "HTTP paths were longer than the captured bytes and are cut",
 }
 
-// probeFreq is the cpu probe set's sampling frequency from the manifest.
-func probeFreq(m *formats.Manifest) uint64 {
-	if p := m.Probe("cpu"); p != nil {
-		if v, err := strconv.ParseUint(p.Details["freq"], 10, 64); err == nil {
-			return v
-		}
+func formatDrop(d formats.DropCount) string {
+	if m, ok := dropMeanings[d.Reason]; ok {
+		return fmt.Sprintf("%s: %d %s", d.Reason, d.Count, m)
 	}
-	return 0
+	return fmt.Sprintf("%s: %d events lost", d.Reason, d.Count)
 }

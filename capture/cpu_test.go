@@ -52,32 +52,35 @@ func captureCPU(t *testing.T, freq string, duration time.Duration, argv ...strin
 	return out
 }
 
-func foldedOf(t *testing.T, path string) ([]analyze.FoldedLine, *analyze.StackProfile, *formats.Manifest) {
+func foldedOf(t *testing.T, path string) ([]analyze.FoldedStack, *analyze.CPUProfile, *formats.Manifest) {
 	t.Helper()
 	a, err := formats.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	procs, err := analyze.Processes(a)
+	prof, err := analyze.LoadCPU(a, analyze.Options{})
 	if err != nil {
-		t.Fatal(err)
-	}
-	prof, _, err := analyze.CPUProfile(a, analyze.Options{}, procs)
-	if err != nil || prof == nil {
 		t.Fatalf("cpu profile: %v", err)
 	}
-	return analyze.Folded(prof), prof, a.Manifest()
+	return prof.Folded(analyze.FoldOptions{}), prof, a.Manifest()
+}
+
+// foldedText is the folded output, for failure messages.
+func foldedText(lines []analyze.FoldedStack) string {
+	var b strings.Builder
+	analyze.WriteFolded(&b, lines)
+	return b.String()
 }
 
 // samplesUnder sums folded lines whose frames contain caller directly
 // followed by fn (caller is fn's parent).
-func samplesUnder(lines []analyze.FoldedLine, caller, fn string) int64 {
-	var n int64
+func samplesUnder(lines []analyze.FoldedStack, caller, fn string) uint64 {
+	var n uint64
 	for _, l := range lines {
 		for i := 1; i < len(l.Frames); i++ {
 			if l.Frames[i] == fn && l.Frames[i-1] == caller {
-				n += l.Value
+				n += l.Count
 				break
 			}
 		}
@@ -94,7 +97,7 @@ func TestCPUKnownRatio(t *testing.T) {
 	lines, prof, m := foldedOf(t, path)
 	a, b := samplesUnder(lines, "work", "hot_a"), samplesUnder(lines, "work", "hot_b")
 	if a+b < 1000 {
-		t.Fatalf("only %d+%d samples of hot_a/hot_b under work (total %d); folded:\n%s", a, b, prof.Total, analyze.FoldedText(lines))
+		t.Fatalf("only %d+%d samples of hot_a/hot_b under work (total %d); folded:\n%s", a, b, prof.Samples, foldedText(lines))
 	}
 	share := 100 * float64(a) / float64(a+b)
 	t.Logf("hot_a %d, hot_b %d samples: %.1f%% / %.1f%%; drops %v", a, b, share, 100-share, m.Drops)
@@ -142,7 +145,7 @@ func main() {
 	}
 	path := captureCPU(t, "499", 30*time.Second, bin)
 	_, prof, _ := foldedOf(t, path)
-	sum := analyze.SummarizeCPU(prof, 0, 499)
+	sum := prof.Summarize()
 	if len(sum.Functions) == 0 || sum.Functions[0].Name != "main.spinHot" || sum.Functions[0].SelfPct < 80 {
 		t.Fatalf("top functions of a stripped Go binary: %+v", sum.Functions[:min(5, len(sum.Functions))])
 	}
@@ -167,12 +170,12 @@ func TestCPUShortLivedProcessSymbolized(t *testing.T) {
 	bin := buildCPUBurn(t)
 	path := captureCPU(t, "499", 30*time.Second, "/bin/sh", "-c", "sleep 0.5; "+bin+" 600; sleep 2.5")
 	lines, _, m := foldedOf(t, path)
-	var burn int64
+	var burn uint64
 	for _, l := range lines {
-		if !strings.HasPrefix(l.Frames[0], "cpuburn ") {
+		if l.Frames[0] != "cpuburn" {
 			continue
 		}
-		burn += l.Value
+		burn += l.Count
 		for _, f := range l.Frames[1:] {
 			if strings.HasPrefix(f, "cpuburn+0x") || f == "[unknown]" {
 				t.Errorf("unresolved frame %q of the exited process in %v", f, l.Frames)
@@ -180,7 +183,7 @@ func TestCPUShortLivedProcessSymbolized(t *testing.T) {
 		}
 	}
 	if burn < 200 {
-		t.Fatalf("only %d samples of the short-lived process:\n%s", burn, analyze.FoldedText(lines))
+		t.Fatalf("only %d samples of the short-lived process:\n%s", burn, foldedText(lines))
 	}
 	if m.Window.Duration() < 3*time.Second {
 		t.Errorf("window %s ended before the process had long exited", m.Window.Duration())
@@ -204,7 +207,7 @@ func TestCPUAgreesWithPerf(t *testing.T) {
 
 	path := captureCPU(t, "499", 30*time.Second, bin, "2000")
 	_, prof, _ := foldedOf(t, path)
-	sum := analyze.SummarizeCPU(prof, 0, 499)
+	sum := prof.Summarize()
 	var ours []string
 	for _, f := range sum.Functions[:2] {
 		ours = append(ours, f.Name)

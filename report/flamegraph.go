@@ -6,181 +6,266 @@ import (
 	"hash/fnv"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/bpfsnap/bpfsnap/analyze"
 )
 
 //go:embed flamegraph.js
-var flameGraphJS string
+var flameJS string
 
-// FlameGraphOptions configures WriteFlameGraph.
-type FlameGraphOptions struct {
-	Title string
-	Unit  string // "samples", "bytes"
-	Width int    // pixels; 1200 when 0
-	// Inline omits the XML declaration so the <svg> can be embedded in an
-	// HTML page.
-	Inline bool
-	// ID prefixes element ids so several graphs can share a page.
-	ID string
+//go:embed flamegraph.css
+var flameCSS string
+
+// FlameGraphScript is the flame graph's script, for a page that embeds
+// several graphs with OmitScript and includes the script once. It
+// initializes every <svg class="bpfsnap-flame"> in the document and exposes
+// window.bpfsnapFlame.{search(svg, term), reset(svg), zoom(svg, g)}.
+func FlameGraphScript() string { return flameJS }
+
+// FlameNode is one frame of a flame graph: a function at one position of the
+// call tree, with the samples of its subtree.
+type FlameNode struct {
+	Name     string
+	Total    uint64 // samples in this frame and everything it called
+	Self     uint64 // samples where this frame was the leaf
+	Children []*FlameNode
+	index    map[string]*FlameNode
 }
 
-const (
-	frameHeight = 16
-	fontSize    = 12
-	charWidth   = 7.0 // average glyph width at fontSize, for trimming labels
-	minWidthPx  = 0.3 // narrower frames are pruned (and counted)
-	padTop      = 48
-	padBottom   = 24
-	padSide     = 10
-)
+// NewFlameTree returns an empty tree; its root is the "all" frame.
+func NewFlameTree() *FlameNode { return &FlameNode{Name: "all"} }
 
-// flameNode is a frame in the merged call tree.
-type flameNode struct {
-	name     string
-	value    int64
-	children map[string]*flameNode
-	order    []string
-}
-
-func (n *flameNode) child(name string) *flameNode {
-	c := n.children[name]
-	if c == nil {
-		c = &flameNode{name: name, children: map[string]*flameNode{}}
-		n.children[name] = c
-		n.order = append(n.order, name)
-	}
-	return c
-}
-
-// BuildFlameTree merges folded lines (root first) into a call tree.
-func buildFlameTree(lines []analyze.FoldedLine) *flameNode {
-	root := &flameNode{name: "all", children: map[string]*flameNode{}}
-	for _, l := range lines {
-		root.value += l.Value
-		n := root
-		for _, f := range l.Frames {
-			n = n.child(f)
-			n.value += l.Value
-		}
+// FlameTreeFromFolded builds a tree from folded stacks.
+func FlameTreeFromFolded(stacks []analyze.FoldedStack) *FlameNode {
+	root := NewFlameTree()
+	for _, s := range stacks {
+		root.Add(s.Frames, s.Count)
 	}
 	return root
 }
 
-func (n *flameNode) depth() int {
+// Add adds count samples of one stack, frames root first. Names are made
+// safe (analyze.SafeFrameName), so a tree built from hostile folded text
+// holds no newlines or control characters.
+func (n *FlameNode) Add(frames []string, count uint64) {
+	if count == 0 {
+		return
+	}
+	n.Total += count
+	cur := n
+	for _, name := range frames {
+		name = analyze.SafeFrameName(name)
+		child := cur.index[name]
+		if child == nil {
+			child = &FlameNode{Name: name}
+			if cur.index == nil {
+				cur.index = map[string]*FlameNode{}
+			}
+			cur.index[name] = child
+			cur.Children = append(cur.Children, child)
+		}
+		child.Total += count
+		cur = child
+	}
+	cur.Self += count
+}
+
+// FlameOptions tunes the rendering. The zero value renders a 1200 px wide
+// standalone graph with its script.
+type FlameOptions struct {
+	Title    string // default "CPU flame graph"
+	Subtitle string // e.g. archive, time slice and filters
+	Width    int    // in SVG user units, default 1200
+	// MinWidth drops frames narrower than this many units (default 0.1):
+	// they cannot be seen or clicked and would only grow the file.
+	MinWidth float64
+	// OmitScript leaves out the <script>, for a page that embeds several
+	// graphs and includes FlameGraphScript once.
+	OmitScript bool
+	// Unit names what the counts are ("samples", "bytes").
+	Unit string
+}
+
+const (
+	flameFrameHeight = 16
+	flameFontSize    = 12
+	flameCharWidth   = 0.59 * flameFontSize // average glyph width of the monospace font
+	flamePad         = 10
+	flameTop         = 56 // title, subtitle, controls
+	flameBottom      = 24 // details line
+)
+
+// WriteFlameGraph writes root as one <svg> element: a valid standalone SVG
+// file, and usable inline in HTML. Every frame is
+// <g class="f" data-n="SAMPLES"><title>NAME&#xA;…</title><rect/><text/></g>
+// (no <text> when the frame is too narrow for a label),
+// written through the XML-escaping writer; the script reads names from the
+// DOM only.
+func WriteFlameGraph(w io.Writer, root *FlameNode, opts FlameOptions) error {
+	if opts.Width <= 0 {
+		opts.Width = 1200
+	}
+	if opts.MinWidth <= 0 {
+		opts.MinWidth = 0.1
+	}
+	if opts.Title == "" {
+		opts.Title = "CPU flame graph"
+	}
+	if opts.Unit == "" {
+		opts.Unit = "samples"
+	}
+	usable := float64(opts.Width - 2*flamePad)
+	var scale float64
+	if root.Total > 0 {
+		scale = usable / float64(root.Total)
+	}
+	depth := visibleDepth(root, scale, opts.MinWidth)
+	height := flameTop + (depth+1)*flameFrameHeight + flameBottom
+	sw := newSVGWriter(w)
+	ff := func(v float64) string { return strconv.FormatFloat(v, 'f', 2, 64) }
+	itoa := strconv.Itoa
+	sw.start("svg", false,
+		"xmlns", "http://www.w3.org/2000/svg",
+		"class", "bpfsnap-flame",
+		"version", "1.1",
+		"width", itoa(opts.Width), "height", itoa(height),
+		"viewBox", fmt.Sprintf("0 0 %d %d", opts.Width, height),
+		"data-unit", opts.Unit,
+		"data-total", strconv.FormatUint(root.Total, 10),
+		"data-pad", itoa(flamePad),
+		"data-char-width", ff(flameCharWidth))
+	sw.raw("<style>")
+	sw.raw(flameCSS)
+	sw.raw("</style>")
+	sw.start("rect", true, "class", "bg", "x", "0", "y", "0", "width", itoa(opts.Width), "height", itoa(height))
+	sw.element("text", opts.Title, "class", "title", "x", itoa(opts.Width/2), "y", "20")
+	if opts.Subtitle != "" {
+		sw.element("text", opts.Subtitle, "class", "subtitle", "x", itoa(opts.Width/2), "y", "36")
+	}
+	sw.element("text", "Reset zoom", "class", "reset hidden", "x", itoa(flamePad), "y", "50")
+	sw.element("text", "Search", "class", "search", "x", itoa(opts.Width-flamePad), "y", "50")
+	sw.element("text", "", "class", "matched", "x", itoa(opts.Width-flamePad-60), "y", "50")
+	sw.element("text", "", "class", "details", "x", itoa(flamePad), "y", itoa(height-8))
+	sw.start("g", false, "class", "frames")
+	fw := frameWriter{sw: sw, total: root.Total, scale: scale, min: opts.MinWidth, unit: opts.Unit,
+		baseY: float64(height - flameBottom - flameFrameHeight), ff: ff}
+	if root.Total > 0 {
+		fw.write(root, 0, flamePad)
+	}
+	sw.end("g")
+	if !opts.OmitScript {
+		// CDATA keeps the script literal both in XML and in HTML's foreign
+		// content; the script is our constant and contains no "]]>".
+		sw.raw("<script><![CDATA[\n")
+		sw.raw(flameJS)
+		sw.raw("\n]]></script>")
+	}
+	sw.end("svg")
+	sw.raw("\n")
+	return sw.flush()
+}
+
+type frameWriter struct {
+	sw           *svgWriter
+	total        uint64
+	scale, min   float64
+	baseY        float64
+	unit         string
+	ff           func(float64) string
+	title, label strings.Builder
+}
+
+// write renders n at depth and x, then its children left to right in name
+// order, so the layout does not depend on the order stacks were added.
+func (f *frameWriter) write(n *FlameNode, depth int, x float64) {
+	width := float64(n.Total) * f.scale
+	y := f.baseY - float64(depth*flameFrameHeight)
+	f.title.Reset()
+	f.title.WriteString(n.Name)
+	f.title.WriteString("\n")
+	f.title.WriteString(strconv.FormatUint(n.Total, 10))
+	f.title.WriteString(" ")
+	f.title.WriteString(f.unit)
+	f.title.WriteString(" (")
+	f.title.WriteString(strconv.FormatFloat(100*float64(n.Total)/float64(f.total), 'f', 2, 64))
+	f.title.WriteString("%)")
+	if n.Self > 0 && len(n.Children) > 0 {
+		f.title.WriteString(", self ")
+		f.title.WriteString(strconv.FormatUint(n.Self, 10))
+	}
+	sw := f.sw
+	sw.start("g", false, "class", "f", "data-n", strconv.FormatUint(n.Total, 10))
+	sw.element("title", f.title.String())
+	sw.start("rect", true, "x", f.ff(x), "y", f.ff(y), "width", f.ff(width),
+		"height", strconv.Itoa(flameFrameHeight-1), "fill", frameColor(n.Name, depth))
+	// A frame too narrow for a label gets no <text> (most frames of a big
+	// profile); the script adds one when a zoom makes room.
+	if label := fitLabel(n.Name, width); label != "" {
+		sw.element("text", label, "x", f.ff(x+3), "y", f.ff(y+flameFrameHeight-4.5))
+	}
+	sw.end("g")
+	kids := n.Children
+	sort.Slice(kids, func(i, j int) bool { return kids[i].Name < kids[j].Name })
+	for _, c := range kids {
+		cw := float64(c.Total) * f.scale
+		if cw >= f.min {
+			f.write(c, depth+1, x)
+		}
+		x += cw
+	}
+}
+
+// visibleDepth is the depth of the deepest frame wide enough to draw.
+func visibleDepth(n *FlameNode, scale, min float64) int {
 	d := 0
-	for _, c := range n.children {
-		d = max(d, c.depth())
+	for _, c := range n.Children {
+		if float64(c.Total)*scale >= min {
+			if cd := visibleDepth(c, scale, min) + 1; cd > d {
+				d = cd
+			}
+		}
 	}
-	return d + 1
+	return d
 }
 
-// WriteFlameGraph writes a self-contained interactive SVG flame graph:
-// click a frame to zoom, "Reset zoom" to go back, "Search" (or Ctrl-F) to
-// highlight frames matching a pattern with the share they cover, and a
-// tooltip (the frame's <title>) with its count and percentage. Colours are
-// stable per function name; kernel frames ("_[k]") are blue-green.
-func WriteFlameGraph(w io.Writer, lines []analyze.FoldedLine, opt FlameGraphOptions) error {
-	if opt.Width == 0 {
-		opt.Width = 1200
-	}
-	if opt.Unit == "" {
-		opt.Unit = "samples"
-	}
-	root := buildFlameTree(lines)
-	depth := root.depth()
-	height := padTop + depth*frameHeight + padBottom
-	x := newXMLWriter(w)
-	if !opt.Inline {
-		x.raw(`<?xml version="1.0" encoding="UTF-8" standalone="no"?>` + "\n")
-	}
-	x.raw(`<svg xmlns="http://www.w3.org/2000/svg" class="flamegraph" id="%sfg" width="%d" height="%d" viewBox="0 0 %d %d" data-total="%d" data-unit="`,
-		opt.ID, opt.Width, height, opt.Width, height, root.value)
-	x.text(opt.Unit)
-	x.raw(`" style="font-family:system-ui,-apple-system,'Segoe UI',sans-serif;font-size:%dpx">`+"\n", fontSize)
-	x.raw(`<style>.flamegraph .f:hover rect{stroke:#000;stroke-width:.5;cursor:pointer}.flamegraph .f text{pointer-events:none;fill:#000}.flamegraph .btn{cursor:pointer;fill:#1a5fb4}.flamegraph .hide{display:none}</style>` + "\n")
-	x.raw(`<rect x="0" y="0" width="100%%" height="100%%" fill="#f8f8f4"/>` + "\n")
-	x.raw(`<text x="%d" y="20" text-anchor="middle" style="font-size:15px;font-weight:600">`, opt.Width/2)
-	x.text(opt.Title)
-	x.raw("</text>\n")
-	x.raw(`<text class="btn reset hide" x="%d" y="20">Reset zoom</text>`, padSide)
-	x.raw(`<text class="btn search" x="%d" y="20" text-anchor="end">Search</text>`, opt.Width-padSide)
-	x.raw(`<text class="matched" x="%d" y="%d" text-anchor="end"></text>`, opt.Width-padSide, height-6)
-	x.raw(`<text class="details" x="%d" y="%d"> </text>`+"\n", padSide, height-6)
-
-	scale := float64(opt.Width-2*padSide) / float64(max(root.value, 1))
-	pruned := int64(0)
-	var draw func(n *flameNode, left float64, level int)
-	draw = func(n *flameNode, left float64, level int) {
-		width := float64(n.value) * scale
-		if width < minWidthPx {
-			pruned += n.value
-			return
-		}
-		y := height - padBottom - (level+1)*frameHeight
-		label := n.name
-		if level == 0 {
-			label = "all"
-		}
-		pct := 100 * float64(n.value) / float64(max(root.value, 1))
-		x.raw(`<g class="f" data-v="%d"><title>`, n.value)
-		x.text(fmt.Sprintf("%s (%d %s, %.2f%%)", label, n.value, opt.Unit, pct))
-		x.raw(`</title><rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s" rx="2"/>`,
-			left, y, width, frameHeight-1, frameColour(label, level))
-		x.raw(`<text x="%.1f" y="%d">`, left+3, y+frameHeight-4)
-		x.text(trimLabel(label, width))
-		x.raw("</text></g>\n")
-		// Children sorted by name, as flame graphs are: position is not time.
-		names := append([]string(nil), n.order...)
-		sort.Strings(names)
-		childLeft := left
-		for _, name := range names {
-			c := n.children[name]
-			draw(c, childLeft, level+1)
-			childLeft += float64(c.value) * scale
-		}
-	}
-	draw(root, padSide, 0)
-	if pruned > 0 {
-		x.raw(`<text x="%d" y="36" style="fill:#666">`, padSide)
-		x.text(fmt.Sprintf("%d %s in frames too narrow to draw are left out", pruned, opt.Unit))
-		x.raw("</text>\n")
-	}
-	// The script is ours (embedded at compile time); it reads names from
-	// the DOM (each frame's <title>), never from strings pasted into code.
-	x.raw("<script><![CDATA[\n%s\n]]></script>\n</svg>\n", flameGraphJS)
-	return x.flush()
-}
-
-// trimLabel shortens a label to what fits in width pixels.
-func trimLabel(s string, width float64) string {
-	fit := int((width - 6) / charWidth)
+// fitLabel truncates name to what fits in width, with "..", or "" when not
+// even three characters fit.
+func fitLabel(name string, width float64) string {
+	fit := int((width - 6) / flameCharWidth)
 	if fit < 3 {
 		return ""
 	}
-	r := []rune(s)
-	if len(r) <= fit {
-		return s
+	if utf8.RuneCountInString(name) <= fit {
+		return name
 	}
-	return string(r[:fit-2]) + ".."
+	i, n := 0, 0
+	for i < len(name) && n < fit-2 {
+		_, size := utf8.DecodeRuneInString(name[i:])
+		i += size
+		n++
+	}
+	return name[:i] + ".."
 }
 
-// frameColour is stable per name: the same function has the same colour in
-// every graph and every report.
-func frameColour(name string, level int) string {
-	if level == 0 {
-		return "rgb(200,200,200)"
-	}
+// frameColor is stable per name (FNV hash): warm hues for user code, blue
+// for kernel frames (analyze.KernelSuffix), grey-violet for the root and
+// the process frames.
+func frameColor(name string, depth int) string {
 	h := fnv.New32a()
 	h.Write([]byte(name))
 	v := h.Sum32()
-	a, b := int(v%55), int((v>>8)%80)
-	if strings.HasSuffix(name, "_[k]") {
-		return fmt.Sprintf("rgb(%d,%d,%d)", 80+a, 170+b/2, 190+a)
+	a, b, c := float64(v&0xff)/255, float64((v>>8)&0xff)/255, float64((v>>16)&0xff)/255
+	var r, g, bl int
+	switch {
+	case depth <= 1:
+		r, g, bl = 160+int(30*a), 160+int(30*a), 190+int(40*b)
+	case strings.HasSuffix(name, analyze.KernelSuffix):
+		r, g, bl = 60+int(50*a), 140+int(60*b), 200+int(55*c)
+	default:
+		r, g, bl = 205+int(50*c), int(230*a), int(55*b)
 	}
-	if level == 1 { // process frames
-		return fmt.Sprintf("rgb(%d,%d,%d)", 150+a, 150+a, 170+b/2)
-	}
-	return fmt.Sprintf("rgb(%d,%d,%d)", 205+a, 90+b, 40+a/2)
+	return "rgb(" + strconv.Itoa(r) + "," + strconv.Itoa(g) + "," + strconv.Itoa(bl) + ")"
 }

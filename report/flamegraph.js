@@ -1,95 +1,138 @@
-// bpfsnap flame graph: zoom, reset, search, details. Works standalone and
-// inline in HTML; every graph is independent. Names come from <title>.
+// bpfsnap flame graph: zoom, reset, search, details. Names are read from
+// each frame's <title> (first line) and written back only with textContent,
+// so no frame name is ever parsed as markup or code.
 (function () {
-  var script = document.currentScript;
-  var svg = (script && script.closest && script.closest('svg')) || document.documentElement;
-  var frames = Array.prototype.slice.call(svg.querySelectorAll('g.f'));
-  var total = parseFloat(svg.getAttribute('data-total')) || 1;
-  var unit = svg.getAttribute('data-unit') || 'samples';
-  var reset = svg.querySelector('.reset');
-  var details = svg.querySelector('.details');
-  var matched = svg.querySelector('.matched');
-  var pad = 10, full = svg.viewBox.baseVal.width - 2 * pad;
-  frames.forEach(function (g) {
-    var r = g.querySelector('rect'), t = g.querySelector('text');
-    g._x = parseFloat(r.getAttribute('x'));
-    g._w = parseFloat(r.getAttribute('width'));
-    g._y = parseFloat(r.getAttribute('y'));
-    g._name = g.querySelector('title').textContent.replace(/ \([^()]*\)$/, '');
-    g._label = t.textContent;
-  });
-  function fit(g, x, w) {
-    var r = g.querySelector('rect'), t = g.querySelector('text');
-    r.setAttribute('x', x.toFixed(1));
-    r.setAttribute('width', w.toFixed(1));
-    t.setAttribute('x', (x + 3).toFixed(1));
-    var n = Math.floor((w - 6) / 7);
-    t.textContent = n < 3 ? '' : (g._name.length <= n ? g._name : g._name.slice(0, n - 2) + '..');
-  }
-  function zoom(target) {
-    var x0 = target._x, w0 = target._w, y0 = target._y, k = full / w0;
-    frames.forEach(function (g) {
-      var inside = g._x >= x0 - 0.05 && g._x + g._w <= x0 + w0 + 0.05;
-      var below = g._y > y0; // ancestors are drawn lower (root at the bottom)
-      if (g._y <= y0 && inside) {
-        g.classList.remove('hide');
-        fit(g, pad + (g._x - x0) * k, g._w * k);
-      } else if (below && g._x <= x0 + 0.05 && g._x + g._w >= x0 + w0 - 0.05) {
-        g.classList.remove('hide');
-        fit(g, pad, full);
-        g.style.opacity = '0.6';
-      } else {
-        g.classList.add('hide');
-      }
-    });
-    reset.classList.remove('hide');
-  }
-  function unzoom() {
-    frames.forEach(function (g) {
-      g.classList.remove('hide');
-      g.style.opacity = '';
-      fit(g, g._x, g._w);
-    });
-    reset.classList.add('hide');
-  }
-  function search(term) {
-    var re;
-    try { re = new RegExp(term); } catch (e) { re = null; }
-    var hits = [];
-    frames.forEach(function (g) {
-      var r = g.querySelector('rect');
-      if (r._fill === undefined) r._fill = r.getAttribute('fill');
-      var hit = term && (re ? re.test(g._name) : g._name.indexOf(term) >= 0);
-      r.setAttribute('fill', hit ? 'rgb(230,0,230)' : r._fill);
-      if (hit) hits.push(g);
-    });
-    // Share of the total covered by matches, counting nested matches once.
-    hits.sort(function (a, b) { return a._x - b._x || b._w - a._w; });
-    var covered = 0, end = -1;
-    hits.forEach(function (g) {
-      if (g._x >= end - 0.01) { covered += parseFloat(g.getAttribute('data-v')); end = g._x + g._w; }
-    });
-    matched.textContent = term ? 'Matched: ' + (100 * covered / total).toFixed(2) + '%' : '';
-    svg.setAttribute('data-matched', term ? (100 * covered / total).toFixed(2) : '');
-  }
-  frames.forEach(function (g) {
-    g.addEventListener('click', function (e) { zoom(g); e.stopPropagation(); });
-    g.addEventListener('mouseover', function () {
-      details.textContent = g.querySelector('title').textContent;
-    });
-    g.addEventListener('mouseout', function () { details.textContent = ' '; });
-  });
-  reset.addEventListener('click', unzoom);
-  svg.querySelector('.search').addEventListener('click', function () {
-    var term = window.prompt('Search (regular expression)', '');
-    if (term !== null) search(term);
-  });
-  svg.addEventListener('keydown', function (e) {
-    if ((e.ctrlKey || e.metaKey) && e.key === 'f') {
-      e.preventDefault();
-      var term = window.prompt('Search (regular expression)', '');
-      if (term !== null) search(term);
+  "use strict";
+  function num(el, a) { return parseFloat(el.getAttribute(a)) || 0; }
+
+  function init(svg) {
+    if (svg.__bpfsnapFlame) return svg.__bpfsnapFlame;
+    var pad = num(svg, "data-pad"), charW = num(svg, "data-char-width");
+    var width = svg.viewBox.baseVal.width;
+    var total = num(svg, "data-total"), unit = svg.getAttribute("data-unit") || "samples";
+    var frames = [];
+    var gs = svg.querySelectorAll("g.f");
+    for (var i = 0; i < gs.length; i++) {
+      var g = gs[i], rect = g.querySelector("rect"), text = g.querySelector("text");
+      var title = g.querySelector("title").textContent;
+      var nl = title.indexOf("\n");
+      frames.push({ g: g, rect: rect, text: text, name: nl < 0 ? title : title.slice(0, nl),
+        info: nl < 0 ? "" : title.slice(nl + 1), n: num(g, "data-n"),
+        x: num(rect, "x"), y: num(rect, "y"), w: num(rect, "width") });
     }
-  });
-  svg._bpfsnap = { zoom: zoom, unzoom: unzoom, search: search, frames: frames, unit: unit };
+    var state = { svg: svg, frames: frames, zoomed: null, term: "" };
+    var resetBtn = svg.querySelector(".reset"), searchBtn = svg.querySelector(".search");
+    var matched = svg.querySelector(".matched"), details = svg.querySelector(".details");
+
+    function label(f, w) {
+      var fit = Math.floor((w - 6) / charW);
+      if (fit < 3) return "";
+      if (f.name.length <= fit) return f.name;
+      return f.name.slice(0, fit - 2) + "..";
+    }
+    function place(f, x, w) {
+      f.rect.setAttribute("x", x.toFixed(2));
+      f.rect.setAttribute("width", w.toFixed(2));
+      var l = label(f, w);
+      if (!f.text) {
+        if (!l) return;
+        // Narrow frames are written without a label; make one on demand.
+        f.text = document.createElementNS("http://www.w3.org/2000/svg", "text");
+        f.text.setAttribute("y", (f.y + 11.5).toFixed(2));
+        f.g.appendChild(f.text);
+      }
+      f.text.setAttribute("x", (x + 3).toFixed(2));
+      f.text.textContent = l;
+    }
+    function reset() {
+      state.zoomed = null;
+      frames.forEach(function (f) {
+        f.g.classList.remove("hidden", "parent");
+        place(f, f.x, f.w);
+      });
+      resetBtn.classList.add("hidden");
+    }
+    function zoom(target) {
+      var z = null;
+      frames.forEach(function (f) { if (f.g === target) z = f; });
+      if (!z) return;
+      state.zoomed = z;
+      var eps = 0.0001, scale = (width - 2 * pad) / z.w;
+      frames.forEach(function (f) {
+        var show = false, parent = false;
+        if (f === z) { show = true; }
+        else if (f.y < z.y) { show = f.x >= z.x - eps && f.x + f.w <= z.x + z.w + eps; }
+        else if (f.y > z.y) { show = parent = f.x <= z.x + eps && f.x + f.w >= z.x + z.w - eps; }
+        f.g.classList.toggle("hidden", !show);
+        f.g.classList.toggle("parent", parent);
+        if (!show) return;
+        if (f === z || parent) place(f, pad, width - 2 * pad);
+        else place(f, pad + (f.x - z.x) * scale, f.w * scale);
+      });
+      resetBtn.classList.remove("hidden");
+    }
+    function search(term) {
+      state.term = term || "";
+      var re = null;
+      if (state.term) {
+        try { re = new RegExp(state.term); }
+        catch (e) { re = new RegExp(state.term.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")); }
+      }
+      var hits = [];
+      frames.forEach(function (f) {
+        var m = !!re && re.test(f.name);
+        f.g.classList.toggle("match", m);
+        if (m) hits.push(f);
+      });
+      // Count each matched subtree once: a match nested in another
+      // match's x range is its descendant.
+      hits.sort(function (a, b) { return a.x - b.x || b.w - a.w; });
+      var sum = 0, end = -1;
+      hits.forEach(function (f) {
+        if (f.x >= end - 0.0001) { sum += f.n; end = f.x + f.w; }
+      });
+      var pct = total > 0 ? 100 * sum / total : 0;
+      matched.textContent = re ? "Matched: " + pct.toFixed(1) + "%" : "";
+      return { frames: hits.length, samples: sum, pct: pct };
+    }
+    function ask() {
+      var t = window.prompt("Search frames (regular expression)", state.term);
+      if (t !== null) search(t);
+    }
+
+    svg.addEventListener("click", function (e) {
+      var g = e.target.closest ? e.target.closest("g.f") : null;
+      if (g && svg.contains(g)) zoom(g);
+    });
+    svg.addEventListener("mouseover", function (e) {
+      var g = e.target.closest ? e.target.closest("g.f") : null;
+      if (!g) return;
+      frames.forEach(function (f) { if (f.g === g) details.textContent = f.name + " — " + f.info; });
+    });
+    svg.addEventListener("mouseout", function () { details.textContent = ""; });
+    resetBtn.addEventListener("click", function (e) { e.stopPropagation(); reset(); });
+    searchBtn.addEventListener("click", function (e) { e.stopPropagation(); ask(); });
+    document.addEventListener("keydown", function (e) {
+      var standalone = document.documentElement === svg;
+      if ((e.ctrlKey || e.metaKey) && e.key === "f" && (standalone || svg.matches(":hover"))) {
+        e.preventDefault();
+        ask();
+      }
+      if (e.key === "Escape" && (standalone || svg.matches(":hover"))) { reset(); search(""); }
+    });
+    svg.__bpfsnapFlame = { zoom: zoom, reset: reset, search: search };
+    return svg.__bpfsnapFlame;
+  }
+
+  function initAll() {
+    var all = document.querySelectorAll("svg.bpfsnap-flame");
+    for (var i = 0; i < all.length; i++) init(all[i]);
+  }
+  window.bpfsnapFlame = {
+    search: function (svg, term) { return init(svg).search(term); },
+    reset: function (svg) { init(svg).reset(); },
+    zoom: function (svg, g) { init(svg).zoom(g); }
+  };
+  initAll();
+  document.addEventListener("DOMContentLoaded", initAll);
 })();

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# make demo: build bpfsnap and the demo workloads, capture a short window of
-# them, and show what the archive says. Needs root (it loads eBPF programs).
+# make demo: build bpfsnap and the demo workloads, capture a window of them
+# (an HTTP service with a slow endpoint under load, and a CPU-bound C
+# program), then analyze the archive and draw a flame graph. Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then
@@ -12,16 +13,34 @@ make -s build
 out=demo-out
 rm -rf "$out" && mkdir -p "$out"
 bin=bin/bpfsnap
+port=18088
+
+echo "== building the demo workloads"
+go build -o "$out/shop" ./testdata/demo/shop
+gcc -O1 -fno-omit-frame-pointer -o "$out/cpuburn" testdata/demo/cpuburn.c
 
 echo "== doctor"
-$bin doctor | tail -n 3
+$bin doctor | tail -n 1
 
-echo "== capture: a shell pipeline, followed from its first instruction"
-$bin capture -d 10s -o "$out/demo.bpfsnap" -- /bin/sh -c 'for i in 1 2 3; do ls / >/dev/null; sleep 0.3; done'
+"$out/shop" -listen 127.0.0.1:$port &
+shop=$!
+trap 'kill $shop 2>/dev/null || true' EXIT
+for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$port/api/products" && break; sleep 0.1; done
 
-echo "== inspect"
-$bin inspect "$out/demo.bpfsnap"
+echo "== capture: 10 s of the whole node (cpu + http) while the shop is under load"
+"$out/shop" -load "http://127.0.0.1:$port" -d 9s -c 4 &
+load=$!
+"$out/cpuburn" 3000 >/dev/null &
+$bin capture -d 10s -o "$out/demo.bpfsnap"
+wait $load
+
 echo "== analyze"
-$bin analyze "$out/demo.bpfsnap"
+$bin analyze "$out/demo.bpfsnap" | head -n 40
+$bin flamegraph "$out/demo.bpfsnap" -o "$out/cpu.svg"
+if $bin help report >/dev/null 2>&1; then
+	$bin report "$out/demo.bpfsnap" -o "$out/report.html"
+	echo "report:      $out/report.html"
+fi
 echo
-echo "archive: $out/demo.bpfsnap"
+echo "archive:     $out/demo.bpfsnap"
+echo "flame graph: $out/cpu.svg"

@@ -115,26 +115,5 @@ func printSummary(out io.Writer, s *analyze.Summary) {
 		}
 		tw.Flush()
 	}
-	if c := s.CPU; c != nil {
-		fmt.Fprintf(out, "\nCPU: %d samples", c.Samples)
-		if c.FreqHz > 0 {
-			fmt.Fprintf(out, " at %d Hz", c.FreqHz)
-		}
-		fmt.Fprintln(out)
-		for i, p := range c.Processes {
-			if i == 10 {
-				break
-			}
-			fmt.Fprintf(out, "  %6.2f%%  %s [%d]\n", p.Pct, safe(p.Process), p.PID)
-		}
-		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "  self\ttotal\tfunction")
-		for i, f := range c.Functions {
-			if i == 15 {
-				break
-			}
-			fmt.Fprintf(tw, "  %.2f%%\t%.2f%%\t%s\n", f.SelfPct, f.TotalPct, safe(f.Name))
-		}
-		tw.Flush()
-	}
+	printCPU(out, s.CPU)
 }

@@ -2,82 +2,77 @@ package main
 
 import (
 	"fmt"
-	"io"
-	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
 	"github.com/bpfsnap/bpfsnap/analyze"
-	"github.com/bpfsnap/bpfsnap/formats"
 	"github.com/bpfsnap/bpfsnap/report"
 )
 
-func newFlameGraphCmd() *cobra.Command {
+func newFlamegraphCmd() *cobra.Command {
 	var (
-		flags  analysisFlags
-		output string
-		folded bool
+		flags   analysisFlags
+		out     string
+		folded  bool
+		perPID  bool
+		title   string
+		minWide float64
 	)
 	cmd := &cobra.Command{
-		Use:   "flamegraph ARCHIVE [-o FILE.svg] [--folded] [--pid PID] [--from T --to T]",
-		Short: "Draw CPU samples as an interactive SVG flame graph, or print folded stacks",
-		Long: `flamegraph aggregates the archive's CPU samples by stack. By default it writes
-a self-contained interactive SVG (click to zoom, Ctrl-F or the search button to
-highlight, hover for counts); --folded prints "process;frame;...;leaf COUNT"
-lines (root first, kernel frames marked _[k]) for other tools.`,
-		Example: `  bpfsnap flamegraph incident.bpfsnap -o cpu.svg
-  bpfsnap flamegraph incident.bpfsnap --folded --pid 4242 --from 10s --to 20s`,
+		Use:   "flamegraph ARCHIVE [-o FILE.svg] [--folded]",
+		Short: "Draw an interactive SVG flame graph (or folded stacks) of the CPU samples",
+		Long: `flamegraph turns an archive's CPU samples into a self-contained interactive
+SVG flame graph (click a frame to zoom, "Reset zoom", "Search" or Ctrl-F with
+the matched percentage, tooltips with samples and percentage), or with
+--folded into folded stacks ("process;frame;...;leaf COUNT", root first,
+kernel frames suffixed _[k]) for other tools.`,
+		Example: "  bpfsnap flamegraph incident.bpfsnap -o cpu.svg\n" +
+			"  bpfsnap flamegraph incident.bpfsnap --pid 4242 --from 5s --to 10s -o slice.svg\n" +
+			"  bpfsnap flamegraph incident.bpfsnap --folded > cpu.folded",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			a, err := formats.Open(args[0])
+			in, err := loadCPU(args[0], &flags)
 			if err != nil {
 				return err
 			}
-			defer a.Close()
-			opts, err := flags.options(a.Manifest())
+			stacks := in.profile.Folded(analyze.FoldOptions{WithPID: perPID})
+			w, finish, err := openOutput(cmd, out)
 			if err != nil {
 				return err
 			}
-			procs, err := analyze.Processes(a)
-			if err != nil {
-				return err
-			}
-			prof, _, err := analyze.CPUProfile(a, opts, procs)
-			if err != nil {
-				return err
-			}
-			if prof == nil || prof.Total == 0 {
-				return fmt.Errorf("%s has no CPU samples%s (capture with -p cpu)", args[0], filterNote(opts))
-			}
-			var out io.Writer = cmd.OutOrStdout()
-			if output != "" {
-				f, err := os.Create(output)
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				out = f
-			}
-			lines := analyze.Folded(prof)
 			if folded {
-				_, err = io.WriteString(out, analyze.FoldedText(lines))
-				return err
+				err = analyze.WriteFolded(w, stacks)
+			} else {
+				if title == "" {
+					title = "CPU flame graph: " + filepath.Base(in.path)
+				}
+				err = report.WriteFlameGraph(w, report.FlameTreeFromFolded(stacks), report.FlameOptions{
+					Title:    title,
+					Subtitle: subtitle(in),
+					MinWidth: minWide,
+				})
 			}
-			return report.WriteFlameGraph(out, lines, report.FlameGraphOptions{
-				Title: "CPU: " + a.Manifest().Host,
-				Unit:  "samples",
-			})
+			return finish(err)
 		},
 	}
 	flags.bind(cmd)
-	cmd.Flags().StringVarP(&output, "output", "o", "", "write to this file instead of stdout")
-	cmd.Flags().BoolVar(&folded, "folded", false, "print folded stacks instead of SVG")
+	f := cmd.Flags()
+	f.StringVarP(&out, "output", "o", "", "write to this file instead of standard output")
+	f.BoolVar(&folded, "folded", false, "print folded stacks instead of SVG")
+	f.BoolVar(&perPID, "per-pid", false, "name the root frame of each stack comm-PID, keeping same-named processes apart")
+	f.StringVar(&title, "title", "", "title of the graph")
+	f.Float64Var(&minWide, "min-width", 0.1, "omit frames narrower than this many pixels")
 	return cmd
 }
 
-func filterNote(o analyze.Options) string {
-	if len(o.Filter.PIDs) > 0 || o.Filter.From > 0 || o.Filter.To > 0 {
-		return " matching the filter"
+// subtitle describes the samples drawn: how many, from which host and slice.
+func subtitle(in *cpuInput) string {
+	start, d := in.slice()
+	s := fmt.Sprintf("%d samples on %s, %s from %s", in.profile.Samples, in.manifest.Host,
+		d.Round(1e6), start.UTC().Format("2006-01-02 15:04:05 MST"))
+	if filtered(in.opts.Filter) {
+		s += " (" + describeFilter(in.opts.Filter) + ")"
 	}
-	return ""
+	return s
 }

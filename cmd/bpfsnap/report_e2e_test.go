@@ -1,0 +1,205 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/page"
+	cdpruntime "github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+
+	"github.com/bpfsnap/bpfsnap/internal/testenv"
+)
+
+// hostile is fed through every field the workload controls: an HTTP path,
+// a process name and executable path.
+const hostile = `"><script>alert(1)</script><svg onload=alert(2)>'onmouseover='alert(3)'`
+
+// The report of a real capture (CPU + HTTP, with hostile names) opens in
+// headless Chromium without console errors or network requests; the flame
+// graph zooms on click and highlights on search; nothing injected runs.
+func TestReportInChromium(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("captures need Linux")
+	}
+	testenv.RequireBPF(t)
+	chromium := testenv.RequireTool(t, "chromium")
+	testenv.RequireTool(t, "gcc")
+	bin := bpfsnapBin(t)
+	dir := t.TempDir()
+
+	shop := filepath.Join(dir, "shop")
+	if out, err := exec.Command("go", "build", "-o", shop, "../../testdata/demo/shop").CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	// A CPU-bound process whose executable name is hostile markup.
+	burn := filepath.Join(dir, "cpuburn")
+	if out, err := exec.Command("gcc", "-O1", "-fno-omit-frame-pointer", "-o", burn, "../../testdata/demo/cpuburn.c").CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	evil := filepath.Join(dir, strings.ReplaceAll(hostile, "/", "|"))
+	if err := os.Symlink(burn, evil); err != nil {
+		t.Fatal(err)
+	}
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	srv := exec.Command(shop, "-listen", fmt.Sprintf("127.0.0.1:%d", port))
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { srv.Process.Kill(); srv.Wait() }()
+	time.Sleep(500 * time.Millisecond)
+
+	archive := filepath.Join(dir, "real.bpfsnap")
+	capture := exec.Command(bin, "capture", "-p", "cpu,http", "-d", "6s", "-o", archive)
+	if err := capture.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		exec.Command(shop, "-load", fmt.Sprintf("http://127.0.0.1:%d", port), "-d", "3s", "-c", "2").Run()
+	}()
+	go func() {
+		defer wg.Done()
+		exec.Command(evil, "800").Run()
+		// A request whose path is markup, sent raw (no client would encode it).
+		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			fmt.Fprintf(c, "GET /%s HTTP/1.1\r\nHost: x\r\n\r\n", strings.ReplaceAll(hostile, " ", ""))
+			buf := make([]byte, 4096)
+			c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			c.Read(buf)
+			c.Close()
+		}
+	}()
+	wg.Wait()
+	if err := capture.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	html := filepath.Join(dir, "report.html")
+	if out, err := exec.Command(bin, "report", archive, "-o", html).CombinedOutput(); err != nil {
+		t.Fatalf("report: %v: %s", err, out)
+	}
+	data, _ := os.ReadFile(html)
+	if !strings.Contains(string(data), "hot_a") {
+		t.Fatalf("the report does not show the hot function")
+	}
+	// Quotes may stay raw inside the JSON data block (inert); a raw '<' may not.
+	for _, bad := range []string{"<script>alert", "<svg onload"} {
+		if i := strings.Index(string(data), bad); i >= 0 {
+			t.Errorf("raw hostile markup %q in the page: %q", bad, data[max(0, i-200):min(len(data), i+100)])
+		}
+	}
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium), chromedp.NoSandbox, chromedp.Headless, chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true), chromedp.Flag("no-first-run", true), chromedp.UserDataDir(filepath.Join(dir, "chrome")))
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancel()
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	ctx, cancel = context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+
+	var mu sync.Mutex
+	var consoleErrors, requests, dialogs []string
+	if err := chromedp.Listen(ctx, func(ev any) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch e := ev.(type) {
+		case *cdpruntime.EventExceptionThrown:
+			consoleErrors = append(consoleErrors, e.ExceptionDetails.Text)
+		case *cdpruntime.EventConsoleAPICalled:
+			if e.Type == cdpruntime.ConsoleAPICalledTypeError {
+				consoleErrors = append(consoleErrors, fmt.Sprint(e.Args))
+			}
+		case *network.EventRequestWillBeSent:
+			requests = append(requests, e.Request.URL)
+		case *page.EventJavascriptDialogOpening:
+			dialogs = append(dialogs, e.Message)
+			go chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: false})
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Call(ctx, network.Enable, network.EnableParams{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate("file://"+html), chromedp.WaitReady("#cpu")); err != nil {
+		t.Fatal(err)
+	}
+	eval := func(js string) int {
+		t.Helper()
+		v, err := chromedp.Run(ctx, chromedp.Evaluate[int](js))
+		if err != nil {
+			t.Fatalf("%s: %v", js, err)
+		}
+		return v
+	}
+	worst, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector(".card .what code") ? document.querySelector(".card .what code").textContent : ""`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	frames := eval(`document.querySelectorAll(".flame:not(.hidden) svg g.f").length`)
+	// Click the hot function's frame: the graph zooms (others hide).
+	zoomed := eval(`(function(){
+		var svg = document.querySelector(".flame:not(.hidden) svg");
+		var g = [].filter.call(svg.querySelectorAll("g.f"), function(g){ return g.querySelector("title").textContent.indexOf("hot_a\n") === 0; })[0];
+		g.dispatchEvent(new MouseEvent("click", {bubbles: true}));
+		return svg.querySelectorAll("g.f.hidden").length; })()`)
+	matched := eval(`(function(){
+		var svg = document.querySelector(".flame:not(.hidden) svg");
+		window.bpfsnapFlame.reset(svg);
+		return window.bpfsnapFlame.search(svg, "^hot_").frames; })()`)
+	// A time slice redraws the graph for that part of the window.
+	sliced := eval(`(function(){ window.bpfsnapReport.showSlice("0", "0");
+		return document.querySelectorAll('.flames[data-archive="0"] .flame:not(.hidden)[data-slice="0"]').length; })()`)
+	injected := eval(`document.querySelectorAll("img, iframe, object, embed, foreignObject, [onload], [onerror], [onmouseover], svg svg").length`)
+	if sliced != 1 {
+		t.Errorf("selecting a time slice did not show its flame graph")
+	}
+	t.Logf("opened and exercised in %s; %d frames, worst endpoint %q", time.Since(start).Round(time.Millisecond), frames, worst)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(consoleErrors) > 0 {
+		t.Errorf("console errors: %v", consoleErrors)
+	}
+	for _, u := range requests {
+		if !strings.HasPrefix(u, "file://") {
+			t.Errorf("network request to %s", u)
+		}
+	}
+	if len(requests) != 1 {
+		t.Errorf("requests: %v (want only the page itself)", requests)
+	}
+	if len(dialogs) > 0 {
+		t.Errorf("injected script ran: dialogs %v", dialogs)
+	}
+	if zoomed == 0 || matched == 0 || frames < 10 {
+		t.Errorf("flame graph: %d frames, %d hidden after zoom, %d search matches", frames, zoomed, matched)
+	}
+	if injected != 0 {
+		t.Errorf("%d injected elements or handlers in the DOM", injected)
+	}
+	if worst == "" {
+		t.Errorf("no worst endpoint at a glance")
+	}
+}

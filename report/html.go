@@ -1,0 +1,306 @@
+package report
+
+import (
+	"bytes"
+	_ "embed"
+	"fmt"
+	"html/template"
+	"io"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/bpfsnap/bpfsnap/analyze"
+	"github.com/bpfsnap/bpfsnap/formats"
+)
+
+var (
+	//go:embed html.tmpl
+	htmlTemplate string
+	//go:embed report.css
+	reportCSS string
+	//go:embed report.js
+	reportJS string
+)
+
+// HTMLOptions configures the HTML report.
+type HTMLOptions struct {
+	Analysis analyze.Options
+	// Slices is how many time slices of the window get their own flame
+	// graph (selected from the samples-over-time chart); 6 when 0.
+	Slices  int
+	Version string
+	// Now stamps the page; time.Now when zero (tests pin it).
+	Now time.Time
+}
+
+// Limits that keep the page small (the goal: under 5 MB for a 60 s demo
+// capture) without hiding the answer: the worst endpoints get charts, the
+// rest are rows in the table.
+const (
+	chartedEndpoints = 8
+	listedFunctions  = 30
+	sliceMinWidth    = 0.6 // flame graph frames narrower than this are pruned in slices
+)
+
+// HTMLArchive is one archive's part of the report, computed by
+// BuildHTMLArchive.
+type HTMLArchive struct {
+	Name      string
+	Summary   *analyze.Summary
+	Start     string
+	Duration  string
+	Probes    []probeView
+	Endpoints []endpointView
+	Slowest   []analyze.HTTPExchange
+	CPU       *cpuView
+	// Folded holds the archive's folded CPU stacks, for the download.
+	Folded string
+}
+
+type probeView struct {
+	Name, Status, Detail string
+	OK                   bool
+}
+
+type endpointView struct {
+	analyze.HTTPEndpoint
+	ErrPct    float64
+	Histogram template.HTML
+	OverTime  template.HTML
+}
+
+type cpuView struct {
+	Summary   *analyze.CPUSummary
+	Flame     template.HTML
+	Timeline  template.HTML
+	Slices    []sliceView
+	Functions []analyze.CPUFunction
+	TopProcs  []analyze.CPUProcess
+}
+
+type sliceView struct {
+	Label string
+	Flame template.HTML
+}
+
+// BuildHTMLArchive analyzes one archive for the report: the summary, charts
+// for the worst endpoints, and the flame graphs (whole window and slices).
+func BuildHTMLArchive(a *formats.Archive, opts HTMLOptions) (*HTMLArchive, error) {
+	if opts.Slices <= 0 {
+		opts.Slices = 6
+	}
+	s, err := analyze.Analyze(a, opts.Analysis)
+	if err != nil {
+		return nil, err
+	}
+	m := s.Manifest
+	h := &HTMLArchive{
+		Name:     filepath.Base(a.Path()),
+		Summary:  s,
+		Start:    m.Window.StartWall.UTC().Format("2006-01-02 15:04:05 UTC"),
+		Duration: m.Window.Duration().Round(time.Millisecond).String(),
+	}
+	for _, p := range m.Probes {
+		pv := probeView{Name: p.Name, OK: p.Attached, Status: "attached"}
+		if !p.Attached {
+			pv.Status, pv.Detail = "failed", p.Error
+		} else {
+			var kv []string
+			for k, v := range p.Details {
+				kv = append(kv, k+"="+v)
+			}
+			sort.Strings(kv)
+			pv.Detail = strings.Join(kv, ", ")
+		}
+		h.Probes = append(h.Probes, pv)
+	}
+	if s.HTTP != nil {
+		windowS := m.Window.Duration().Seconds()
+		for i, e := range s.HTTP.Endpoints {
+			ev := endpointView{HTTPEndpoint: e}
+			if e.Count > 0 {
+				ev.ErrPct = 100 * float64(e.Errors) / float64(e.Count)
+			}
+			if i < chartedEndpoints {
+				ev.Histogram = template.HTML(latencyHistogram(e.Latencies, 260, 70))
+				ev.OverTime = template.HTML(latencyOverTime(e.Series, windowS, 260, 70))
+			}
+			h.Endpoints = append(h.Endpoints, ev)
+		}
+		h.Slowest = s.HTTP.Slowest
+	}
+	if s.CPU != nil && s.CPU.Samples > 0 {
+		if h.CPU, h.Folded, err = buildCPUView(a, s, opts); err != nil {
+			return nil, err
+		}
+	}
+	return h, nil
+}
+
+func buildCPUView(a *formats.Archive, s *analyze.Summary, opts HTMLOptions) (*cpuView, string, error) {
+	prof, err := analyze.LoadCPU(a, opts.Analysis)
+	if err != nil {
+		return nil, "", err
+	}
+	folded := prof.Folded(analyze.FoldOptions{})
+	var fb bytes.Buffer
+	if err := analyze.WriteFolded(&fb, folded); err != nil {
+		return nil, "", err
+	}
+	v := &cpuView{Summary: s.CPU, Functions: s.CPU.Functions, TopProcs: s.CPU.Processes}
+	if len(v.Functions) > listedFunctions {
+		v.Functions = v.Functions[:listedFunctions]
+	}
+	if len(v.TopProcs) > 8 {
+		v.TopProcs = v.TopProcs[:8]
+	}
+	flame, err := flameHTML(folded, "CPU: whole window", 0)
+	if err != nil {
+		return nil, "", err
+	}
+	v.Flame = flame
+	// One flame graph per time slice, each from its own pass over the
+	// samples, so a reader can compare before and during a spike.
+	win := s.Manifest.Window.Duration()
+	from, to := opts.Analysis.Filter.From, opts.Analysis.Filter.To
+	if to == 0 || to > win {
+		to = win
+	}
+	step := (to - from) / time.Duration(opts.Slices)
+	if step > 0 {
+		for i := 0; i < opts.Slices; i++ {
+			o := opts.Analysis
+			o.Filter.From, o.Filter.To = from+time.Duration(i)*step, from+time.Duration(i+1)*step
+			sp, err := analyze.LoadCPU(a, o)
+			if err != nil {
+				return nil, "", err
+			}
+			label := fmt.Sprintf("%.1f–%.1f s", o.Filter.From.Seconds(), o.Filter.To.Seconds())
+			fl, err := flameHTML(sp.Folded(analyze.FoldOptions{}), "CPU: "+label, sliceMinWidth)
+			if err != nil {
+				return nil, "", err
+			}
+			v.Slices = append(v.Slices, sliceView{Label: label, Flame: fl})
+		}
+	}
+	tl := s.CPU.Timeline
+	v.Timeline = template.HTML(timelineChart(tl.Samples, opts.Slices, 1160, 60, float64(tl.StepNs)/1e9))
+	return v, fb.String(), nil
+}
+
+// flameHTML renders an inline flame graph; the page includes the script once.
+func flameHTML(folded []analyze.FoldedStack, title string, minWidth float64) (template.HTML, error) {
+	var b bytes.Buffer
+	err := WriteFlameGraph(&b, FlameTreeFromFolded(folded), FlameOptions{Title: title, OmitScript: true, MinWidth: minWidth, Width: 1160})
+	return template.HTML(b.String()), err
+}
+
+type glance struct {
+	WorstEndpoint *endpointView
+	WorstArchive  string
+	HotFunction   *analyze.CPUFunction
+	HotArchive    string
+	Warnings      int
+}
+
+type pageData struct {
+	Title     string
+	Generated string
+	Version   string
+	Archives  []*HTMLArchive
+	Glance    glance
+	Warnings  []string
+	CSS       template.CSS
+	JS        template.JS
+	FlameJS   template.JS
+	// Data is embedded as JSON for the downloads.
+	Data   []*analyze.Summary
+	Folded string
+}
+
+// WriteHTML writes one self-contained page for one or more archives (one
+// per node, say): everything inline, no external resources.
+func WriteHTML(w io.Writer, archives []*HTMLArchive, opts HTMLOptions) error {
+	now := opts.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	p := pageData{
+		Title:     "bpfsnap report",
+		Generated: now.UTC().Format("2006-01-02 15:04 UTC"),
+		Version:   opts.Version,
+		Archives:  archives,
+		CSS:       template.CSS(reportCSS),
+		JS:        template.JS(reportJS),
+		FlameJS:   template.JS(FlameGraphScript()),
+	}
+	var hosts []string
+	var folded strings.Builder
+	for _, a := range archives {
+		m := a.Summary.Manifest
+		hosts = append(hosts, m.Host)
+		p.Data = append(p.Data, a.Summary)
+		for _, wmsg := range a.Summary.Warnings {
+			if len(archives) > 1 {
+				wmsg = a.Name + ": " + wmsg
+			}
+			p.Warnings = append(p.Warnings, wmsg)
+		}
+		folded.WriteString(a.Folded)
+		for i := range a.Endpoints {
+			e := &a.Endpoints[i]
+			if worseEndpoint(e, p.Glance.WorstEndpoint) {
+				p.Glance.WorstEndpoint, p.Glance.WorstArchive = e, a.Name
+			}
+		}
+		if a.CPU != nil {
+			for i := range a.CPU.Summary.Functions {
+				f := &a.CPU.Summary.Functions[i]
+				if g := p.Glance.HotFunction; g == nil || f.SelfPct > g.SelfPct {
+					p.Glance.HotFunction, p.Glance.HotArchive = f, a.Name
+				}
+			}
+		}
+	}
+	p.Glance.Warnings = len(p.Warnings)
+	p.Folded = folded.String()
+	p.Title = "bpfsnap report: " + strings.Join(hosts, ", ")
+	t, err := template.New("report").Funcs(template.FuncMap{
+		"ms":  fmtMs,
+		"pct": func(v float64) string { return fmt.Sprintf("%.1f%%", v) },
+		"f1":  func(v float64) string { return fmt.Sprintf("%.1f", v) },
+		"f3":  func(v float64) string { return fmt.Sprintf("%.3f", v) },
+		"ts":  func(t time.Time) string { return t.UTC().Format("15:04:05.000") },
+		"statusList": func(m map[string]int64) string {
+			var keys []string
+			for k := range m {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			var parts []string
+			for _, k := range keys {
+				parts = append(parts, fmt.Sprintf("%s×%d", k, m[k]))
+			}
+			return strings.Join(parts, " ")
+		},
+	}).Parse(htmlTemplate)
+	if err != nil {
+		return err
+	}
+	return t.Execute(w, p)
+}
+
+// worseEndpoint ranks endpoints for the "worst endpoint" card: a server's
+// view first (that is the service the incident is about; the same
+// requests seen by a client on the node are a mirror), then by p99.
+func worseEndpoint(e, than *endpointView) bool {
+	if than == nil {
+		return true
+	}
+	if (e.Role == formats.RoleServer) != (than.Role == formats.RoleServer) {
+		return e.Role == formats.RoleServer
+	}
+	return e.P99 > than.P99
+}
