@@ -81,12 +81,12 @@ func TestUnwindDWARFChainMatchesPerf(t *testing.T) {
 			continue
 		}
 		user := userFrames(l.Frames[1:])
-		total += l.Value
+		total += int64(l.Count)
 		if len(user) > 0 && user[0] == "_start" {
-			rooted += l.Value
+			rooted += int64(l.Count)
 		}
 		if hasChain(user, chainRootFirst) {
-			chained += l.Value
+			chained += int64(l.Count)
 		}
 	}
 	t.Logf("samples %d, rooted at _start %d, full chain %d; drops %v; details %v", total, rooted, chained, man.Drops, probeDetails(man.Probes, "cpu"))
@@ -254,12 +254,12 @@ http { access_log off; client_body_temp_path %[1]s; proxy_temp_path %[1]s; fastc
 		if len(user) == 0 {
 			continue
 		}
-		total += l.Value
+		total += int64(l.Count)
 		if reachesStart(user) {
-			rooted += l.Value
+			rooted += int64(l.Count)
 		}
 		if indexOfFrame(user, "ngx_process_events_and_timers") >= 0 && indexOfFrame(user, "main") >= 0 {
-			worker += l.Value
+			worker += int64(l.Count)
 		}
 	}
 	if len(lines) > 0 {
