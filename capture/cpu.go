@@ -28,6 +28,7 @@ type cpuProbe struct {
 	unwindFlag string
 	unwindMode UnwindMode
 	stackSize  int
+	keepStack  bool
 	dwarf      *dwarfSampler
 }
 
@@ -42,6 +43,7 @@ func (c *cpuProbe) BindFlags(fs *pflag.FlagSet) {
 	fs.Uint64Var(&c.freq, "freq", 99, "cpu: samples per second per CPU")
 	fs.StringVar(&c.unwindFlag, "unwind", "auto", "cpu: user stack unwinding: auto (CFI where the binary has it, frame pointers elsewhere), fp, dwarf")
 	fs.IntVar(&c.stackSize, "stack-size", 8192, "cpu: bytes of user stack copied per sample for --unwind auto|dwarf (like perf --call-graph dwarf,SIZE)")
+	fs.BoolVar(&c.keepStack, "keep-stack-bytes", false, "cpu: also store the raw user stack copies in the archive (they may hold secrets)")
 }
 
 func (c *cpuProbe) Start(s *Session) (map[string]string, error) {

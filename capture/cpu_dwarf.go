@@ -33,6 +33,7 @@ type dwarfSampler struct {
 	perf      *PerfLinks
 	ring      *RingReader
 	stacks    *StackRecorder
+	raw       *formats.TableWriter[formats.StackBytes] // only with --keep-stack-bytes
 }
 
 func (c *cpuProbe) startDWARF(s *Session, details map[string]string) error {
@@ -43,6 +44,7 @@ func (c *cpuProbe) startDWARF(s *Session, details map[string]string) error {
 	}
 	details["unwind"] = string(d.mode)
 	details["unwind.stack_bytes"] = strconv.Itoa(d.stackSize)
+	details["unwind.keep_stack_bytes"] = strconv.FormatBool(c.keepStack)
 	spec, err := bpf.LoadUnwind()
 	if err != nil {
 		return err
@@ -57,6 +59,9 @@ func (c *cpuProbe) startDWARF(s *Session, details map[string]string) error {
 	}
 	c.table = formats.NewTable[formats.CPUSample](s.Writer(), formats.TableCPUSamples)
 	d.stacks = s.Stacks()
+	if c.keepStack {
+		d.raw = formats.NewTable[formats.StackBytes](s.Writer(), formats.TableStackBytes)
+	}
 	d.ring, err = s.ReadRing(d.objs.UnwindSamples, func(raw []byte) { c.handleDWARF(raw) })
 	if err != nil {
 		return err
@@ -90,6 +95,10 @@ func (c *cpuProbe) handleDWARF(raw []byte) {
 		Bytes:        stack,
 		FramePointer: fp,
 	}, d.mode)
+	if d.raw != nil {
+		_ = d.raw.Write(formats.StackBytes{TimeNs: hdr.TimeNs, PID: hdr.Pid, TID: hdr.Tid, StackID: id,
+			IP: hdr.Ip, SP: hdr.Sp, BP: hdr.Bp, Bytes: append([]byte(nil), stack...)})
+	}
 	_ = c.table.Write(formats.CPUSample{
 		TimeNs:   hdr.TimeNs,
 		CPU:      hdr.Cpu,

@@ -197,7 +197,7 @@ func (r *StackRecorder) UnwindDetails(mode UnwindMode, stackSize int) map[string
 		"unwind.walks":       strconv.FormatUint(total, 10),
 		"unwind.complete":    strconv.FormatUint(complete, 10),
 		"unwind.fp_fallback": strconv.FormatUint(u.fpUsed, 10),
-		"unwind.user_cpu_ms": strconv.FormatInt(u.elapsed.Milliseconds(), 10),
+		"unwind.user_cpu_us": strconv.FormatInt(u.elapsed.Microseconds(), 10),
 		"unwind.binaries":    strings.Join(bins, " "),
 	}
 	if total > 0 {

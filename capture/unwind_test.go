@@ -341,3 +341,48 @@ func indexOfFrame(frames []string, name string) int {
 	}
 	return -1
 }
+
+// Stack copies hold whatever the program keeps on its stack: they reach the
+// archive only with --keep-stack-bytes.
+func TestUnwindStackBytesStayOnTheNode(t *testing.T) {
+	testenv.RequireBPF(t)
+	bin := buildChain(t)
+	// chain_a overwrites pad[n%100] (n = 3 here) after copying the secret.
+	secret := []byte("STACK-SECRET-7f3a")
+	count := func(path string) (rows, withSecret int, hasTable bool) {
+		a, err := formats.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a.Close()
+		if !a.HasTable(formats.TableStackBytes) {
+			return 0, 0, false
+		}
+		all, err := formats.ReadAll[formats.StackBytes](a, formats.TableStackBytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range all {
+			if bytes.Contains(r.Bytes, secret) {
+				withSecret++
+			}
+		}
+		return len(all), withSecret, true
+	}
+	kept := captureWithFlags(t, []string{"--freq", "199", "--unwind", "dwarf", "--keep-stack-bytes"}, 2*time.Second, bin, "1")
+	rows, withSecret, _ := count(kept)
+	if rows == 0 || withSecret == 0 {
+		t.Fatalf("--keep-stack-bytes: %d rows, %d with the stack secret (the test needs it on the copied stack)", rows, withSecret)
+	}
+	dflt := captureWithFlags(t, []string{"--freq", "199", "--unwind", "dwarf"}, 2*time.Second, bin, "1")
+	if rows, _, has := count(dflt); has || rows > 0 {
+		t.Fatalf("without --keep-stack-bytes the archive has a %s table (%d rows)", formats.TableStackBytes, rows)
+	}
+	raw, err := os.ReadFile(dflt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(raw, secret) {
+		t.Fatal("the stack secret is in the archive file")
+	}
+}

@@ -42,6 +42,10 @@ __attribute__((noinline)) int chain_b(int n) {
 
 __attribute__((noinline)) int chain_a(int n) {
 	volatile char pad[100];
+	// A stand-in for a secret held on the stack (capture privacy test).
+	const char *secret = "BPFSNAP-STACK-SECRET-7f3a";
+	for (int i = 0; secret[i]; i++)
+		pad[i] = secret[i];
 	pad[n % 100] = (char)n;
 	return chain_b(n + pad[n % 100]) * 3;
 }
