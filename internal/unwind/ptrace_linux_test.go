@@ -308,3 +308,31 @@ func inOrder(names, want []string) error {
 	}
 	return nil
 }
+
+// Code with frame pointers but no CFI (the program's own functions here;
+// Go binaries in practice): a CFI-only walk stops at the first such frame
+// with no_cfi, the frame-pointer fallback (capture --unwind auto) goes on.
+func TestUnwindFramePointerFallback(t *testing.T) {
+	cmd := startChain(t, "chain.c", "-O2", "-fno-omit-frame-pointer", "-fno-asynchronous-unwind-tables", "-fno-unwind-tables", "-g0")
+	smp := sampleWithPtrace(t, cmd.Process.Pid, 16<<10)
+	proc := NewProcess(smp.maps, NewCache().Mapping)
+	strict := Unwind(proc, smp.regs, smp.stack, Options{})
+	if strict.Reason != ReasonNoCFI || len(strict.PCs) != 1 {
+		t.Fatalf("CFI-only walk: %s after %d frames, want no_cfi at the leaf", strict.Reason, len(strict.PCs))
+	}
+	res := Unwind(proc, smp.regs, smp.stack, Options{FramePointerFallback: true})
+	sym := &symbolizer{maps: smp.maps, bins: map[string]*symbolize.Binary{}}
+	var names []string
+	for i, pc := range res.PCs {
+		if i > 0 {
+			pc--
+		}
+		names = append(names, sym.name(pc))
+	}
+	t.Logf("with fallback: %s after %d frames: %s", res.Reason, len(res.PCs), strings.Join(names, " <- "))
+	// libc's qsort frames have CFI but no frame pointers: the walk switches
+	// rule per frame, CFI through libc and rbp through the program.
+	if err := inOrder(names, []string{"chain_leaf", "chain_c", "chain_cmp", "chain_b", "chain_a", "main"}); err != nil {
+		t.Fatal(err)
+	}
+}
