@@ -7,17 +7,11 @@
 // built without frame pointers (distro C libraries, nginx) gets whole stacks.
 // The frame-pointer user stack is kept too, for mappings without CFI (Go).
 #include "common.h"
+#include "user_stack.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define MAX_STACK_DEPTH 127
-// Upper bound of the copied stack; the size used is stack_size (rodata).
-// Per-CPU map values are limited to 32 KiB, header included.
-#define MAX_STACK_COPY 16384
-// The stack is copied in chunks so a copy that runs past the top of the
-// stack mapping keeps the chunks before it (bpf_probe_read_user fails as a
-// whole on a fault).
-#define STACK_CHUNK 1024
 
 enum unwind_drop {
 	UNWIND_DROP_RINGBUF = 0,
@@ -30,7 +24,7 @@ enum unwind_drop {
 DECLARE_DROPS(UNWIND_DROP_MAX);
 
 // Bytes of user stack to copy per sample, set before load (multiple of
-// STACK_CHUNK, at most MAX_STACK_COPY).
+// USER_STACK_CHUNK, at most USER_STACK_MAX).
 const volatile __u32 stack_size = 8192;
 
 struct unwind_sample {
@@ -48,7 +42,7 @@ struct unwind_sample {
 	char comm[TASK_COMM_LEN];
 	__u64 kstack[MAX_STACK_DEPTH];
 	__u64 ustack[MAX_STACK_DEPTH];
-	__u8 stack[MAX_STACK_COPY];
+	__u8 stack[USER_STACK_MAX];
 };
 
 const struct unwind_sample *unused_unwind_sample __attribute__((unused));
@@ -90,32 +84,19 @@ int sample_cpu_dwarf(struct bpf_perf_event_data *ctx)
 	e->ustack_bytes = 0;
 	e->stack_bytes = 0;
 	e->ip = e->sp = e->bp = 0;
-	// The BTF-typed task: bpf_task_pt_regs wants a trusted pointer.
-	struct task_struct *task = bpf_get_current_task_btf();
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	if (BPF_CORE_READ(task, mm)) {
 		e->ustack_bytes = bpf_get_stack(ctx, e->ustack, sizeof(e->ustack), BPF_F_USER_STACK);
 		if (e->ustack_bytes <= 0)
 			count_drop(UNWIND_DROP_USTACK);
-		// The user registers: the sample's own when it interrupted user
-		// mode, else the ones saved at kernel entry.
-		struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
-		if (regs) {
-			e->ip = BPF_CORE_READ(regs, ip);
-			e->sp = BPF_CORE_READ(regs, sp);
-			e->bp = BPF_CORE_READ(regs, bp);
-		}
-		if (e->sp == 0) {
-			count_drop(UNWIND_DROP_REGS);
+		struct user_regs regs;
+		if (read_user_regs(&regs)) {
+			e->ip = regs.ip;
+			e->sp = regs.sp;
+			e->bp = regs.bp;
+			e->stack_bytes = copy_user_stack(e->stack, regs.sp, stack_size);
 		} else {
-			__u32 n = stack_size / STACK_CHUNK;
-			for (__u32 i = 0; i < MAX_STACK_COPY / STACK_CHUNK && i < n; i++) {
-				__u32 off = i * STACK_CHUNK;
-				if (off > MAX_STACK_COPY - STACK_CHUNK)
-					break;
-				if (bpf_probe_read_user(&e->stack[off], STACK_CHUNK, (void *)(e->sp + off)) < 0)
-					break;
-				e->stack_bytes = off + STACK_CHUNK;
-			}
+			count_drop(UNWIND_DROP_REGS);
 		}
 	}
 	__u64 len = offsetof(struct unwind_sample, stack) + e->stack_bytes;
