@@ -25,6 +25,7 @@ require (
 	github.com/parquet-go/jsonlite v1.0.0 // indirect
 	github.com/pierrec/lz4/v4 v4.1.21 // indirect
 	github.com/twpayne/go-geom v1.6.1 // indirect
+	golang.org/x/arch v0.32.0 // indirect
 	google.golang.org/protobuf v1.34.2 // indirect
 )
 

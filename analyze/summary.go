@@ -17,6 +17,7 @@ type Summary struct {
 	Warnings  []string          `json:"warnings"`
 	CPU       *CPUSummary       `json:"cpu,omitempty"`
 	HTTP      *HTTPSummary      `json:"http,omitempty"`
+	Mem       *MemSummary       `json:"mem,omitempty"`
 }
 
 // Options configures Analyze.
@@ -44,6 +45,9 @@ func Analyze(a *formats.Archive, opts Options) (*Summary, error) {
 		s.CPU = prof.Summarize()
 	}
 	if s.HTTP, err = HTTP(a, opts, s.Processes); err != nil {
+		return nil, err
+	}
+	if s.Mem, err = Mem(a, opts, s.Processes); err != nil {
 		return nil, err
 	}
 	return s, nil

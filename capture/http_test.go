@@ -18,6 +18,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 	"unsafe"
@@ -234,11 +235,16 @@ func compareWithClient(t *testing.T, path string, serverPID int, client map[stri
 
 func startServer(t *testing.T, cmd *exec.Cmd, port int) int {
 	t.Helper()
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	// Own process group, killed whole: nginx's worker must not outlive the
+	// test holding its output open. Output is dropped for the same reason.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		cmd.Wait()
+	})
 	waitListening(t, port)
 	return cmd.Process.Pid
 }
@@ -391,5 +397,86 @@ func main() {
 	e := h.Endpoints[0]
 	if e.Role != formats.RoleClient || e.Count != 50 || e.Route != "/slow/{id}" || !strings.HasPrefix(e.Process, "srv") || e.P50 < 8 {
 		t.Errorf("client endpoint: %+v", e)
+	}
+}
+
+// A Go server whose handlers grow their goroutine stacks deeply and
+// panic/recover under load keeps running while cpu and http probes watch
+// it (no uprobe ever touches Go code; the stacks are read by the kernel).
+func TestHTTPGoServerStackGrowthAndPanics(t *testing.T) {
+	testenv.RequireBPF(t)
+	src := `package main
+
+import (
+	"net/http"
+	"os"
+)
+
+//go:noinline
+func deep(n int) int {
+	var pad [256]byte
+	if n == 0 {
+		return int(pad[0])
+	}
+	return deep(n-1) + int(pad[n%256])
+}
+
+func main() {
+	http.HandleFunc("/deep", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte{byte(deep(2000))}) })
+	http.HandleFunc("/panic", func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if recover() != nil {
+				http.Error(w, "recovered", 500)
+			}
+		}()
+		deep(500)
+		panic("boom")
+	})
+	http.ListenAndServe("127.0.0.1:"+os.Args[1], nil)
+}
+`
+	bin := buildGo(t, src)
+	port := freePort(t)
+	cmd := exec.Command(bin, fmt.Sprint(port))
+	pid := startServer(t, cmd, port)
+	out := filepath.Join(t.TempDir(), "panic.bpfsnap")
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := Run(ctx, Options{Output: out, Duration: 2 * time.Minute, Probes: []string{"cpu", "http"}, Sets: NewProbeSets(),
+			PIDs: []uint32{uint32(pid)}, Version: "test", Ready: func() { close(ready) }})
+		done <- err
+	}()
+	<-ready
+	deadline := time.Now().Add(10 * time.Second)
+	var sent int
+	for time.Now().Before(deadline) {
+		load := clientLoad(t, port, 40, 2, "/deep", "/panic")
+		sent += len(load["/deep"]) + len(load["/panic"])
+	}
+	time.Sleep(300 * time.Millisecond)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if cmd.ProcessState != nil || syscall.Kill(pid, 0) != nil {
+		t.Fatalf("the server died under capture")
+	}
+	a, err := formats.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	h, _ := analyze.HTTP(a, analyze.Options{}, nil)
+	var seen int64
+	for _, e := range h.Endpoints {
+		seen += e.Count
+		if e.Route == "/panic" && e.Errors != e.Count {
+			t.Errorf("/panic: %d errors of %d", e.Errors, e.Count)
+		}
+	}
+	if seen != int64(sent) {
+		t.Errorf("bpfsnap counted %d requests, the client sent %d", seen, sent)
 	}
 }

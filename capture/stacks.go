@@ -48,6 +48,11 @@ type StackRecorder struct {
 type procState struct {
 	maps      []symbolize.Mapping
 	refreshed time.Time
+	refreshes int
+	// bins holds the binary opened for each mapping (by start address)
+	// while the process was alive: samples read after it exited still
+	// find their binary here.
+	bins map[uint64]*binaryRef
 }
 
 type binaryKey struct{ dev, ino uint64 }
@@ -119,12 +124,19 @@ func (r *StackRecorder) Record(pid uint32, kernel, user []uint64) uint64 {
 	for _, ip := range kernel {
 		ids = append(ids, r.kernelFrame(ip))
 	}
+	unmapped := false
 	for _, ip := range user {
-		ids = append(ids, r.userFrame(pid, ip))
+		id, ok := r.userFrame(pid, ip)
+		ids = append(ids, id)
+		unmapped = unmapped || !ok
 	}
 	r.scratch = ids
 	id := hashU64s(ids)
-	r.rawStacks[raw] = id
+	// A stack with an address outside every known mapping is not cached:
+	// the next sighting may resolve once the maps have been re-read.
+	if !unmapped {
+		r.rawStacks[raw] = id
+	}
 	if !r.stacks[id] {
 		r.stacks[id] = true
 		_ = r.stackTab.Write(formats.Stack{StackID: id, PID: pid, FrameIDs: append([]uint64(nil), ids...)})
@@ -141,10 +153,15 @@ func (r *StackRecorder) kernelFrame(ip uint64) uint64 {
 	return id
 }
 
-func (r *StackRecorder) userFrame(pid uint32, ip uint64) uint64 {
+// userFrame returns the frame id of a user address and whether the address
+// fell in a known mapping.
+func (r *StackRecorder) userFrame(pid uint32, ip uint64) (uint64, bool) {
 	p := r.snapshot(pid)
 	m, ok := symbolize.Find(p.maps, ip)
-	if !ok && time.Since(p.refreshed) > mapsRefreshEvery {
+	// The first misses of a process re-read its maps at once (it may have
+	// exec'd or loaded libraries since the snapshot); later ones at most
+	// every mapsRefreshEvery.
+	if !ok && (p.refreshes < 4 || time.Since(p.refreshed) > mapsRefreshEvery) {
 		r.refresh(pid, p)
 		m, ok = symbolize.Find(p.maps, ip)
 	}
@@ -152,7 +169,11 @@ func (r *StackRecorder) userFrame(pid uint32, ip uint64) uint64 {
 	var f pendingFrame
 	switch {
 	case ok && m.FileBacked():
-		bin := r.binary(pid, m)
+		bin := p.bins[m.Start]
+		if bin == nil {
+			bin = r.binary(pid, m)
+			p.bins[m.Start] = bin
+		}
 		key := bin.buildID
 		if key == "" {
 			key = bin.path
@@ -173,14 +194,14 @@ func (r *StackRecorder) userFrame(pid uint32, ip uint64) uint64 {
 		r.frames[id] = &f
 		r.frameIDs = append(r.frameIDs, id)
 	}
-	return id
+	return id, ok
 }
 
 // snapshot returns the process's mappings, reading them on first sight.
 func (r *StackRecorder) snapshot(pid uint32) *procState {
 	p := r.procs[pid]
 	if p == nil {
-		p = &procState{}
+		p = &procState{bins: map[uint64]*binaryRef{}}
 		r.procs[pid] = p
 		r.refresh(pid, p)
 	}
@@ -189,6 +210,7 @@ func (r *StackRecorder) snapshot(pid uint32) *procState {
 
 func (r *StackRecorder) refresh(pid uint32, p *procState) {
 	p.refreshed = time.Now()
+	p.refreshes++
 	f, err := os.Open(filepath.Join(r.s.procRoot, itoa(pid), "maps"))
 	if err != nil {
 		return
@@ -205,9 +227,10 @@ func (r *StackRecorder) refresh(pid uint32, p *procState) {
 		}
 	}
 	p.maps = exec
+	p.bins = map[uint64]*binaryRef{}
 	for _, m := range exec {
 		if m.FileBacked() {
-			r.binary(pid, m)
+			p.bins[m.Start] = r.binary(pid, m)
 		}
 	}
 }

@@ -153,3 +153,33 @@ func timelineChart(counts []uint64, slices int, width, height int, stepS float64
 	sw.flush()
 	return b.String()
 }
+
+// sparkline draws a small line of a series (outstanding bytes over the
+// window), so a steady climb stands out from a step that stays flat.
+func sparkline(values []uint64, width, height int) string {
+	var b strings.Builder
+	sw := newSVGWriter(&b)
+	sw.start("svg", false, "xmlns", "http://www.w3.org/2000/svg", "class", "chart spark", "width", strconv.Itoa(width), "height", strconv.Itoa(height),
+		"viewBox", fmt.Sprintf("0 0 %d %d", width, height), "role", "img")
+	var maxv uint64
+	for _, v := range values {
+		maxv = max(maxv, v)
+	}
+	sw.element("title", "outstanding bytes over the window, max "+HumanBytes(int64(maxv)))
+	if len(values) > 1 && maxv > 0 {
+		var path strings.Builder
+		for i, v := range values {
+			x := float64(width-2) * float64(i) / float64(len(values)-1)
+			y := float64(height-3) - float64(height-6)*float64(v)/float64(maxv)
+			cmd := "L"
+			if i == 0 {
+				cmd = "M"
+			}
+			fmt.Fprintf(&path, "%s%s %s", cmd, ff1(x+1), ff1(y))
+		}
+		sw.start("path", true, "class", "line", "d", path.String())
+	}
+	sw.end("svg")
+	sw.flush()
+	return b.String()
+}

@@ -55,6 +55,7 @@ type HTMLArchive struct {
 	Endpoints []endpointView
 	Slowest   []analyze.HTTPExchange
 	CPU       *cpuView
+	Mem       *memView
 	// Folded holds the archive's folded CPU stacks, for the download.
 	Folded string
 }
@@ -78,6 +79,17 @@ type cpuView struct {
 	Slices    []sliceView
 	Functions []analyze.CPUFunction
 	TopProcs  []analyze.CPUProcess
+}
+
+type memView struct {
+	Summary *analyze.MemSummary
+	Leaks   []leakView
+	Flame   template.HTML
+}
+
+type leakView struct {
+	analyze.MemLeak
+	Sparkline template.HTML
 }
 
 type sliceView struct {
@@ -130,6 +142,23 @@ func BuildHTMLArchive(a *formats.Archive, opts HTMLOptions) (*HTMLArchive, error
 			h.Endpoints = append(h.Endpoints, ev)
 		}
 		h.Slowest = s.HTTP.Slowest
+	}
+	if s.Mem != nil {
+		mv := &memView{Summary: s.Mem}
+		for i, l := range s.Mem.Leaks {
+			if i == 20 {
+				break
+			}
+			mv.Leaks = append(mv.Leaks, leakView{MemLeak: l, Sparkline: template.HTML(sparkline(l.Growth, 160, 28))})
+		}
+		if folded := analyze.MemFolded(s.Mem); len(folded) > 0 {
+			var b bytes.Buffer
+			if err := WriteFlameGraph(&b, FlameTreeFromFolded(folded), FlameOptions{Title: "Outstanding memory by allocation stack", Unit: "bytes", OmitScript: true, Width: 1160}); err != nil {
+				return nil, err
+			}
+			mv.Flame = template.HTML(b.String())
+		}
+		h.Mem = mv
 	}
 	if s.CPU != nil && s.CPU.Samples > 0 {
 		if h.CPU, h.Folded, err = buildCPUView(a, s, opts); err != nil {
@@ -200,6 +229,7 @@ func flameHTML(folded []analyze.FoldedStack, title string, minWidth float64) (te
 type glance struct {
 	WorstEndpoint *endpointView
 	WorstArchive  string
+	BiggestLeak   *analyze.MemLeak
 	HotFunction   *analyze.CPUFunction
 	HotArchive    string
 	Warnings      int
@@ -255,6 +285,11 @@ func WriteHTML(w io.Writer, archives []*HTMLArchive, opts HTMLOptions) error {
 				p.Glance.WorstEndpoint, p.Glance.WorstArchive = e, a.Name
 			}
 		}
+		if a.Mem != nil && len(a.Mem.Summary.Leaks) > 0 {
+			if l := &a.Mem.Summary.Leaks[0]; p.Glance.BiggestLeak == nil || l.Bytes > p.Glance.BiggestLeak.Bytes {
+				p.Glance.BiggestLeak = l
+			}
+		}
 		if a.CPU != nil {
 			for i := range a.CPU.Summary.Functions {
 				f := &a.CPU.Summary.Functions[i]
@@ -268,11 +303,12 @@ func WriteHTML(w io.Writer, archives []*HTMLArchive, opts HTMLOptions) error {
 	p.Folded = folded.String()
 	p.Title = "bpfsnap report: " + strings.Join(hosts, ", ")
 	t, err := template.New("report").Funcs(template.FuncMap{
-		"ms":  fmtMs,
-		"pct": func(v float64) string { return fmt.Sprintf("%.1f%%", v) },
-		"f1":  func(v float64) string { return fmt.Sprintf("%.1f", v) },
-		"f3":  func(v float64) string { return fmt.Sprintf("%.3f", v) },
-		"ts":  func(t time.Time) string { return t.UTC().Format("15:04:05.000") },
+		"ms":    fmtMs,
+		"pct":   func(v float64) string { return fmt.Sprintf("%.1f%%", v) },
+		"f1":    func(v float64) string { return fmt.Sprintf("%.1f", v) },
+		"bytes": func(v uint64) string { return HumanBytes(int64(v)) },
+		"f3":    func(v float64) string { return fmt.Sprintf("%.3f", v) },
+		"ts":    func(t time.Time) string { return t.UTC().Format("15:04:05.000") },
 		"statusList": func(m map[string]int64) string {
 			var keys []string
 			for k := range m {

@@ -18,6 +18,7 @@ port=18088
 echo "== building the demo workloads"
 go build -o "$out/shop" ./testdata/demo/shop
 gcc -O1 -fno-omit-frame-pointer -o "$out/cpuburn" testdata/demo/cpuburn.c
+gcc -O2 -fno-omit-frame-pointer -o "$out/leaky" testdata/demo/leaky.c
 
 echo "== doctor"
 $bin doctor | tail -n 1
@@ -34,13 +35,15 @@ load=$!
 $bin capture -d 10s -o "$out/demo.bpfsnap"
 wait $load
 
+echo "== capture: allocations of a leaking program, from its first instruction"
+$bin capture -p mem -d 30s -o "$out/leak.bpfsnap" -- "$out/leaky" 200000 50
+
 echo "== analyze"
 $bin analyze "$out/demo.bpfsnap" | head -n 40
+$bin analyze "$out/leak.bpfsnap" | tail -n 8
 $bin flamegraph "$out/demo.bpfsnap" -o "$out/cpu.svg"
-if $bin help report >/dev/null 2>&1; then
-	$bin report "$out/demo.bpfsnap" -o "$out/report.html"
-	echo "report:      $out/report.html"
-fi
+$bin report "$out/demo.bpfsnap" "$out/leak.bpfsnap" -o "$out/report.html"
 echo
-echo "archive:     $out/demo.bpfsnap"
+echo "archives:    $out/demo.bpfsnap $out/leak.bpfsnap"
 echo "flame graph: $out/cpu.svg"
+echo "report:      $out/report.html (open it in a browser)"

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -116,4 +117,23 @@ func printSummary(out io.Writer, s *analyze.Summary) {
 		tw.Flush()
 	}
 	printCPU(out, s.CPU)
+	if mem := s.Mem; mem != nil {
+		fmt.Fprintf(out, "\nMemory: %d allocations, %d frees (%d of blocks from before the window); outstanding at the end: %s in %d blocks\n",
+			mem.Allocations, mem.Frees, mem.FreesOfUnknown, report.HumanBytes(int64(mem.OutstandingBytes)), mem.OutstandingBlocks)
+		for i, l := range mem.Leaks {
+			if i == 10 {
+				break
+			}
+			trend := "flat"
+			if l.Steady {
+				trend = "growing"
+			}
+			site := "[no stack]"
+			if len(l.Stack) > 0 {
+				site = strings.Join(l.Stack[:min(3, len(l.Stack))], " < ")
+			}
+			fmt.Fprintf(out, "  %10s in %6d blocks, oldest %5.1fs, %-7s %s [%d]: %s\n", report.HumanBytes(int64(l.Bytes)), l.Allocations,
+				l.OldestAgeS, trend, safe(l.Process), l.PID, safe(site))
+		}
+	}
 }

@@ -89,13 +89,24 @@ func TestReportInChromium(t *testing.T) {
 	if err := capture.Wait(); err != nil {
 		t.Fatal(err)
 	}
+	// A second archive: allocations of a leaking program (-p mem).
+	leaky := filepath.Join(dir, "leaky")
+	if out, err := exec.Command("gcc", "-O2", "-fno-omit-frame-pointer", "-o", leaky, "../../testdata/demo/leaky.c").CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	memArchive := filepath.Join(dir, "mem.bpfsnap")
+	if out, err := exec.Command(bin, "capture", "-p", "mem", "-d", "1m", "-o", memArchive, "--", leaky, "50000").CombinedOutput(); err != nil {
+		t.Fatalf("mem capture: %v: %s", err, out)
+	}
 	html := filepath.Join(dir, "report.html")
-	if out, err := exec.Command(bin, "report", archive, "-o", html).CombinedOutput(); err != nil {
+	if out, err := exec.Command(bin, "report", archive, memArchive, "-o", html).CombinedOutput(); err != nil {
 		t.Fatalf("report: %v: %s", err, out)
 	}
 	data, _ := os.ReadFile(html)
-	if !strings.Contains(string(data), "hot_a") {
-		t.Fatalf("the report does not show the hot function")
+	for _, want := range []string{"hot_a", "leak_malloc", "Biggest leak"} {
+		if !strings.Contains(string(data), want) {
+			t.Fatalf("the report does not show %q", want)
+		}
 	}
 	// Quotes may stay raw inside the JSON data block (inert); a raw '<' may not.
 	for _, bad := range []string{"<script>alert", "<svg onload"} {
@@ -173,6 +184,10 @@ func TestReportInChromium(t *testing.T) {
 	sliced := eval(`(function(){ window.bpfsnapReport.showSlice("0", "0");
 		return document.querySelectorAll('.flames[data-archive="0"] .flame:not(.hidden)[data-slice="0"]').length; })()`)
 	injected := eval(`document.querySelectorAll("img, iframe, object, embed, foreignObject, [onload], [onerror], [onmouseover], svg svg").length`)
+	leakRows := eval(`document.querySelectorAll("#memory table tbody tr").length`)
+	if leakRows < 3 {
+		t.Errorf("memory section lists %d leak candidates, want the 3 leaking sites at least", leakRows)
+	}
 	if sliced != 1 {
 		t.Errorf("selecting a time slice did not show its flame graph")
 	}
