@@ -47,6 +47,10 @@ type UserStack struct {
 	Regs         unwind.Regs
 	Bytes        []byte
 	FramePointer []uint64 // raw return addresses, leaf first, as bpf_get_stack returns them
+	// LeafIsReturnAddress is set when the registers were read at a return
+	// (a uretprobe on an allocator): Regs.PC is then a return address and
+	// is named by its call instruction like the other frames.
+	LeafIsReturnAddress bool
 }
 
 // maxUnwindDecisions bounds the per-binary decision list in the manifest.
@@ -114,7 +118,7 @@ func (r *StackRecorder) RecordUserStack(pid uint32, kernel []uint64, us UserStac
 	adj := make([]uint64, len(user))
 	for i, pc := range user {
 		adj[i] = pc
-		if i > 0 && pc > 0 {
+		if (i > 0 || us.LeafIsReturnAddress) && pc > 0 {
 			adj[i] = pc - 1
 		}
 	}
