@@ -99,7 +99,7 @@ func (r *StackRecorder) RecordUserStack(pid uint32, kernel []uint64, us UserStac
 	start := time.Now()
 	proc := r.processModules(u, pid)
 	res := unwind.Unwind(proc, us.Regs, unwind.Stack{Base: us.Regs.SP, Data: us.Bytes},
-		unwind.Options{FramePointerFallback: mode != UnwindDWARF})
+		unwind.Options{FramePointerFallback: mode != UnwindDWARF, LeafIsReturnAddress: us.LeafIsReturnAddress})
 	u.counts.Add(res)
 	user := res.PCs
 	if us.Regs.SP == 0 {

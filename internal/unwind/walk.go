@@ -80,6 +80,9 @@ type Options struct {
 	// FramePointerFallback follows the rbp chain for a frame whose PC has no
 	// CFI (code built with frame pointers but without .eh_frame, JIT code).
 	FramePointerFallback bool
+	// LeafIsReturnAddress says Regs.PC is a return address (registers read
+	// at a uretprobe), so its CFI is looked up at PC-1 like callers' PCs.
+	LeafIsReturnAddress bool
 }
 
 // Result is one unwound stack: PCs leaf first (the first is the sampled PC,
@@ -111,7 +114,7 @@ func Unwind(mods Modules, regs Regs, stack Stack, opt Options) (res Result) {
 	rs.val[RegRSP], rs.known[RegRSP] = regs.SP, true
 	rs.val[RegRBP], rs.known[RegRBP] = regs.BP, true
 	res.PCs = append(res.PCs, regs.PC)
-	exact := true // the sampled PC is the instruction itself, not a return address
+	exact := !opt.LeafIsReturnAddress // a sampled PC is the instruction itself
 	for {
 		pc := rs.val[RegRA]
 		if len(res.PCs) >= maxDepth {
