@@ -80,6 +80,14 @@ var dropMeanings = map[string]string{
 	"http.response_without_request": "HTTP responses had no request in the window (connection began earlier); not counted as requests",
 	"http.unparsed":                 "HTTP-looking messages could not be parsed",
 	"http.truncated_path":           "HTTP paths were longer than the captured bytes and are cut",
+	"cpu.unwind_no_module":          "user stacks stopped at code outside any mapped file (JIT, vdso); kept up to there",
+	"cpu.unwind_no_cfi":             "user stacks stopped at a function without unwind info (.eh_frame); kept up to there",
+	"cpu.unwind_outside_stack":      "user stacks were deeper than the copied stack (--stack-size); kept up to there",
+	"cpu.unwind_depth":              "user stacks were cut at the depth limit",
+	"cpu.unwind_loop":               "user stacks stopped at a corrupt frame (stack pointer did not move); kept up to there",
+	"cpu.unwind_bad_cfi":            "user stacks stopped at malformed unwind info; kept up to there",
+	"cpu.unwind_unknown_register":   "user stacks stopped at a frame whose unwind rule needs a register not sampled; kept up to there",
+	"cpu.user_regs_missing":         "samples had no user registers (no user stack copied)",
 }
 
 func formatDrop(d formats.DropCount) string {

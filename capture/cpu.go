@@ -23,6 +23,13 @@ type cpuProbe struct {
 	perf  *PerfLinks
 	ring  *RingReader
 	table *formats.TableWriter[formats.CPUSample]
+
+	// --unwind auto|dwarf samples through cpu_dwarf.go instead.
+	unwindFlag string
+	unwindMode UnwindMode
+	stackSize  int
+	keepStack  bool
+	dwarf      *dwarfSampler
 }
 
 var cpuDropNames = []string{"cpu.ringbuf_full", "cpu.kernel_stack_failed", "cpu.user_stack_failed"}
@@ -34,6 +41,9 @@ func (c *cpuProbe) BindFlags(fs *pflag.FlagSet) {
 	// 99 Hz, as perf's users do: not a multiple of common timer ticks, so
 	// sampling does not lock step with periodic work, and cheap (<1%).
 	fs.Uint64Var(&c.freq, "freq", 99, "cpu: samples per second per CPU")
+	fs.StringVar(&c.unwindFlag, "unwind", "auto", "cpu: user stack unwinding: auto (CFI where the binary has it, frame pointers elsewhere), fp, dwarf")
+	fs.IntVar(&c.stackSize, "stack-size", 8192, "cpu: bytes of user stack copied per sample for --unwind auto|dwarf (like perf --call-graph dwarf,SIZE)")
+	fs.BoolVar(&c.keepStack, "keep-stack-bytes", false, "cpu: also store the raw user stack copies in the archive (they may hold secrets)")
 }
 
 func (c *cpuProbe) Start(s *Session) (map[string]string, error) {
@@ -41,6 +51,14 @@ func (c *cpuProbe) Start(s *Session) (map[string]string, error) {
 		return nil, fmt.Errorf("--freq %d is outside 1..10000 Hz", c.freq)
 	}
 	details := map[string]string{"freq": strconv.FormatUint(c.freq, 10), "event": "cpu-clock", "unwind": "frame pointers"}
+	mode, ok := ParseUnwindMode(c.unwindFlag)
+	if !ok {
+		return nil, fmt.Errorf("--unwind %q: want auto, fp or dwarf", c.unwindFlag)
+	}
+	c.unwindMode = mode
+	if mode != UnwindFP {
+		return details, c.startDWARF(s, details)
+	}
 	spec, err := bpf.LoadCPU()
 	if err != nil {
 		return details, err
@@ -97,9 +115,17 @@ func returnAddresses(buf []uint64, nbytes int32) []uint64 {
 	return out
 }
 
-func (c *cpuProbe) Drops() map[string]uint64 { return SumPerCPU(c.objs.Drops, cpuDropNames) }
+func (c *cpuProbe) Drops() map[string]uint64 {
+	if c.dwarf != nil {
+		return c.dwarf.drops()
+	}
+	return SumPerCPU(c.objs.Drops, cpuDropNames)
+}
 
-func (c *cpuProbe) Stop(*Session) error {
+func (c *cpuProbe) Stop(s *Session) error {
+	if c.dwarf != nil {
+		return c.dwarf.stop(s)
+	}
 	c.perf.Close()
 	c.ring.Stop()
 	return c.objs.Close()

@@ -36,6 +36,9 @@ type Binary struct {
 	loads   []elf.ProgHeader
 	syms    []symbol
 	gotab   *gosym.Table
+	// DWARF line table (dwarfline.go), for binaries built with -g.
+	lines     []lineRow
+	lineFiles []string
 }
 
 type symbol struct {
@@ -63,6 +66,9 @@ func OpenBinary(r io.ReaderAt) (b *Binary, err error) {
 	}
 	b.loadSymbols(f)
 	b.loadGo(f)
+	if b.gotab == nil {
+		b.loadLines(f)
+	}
 	return b, nil
 }
 
@@ -182,7 +188,11 @@ func (b *Binary) ResolveVaddr(v uint64) (loc Location, ok bool) {
 	if s.size != 0 && v >= s.addr+s.size {
 		return Location{}, false
 	}
-	return Location{Function: Demangle(s.name)}, true
+	loc = Location{Function: Demangle(s.name)}
+	if file, line, ok := b.lineAt(v); ok {
+		loc.File, loc.Line = file, line
+	}
+	return loc, true
 }
 
 // Demangle turns C++ and Rust symbol names into readable ones, without

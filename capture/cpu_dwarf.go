@@ -1,0 +1,130 @@
+//go:build linux
+
+package capture
+
+import (
+	"fmt"
+	"strconv"
+	"unsafe"
+
+	"github.com/bpfsnap/bpfsnap/bpf"
+	"github.com/bpfsnap/bpfsnap/formats"
+	"github.com/bpfsnap/bpfsnap/internal/unwind"
+)
+
+// Bounds of --stack-size: below 1 KiB hardly one frame of libc fits; the
+// BPF buffer holds at most 16 KiB (per-CPU map values are limited to 32 KiB).
+const (
+	minStackCopy = 1024
+	maxStackCopy = 16384
+	stackChunk   = 1024
+)
+
+var unwindDropNames = []string{"cpu.ringbuf_full", "cpu.kernel_stack_failed", "cpu.user_stack_failed", "cpu.user_regs_missing"}
+
+// dwarfSampler is the cpu probe's sampler for --unwind auto|dwarf: the BPF
+// program copies user registers and the top of the user stack, and the ring
+// reader unwinds each sample with the binaries' CFI as it arrives (bounded
+// memory: the raw bytes never outlive the callback).
+type dwarfSampler struct {
+	mode      UnwindMode
+	stackSize int
+	objs      bpf.UnwindObjects
+	perf      *PerfLinks
+	ring      *RingReader
+	stacks    *StackRecorder
+	raw       *formats.TableWriter[formats.StackBytes] // only with --keep-stack-bytes
+}
+
+func (c *cpuProbe) startDWARF(s *Session, details map[string]string) error {
+	d := &dwarfSampler{mode: c.unwindMode, stackSize: c.stackSize}
+	c.dwarf = d
+	if d.stackSize < minStackCopy || d.stackSize > maxStackCopy || d.stackSize%stackChunk != 0 {
+		return fmt.Errorf("--stack-size %d: want a multiple of %d between %d and %d", d.stackSize, stackChunk, minStackCopy, maxStackCopy)
+	}
+	details["unwind"] = string(d.mode)
+	details["unwind.stack_bytes"] = strconv.Itoa(d.stackSize)
+	details["unwind.keep_stack_bytes"] = strconv.FormatBool(c.keepStack)
+	spec, err := bpf.LoadUnwind()
+	if err != nil {
+		return err
+	}
+	if v, ok := spec.Variables["stack_size"]; ok {
+		if err := v.Set(uint32(d.stackSize)); err != nil {
+			return fmt.Errorf("setting stack_size: %w", err)
+		}
+	}
+	if err := s.LoadObjects(spec, &d.objs); err != nil {
+		return err
+	}
+	c.table = formats.NewTable[formats.CPUSample](s.Writer(), formats.TableCPUSamples)
+	d.stacks = s.Stacks()
+	if c.keepStack {
+		d.raw = formats.NewTable[formats.StackBytes](s.Writer(), formats.TableStackBytes)
+	}
+	d.ring, err = s.ReadRing(d.objs.UnwindSamples, func(raw []byte) { c.handleDWARF(raw) })
+	if err != nil {
+		return err
+	}
+	d.perf, err = AttachCPUClock(d.objs.SampleCpuDwarf, c.freq)
+	return err
+}
+
+// unwindHeaderSize is the fixed part of an unwind_sample before the stack
+// bytes; the ring record is cut right after the copied bytes.
+var unwindHeaderSize = int(unsafe.Offsetof(bpf.UnwindUnwindSample{}.Stack))
+
+func (c *cpuProbe) handleDWARF(raw []byte) {
+	if len(raw) < unwindHeaderSize {
+		return
+	}
+	// The record is shorter than the Go struct: copy the header and view
+	// the stack bytes in place instead of casting past the end.
+	var hdr bpf.UnwindUnwindSample
+	copy(unsafe.Slice((*byte)(unsafe.Pointer(&hdr)), unwindHeaderSize), raw[:unwindHeaderSize])
+	n := min(int(hdr.StackBytes), len(raw)-unwindHeaderSize)
+	stack := raw[unwindHeaderSize : unwindHeaderSize+n]
+	d := c.dwarf
+	kernel := returnAddresses(hdr.Kstack[:], hdr.KstackBytes)
+	var fp []uint64
+	if hdr.UstackBytes > 0 {
+		fp = append(fp, hdr.Ustack[:min(int(hdr.UstackBytes)/8, len(hdr.Ustack))]...)
+	}
+	id := d.stacks.RecordUserStack(hdr.Pid, kernel, UserStack{
+		Regs:         unwind.Regs{PC: hdr.Ip, SP: hdr.Sp, BP: hdr.Bp},
+		Bytes:        stack,
+		FramePointer: fp,
+	}, d.mode)
+	if d.raw != nil {
+		_ = d.raw.Write(formats.StackBytes{TimeNs: hdr.TimeNs, PID: hdr.Pid, TID: hdr.Tid, StackID: id,
+			IP: hdr.Ip, SP: hdr.Sp, BP: hdr.Bp, Bytes: append([]byte(nil), stack...)})
+	}
+	_ = c.table.Write(formats.CPUSample{
+		TimeNs:   hdr.TimeNs,
+		CPU:      hdr.Cpu,
+		PID:      hdr.Pid,
+		TID:      hdr.Tid,
+		CgroupID: hdr.CgroupId,
+		Comm:     CString(hdr.Comm[:]),
+		StackID:  id,
+	})
+}
+
+func (d *dwarfSampler) drops() map[string]uint64 {
+	out := SumPerCPU(d.objs.Drops, unwindDropNames)
+	if d.stacks != nil {
+		for k, v := range d.stacks.UnwindDrops("cpu") {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+func (d *dwarfSampler) stop(s *Session) error {
+	d.perf.Close()
+	d.ring.Stop()
+	if d.stacks != nil {
+		mergeProbeDetails(s, "cpu", d.stacks.UnwindDetails(d.mode, d.stackSize))
+	}
+	return d.objs.Close()
+}

@@ -1,0 +1,388 @@
+//go:build linux
+
+package capture
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/bpfsnap/bpfsnap/formats"
+	"github.com/bpfsnap/bpfsnap/internal/testenv"
+)
+
+// captureWithFlags records with the cpu probe set and extra capture flags.
+func captureWithFlags(t *testing.T, flags []string, duration time.Duration, argv ...string) string {
+	t.Helper()
+	sets := NewProbeSets()
+	fs := pflag.NewFlagSet("capture", pflag.ContinueOnError)
+	for _, s := range sets {
+		s.BindFlags(fs)
+	}
+	if err := fs.Parse(flags); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "cpu.bpfsnap")
+	if _, err := Run(context.Background(), Options{Output: out, Duration: duration, Probes: []string{"cpu"}, Sets: sets, Command: argv, Version: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// buildChain compiles the unwinder's known-chain program without frame
+// pointers: main -> chain_a -> chain_b -> qsort (libc) -> chain_cmp ->
+// chain_c -> chain_leaf.
+func buildChain(t *testing.T) string {
+	t.Helper()
+	testenv.RequireTool(t, "gcc")
+	bin := filepath.Join(t.TempDir(), "chain")
+	if out, err := exec.Command("gcc", "-O2", "-fomit-frame-pointer", "-o", bin, "../internal/unwind/testdata/chain.c").CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v: %s", err, out)
+	}
+	return bin
+}
+
+var chainRootFirst = []string{"main", "chain_a", "chain_b", "chain_cmp", "chain_c", "chain_leaf"}
+
+// hasChain reports whether frames (root first) hold want in order with at
+// least one frame between chain_b and chain_cmp (libc's qsort).
+func hasChain(frames []string, want []string) bool {
+	j, at := 0, map[string]int{}
+	for i, f := range frames {
+		if j < len(want) && f == want[j] {
+			at[f] = i
+			j++
+		}
+	}
+	return j == len(want) && at["chain_cmp"]-at["chain_b"] > 1
+}
+
+// Without frame pointers, --unwind dwarf gives the whole chain, through
+// libc, from _start down to the leaf, for at least 95% of the samples; perf
+// record --call-graph dwarf sees the same chain.
+func TestUnwindDWARFChainMatchesPerf(t *testing.T) {
+	testenv.RequireBPF(t)
+	bin := buildChain(t)
+	path := captureWithFlags(t, []string{"--freq", "499", "--unwind", "dwarf"}, 3*time.Second, bin, "2")
+	lines, _, man := foldedOf(t, path)
+	var total, rooted, chained int64
+	for _, l := range lines {
+		if len(l.Frames) < 2 || filepath.Base(l.Frames[0]) != "chain" && !strings.HasPrefix(l.Frames[0], "chain") {
+			continue
+		}
+		user := userFrames(l.Frames[1:])
+		total += int64(l.Count)
+		if len(user) > 0 && user[0] == "_start" {
+			rooted += int64(l.Count)
+		}
+		if hasChain(user, chainRootFirst) {
+			chained += int64(l.Count)
+		}
+	}
+	t.Logf("samples %d, rooted at _start %d, full chain %d; drops %v; details %v", total, rooted, chained, man.Drops, probeDetails(man.Probes, "cpu"))
+	if total < 300 {
+		t.Fatalf("only %d samples of the chain program", total)
+	}
+	if float64(rooted) < 0.95*float64(total) {
+		t.Errorf("%d of %d samples unwound to _start, want >= 95%%", rooted, total)
+	}
+	if float64(chained) < 0.90*float64(total) {
+		t.Errorf("%d of %d samples hold the full chain", chained, total)
+	}
+	d := probeDetails(man.Probes, "cpu")
+	if d["unwind"] != "dwarf" || !strings.Contains(d["unwind.binaries"], "libc.so.6=dwarf") {
+		t.Errorf("probe details do not record the unwinding decisions: %v", d)
+	}
+
+	// perf record --call-graph dwarf on the same workload.
+	perf := testenv.RequireTool(t, "perf")
+	data := filepath.Join(t.TempDir(), "perf.data")
+	if out, err := exec.Command(perf, "record", "-q", "-F", "499", "--call-graph", "dwarf", "-o", data, "--", bin, "2").CombinedOutput(); err != nil {
+		t.Fatalf("perf record: %v\n%s", err, out)
+	}
+	out, err := exec.Command(perf, "script", "-i", data, "-F", "comm,ip,sym").Output()
+	if err != nil {
+		t.Fatalf("perf script: %v", err)
+	}
+	var perfTotal, perfChained int
+	for _, stack := range perfStacks(out) {
+		perfTotal++
+		rootFirst := make([]string, len(stack))
+		for i, f := range stack {
+			rootFirst[len(stack)-1-i] = f
+		}
+		if hasChain(rootFirst, chainRootFirst) {
+			perfChained++
+		}
+	}
+	t.Logf("perf: %d samples, %d with the full chain", perfTotal, perfChained)
+	if perfTotal == 0 || float64(perfChained) < 0.9*float64(perfTotal) {
+		t.Fatalf("perf itself did not see the chain (%d/%d): the comparison is void", perfChained, perfTotal)
+	}
+}
+
+// userFrames drops kernel frames (marked _[k]).
+func userFrames(frames []string) []string {
+	var out []string
+	for _, f := range frames {
+		if !strings.HasSuffix(f, "_[k]") {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func probeDetails(probes []formats.Probe, name string) map[string]string {
+	for _, p := range probes {
+		if p.Name == name {
+			return p.Details
+		}
+	}
+	return nil
+}
+
+// perfStacks parses `perf script -F comm,ip,sym` into leaf-first symbol
+// lists, one per sample.
+func perfStacks(out []byte) [][]string {
+	var stacks [][]string
+	var cur []string
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	flush := func() {
+		if cur != nil {
+			stacks = append(stacks, cur)
+		}
+		cur = nil
+	}
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.TrimSpace(line) == "":
+			flush()
+		case strings.HasPrefix(line, "\t") || strings.HasPrefix(line, " "):
+			f := strings.Fields(line)
+			if len(f) >= 2 {
+				sym := f[1]
+				if i := strings.Index(sym, "+0x"); i > 0 {
+					sym = sym[:i]
+				}
+				cur = append(cur, sym)
+			}
+		default:
+			flush()
+			cur = []string{}
+		}
+	}
+	flush()
+	return stacks
+}
+
+// nginx from the distribution is built without frame pointers: with
+// --unwind dwarf its worker's stacks under load reach libc's start-up code
+// (__libc_start_main) through main and the event loop, for >= 95% of the
+// samples, as perf record --call-graph dwarf sees them.
+func TestUnwindDWARFNginx(t *testing.T) {
+	testenv.RequireBPF(t)
+	nginx := testenv.RequireTool(t, "nginx")
+	wrk := testenv.RequireTool(t, "wrk")
+	dir := t.TempDir()
+	port := freePort(t)
+	os.WriteFile(filepath.Join(dir, "index.html"), []byte("hello"), 0o644)
+	conf := fmt.Sprintf(`daemon off; master_process on; worker_processes 1; pid %[1]s/nginx.pid; error_log %[1]s/error.log;
+events { worker_connections 256; }
+http { access_log off; client_body_temp_path %[1]s; proxy_temp_path %[1]s; fastcgi_temp_path %[1]s; uwsgi_temp_path %[1]s; scgi_temp_path %[1]s;
+  server { listen 127.0.0.1:%[2]d; root %[1]s; } }
+`, dir, port)
+	os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o644)
+	master := startServer(t, exec.Command(nginx, "-c", filepath.Join(dir, "nginx.conf"), "-p", dir), port)
+	// A SIGTERM lets the master take its worker down; a bare SIGKILL would
+	// orphan the worker, which holds the test's stderr open.
+	t.Cleanup(func() {
+		syscall.Kill(master, syscall.SIGTERM)
+		for i := 0; i < 50 && syscall.Kill(master, 0) == nil; i++ {
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+	load := func() {
+		out, err := exec.Command(wrk, "-t1", "-c8", "-d2s", fmt.Sprintf("http://127.0.0.1:%d/index.html", port)).CombinedOutput()
+		if err != nil {
+			t.Errorf("wrk: %v\n%s", err, out)
+		}
+	}
+
+	sets := NewProbeSets()
+	fs := pflag.NewFlagSet("capture", pflag.ContinueOnError)
+	for _, s := range sets {
+		s.BindFlags(fs)
+	}
+	if err := fs.Parse([]string{"--freq", "499", "--unwind", "dwarf"}); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "nginx.bpfsnap")
+	ctx, cancel := context.WithCancel(context.Background())
+	ready, done := make(chan struct{}), make(chan error, 1)
+	go func() {
+		_, err := Run(ctx, Options{Output: path, Duration: time.Minute, Probes: []string{"cpu"}, Sets: sets,
+			PIDs: []uint32{uint32(master)}, Version: "test", Ready: func() { close(ready) }})
+		done <- err
+	}()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("capture ended before it was ready: %v", err)
+	}
+	load()
+	time.Sleep(300 * time.Millisecond)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	lines, _, man := foldedOf(t, path)
+	var total, rooted, worker int64
+	for _, l := range lines {
+		user := userFrames(l.Frames[1:])
+		if len(user) == 0 {
+			continue
+		}
+		total += int64(l.Count)
+		if reachesStart(user) {
+			rooted += int64(l.Count)
+		}
+		if indexOfFrame(user, "ngx_process_events_and_timers") >= 0 && indexOfFrame(user, "main") >= 0 {
+			worker += int64(l.Count)
+		}
+	}
+	if len(lines) > 0 {
+		t.Logf("a stack: %s", strings.Join(lines[0].Frames, ";"))
+	}
+	t.Logf("nginx: %d samples with user frames, %d reach __libc_start_main, %d under main..ngx_process_events_and_timers; drops %v; details %v",
+		total, rooted, worker, man.Drops, probeDetails(man.Probes, "cpu"))
+	if total < 200 {
+		t.Fatalf("only %d nginx samples", total)
+	}
+	if float64(rooted) < 0.95*float64(total) {
+		t.Errorf("%d of %d nginx samples unwound to __libc_start_main, want >= 95%%", rooted, total)
+	}
+	if float64(worker) < 0.5*float64(total) {
+		t.Errorf("only %d of %d samples under main..ngx_process_events_and_timers", worker, total)
+	}
+
+	// perf record --call-graph dwarf on the same worker, same load.
+	perf := testenv.RequireTool(t, "perf")
+	data := filepath.Join(t.TempDir(), "perf.data")
+	// perf -p follows the threads of one process: give it the worker.
+	children, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", master, master))
+	if err != nil || len(strings.Fields(string(children))) == 0 {
+		t.Fatalf("no nginx worker: %v", err)
+	}
+	rec := exec.Command(perf, "record", "-q", "-F", "499", "--call-graph", "dwarf", "-o", data, "-p", strings.Fields(string(children))[0])
+	if err := rec.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	load()
+	rec.Process.Signal(os.Interrupt)
+	rec.Wait() // exits through the signal; the data file is judged below
+	out, err := exec.Command(perf, "script", "-i", data, "-F", "comm,ip,sym").Output()
+	if err != nil {
+		t.Fatalf("perf script: %v", err)
+	}
+	var perfTotal, perfRooted, perfWorker int
+	for _, stack := range perfStacks(out) {
+		if len(stack) == 0 {
+			continue
+		}
+		perfTotal++
+		if indexOfFrame(stack, "__libc_start_main") >= 0 || indexOfFrame(stack, "__libc_start_call_main") >= 0 {
+			perfRooted++
+		}
+		if indexOfFrame(stack, "ngx_process_events_and_timers") >= 0 && indexOfFrame(stack, "main") >= 0 {
+			perfWorker++
+		}
+	}
+	t.Logf("perf: %d samples, %d reach libc start-up, %d under main..ngx_process_events_and_timers", perfTotal, perfRooted, perfWorker)
+	if perfTotal == 0 || perfWorker == 0 {
+		t.Fatalf("perf saw no nginx worker stacks: the comparison is void")
+	}
+	// Same shape: the share of samples under the event loop agrees within
+	// 15 points (different sampling instants, same workload).
+	ours, theirs := 100*float64(worker)/float64(total), 100*float64(perfWorker)/float64(perfTotal)
+	if d := ours - theirs; d > 15 || d < -15 {
+		t.Errorf("under main..ngx_process_events_and_timers: bpfsnap %.1f%%, perf %.1f%%", ours, theirs)
+	}
+}
+
+// reachesStart reports whether a root-first user stack starts in libc's
+// start-up code (the nginx binary is stripped, so _start has no name).
+func reachesStart(rootFirst []string) bool {
+	for i := 0; i < len(rootFirst) && i < 3; i++ {
+		if rootFirst[i] == "__libc_start_main" {
+			return true
+		}
+	}
+	return false
+}
+
+func indexOfFrame(frames []string, name string) int {
+	for i, f := range frames {
+		if f == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// Stack copies hold whatever the program keeps on its stack: they reach the
+// archive only with --keep-stack-bytes.
+func TestUnwindStackBytesStayOnTheNode(t *testing.T) {
+	testenv.RequireBPF(t)
+	bin := buildChain(t)
+	// chain_a overwrites pad[n%100] (n = 3 here) after copying the secret.
+	secret := []byte("STACK-SECRET-7f3a")
+	count := func(path string) (rows, withSecret int, hasTable bool) {
+		a, err := formats.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a.Close()
+		if !a.HasTable(formats.TableStackBytes) {
+			return 0, 0, false
+		}
+		all, err := formats.ReadAll[formats.StackBytes](a, formats.TableStackBytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range all {
+			if bytes.Contains(r.Bytes, secret) {
+				withSecret++
+			}
+		}
+		return len(all), withSecret, true
+	}
+	kept := captureWithFlags(t, []string{"--freq", "199", "--unwind", "dwarf", "--keep-stack-bytes"}, 2*time.Second, bin, "1")
+	rows, withSecret, _ := count(kept)
+	if rows == 0 || withSecret == 0 {
+		t.Fatalf("--keep-stack-bytes: %d rows, %d with the stack secret (the test needs it on the copied stack)", rows, withSecret)
+	}
+	dflt := captureWithFlags(t, []string{"--freq", "199", "--unwind", "dwarf"}, 2*time.Second, bin, "1")
+	if rows, _, has := count(dflt); has || rows > 0 {
+		t.Fatalf("without --keep-stack-bytes the archive has a %s table (%d rows)", formats.TableStackBytes, rows)
+	}
+	raw, err := os.ReadFile(dflt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(raw, secret) {
+		t.Fatal("the stack secret is in the archive file")
+	}
+}

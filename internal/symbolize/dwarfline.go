@@ -1,0 +1,83 @@
+package symbolize
+
+import (
+	"debug/dwarf"
+	"debug/elf"
+	"sort"
+)
+
+// maxLineRows bounds the DWARF line table kept per binary (hostile input).
+const maxLineRows = 20_000_000
+
+// lineRow is one row of a DWARF line table: code from addr up to the next
+// row's address comes from file:line.
+type lineRow struct {
+	addr uint64
+	file int32 // index into Binary.lineFiles
+	line int32
+	end  bool // end_sequence: no code from here on
+}
+
+// loadLines reads the DWARF line tables (.debug_line) of binaries built with
+// -g, so C/C++ frames carry file:line like Go frames do. Binaries without
+// DWARF (most distribution binaries; their debug files are found later by
+// build id) are skipped.
+func (b *Binary) loadLines(f *elf.File) {
+	defer func() { recover() }() // a malformed table costs the lines, not the symbols
+	for _, name := range []string{".debug_info", ".debug_line"} {
+		s := f.Section(name)
+		if s == nil || s.Size > maxSectionBytes {
+			return
+		}
+	}
+	d, err := f.DWARF()
+	if err != nil {
+		return
+	}
+	files := map[string]int32{}
+	var rows []lineRow
+	r := d.Reader()
+	for {
+		cu, err := r.Next()
+		if err != nil || cu == nil {
+			break
+		}
+		if cu.Tag != dwarf.TagCompileUnit {
+			r.SkipChildren()
+			continue
+		}
+		lr, err := d.LineReader(cu)
+		r.SkipChildren()
+		if err != nil || lr == nil {
+			continue
+		}
+		var e dwarf.LineEntry
+		for lr.Next(&e) == nil {
+			if len(rows) >= maxLineRows {
+				break
+			}
+			name := ""
+			if e.File != nil {
+				name = e.File.Name
+			}
+			idx, ok := files[name]
+			if !ok {
+				idx = int32(len(b.lineFiles))
+				files[name] = idx
+				b.lineFiles = append(b.lineFiles, name)
+			}
+			rows = append(rows, lineRow{addr: e.Address, file: idx, line: int32(e.Line), end: e.EndSequence})
+		}
+	}
+	sort.SliceStable(rows, func(i, j int) bool { return rows[i].addr < rows[j].addr })
+	b.lines = rows
+}
+
+// lineAt returns the source position of an ELF virtual address.
+func (b *Binary) lineAt(v uint64) (string, int, bool) {
+	i := sort.Search(len(b.lines), func(i int) bool { return b.lines[i].addr > v }) - 1
+	if i < 0 || b.lines[i].end || b.lines[i].line <= 0 {
+		return "", 0, false
+	}
+	return b.lineFiles[b.lines[i].file], int(b.lines[i].line), true
+}
