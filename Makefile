@@ -29,9 +29,11 @@ vmlinux:
 	bpftool btf dump file /sys/kernel/btf/vmlinux format c > bpf/include/vmlinux.h
 
 # The test suite: unit tests, real-kernel tests (root), fuzz seeds. Kernel
-# tests skip without root/BTF unless BPFSNAP_REQUIRE_BPF=1.
+# tests skip without root/BTF unless BPFSNAP_REQUIRE_BPF=1. Packages run one
+# at a time (-p 1): the kernel tests measure CPU shares and latencies, and
+# two of them on this 2-core machine at once skew each other.
 test: tracefs
-	$(GO) test -count=1 -timeout 30m ./...
+	$(GO) test -p 1 -count=1 -timeout 40m ./...
 	$(GO) test -run '^$$' -fuzz FuzzOpenArchive -fuzztime 20s ./formats/
 	$(GO) test -run '^$$' -fuzz FuzzOpenBinary -fuzztime 10s ./internal/symbolize/
 

@@ -59,7 +59,9 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 16 * 1024 * 1024);
+	// Allocation storms are bursty and every event matters for exact
+	// figures: a roomy ring rides out a recorder that falls behind.
+	__uint(max_entries, 32 * 1024 * 1024);
 } mem_events SEC(".maps");
 
 static __always_inline int enter(__u32 kind, __u64 size, __u64 old)

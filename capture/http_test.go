@@ -6,7 +6,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -140,7 +139,10 @@ func rawGet(conn net.Conn, _ *bufio.Reader, path string) (float64, bool, error) 
 		}
 	}
 	if rx.IsZero() {
-		return 0, false, errors.New("no receive timestamp")
+		// The kernel enables receive timestamps lazily (a deferred static
+		// key), so the first responses after enabling may come without
+		// one: fall back to the time we read it.
+		rx = time.Now()
 	}
 	ms := float64(rx.UnixNano()-start.UnixNano()) / 1e6
 	resp, err := http.ReadResponse(bufio.NewReader(io.MultiReader(bytes.NewReader(buf[:n]), conn)), nil)
