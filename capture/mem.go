@@ -154,9 +154,14 @@ func (m *memProbe) libcOf(pid uint32) string {
 			}
 		}
 	}
-	for _, p := range []string{"/lib/x86_64-linux-gnu/libc.so.6", "/usr/lib/x86_64-linux-gnu/libc.so.6", "/lib64/libc.so.6", "/usr/lib64/libc.so.6", "/lib/libc.so.6"} {
-		if _, err := os.Stat(filepath.Join(root, p)); err == nil {
-			return filepath.Join(root, p)
+	// The held child is bpfsnap itself until it execs: look in its root,
+	// then in the host's (the same mount namespace; /proc/PID/root can be
+	// briefly unreadable while the child is being set up).
+	for _, r := range []string{root, m.s.opts.HostRoot} {
+		for _, p := range []string{"/lib/x86_64-linux-gnu/libc.so.6", "/usr/lib/x86_64-linux-gnu/libc.so.6", "/lib64/libc.so.6", "/usr/lib64/libc.so.6", "/lib/libc.so.6"} {
+			if _, err := os.Stat(filepath.Join(r, p)); err == nil {
+				return filepath.Join(r, p)
+			}
 		}
 	}
 	return ""

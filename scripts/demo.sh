@@ -35,8 +35,12 @@ load=$!
 $bin capture -d 10s -o "$out/demo.bpfsnap"
 wait $load
 
-echo "== capture: allocations of a leaking program, from its first instruction"
-$bin capture -p mem -d 30s -o "$out/leak.bpfsnap" -- "$out/leaky" 200000 50
+echo "== capture: allocations of a leaking program (attached by pid before it starts allocating)"
+LEAKY_WAIT_FILE="$out/go" "$out/leaky" 200000 50 &
+leaky=$!
+(sleep 2; touch "$out/go") &
+$bin capture -p mem --pid $leaky -d 6s -o "$out/leak.bpfsnap"
+wait $leaky
 
 echo "== analyze"
 $bin analyze "$out/demo.bpfsnap" | head -n 40
