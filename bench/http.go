@@ -1,13 +1,16 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -43,10 +46,11 @@ http { access_log off; client_body_temp_path %[1]s; proxy_temp_path %[1]s; fastc
 `, dir, port)
 	os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o644)
 	nginx := exec.Command("nginx", "-c", filepath.Join(dir, "nginx.conf"), "-p", dir)
+	nginx.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // the worker dies with the master
 	if err := nginx.Start(); err != nil {
 		return nil, fmt.Errorf("nginx: %w", err)
 	}
-	defer func() { nginx.Process.Kill(); nginx.Wait() }()
+	defer func() { syscall.Kill(-nginx.Process.Pid, syscall.SIGKILL); nginx.Wait() }()
 	time.Sleep(500 * time.Millisecond)
 	url := fmt.Sprintf("http://127.0.0.1:%d/index.html", port)
 	wrk := func() (float64, error) {
@@ -60,10 +64,25 @@ http { access_log off; client_body_temp_path %[1]s; proxy_temp_path %[1]s; fastc
 		}
 		return strconv.ParseFloat(string(m[1]), 64)
 	}
-	// under runs wrk while cmd runs, started ready seconds earlier.
-	under := func(cmd *exec.Cmd, ready time.Duration) (float64, error) {
+	// under runs wrk while cmd runs, once cmd has printed readyLine (or
+	// after ready when it prints nothing to wait for).
+	under := func(cmd *exec.Cmd, ready time.Duration, readyLine string) (float64, error) {
+		var lines io.Reader
+		if readyLine != "" {
+			out, err := cmd.StdoutPipe()
+			if err != nil {
+				return 0, err
+			}
+			lines = out
+		}
 		if err := cmd.Start(); err != nil {
 			return 0, err
+		}
+		if lines != nil {
+			sc := bufio.NewScanner(lines)
+			for sc.Scan() && !strings.Contains(sc.Text(), readyLine) {
+			}
+			go io.Copy(io.Discard, lines)
 		}
 		time.Sleep(ready)
 		rate, err := wrk()
@@ -79,7 +98,7 @@ http { access_log off; client_body_temp_path %[1]s; proxy_temp_path %[1]s; fastc
 		}
 		out := filepath.Join(env.Dir, "http.bpfsnap")
 		os.Remove(out)
-		w, err := under(exec.Command(env.Bpfsnap, "capture", "-p", "http", "-d", "10m", "-o", out), 1500*time.Millisecond)
+		w, err := under(exec.Command(env.Bpfsnap, "capture", "-p", "http", "-d", "10m", "-o", out), 1500*time.Millisecond, "")
 		if err != nil {
 			return nil, err
 		}
@@ -87,7 +106,8 @@ http { access_log off; client_body_temp_path %[1]s; proxy_temp_path %[1]s; fastc
 		if err != nil {
 			return nil, err
 		}
-		bt, err := under(exec.Command("bpftrace", "-e", bpftraceHTTP), 4*time.Second)
+		// bpftrace compiles for seconds; measure once it says it attached.
+		bt, err := under(exec.Command("bpftrace", "-e", bpftraceHTTP), 500*time.Millisecond, "Attaching")
 		if err != nil {
 			return nil, err
 		}
