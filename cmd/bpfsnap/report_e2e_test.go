@@ -95,9 +95,7 @@ func TestReportInChromium(t *testing.T) {
 		t.Fatalf("%v: %s", err, out)
 	}
 	// Attached by --pid to a program that waits for a file before it
-	// allocates (see the note on `-- COMMAND` mem captures in
-	// docs/architecture.md: a static bpfsnap's held child sometimes misses
-	// the probes after exec).
+	// allocates (capture's own tests cover `-- COMMAND`).
 	memArchive := filepath.Join(dir, "mem.bpfsnap")
 	gate := filepath.Join(dir, "go")
 	lk := exec.Command(leaky, "50000")
