@@ -41,6 +41,9 @@ type Options struct {
 	// HostRoot is where the host's /proc and /sys are ("/" unless running
 	// in a pod with host mounts).
 	HostRoot string
+	// RuntimeRoot is where container runtime state (/run/containerd,
+	// /var/log/pods) is read for k8s attribution; defaults to HostRoot.
+	RuntimeRoot string
 }
 
 // Status is a snapshot for the live status line.
@@ -132,6 +135,7 @@ func (s *Session) OnProcess(fn func(formats.ProcessEvent)) {
 }
 
 func (s *Session) emitProcess(row formats.ProcessEvent) {
+	s.enrichK8s(&row) // k8s attribution (capture/k8s_enrich.go)
 	_ = s.procTable.Write(row) // a failure is sticky in the writer and ends the capture
 	s.subMu.Lock()
 	subs := s.subs
