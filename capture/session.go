@@ -135,7 +135,7 @@ func (s *Session) OnProcess(fn func(formats.ProcessEvent)) {
 }
 
 func (s *Session) emitProcess(row formats.ProcessEvent) {
-	s.enrichK8s(&row) // k8s attribution (capture/k8s_enrich.go)
+	s.enrichK8s(&row)          // k8s attribution (capture/k8s_enrich.go)
 	_ = s.procTable.Write(row) // a failure is sticky in the writer and ends the capture
 	s.subMu.Lock()
 	subs := s.subs
