@@ -102,3 +102,54 @@ func TestK8sAttributionRealCgroups(t *testing.T) {
 		})
 	}
 }
+
+// TestK8sTargetsRealCgroups resolves --pod/--namespace/--container-id/
+// --cgroup selectors against /proc with one process inside a kubelet-style
+// cgroup and one outside.
+func TestK8sTargetsRealCgroups(t *testing.T) {
+	testenv.RequireBPF(t)
+	v2 := "/sys/fs/cgroup/unified"
+	if _, err := os.Stat(filepath.Join(v2, "cgroup.procs")); err != nil {
+		v2 = "/sys/fs/cgroup"
+	}
+	cid := fmt.Sprintf("%064x", 0xfeed42)
+	podDir := "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod11111111_2222_3333_4444_555555555555.slice"
+	leaf := filepath.Join(v2, podDir, "cri-containerd-"+cid+".scope")
+	if err := os.MkdirAll(leaf, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	rt := t.TempDir()
+	cfg := filepath.Join(rt, "run/containerd/io.containerd.runtime.v2.task/k8s.io", cid, "config.json")
+	os.MkdirAll(filepath.Dir(cfg), 0o755)
+	os.WriteFile(cfg, []byte(`{"annotations":{"io.kubernetes.cri.sandbox-namespace":"shop","io.kubernetes.cri.sandbox-name":"checkout-9","io.kubernetes.cri.container-name":"app"}}`), 0o644)
+	in, out := exec.Command("sleep", "30"), exec.Command("sleep", "30")
+	for _, c := range []*exec.Cmd{in, out} {
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		for _, c := range []*exec.Cmd{in, out} {
+			c.Process.Kill()
+			c.Wait()
+		}
+		for d := leaf; len(d) > len(v2); d = filepath.Dir(d) {
+			os.Remove(d)
+		}
+	})
+	if err := os.WriteFile(filepath.Join(leaf, "cgroup.procs"), []byte(strconv.Itoa(in.Process.Pid)), 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, sel := range []K8sSelector{{Pod: "shop/checkout-9"}, {Namespace: "shop"}, {ContainerID: cid[:12]}, {Cgroup: "/" + podDir}} {
+		pids, err := ResolveK8sTargets("/proc", rt, sel)
+		if err != nil {
+			t.Fatalf("%+v: %v", sel, err)
+		}
+		if len(pids) != 1 || pids[0] != uint32(in.Process.Pid) {
+			t.Fatalf("%+v: got %v, want only %d (not %d)", sel, pids, in.Process.Pid, out.Process.Pid)
+		}
+	}
+	if _, err := ResolveK8sTargets("/proc", rt, K8sSelector{Pod: "shop/other"}); err == nil {
+		t.Fatal("a pod with no process must be an error")
+	}
+}

@@ -44,6 +44,9 @@ type Options struct {
 	// RuntimeRoot is where container runtime state (/run/containerd,
 	// /var/log/pods) is read for k8s attribution; defaults to HostRoot.
 	RuntimeRoot string
+	// TargetExtra records non-pid selectors (pod, namespace...) in the
+	// manifest's Targets.Extra.
+	TargetExtra map[string]string
 }
 
 // Status is a snapshot for the live status line.
@@ -254,7 +257,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		Kernel:         kernelRelease(),
 		Arch:           runtime.GOARCH,
 		Window:         formats.Window{StartWall: wall, StartMonoNs: mono, Requested: opts.Duration.String()},
-		Targets:        formats.Targets{PIDs: opts.PIDs, Command: opts.Command},
+		Targets:        formats.Targets{PIDs: opts.PIDs, Command: opts.Command, Extra: opts.TargetExtra},
 		Options:        map[string]string{"probes": strings.Join(opts.Probes, ",")},
 	}, formats.CreateOptions{Clock: clock})
 	if err != nil {
