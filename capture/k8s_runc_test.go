@@ -58,7 +58,11 @@ func TestK8sRuncContainer(t *testing.T) {
 	if err := exec.Command("runc", "run", "-d", "--bundle", bundle, name).Run(); err != nil {
 		t.Fatalf("runc run: %v", err)
 	}
-	t.Cleanup(func() { exec.Command("runc", "delete", "-f", name).Run() })
+	t.Cleanup(func() {
+		exec.Command("runc", "delete", "-f", name).Run()
+		// runc leaves the (now empty) kubepods parents in every hierarchy.
+		exec.Command("sh", "-c", "find /sys/fs/cgroup -depth -type d -path '*/kubepods/burstable/pod"+uid+"*' -exec rmdir {} + ; for d in /sys/fs/cgroup/*/kubepods/burstable /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/kubepods/burstable /sys/fs/cgroup/kubepods; do rmdir $d 2>/dev/null; done").Run()
+	})
 	out, err := exec.Command("runc", "state", name).Output()
 	if err != nil {
 		t.Fatal(err)
