@@ -14,6 +14,9 @@ type Filter struct {
 	PIDs []uint32
 	// From and To are offsets from the window start; To == 0 means the end.
 	From, To time.Duration
+	// Namespace and Pod restrict to the processes attributed to them at
+	// capture time; ResolveK8s turns them into PIDs.
+	Namespace, Pod string
 }
 
 // Bound is a Filter resolved against one archive's window, ready to test

@@ -24,6 +24,16 @@ type Process struct {
 	Execs      int    `json:"execs,omitempty"`
 	ForkSeen   bool   `json:"fork_seen"`
 	ScannedRun bool   `json:"running_at_start"`
+	// Kubernetes/container attribution recorded at capture time.
+	ContainerID string `json:"container_id,omitempty"`
+	PodUID      string `json:"pod_uid,omitempty"`
+	Namespace   string `json:"namespace,omitempty"`
+	Pod         string `json:"pod,omitempty"`
+	Container   string `json:"container,omitempty"`
+	Image       string `json:"image,omitempty"`
+	MntNS       uint64 `json:"mntns,omitempty"`
+	PidNS       uint64 `json:"pidns,omitempty"`
+	NSPid       uint32 `json:"ns_pid,omitempty"`
 }
 
 // sameStartSlack tolerates the difference between the kernel's start_time
@@ -116,6 +126,15 @@ func fill(p *Process, r formats.ProcessEvent) {
 	set(&p.Exe, r.Exe)
 	set(&p.Cmdline, r.Cmdline)
 	set(&p.Cgroup, r.CgroupPath)
+	set(&p.ContainerID, r.ContainerID)
+	set(&p.PodUID, r.PodUID)
+	set(&p.Namespace, r.Namespace)
+	set(&p.Pod, r.Pod)
+	set(&p.Container, r.Container)
+	set(&p.Image, r.Image)
+	if p.MntNS == 0 {
+		p.MntNS, p.PidNS, p.NSPid = r.MntNS, r.PidNS, r.NSPid
+	}
 	if p.PPID == 0 {
 		p.PPID = r.PPID
 	}

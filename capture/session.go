@@ -44,6 +44,12 @@ type Options struct {
 	// Ready, when set, is called once every probe is attached and the
 	// command (if any) released: from then on events are recorded.
 	Ready func()
+	// RuntimeRoot is where container runtime state (/run/containerd,
+	// /var/log/pods) is read for k8s attribution; defaults to HostRoot.
+	RuntimeRoot string
+	// TargetExtra records non-pid selectors (pod, namespace...) in the
+	// manifest's Targets.Extra.
+	TargetExtra map[string]string
 }
 
 // Status is a snapshot for the live status line.
@@ -139,6 +145,7 @@ func (s *Session) OnProcess(fn func(formats.ProcessEvent)) {
 }
 
 func (s *Session) emitProcess(row formats.ProcessEvent) {
+	s.enrichK8s(&row)          // k8s attribution (capture/k8s_enrich.go)
 	_ = s.procTable.Write(row) // a failure is sticky in the writer and ends the capture
 	if s.filterTargets && row.Kind != formats.ProcessExit {
 		// The kernel only reports targets (and their new children) when
@@ -272,7 +279,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		Kernel:         kernelRelease(),
 		Arch:           runtime.GOARCH,
 		Window:         formats.Window{StartWall: wall, StartMonoNs: mono, Requested: opts.Duration.String()},
-		Targets:        formats.Targets{PIDs: opts.PIDs, Command: opts.Command},
+		Targets:        formats.Targets{PIDs: opts.PIDs, Command: opts.Command, Extra: opts.TargetExtra},
 		Options:        map[string]string{"probes": strings.Join(opts.Probes, ",")},
 	}, formats.CreateOptions{Clock: clock})
 	if err != nil {

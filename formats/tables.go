@@ -42,4 +42,17 @@ type ProcessEvent struct {
 	// StartNs is the process start time on CLOCK_MONOTONIC (from the
 	// kernel's task start_time), so scans of old processes keep their age.
 	StartNs uint64 `parquet:"start_ns"`
+	// Kubernetes/container attribution (issue 5), from the process's cgroup
+	// paths and node-local runtime state; empty outside containers.
+	ContainerID string `parquet:"container_id,dict"`
+	PodUID      string `parquet:"pod_uid,dict"`
+	Namespace   string `parquet:"namespace,dict"`
+	Pod         string `parquet:"pod,dict"`
+	Container   string `parquet:"container,dict"`
+	Image       string `parquet:"image,dict"`
+	// MntNS and PidNS are the inode numbers of /proc/PID/ns/{mnt,pid};
+	// NSPid is the pid inside the innermost pid namespace (NSpid).
+	MntNS uint64 `parquet:"mntns"`
+	PidNS uint64 `parquet:"pidns"`
+	NSPid uint32 `parquet:"ns_pid"`
 }

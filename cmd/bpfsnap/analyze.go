@@ -17,9 +17,10 @@ import (
 
 // analysisFlags are shared by the verbs that analyze an archive.
 type analysisFlags struct {
-	pids     []uint
-	from, to string
-	debugDir string
+	pids           []uint
+	from, to       string
+	debugDir       string
+	namespace, pod string
 }
 
 func (f *analysisFlags) bind(cmd *cobra.Command) {
@@ -27,6 +28,8 @@ func (f *analysisFlags) bind(cmd *cobra.Command) {
 	fl.UintSliceVar(&f.pids, "pid", nil, "only these processes (repeatable, comma-separated)")
 	fl.StringVar(&f.from, "from", "", "start of the time slice: offset from the window start (5s) or RFC 3339 time")
 	fl.StringVar(&f.to, "to", "", "end of the time slice, like --from")
+	fl.StringVar(&f.namespace, "namespace", "", "only processes of this Kubernetes namespace")
+	fl.StringVar(&f.pod, "pod", "", "only processes of this pod (NAME or NAMESPACE/NAME)")
 	fl.StringVar(&f.debugDir, "debug-dir", "", "directory of debug files, looked up by build id, for unresolved frames")
 }
 
@@ -46,6 +49,7 @@ func (f *analysisFlags) options(m *formats.Manifest) (analyze.Options, error) {
 		return o, fmt.Errorf("--to %s is not after --from %s", f.to, f.from)
 	}
 	o.DebugDir = f.debugDir
+	o.Filter.Namespace, o.Filter.Pod = f.namespace, f.pod
 	return o, nil
 }
 
@@ -58,6 +62,9 @@ func openAndAnalyze(path string, flags *analysisFlags) (*analyze.Summary, error)
 	defer a.Close()
 	opts, err := flags.options(a.Manifest())
 	if err != nil {
+		return nil, err
+	}
+	if err := analyze.ResolveK8sArchive(a, &opts.Filter); err != nil {
 		return nil, err
 	}
 	return analyze.Analyze(a, opts)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -18,6 +19,7 @@ import (
 
 func newCaptureCmd() *cobra.Command {
 	var (
+		k8sSel capture.K8sSelector
 		opts   capture.Options
 		probes []string
 		pids   []uint
@@ -60,6 +62,14 @@ early; the archive is still finalized. Needs root (or CAP_BPF + CAP_PERFMON).`,
 				}
 				opts.PIDs = append(opts.PIDs, uint32(p))
 			}
+			if !k8sSel.Empty() {
+				pids, err := capture.ResolveK8sTargets(filepath.Join(opts.HostRoot, "proc"), runtimeRootOr(opts), k8sSel)
+				if err != nil {
+					return err
+				}
+				opts.PIDs = append(opts.PIDs, pids...)
+				opts.TargetExtra = k8sSel.Extra()
+			}
 			opts.Sets = sets
 			opts.Version = version
 			stderr := cmd.ErrOrStderr()
@@ -96,6 +106,11 @@ early; the archive is still finalized. Needs root (or CAP_BPF + CAP_PERFMON).`,
 	f.StringVarP(&opts.Output, "output", "o", "", "archive to write (default bpfsnap-<host>-<UTC time>.bpfsnap)")
 	f.BoolVar(&opts.Force, "force", false, "overwrite an existing output file")
 	f.StringVar(&opts.HostRoot, "host-root", "/", "where the host's /proc and /sys are mounted (when running in a pod)")
+	f.StringVar(&opts.RuntimeRoot, "runtime-root", "", "where the node's /run/containerd, /run/containers and /var/log/pods are (default: --host-root)")
+	f.StringVar(&k8sSel.Pod, "pod", "", "capture only this pod's processes (NAMESPACE/NAME), found on this node")
+	f.StringVar(&k8sSel.Namespace, "namespace", "", "capture only processes of pods in this Kubernetes namespace")
+	f.StringVar(&k8sSel.ContainerID, "container-id", "", "capture only this container's processes (id or unique prefix)")
+	f.StringVar(&k8sSel.Cgroup, "cgroup", "", "capture only processes in this cgroup path (and below)")
 	for _, ps := range sets {
 		ps.BindFlags(f)
 	}
@@ -114,4 +129,12 @@ func statusLine(s capture.Status) string {
 func isTerminal(w any) bool {
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// runtimeRootOr is where runtime state is read: --runtime-root, else --host-root.
+func runtimeRootOr(o capture.Options) string {
+	if o.RuntimeRoot != "" {
+		return o.RuntimeRoot
+	}
+	return o.HostRoot
 }
