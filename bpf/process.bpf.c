@@ -3,6 +3,12 @@
 // Process lifecycle: fork, exec and exit of whole processes (not threads),
 // from BTF-typed raw tracepoints. Fork also widens the target filter, so a
 // command's whole process tree is followed from its first instruction.
+//
+// Targeting a pod, container or cgroup also widens it by cgroup: a process
+// that enters a targeted cgroup subtree without being forked by a target
+// (kubectl exec -> runc exec: forked by runc outside the pod, moved into the
+// container's cgroup, then exec'd; a restarted container's new process)
+// becomes a target when it forks, execs or is moved there.
 #include "common.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -11,6 +17,9 @@ enum proc_kind {
 	PROC_FORK = 1,
 	PROC_EXEC = 2,
 	PROC_EXIT = 3,
+	// PROC_ATTACH: a process not yet followed was moved into a targeted
+	// cgroup (cgroup.procs write); user space records it from /proc.
+	PROC_ATTACH = 4,
 };
 
 enum proc_drop {
@@ -32,6 +41,13 @@ struct process_event {
 	__u32 pid;
 	__u32 ppid;
 	__s32 exit_code;
+	// Namespaces read in the kernel, so a process that exits before user
+	// space looks at /proc is still attributed: mount and pid namespace
+	// inode numbers (what /proc/PID/ns/* link to) and the pid inside the
+	// innermost pid namespace. Zero on exit events.
+	__u32 mnt_ns;
+	__u32 pid_ns;
+	__u32 ns_pid;
 	char comm[TASK_COMM_LEN];
 	char filename[FILENAME_LEN];
 	// args holds the first ARGS_LEN bytes of the new program's argv (NUL
@@ -49,6 +65,78 @@ struct {
 	__uint(max_entries, 256 * 1024);
 } process_events SEC(".maps");
 
+// target_cgroups holds the cgroup v2 ids (kernfs node ids, the inode
+// numbers of the cgroup directories) a capture targets: a pod's cgroup, a
+// container's, or a --cgroup path. A task is in scope when its cgroup or
+// any ancestor is in the map. Walking ancestors (rather than inserting
+// every descendant and watching cgroup_mkdir) needs no user-space race
+// handling: a container cgroup created under a targeted pod after the
+// start is covered the moment it exists, and the walk runs only on fork,
+// exec and cgroup migration of processes not already followed.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, __u8);
+} target_cgroups SEC(".maps");
+
+// filter_cgroups is set by user space when target_cgroups is filled; it
+// implies filter_targets.
+const volatile bool filter_cgroups = false;
+
+// MAX_CGROUP_WALK bounds the ancestor walk: kubelet layouts put containers
+// 3-4 levels deep (kubepods/<qos>/pod<uid>/<container>); a target more
+// than this many levels above a task's cgroup is not matched.
+#define MAX_CGROUP_WALK 16
+
+static __always_inline __u64 task_cgroup_id(struct task_struct *t)
+{
+	return BPF_CORE_READ(t, cgroups, dfl_cgrp, kn, id);
+}
+
+static __always_inline bool in_target_cgroup(struct task_struct *t)
+{
+	struct cgroup *cg = BPF_CORE_READ(t, cgroups, dfl_cgrp);
+	for (int i = 0; i < MAX_CGROUP_WALK && cg; i++) {
+		__u64 id = BPF_CORE_READ(cg, kn, id);
+		if (bpf_map_lookup_elem(&target_cgroups, &id))
+			return true;
+		// self is the first member of struct cgroup, so its css parent
+		// is the parent cgroup.
+		cg = (struct cgroup *)BPF_CORE_READ(cg, self.parent);
+	}
+	return false;
+}
+
+// follow reports whether tgid is (now) a target: already one, or in a
+// targeted cgroup, in which case it is added to the shared targets map so
+// every probe set records it from here on.
+static __always_inline bool follow(__u32 tgid, struct task_struct *t)
+{
+	if (is_target(tgid))
+		return true;
+	if (!filter_cgroups || !in_target_cgroup(t))
+		return false;
+	__u8 one = 1;
+	if (bpf_map_update_elem(&targets, &tgid, &one, BPF_ANY))
+		count_drop(PROC_DROP_TARGETS_FULL);
+	return true;
+}
+
+static __always_inline void fill_ns(struct process_event *e, struct task_struct *t)
+{
+	e->mnt_ns = BPF_CORE_READ(t, nsproxy, mnt_ns, ns.inum);
+	struct pid *tp = BPF_CORE_READ(t, thread_pid);
+	unsigned int level = BPF_CORE_READ(tp, level);
+	// Bounded for the verifier; pid namespaces nest at most 32 deep.
+	if (level > 32)
+		return;
+	struct upid up = {};
+	bpf_core_read(&up, sizeof(up), &tp->numbers[level]);
+	e->ns_pid = up.nr;
+	e->pid_ns = BPF_CORE_READ(up.ns, ns.inum);
+}
+
 static __always_inline struct process_event *reserve(__u32 kind)
 {
 	struct process_event *e = bpf_ringbuf_reserve(&process_events, sizeof(*e), 0);
@@ -60,6 +148,9 @@ static __always_inline struct process_event *reserve(__u32 kind)
 	e->kind = kind;
 	e->cgroup_id = bpf_get_current_cgroup_id();
 	e->exit_code = 0;
+	e->mnt_ns = 0;
+	e->pid_ns = 0;
+	e->ns_pid = 0;
 	e->filename[0] = 0;
 	e->args_len = 0;
 	return e;
@@ -74,7 +165,10 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 		return 0;
 	__u32 ppid = BPF_CORE_READ(parent, tgid);
 	if (filter_targets) {
-		if (!bpf_map_lookup_elem(&targets, &ppid))
+		// The child of a target, or a child placed in a targeted cgroup
+		// (its parent's, or another one with clone3's CLONE_INTO_CGROUP).
+		if (!bpf_map_lookup_elem(&targets, &ppid) &&
+		    !(filter_cgroups && in_target_cgroup(child)))
 			return 0;
 		__u8 one = 1;
 		if (bpf_map_update_elem(&targets, &pid, &one, BPF_ANY))
@@ -86,6 +180,9 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 	e->pid = pid;
 	e->ppid = ppid;
 	e->start_ns = BPF_CORE_READ(child, start_time);
+	// The child's own cgroup: the current task is the parent here.
+	e->cgroup_id = task_cgroup_id(child);
+	fill_ns(e, child);
 	BPF_CORE_READ_STR_INTO(&e->comm, child, comm);
 	bpf_ringbuf_submit(e, submit_flags(&process_events));
 	return 0;
@@ -95,7 +192,7 @@ SEC("tp_btf/sched_process_exec")
 int BPF_PROG(handle_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
 	__u32 pid = BPF_CORE_READ(p, tgid);
-	if (!is_target(pid))
+	if (!follow(pid, p))
 		return 0;
 	struct process_event *e = reserve(PROC_EXEC);
 	if (!e)
@@ -103,6 +200,7 @@ int BPF_PROG(handle_exec, struct task_struct *p, pid_t old_pid, struct linux_bin
 	e->pid = pid;
 	e->ppid = BPF_CORE_READ(p, real_parent, tgid);
 	e->start_ns = BPF_CORE_READ(p, group_leader, start_time);
+	fill_ns(e, p);
 	BPF_CORE_READ_STR_INTO(&e->comm, p, comm);
 	bpf_probe_read_kernel_str(&e->filename, sizeof(e->filename), BPF_CORE_READ(bprm, filename));
 	// The exec tracepoint runs in the new program's context, so its argv
@@ -142,5 +240,32 @@ int BPF_PROG(handle_exit, struct task_struct *p)
 	bpf_ringbuf_submit(e, submit_flags(&process_events));
 	if (filter_targets)
 		bpf_map_delete_elem(&targets, &pid);
+	return 0;
+}
+
+// A process moved into a targeted cgroup (a write to cgroup.procs) is
+// followed from the move on, before any exec. Migrations are rare (runtime
+// setup, systemd), so the walk here costs nothing measurable. Only
+// attached when filter_cgroups is set.
+SEC("tp_btf/cgroup_attach_task")
+int BPF_PROG(handle_cgroup_attach, struct cgroup *dst, const char *path, struct task_struct *task, bool threadgroup)
+{
+	__u32 pid = BPF_CORE_READ(task, tgid);
+	if (!filter_cgroups || is_target(pid))
+		return 0;
+	// The tracepoint fires after the move; a v1 hierarchy's move leaves
+	// the v2 cgroup as it was, and the walk then finds nothing new.
+	if (!follow(pid, task))
+		return 0;
+	struct process_event *e = reserve(PROC_ATTACH);
+	if (!e)
+		return 0;
+	e->pid = pid;
+	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	e->start_ns = BPF_CORE_READ(task, group_leader, start_time);
+	e->cgroup_id = task_cgroup_id(task);
+	fill_ns(e, task);
+	BPF_CORE_READ_STR_INTO(&e->comm, task, group_leader, comm);
+	bpf_ringbuf_submit(e, submit_flags(&process_events));
 	return 0;
 }

@@ -22,25 +22,30 @@ type ProcessProcessEvent struct {
 	Pid      uint32
 	Ppid     uint32
 	ExitCode int32
+	MntNs    uint32
+	PidNs    uint32
+	NsPid    uint32
 	Comm     [16]int8
 	Filename [256]int8
 	ArgsLen  uint32
 	Args     [256]int8
-	_        [4]byte
 }
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	ProcessMapDrops              = "drops"
-	ProcessMapProcessEvents      = "process_events"
-	ProcessMapTargets            = "targets"
-	ProcessProgHandleExec        = "handle_exec"
-	ProcessProgHandleExit        = "handle_exit"
-	ProcessProgHandleFork        = "handle_fork"
-	ProcessVarFilterTargets      = "filter_targets"
-	ProcessVarUnusedProcessEvent = "unused_process_event"
+	ProcessMapDrops               = "drops"
+	ProcessMapProcessEvents       = "process_events"
+	ProcessMapTargetCgroups       = "target_cgroups"
+	ProcessMapTargets             = "targets"
+	ProcessProgHandleCgroupAttach = "handle_cgroup_attach"
+	ProcessProgHandleExec         = "handle_exec"
+	ProcessProgHandleExit         = "handle_exit"
+	ProcessProgHandleFork         = "handle_fork"
+	ProcessVarFilterCgroups       = "filter_cgroups"
+	ProcessVarFilterTargets       = "filter_targets"
+	ProcessVarUnusedProcessEvent  = "unused_process_event"
 )
 
 // LoadProcess returns the embedded CollectionSpec for Process.
@@ -85,9 +90,10 @@ type ProcessSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type ProcessProgramSpecs struct {
-	HandleExec *ebpf.ProgramSpec `ebpf:"handle_exec"`
-	HandleExit *ebpf.ProgramSpec `ebpf:"handle_exit"`
-	HandleFork *ebpf.ProgramSpec `ebpf:"handle_fork"`
+	HandleCgroupAttach *ebpf.ProgramSpec `ebpf:"handle_cgroup_attach"`
+	HandleExec         *ebpf.ProgramSpec `ebpf:"handle_exec"`
+	HandleExit         *ebpf.ProgramSpec `ebpf:"handle_exit"`
+	HandleFork         *ebpf.ProgramSpec `ebpf:"handle_fork"`
 }
 
 // ProcessMapSpecs contains maps before they are loaded into the kernel.
@@ -96,6 +102,7 @@ type ProcessProgramSpecs struct {
 type ProcessMapSpecs struct {
 	Drops         *ebpf.MapSpec `ebpf:"drops"`
 	ProcessEvents *ebpf.MapSpec `ebpf:"process_events"`
+	TargetCgroups *ebpf.MapSpec `ebpf:"target_cgroups"`
 	Targets       *ebpf.MapSpec `ebpf:"targets"`
 }
 
@@ -103,6 +110,7 @@ type ProcessMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type ProcessVariableSpecs struct {
+	FilterCgroups      *ebpf.VariableSpec `ebpf:"filter_cgroups"`
 	FilterTargets      *ebpf.VariableSpec `ebpf:"filter_targets"`
 	UnusedProcessEvent *ebpf.VariableSpec `ebpf:"unused_process_event"`
 }
@@ -129,6 +137,7 @@ func (o *ProcessObjects) Close() error {
 type ProcessMaps struct {
 	Drops         *ebpf.Map `ebpf:"drops"`
 	ProcessEvents *ebpf.Map `ebpf:"process_events"`
+	TargetCgroups *ebpf.Map `ebpf:"target_cgroups"`
 	Targets       *ebpf.Map `ebpf:"targets"`
 }
 
@@ -136,6 +145,7 @@ func (m *ProcessMaps) Close() error {
 	return _ProcessClose(
 		m.Drops,
 		m.ProcessEvents,
+		m.TargetCgroups,
 		m.Targets,
 	)
 }
@@ -144,6 +154,7 @@ func (m *ProcessMaps) Close() error {
 //
 // It can be passed to LoadProcessObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ProcessVariables struct {
+	FilterCgroups      *ebpf.Variable `ebpf:"filter_cgroups"`
 	FilterTargets      *ebpf.Variable `ebpf:"filter_targets"`
 	UnusedProcessEvent *ebpf.Variable `ebpf:"unused_process_event"`
 }
@@ -152,13 +163,15 @@ type ProcessVariables struct {
 //
 // It can be passed to LoadProcessObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ProcessPrograms struct {
-	HandleExec *ebpf.Program `ebpf:"handle_exec"`
-	HandleExit *ebpf.Program `ebpf:"handle_exit"`
-	HandleFork *ebpf.Program `ebpf:"handle_fork"`
+	HandleCgroupAttach *ebpf.Program `ebpf:"handle_cgroup_attach"`
+	HandleExec         *ebpf.Program `ebpf:"handle_exec"`
+	HandleExit         *ebpf.Program `ebpf:"handle_exit"`
+	HandleFork         *ebpf.Program `ebpf:"handle_fork"`
 }
 
 func (p *ProcessPrograms) Close() error {
 	return _ProcessClose(
+		p.HandleCgroupAttach,
 		p.HandleExec,
 		p.HandleExit,
 		p.HandleFork,

@@ -4,33 +4,47 @@ package capture
 
 import (
 	"bufio"
+	"encoding/binary"
+	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // CgroupResolver maps cgroup v2 ids (what bpf_get_current_cgroup_id returns:
-// the inode number of the cgroup's directory) to paths below the v2 root. It
-// walks the hierarchy once and again on a miss, at most every few seconds,
-// so a burst of short-lived containers cannot make it walk in a loop.
+// the inode number of the cgroup's directory, which is also its kernfs file
+// handle) to paths below the v2 root. A miss is resolved in O(1) with
+// open_by_handle_at, so a container created during the window resolves at
+// once; results are cached, so a cgroup removed after its first sighting
+// still resolves. Where file handles are not allowed (no
+// CAP_DAC_READ_SEARCH, a cgroup namespace hiding the path) it falls back to
+// walking the hierarchy, at most every few seconds, so a burst of
+// short-lived containers cannot make it walk in a loop.
 type CgroupResolver struct {
 	root string
 
 	mu       sync.Mutex
 	byID     map[uint64]string
 	lastWalk time.Time
+	mountFD  int // the v2 root for open_by_handle_at: -2 not opened yet, -1 unusable
 }
 
 // NewCgroupResolver finds the cgroup v2 mount below hostRoot: /sys/fs/cgroup
 // on unified hosts, /sys/fs/cgroup/unified on hybrid ones.
 func NewCgroupResolver(hostRoot string) *CgroupResolver {
-	r := &CgroupResolver{byID: map[uint64]string{}}
+	r := &CgroupResolver{byID: map[uint64]string{}, mountFD: -2}
 	for _, p := range []string{"sys/fs/cgroup/unified", "sys/fs/cgroup"} {
 		full := filepath.Join(hostRoot, p)
+		if abs, err := filepath.Abs(full); err == nil {
+			full = abs // compared with /proc/self/fd links, which are absolute
+		}
 		if _, err := os.Stat(filepath.Join(full, "cgroup.controllers")); err == nil {
 			r.root = full
 			break
@@ -50,6 +64,10 @@ func (r *CgroupResolver) Path(id uint64) string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if p, ok := r.byID[id]; ok {
+		return p
+	}
+	if p, ok := r.byHandleLocked(id); ok {
+		r.byID[id] = p
 		return p
 	}
 	if time.Since(r.lastWalk) < 2*time.Second {
@@ -73,6 +91,69 @@ func (r *CgroupResolver) ID(path string) (uint64, bool) {
 		return 0, false
 	}
 	return sys.Ino, true
+}
+
+// Walk records every cgroup that exists now, so cgroups removed later in
+// the window (a short-lived container's) still resolve.
+func (r *CgroupResolver) Walk() {
+	if r.root == "" {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.walkLocked()
+}
+
+// Close releases the v2 root descriptor.
+func (r *CgroupResolver) Close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.mountFD >= 0 {
+		unix.Close(r.mountFD)
+		r.mountFD = -1
+	}
+}
+
+// fileidKernfs is FILEID_KERNFS: a kernfs file handle is the node's 64-bit id.
+const fileidKernfs = 0xfe
+
+// byHandleLocked opens cgroup id by its file handle and reads its path back
+// from /proc/self/fd. It fails for removed cgroups (ESTALE), without
+// CAP_DAC_READ_SEARCH (EPERM), and when the path is not below the root we
+// opened (a cgroup namespace).
+func (r *CgroupResolver) byHandleLocked(id uint64) (string, bool) {
+	if r.mountFD == -2 {
+		r.mountFD = -1
+		if fd, err := unix.Open(r.root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
+			r.mountFD = fd
+		}
+	}
+	if r.mountFD < 0 {
+		return "", false
+	}
+	var h [8]byte
+	binary.NativeEndian.PutUint64(h[:], id)
+	fd, err := unix.OpenByHandleAt(r.mountFD, unix.NewFileHandle(fileidKernfs, h[:]), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_PATH|unix.O_CLOEXEC)
+	if err != nil {
+		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOSYS) {
+			unix.Close(r.mountFD) // will not work for any id: stop trying
+			r.mountFD = -1
+		}
+		return "", false
+	}
+	defer unix.Close(fd)
+	target, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd))
+	if err != nil {
+		return "", false
+	}
+	if target == r.root {
+		return "/", true
+	}
+	rel, ok := strings.CutPrefix(target, r.root+"/")
+	if !ok {
+		return "", false
+	}
+	return "/" + rel, true
 }
 
 func (r *CgroupResolver) walkLocked() {

@@ -8,33 +8,59 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/bpfsnap/bpfsnap/formats"
 	"github.com/bpfsnap/bpfsnap/internal/k8smeta"
 )
 
-// k8sCache memoizes name lookups per container id: bundle config.json files
-// are read once per capture, not once per process event.
-var k8sCache sync.Map // host root + "\x00" + container id -> k8smeta.Names
+// k8sState is the session's attribution state: names memoized per
+// container (bundle config.json files are read once per capture, not once
+// per process event) and the rows that could not be attributed.
+type k8sState struct {
+	names      sync.Map // container id + "\x00" + pod uid -> k8smeta.Names
+	unresolved atomic.Uint64
+}
 
-// enrichK8s fills the container/pod columns of a process row from
-// /proc/PID/{cgroup,ns,status} and the node's runtime state under the host
-// root. Exit rows are left alone: /proc is gone and the fold keeps earlier
-// values.
+// k8sDropName counts process rows (fork, exec, scan, info) whose cgroup
+// could not be resolved at all: the kernel's cgroup id matched no cgroup
+// (removed before user space read the event) and /proc/PID was gone too.
+// Their pod columns are empty.
+const k8sDropName = "k8s.unresolved"
+
+// enrichK8s fills the container/pod columns of a process row. The cgroup
+// comes from the kernel event (its id, resolved to a path by the
+// CgroupResolver from the cgroup filesystem), so a process that exited
+// before user space read the event is still attributed; /proc/PID/cgroup is
+// the fallback (v1 hierarchies of hybrid hosts, unresolvable ids). The
+// namespaces come from the kernel event too, /proc when it has none (scan
+// rows). Exit rows are left alone: the fold keeps earlier values.
 func (s *Session) enrichK8s(row *formats.ProcessEvent) {
 	if row.Kind == formats.ProcessExit || row.PID == 0 {
 		return
 	}
 	dir := filepath.Join(s.procRoot, strconv.FormatUint(uint64(row.PID), 10))
-	data, err := os.ReadFile(filepath.Join(dir, "cgroup"))
-	if err != nil {
+	if row.MntNS == 0 && row.PidNS == 0 {
+		row.MntNS = nsInode(filepath.Join(dir, "ns/mnt"))
+		row.PidNS = nsInode(filepath.Join(dir, "ns/pid"))
+		row.NSPid = innermostNSPid(filepath.Join(dir, "status"))
+	}
+	var id k8smeta.Identity
+	resolved := row.CgroupPath != ""
+	if resolved {
+		id = k8smeta.ParseCgroupPath(row.CgroupPath)
+	}
+	if id.ContainerID == "" && id.PodUID == "" {
+		if data, err := os.ReadFile(filepath.Join(dir, "cgroup")); err == nil {
+			id, _ = k8smeta.IdentityFromProcCgroup(k8smeta.ParseProcCgroup(string(data)))
+			resolved = true
+		}
+	}
+	if !resolved {
+		s.k8s.unresolved.Add(1)
 		return
 	}
-	id, _ := k8smeta.IdentityFromProcCgroup(k8smeta.ParseProcCgroup(string(data)))
-	row.MntNS = nsInode(filepath.Join(dir, "ns/mnt"))
-	row.PidNS = nsInode(filepath.Join(dir, "ns/pid"))
-	row.NSPid = innermostNSPid(filepath.Join(dir, "status"))
 	if id.ContainerID == "" && id.PodUID == "" {
 		return
 	}
@@ -43,13 +69,13 @@ func (s *Session) enrichK8s(row *formats.ProcessEvent) {
 	if root == "" {
 		root = s.opts.HostRoot
 	}
-	key := root + "\x00" + id.ContainerID + "\x00" + id.PodUID
+	key := id.ContainerID + "\x00" + id.PodUID
 	var n k8smeta.Names
-	if v, ok := k8sCache.Load(key); ok {
+	if v, ok := s.k8s.names.Load(key); ok {
 		n = v.(k8smeta.Names)
 	} else {
 		n = k8smeta.Resolver{HostRoot: root}.Lookup(id.ContainerID, id.PodUID)
-		k8sCache.Store(key, n)
+		s.k8s.names.Store(key, n)
 	}
 	if n.PodUID != "" {
 		row.PodUID = n.PodUID

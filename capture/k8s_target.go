@@ -3,6 +3,7 @@
 package capture
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -38,26 +39,60 @@ func (k K8sSelector) Extra() map[string]string {
 // ResolveK8sTargets scans procRoot for processes matching the selector and
 // returns their pids (sorted). Names come from runtimeRoot. Processes that
 // start later as children of these are followed by the process probe's
-// fork handling in the kernel.
+// fork handling in the kernel; ResolveK8s also returns the cgroups that
+// catch processes joining later by other ways.
 func ResolveK8sTargets(procRoot, runtimeRoot string, sel K8sSelector) ([]uint32, error) {
+	t, err := ResolveK8s(procRoot, runtimeRoot, nil, sel)
+	if err == nil && len(t.PIDs) == 0 {
+		err = fmt.Errorf("no process on this node matches %v", sel.Extra())
+	}
+	return t.PIDs, err
+}
+
+// K8sTargets is what a selector resolves to on this node.
+type K8sTargets struct {
+	// PIDs are the matching processes running now (sorted).
+	PIDs []uint32
+	// Cgroups are cgroup v2 paths whose subtrees the selector covers: the
+	// pod cgroup of each matching pod (--pod, --namespace), the container
+	// cgroup (--container-id), the --cgroup path itself. A process that
+	// enters one later (kubectl exec, a restarted container, a process
+	// moved there) is followed from then on, in the kernel.
+	Cgroups []string
+}
+
+// ResolveK8s resolves a selector to the processes and cgroups it covers.
+// cgroups (may be nil) checks that a --cgroup path exists in the v2
+// hierarchy, so a cgroup with no process yet can still be targeted. It
+// fails only when the selector matches neither.
+func ResolveK8s(procRoot, runtimeRoot string, cgroups *CgroupResolver, sel K8sSelector) (K8sTargets, error) {
+	var t K8sTargets
 	ns, pod := sel.Namespace, ""
 	if sel.Pod != "" {
 		i := strings.IndexByte(sel.Pod, '/')
 		if i <= 0 || i == len(sel.Pod)-1 {
-			return nil, fmt.Errorf("--pod %q: want NAMESPACE/NAME", sel.Pod)
+			return t, fmt.Errorf("--pod %q: want NAMESPACE/NAME", sel.Pod)
 		}
 		if ns != "" && ns != sel.Pod[:i] {
-			return nil, fmt.Errorf("--namespace %q contradicts --pod %q", ns, sel.Pod)
+			return t, fmt.Errorf("--namespace %q contradicts --pod %q", ns, sel.Pod)
 		}
 		ns, pod = sel.Pod[:i], sel.Pod[i+1:]
 	}
 	ents, err := os.ReadDir(procRoot)
 	if err != nil {
-		return nil, err
+		return t, err
 	}
 	res := k8smeta.Resolver{HostRoot: runtimeRoot}
 	names := map[string]k8smeta.Names{}
-	var pids []uint32
+	scopes := map[string]bool{}
+	if sel.Cgroup != "" {
+		want := "/" + strings.Trim(sel.Cgroup, "/")
+		if cgroups != nil {
+			if _, ok := cgroups.ID(want); ok {
+				scopes[want] = true
+			}
+		}
+	}
 	for _, e := range ents {
 		pid, err := strconv.ParseUint(e.Name(), 10, 32)
 		if err != nil || pid == 0 {
@@ -71,7 +106,7 @@ func ResolveK8sTargets(procRoot, runtimeRoot string, sel K8sSelector) ([]uint32,
 		if sel.Cgroup != "" && !cgroupMatches(lines, sel.Cgroup) {
 			continue
 		}
-		id, _ := k8smeta.IdentityFromProcCgroup(lines)
+		id, v2 := k8smeta.IdentityFromProcCgroup(lines)
 		if sel.ContainerID != "" && (id.ContainerID == "" || !strings.HasPrefix(id.ContainerID, sel.ContainerID)) {
 			continue
 		}
@@ -89,19 +124,122 @@ func ResolveK8sTargets(procRoot, runtimeRoot string, sel K8sSelector) ([]uint32,
 				continue
 			}
 		}
-		pids = append(pids, uint32(pid))
+		t.PIDs = append(t.PIDs, uint32(pid))
+		if sc := selectorScope(sel, v2); sc != "" {
+			scopes[sc] = true
+		}
 	}
-	if len(pids) == 0 {
-		return nil, fmt.Errorf("no process on this node matches %v", sel.Extra())
+	if len(t.PIDs) == 0 && len(scopes) == 0 {
+		return t, fmt.Errorf("no process or cgroup on this node matches %v", sel.Extra())
 	}
-	sort.Slice(pids, func(i, j int) bool { return pids[i] < pids[j] })
-	return pids, nil
+	sort.Slice(t.PIDs, func(i, j int) bool { return t.PIDs[i] < t.PIDs[j] })
+	for sc := range scopes {
+		t.Cgroups = append(t.Cgroups, sc)
+	}
+	sort.Strings(t.Cgroups)
+	return t, nil
+}
+
+// selectorScope is the cgroup v2 subtree a matching process's v2 path puts
+// in scope: the deepest of the scopes the selector names (they are all
+// ancestors of v2, so the deepest is their intersection); "" when none
+// applies (e.g. a v1-only --cgroup path on a hybrid host).
+func selectorScope(sel K8sSelector, v2 string) string {
+	if v2 == "" {
+		return ""
+	}
+	podScope, ctrScope := k8smeta.Scopes(v2)
+	best := ""
+	consider := func(sc string) {
+		if sc != "" && len(sc) > len(best) {
+			best = sc
+		}
+	}
+	if sel.Cgroup != "" {
+		want := "/" + strings.Trim(sel.Cgroup, "/")
+		if underCgroup(v2, want) {
+			consider(want)
+		} else if sel.Pod == "" && sel.Namespace == "" && sel.ContainerID == "" {
+			return "" // matched by a v1 hierarchy only
+		}
+	}
+	if sel.Pod != "" || sel.Namespace != "" {
+		consider(podScope)
+		if podScope == "" {
+			consider(ctrScope)
+		}
+	}
+	if sel.ContainerID != "" {
+		consider(ctrScope)
+	}
+	return best
 }
 
 func cgroupMatches(lines []k8smeta.CgroupLine, want string) bool {
 	want = "/" + strings.Trim(want, "/")
 	for _, l := range lines {
-		if l.Path == want || strings.HasPrefix(l.Path, want+"/") {
+		if underCgroup(l.Path, want) {
+			return true
+		}
+	}
+	return false
+}
+
+// underCgroup reports whether cgroup path p is dir or below it.
+func underCgroup(p, dir string) bool {
+	return dir == "/" || p == dir || strings.HasPrefix(p, dir+"/")
+}
+
+// resolveK8s resolves Options.K8s before the probes load: it returns the
+// matching pids (roots of the target map, with their descendants) and
+// fills s.targetCgroups with the ids of the selected cgroups, which the
+// process probe hands to the kernel.
+func (s *Session) resolveK8s() ([]uint32, error) {
+	sel := s.opts.K8s
+	if sel.Empty() {
+		return nil, nil
+	}
+	root := s.opts.RuntimeRoot
+	if root == "" {
+		root = s.opts.HostRoot
+	}
+	t, err := ResolveK8s(s.procRoot, root, s.cgroups, sel)
+	if err != nil {
+		return nil, err
+	}
+	s.targetCgroups = map[uint64]string{}
+	var paths []string
+	for _, p := range t.Cgroups {
+		if id, ok := s.cgroups.ID(p); ok {
+			s.targetCgroups[id] = p
+			paths = append(paths, p)
+		}
+	}
+	extra := map[string]string{}
+	for k, v := range s.opts.TargetExtra {
+		extra[k] = v
+	}
+	for k, v := range sel.Extra() {
+		extra[k] = v
+	}
+	if len(paths) > 0 {
+		// JSON: cgroup names may hold any byte but '/' and NUL.
+		b, _ := json.Marshal(paths)
+		extra["cgroups"] = string(b)
+	}
+	s.opts.TargetExtra = extra
+	return t.PIDs, nil
+}
+
+// inTargetCgroup reports whether a cgroup v2 path is in one of the
+// targeted subtrees: the user-space twin of the kernel's ancestor walk, for
+// the /proc scan.
+func (s *Session) inTargetCgroup(path string) bool {
+	if path == "" {
+		return false
+	}
+	for _, dir := range s.targetCgroups {
+		if underCgroup(path, dir) {
 			return true
 		}
 	}

@@ -25,6 +25,7 @@ const maxCmdline = 4096
 // plus a /proc scan of what already runs. Every other probe set attributes
 // its events through the rows it writes.
 type processProbe struct {
+	s     *Session
 	objs  bpf.ProcessObjects
 	links []link.Link
 	ring  *RingReader
@@ -34,12 +35,25 @@ type processProbe struct {
 var processDropNames = []string{"process.ringbuf_full", "process.targets_full"}
 
 func (p *processProbe) start(s *Session) error {
+	p.s = s
+	if !s.opts.K8s.Empty() && len(s.targetCgroups) == 0 {
+		s.Warnf("no cgroup v2 directory found for %v: processes that join the selection during the window (kubectl exec, container restarts) are not followed, only children of the processes running now", s.opts.K8s.Extra())
+	}
 	spec, err := bpf.LoadProcess()
 	if err != nil {
 		return err
 	}
+	byCgroup := len(s.targetCgroups) > 0
+	if err := spec.Variables["filter_cgroups"].Set(byCgroup); err != nil {
+		return fmt.Errorf("setting filter_cgroups: %w", err)
+	}
 	if err := s.LoadObjects(spec, &p.objs); err != nil {
 		return err
+	}
+	for id := range s.targetCgroups {
+		if err := p.objs.TargetCgroups.Put(id, uint8(1)); err != nil {
+			return fmt.Errorf("adding cgroup %d to the target map: %w", id, err)
+		}
 	}
 	for _, prog := range []struct {
 		name   string
@@ -54,6 +68,15 @@ func (p *processProbe) start(s *Session) error {
 			return fmt.Errorf("attaching %s: %w", prog.name, err)
 		}
 		p.links = append(p.links, l)
+	}
+	if byCgroup {
+		// Optional: fork and exec already catch what joins a targeted
+		// cgroup; this adds processes moved there that never exec.
+		if l, err := link.AttachTracing(link.TracingOptions{Program: p.objs.HandleCgroupAttach}); err != nil {
+			s.Warnf("attaching cgroup_attach_task: %v (processes moved into a targeted cgroup are followed from their next fork or exec)", err)
+		} else {
+			p.links = append(p.links, l)
+		}
 	}
 	p.ring, err = s.ReadRing(p.objs.ProcessEvents, func(raw []byte) { p.handle(s, raw) })
 	return err
@@ -72,6 +95,9 @@ func (p *processProbe) handle(s *Session, raw []byte) {
 		CgroupID: ev.CgroupId,
 		ExitCode: ev.ExitCode,
 		StartNs:  ev.StartNs,
+		MntNS:    uint64(ev.MntNs),
+		PidNS:    uint64(ev.PidNs),
+		NSPid:    ev.NsPid,
 	}
 	switch ev.Kind {
 	case 1:
@@ -89,6 +115,11 @@ func (p *processProbe) handle(s *Session, raw []byte) {
 		}
 	case 3:
 		row.Kind = formats.ProcessExit
+	case 4:
+		// Moved into a targeted cgroup: running, so /proc has the rest.
+		row.Kind = formats.ProcessInfo
+		row.Exe, _ = os.Readlink(filepath.Join(s.procRoot, itoa(ev.Pid), "exe"))
+		row.Cmdline = readCmdline(s.procRoot, ev.Pid)
 	default:
 		return
 	}
@@ -97,7 +128,11 @@ func (p *processProbe) handle(s *Session, raw []byte) {
 }
 
 func (p *processProbe) drops() map[string]uint64 {
-	return SumPerCPU(p.objs.Drops, processDropNames)
+	d := SumPerCPU(p.objs.Drops, processDropNames)
+	if p.s != nil {
+		d[k8sDropName] = p.s.k8s.unresolved.Load()
+	}
+	return d
 }
 
 func (p *processProbe) stop() {
@@ -125,15 +160,29 @@ func (s *Session) scanProc() {
 			continue
 		}
 		pid := uint32(pid64)
+		var cg string
 		if !s.IsTarget(pid) {
-			continue
+			// A process that entered a targeted cgroup between the
+			// selector's resolution and the probes' attachment.
+			if len(s.targetCgroups) == 0 {
+				continue
+			}
+			if cg = ProcCgroupV2(s.procRoot, pid); !s.inTargetCgroup(cg) {
+				continue
+			}
+			if s.targets != nil {
+				if err := s.targets.Put(pid, uint8(1)); err != nil {
+					s.Warnf("pid %d in a targeted cgroup: %v", pid, err)
+				}
+			}
+		} else {
+			cg = ProcCgroupV2(s.procRoot, pid)
 		}
 		st, ok := readStat(s.procRoot, pid)
 		if !ok {
 			continue
 		}
 		exe, _ := os.Readlink(filepath.Join(s.procRoot, e.Name(), "exe"))
-		cg := ProcCgroupV2(s.procRoot, pid)
 		id, _ := s.cgroups.ID(cg)
 		s.emitProcess(formats.ProcessEvent{
 			TimeNs:     now,

@@ -50,6 +50,10 @@ type Options struct {
 	// TargetExtra records non-pid selectors (pod, namespace...) in the
 	// manifest's Targets.Extra.
 	TargetExtra map[string]string
+	// K8s selects pods, containers or cgroups (capture/k8s_target.go):
+	// their processes now and, in the kernel, any process that joins their
+	// cgroups during the window.
+	K8s K8sSelector
 }
 
 // Status is a snapshot for the live status line.
@@ -78,6 +82,8 @@ type Session struct {
 	filterTargets bool
 	targetMu      sync.Mutex
 	targetPIDs    map[uint32]bool
+	targetCgroups map[uint64]string // cgroup v2 id -> path, for K8s selectors
+	k8s           k8sState          // attribution caches and counters (k8s_enrich.go)
 	events        atomic.Uint64
 
 	procTable *formats.TableWriter[formats.ProcessEvent]
@@ -235,6 +241,13 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		cgroups:    NewCgroupResolver(opts.HostRoot),
 		targetPIDs: map[uint32]bool{},
 	}
+	defer s.cgroups.Close()
+	// Every cgroup that exists now resolves later, even once removed.
+	s.cgroups.Walk()
+	k8sPIDs, err := s.resolveK8s()
+	if err != nil {
+		return nil, err
+	}
 
 	// A command is started held, before any probe is attached, so its pid
 	// can be targeted before its first instruction runs.
@@ -246,7 +259,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		}
 		defer child.cleanup()
 	}
-	s.filterTargets = child != nil || len(opts.PIDs) > 0
+	s.filterTargets = child != nil || len(opts.PIDs) > 0 || !opts.K8s.Empty()
 	if s.filterTargets {
 		roots := append([]uint32(nil), opts.PIDs...)
 		for _, pid := range roots {
@@ -254,7 +267,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 				return nil, fmt.Errorf("--pid %d: no such process", pid)
 			}
 		}
-		pids := descendants(s.procRoot, roots)
+		pids := descendants(s.procRoot, append(roots, k8sPIDs...))
 		if child != nil {
 			pids = append(pids, child.pid)
 		}
@@ -279,7 +292,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		Kernel:         kernelRelease(),
 		Arch:           runtime.GOARCH,
 		Window:         formats.Window{StartWall: wall, StartMonoNs: mono, Requested: opts.Duration.String()},
-		Targets:        formats.Targets{PIDs: opts.PIDs, Command: opts.Command, Extra: opts.TargetExtra},
+		Targets:        formats.Targets{PIDs: opts.PIDs, Command: opts.Command, Extra: s.opts.TargetExtra},
 		Options:        map[string]string{"probes": strings.Join(opts.Probes, ",")},
 	}, formats.CreateOptions{Clock: clock})
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -62,14 +61,9 @@ early; the archive is still finalized. Needs root (or CAP_BPF + CAP_PERFMON).`,
 				}
 				opts.PIDs = append(opts.PIDs, uint32(p))
 			}
-			if !k8sSel.Empty() {
-				pids, err := capture.ResolveK8sTargets(filepath.Join(opts.HostRoot, "proc"), runtimeRootOr(opts), k8sSel)
-				if err != nil {
-					return err
-				}
-				opts.PIDs = append(opts.PIDs, pids...)
-				opts.TargetExtra = k8sSel.Extra()
-			}
+			// Resolved by capture.Run: the pods' processes now, and their
+			// cgroups for processes that join during the window.
+			opts.K8s = k8sSel
 			opts.Sets = sets
 			opts.Version = version
 			stderr := cmd.ErrOrStderr()
@@ -129,12 +123,4 @@ func statusLine(s capture.Status) string {
 func isTerminal(w any) bool {
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
-}
-
-// runtimeRootOr is where runtime state is read: --runtime-root, else --host-root.
-func runtimeRootOr(o capture.Options) string {
-	if o.RuntimeRoot != "" {
-		return o.RuntimeRoot
-	}
-	return o.HostRoot
 }

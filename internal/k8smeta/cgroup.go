@@ -38,7 +38,29 @@ var (
 // cgroup path (v1 or v2, systemd or cgroupfs driver). Unknown layouts give a
 // zero Identity, never an error: most processes on a node are not in pods.
 func ParseCgroupPath(p string) Identity {
-	var id Identity
+	id, _, _ := parse(p)
+	return id
+}
+
+// Scopes returns the prefixes of cgroup path p that end at its pod
+// component and at its container component ("" when p has none): the
+// cgroups a capture targets for --pod and --container-id, whose subtrees
+// also hold processes that join later (kubectl exec, container restarts).
+func Scopes(p string) (pod, container string) {
+	_, podEnd, ctrEnd := parse(p)
+	parts := strings.Split(strings.Trim(p, "/"), "/")
+	if podEnd > 0 {
+		pod = "/" + strings.Join(parts[:podEnd], "/")
+	}
+	if ctrEnd > 0 {
+		container = "/" + strings.Join(parts[:ctrEnd], "/")
+	}
+	return pod, container
+}
+
+// parse is ParseCgroupPath plus the number of path components up to and
+// including the pod and the container components (0 when absent).
+func parse(p string) (id Identity, podEnd, ctrEnd int) {
 	parts := strings.Split(strings.Trim(p, "/"), "/")
 	inKubepods := false
 	for i, c := range parts {
@@ -55,6 +77,7 @@ func ParseCgroupPath(p string) Identity {
 		}
 		if m := systemdPod.FindStringSubmatch(c); m != nil {
 			id.PodUID = strings.ReplaceAll(m[2], "_", "-")
+			podEnd = i + 1
 			if m[1] != "" {
 				id.QoS = m[1]
 			} else {
@@ -64,16 +87,19 @@ func ParseCgroupPath(p string) Identity {
 		}
 		if m := cgroupfsPod.FindStringSubmatch(c); m != nil && inKubepods {
 			id.PodUID = m[1]
+			podEnd = i + 1
 			continue
 		}
 		if m := scopeID.FindStringSubmatch(c); m != nil {
 			id.ContainerID = m[2]
+			ctrEnd = i + 1
 			id.Runtime = map[string]string{"cri-containerd": RuntimeContainerd, "crio": RuntimeCRIO, "docker": RuntimeDocker}[m[1]]
 			continue
 		}
 		// cgroupfs driver: /kubepods/<qos>/pod<uid>/<id>, docker: /docker/<id>
 		if hexID.MatchString(c) && i > 0 && (id.PodUID != "" || parts[i-1] == "docker") {
 			id.ContainerID = c
+			ctrEnd = i + 1
 			if parts[i-1] == "docker" {
 				id.Runtime = RuntimeDocker
 			}
@@ -82,7 +108,7 @@ func ParseCgroupPath(p string) Identity {
 	if !inKubepods && id.PodUID == "" {
 		id.QoS = ""
 	}
-	return id
+	return id, podEnd, ctrEnd
 }
 
 // CgroupLine is one line of /proc/PID/cgroup.

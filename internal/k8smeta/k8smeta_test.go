@@ -74,3 +74,23 @@ func TestCRIOAnnotations(t *testing.T) {
 		t.Fatal(n)
 	}
 }
+
+func TestScopes(t *testing.T) {
+	const sysPod = "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1234abcd_0000_1111_2222_333344445555.slice"
+	const fsPod = "/kubepods/pod1234abcd-0000-1111-2222-333344445555"
+	cases := []struct{ path, pod, ctr string }{
+		{sysPod + "/cri-containerd-" + cid + ".scope", sysPod, sysPod + "/cri-containerd-" + cid + ".scope"},
+		// A container that makes its own sub-cgroups: the scope is still
+		// the runtime's container cgroup.
+		{fsPod + "/" + cid + "/init", fsPod, fsPod + "/" + cid},
+		{sysPod, sysPod, ""},
+		{"/docker/" + cid, "", "/docker/" + cid},
+		{"/user.slice/user-0.slice/session-1.scope", "", ""},
+		{"/", "", ""},
+	}
+	for _, c := range cases {
+		if pod, ctr := Scopes(c.path); pod != c.pod || ctr != c.ctr {
+			t.Errorf("Scopes(%q) = %q, %q; want %q, %q", c.path, pod, ctr, c.pod, c.ctr)
+		}
+	}
+}
