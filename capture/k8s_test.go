@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -151,5 +152,170 @@ func TestK8sTargetsRealCgroups(t *testing.T) {
 	}
 	if _, err := ResolveK8sTargets("/proc", rt, K8sSelector{Pod: "shop/other"}); err == nil {
 		t.Fatal("a pod with no process must be an error")
+	}
+}
+
+func cgroupV2Root() string {
+	if _, err := os.Stat("/sys/fs/cgroup/unified/cgroup.procs"); err == nil {
+		return "/sys/fs/cgroup/unified"
+	}
+	return "/sys/fs/cgroup"
+}
+
+// TestK8sShortLivedJoiners targets a pod's cgroup while it has no process,
+// then, during the window, runs processes that are not children of any
+// target: each moves itself into a container cgroup of the pod and execs a
+// program that exits within milliseconds, long before user space reads the
+// event and /proc. They must be targets (followed by the kernel's cgroup
+// walk) and attributed from the event's cgroup id. One joins a container
+// cgroup created after the capture started (a restarted container); one a
+// cgroup removed as soon as its process is gone, which must end up
+// attributed or counted in k8s.unresolved, never silently blank.
+func TestK8sShortLivedJoiners(t *testing.T) {
+	testenv.RequireBPF(t)
+	v2 := cgroupV2Root()
+	const uid = "7e57a11e-0000-4000-8000-00000000beef"
+	podDir := filepath.Join(v2, "kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod"+strings.ReplaceAll(uid, "-", "_")+".slice")
+	cids := []string{fmt.Sprintf("%064x", 0x5107), fmt.Sprintf("%064x", 0x5108), fmt.Sprintf("%064x", 0x5109)}
+	leaf := func(i int) string { return filepath.Join(podDir, "cri-containerd-"+cids[i]+".scope") }
+	rt := t.TempDir()
+	for i, cid := range cids {
+		cfg := filepath.Join(rt, "run/containerd/io.containerd.runtime.v2.task/k8s.io", cid, "config.json")
+		os.MkdirAll(filepath.Dir(cfg), 0o755)
+		os.WriteFile(cfg, []byte(fmt.Sprintf(`{"annotations":{"io.kubernetes.cri.sandbox-namespace":"shop","io.kubernetes.cri.sandbox-name":"cart-7","io.kubernetes.cri.container-name":"c%d","io.kubernetes.cri.sandbox-uid":"%s"}}`, i, uid)), 0o644)
+	}
+	if err := os.MkdirAll(leaf(0), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for i := range cids {
+			os.Remove(leaf(i))
+		}
+		for d := podDir; len(d) > len(v2); d = filepath.Dir(d) {
+			os.Remove(d)
+		}
+	})
+	// Outside the pod: must not be captured.
+	outsider := exec.Command("sh", "-c", "sleep 0.2; exec /bin/true")
+
+	out := filepath.Join(t.TempDir(), "j.bpfsnap")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready, done := make(chan struct{}), make(chan error, 1)
+	go func() {
+		_, err := Run(ctx, Options{Output: out, Duration: time.Minute, RuntimeRoot: rt, Warn: func(string) {},
+			K8s: K8sSelector{Cgroup: strings.TrimPrefix(podDir, v2)}, Ready: func() { close(ready) }})
+		done <- err
+	}()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("capture ended early: %v", err)
+	}
+	// join moves a shell into cgroup dir and execs a program that exits
+	// at once; it returns the exec'd pid (the shell's, exec keeps it).
+	join := func(dir string) int {
+		c := exec.Command("sh", "-c", "echo $$ > "+filepath.Join(dir, "cgroup.procs")+" && exec /bin/true")
+		if b, err := c.CombinedOutput(); err != nil {
+			t.Fatalf("%v %s", err, b)
+		}
+		return c.ProcessState.Pid()
+	}
+	pid0 := join(leaf(0))
+	if err := os.Mkdir(leaf(1), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	pid1 := join(leaf(1))
+	os.Mkdir(leaf(2), 0o755)
+	pid2 := join(leaf(2))
+	if err := os.Remove(leaf(2)); err != nil {
+		t.Fatalf("removing the emptied cgroup: %v", err)
+	}
+	if err := outsider.Run(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // two ring polls
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	a, err := formats.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	ps, err := analyze.Processes(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byPID := map[uint32]analyze.Process{}
+	for _, p := range ps {
+		byPID[p.PID] = p
+	}
+	if _, ok := byPID[uint32(outsider.ProcessState.Pid())]; ok {
+		t.Errorf("process outside the targeted cgroup captured: %+v", byPID[uint32(outsider.ProcessState.Pid())])
+	}
+	for i, pid := range []int{pid0, pid1} {
+		p, ok := byPID[uint32(pid)]
+		if !ok {
+			t.Fatalf("joiner %d (pid %d) not captured; processes: %+v", i, pid, ps)
+		}
+		if p.Execs == 0 || p.Namespace != "shop" || p.Pod != "cart-7" || p.Container != fmt.Sprintf("c%d", i) || p.ContainerID != cids[i] || p.PodUID != uid {
+			t.Errorf("joiner %d: %+v", i, p)
+		}
+		if p.MntNS == 0 || p.PidNS == 0 || p.NSPid != uint32(pid) {
+			t.Errorf("joiner %d namespaces from the kernel: %+v", i, p)
+		}
+	}
+	unresolved := a.Manifest().Drops[k8sDropName]
+	p2, ok := byPID[uint32(pid2)]
+	if !ok {
+		t.Fatalf("joiner of the removed cgroup (pid %d) not captured", pid2)
+	}
+	if p2.Pod != "cart-7" && unresolved == 0 {
+		t.Errorf("joiner of the removed cgroup neither attributed nor counted: %+v, drops %v", p2, a.Manifest().Drops)
+	}
+	t.Logf("removed-cgroup joiner: pod %q, k8s.unresolved %d; targets %v", p2.Pod, unresolved, a.Manifest().Targets.Extra)
+}
+
+// enrichK8s attributes a row from its cgroup id alone when the process is
+// gone, and counts a row it cannot attribute at all.
+func TestK8sEnrichWithoutProc(t *testing.T) {
+	v2 := cgroupV2Root()
+	cid := fmt.Sprintf("%064x", 0xdead01)
+	leaf := filepath.Join(v2, "kubepods/burstable/pod0badf00d-0000-4000-8000-000000000001", cid)
+	if err := os.MkdirAll(leaf, 0o755); err != nil {
+		t.Skipf("cannot make a cgroup: %v", err)
+	}
+	t.Cleanup(func() {
+		for d := leaf; len(d) > len(v2); d = filepath.Dir(d) {
+			os.Remove(d)
+		}
+	})
+	rt := t.TempDir()
+	cfg := filepath.Join(rt, "run/containerd/io.containerd.runtime.v2.task/k8s.io", cid, "config.json")
+	os.MkdirAll(filepath.Dir(cfg), 0o755)
+	os.WriteFile(cfg, []byte(`{"annotations":{"io.kubernetes.cri.sandbox-namespace":"ns1","io.kubernetes.cri.sandbox-name":"p1","io.kubernetes.cri.container-name":"c1"}}`), 0o644)
+	// A fresh procRoot with no pid directories: /proc is "gone".
+	s := &Session{opts: Options{HostRoot: "/", RuntimeRoot: rt}, procRoot: t.TempDir(), cgroups: NewCgroupResolver("/")}
+	defer s.cgroups.Close()
+	id, ok := s.cgroups.ID(strings.TrimPrefix(leaf, v2))
+	if !ok {
+		t.Fatal("no id for the cgroup")
+	}
+	// Created after any walk: resolved by file handle.
+	row := formats.ProcessEvent{Kind: formats.ProcessExec, PID: 4242, CgroupID: id, CgroupPath: s.cgroups.Path(id)}
+	s.enrichK8s(&row)
+	if row.Namespace != "ns1" || row.Pod != "p1" || row.Container != "c1" || row.ContainerID != cid || row.PodUID != "0badf00d-0000-4000-8000-000000000001" {
+		t.Fatalf("%+v", row)
+	}
+	if n := s.k8s.unresolved.Load(); n != 0 {
+		t.Fatalf("unresolved %d after a resolved row", n)
+	}
+	gone := formats.ProcessEvent{Kind: formats.ProcessExec, PID: 4243, CgroupID: 1 << 62}
+	gone.CgroupPath = s.cgroups.Path(gone.CgroupID)
+	s.enrichK8s(&gone)
+	if gone.CgroupPath != "" || gone.Pod != "" || s.k8s.unresolved.Load() != 1 {
+		t.Fatalf("unknown cgroup, no /proc: %+v, unresolved %d", gone, s.k8s.unresolved.Load())
 	}
 }
