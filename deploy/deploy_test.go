@@ -57,7 +57,7 @@ func TestJobManifest(t *testing.T) {
 	if c.SecurityContext.Privileged || len(c.SecurityContext.Capabilities.Drop) != 1 || c.SecurityContext.Capabilities.Drop[0] != "ALL" {
 		t.Fatalf("security context: %+v", c.SecurityContext)
 	}
-	allowed := map[string]bool{"BPF": true, "PERFMON": true, "SYS_PTRACE": true, "SYS_ADMIN": true, "SYS_RESOURCE": true}
+	allowed := map[string]bool{"BPF": true, "PERFMON": true, "SYS_PTRACE": true, "SYS_ADMIN": true, "SYS_RESOURCE": true, "DAC_READ_SEARCH": true}
 	for _, cp := range c.SecurityContext.Capabilities.Add {
 		if !allowed[cp] {
 			t.Errorf("unexpected capability %s", cp)
