@@ -6,8 +6,10 @@ import (
 	"bufio"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -16,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/bpfsnap/bpfsnap/internal/k8smeta"
 )
 
 // CgroupResolver maps cgroup v2 ids (what bpf_get_current_cgroup_id returns:
@@ -34,6 +38,15 @@ type CgroupResolver struct {
 	byID     map[uint64]string
 	lastWalk time.Time
 	mountFD  int // the v2 root for open_by_handle_at: -2 not opened yet, -1 unusable
+
+	// nsRoot is the absolute path of the cgroup namespace root bpfsnap
+	// runs in, when that is not the host's ("" otherwise): in a pod with
+	// a private cgroup namespace (containerd's default on cgroup v2),
+	// /proc/PID/cgroup shows paths relative to it ("/../../kubepods…").
+	nsRoot string
+	// NSProblem says why a private cgroup namespace's root could not be
+	// found; /proc-based cgroup paths are then relative and unreliable.
+	NSProblem string
 }
 
 // NewCgroupResolver finds the cgroup v2 mount below hostRoot: /sys/fs/cgroup
@@ -50,7 +63,76 @@ func NewCgroupResolver(hostRoot string) *CgroupResolver {
 			break
 		}
 	}
+	if r.root != "" {
+		r.findNSRoot(hostRoot)
+	}
 	return r
+}
+
+// cgroup2SuperMagic is CGROUP2_SUPER_MAGIC from statfs(2).
+const cgroup2SuperMagic = 0x63677270
+
+// findNSRoot detects that bpfsnap's cgroup namespace is not the host's
+// and finds its root: the cgroup2 mount a container runtime gives every
+// container at /sys/fs/cgroup is rooted at the namespace root, so its file
+// handle is the root's cgroup id, which the host's mount (under hostRoot)
+// resolves to an absolute path. The host's namespace is kthreadd's (pid 2:
+// kernel threads never leave the initial cgroup namespace, and their ns
+// links are readable where pid 1's may not be), else pid 1's.
+func (r *CgroupResolver) findNSRoot(hostRoot string) {
+	self := nsInode("/proc/self/ns/cgroup")
+	var host uint64
+	for _, pid := range []string{"2", "1"} {
+		if host = nsInode(filepath.Join(hostRoot, "proc", pid, "ns/cgroup")); host != 0 {
+			break
+		}
+	}
+	if self == 0 || host == 0 || self == host {
+		return
+	}
+	for _, own := range []string{"/sys/fs/cgroup/unified", "/sys/fs/cgroup"} {
+		var fs unix.Statfs_t
+		if unix.Statfs(own, &fs) != nil || fs.Type != cgroup2SuperMagic {
+			continue
+		}
+		h, _, err := unix.NameToHandleAt(unix.AT_FDCWD, own, 0)
+		if err != nil || h.Type() != fileidKernfs || len(h.Bytes()) != 8 {
+			r.NSProblem = fmt.Sprintf("no file handle for %s: %v", own, err)
+			return
+		}
+		if p := r.Path(binary.NativeEndian.Uint64(h.Bytes())); p != "" {
+			r.nsRoot = p
+			return
+		}
+		r.NSProblem = fmt.Sprintf("cgroup of %s not found below %s", own, r.root)
+		return
+	}
+	r.NSProblem = "no cgroup2 mount at /sys/fs/cgroup"
+}
+
+// Abs turns a cgroup v2 path read from /proc/PID/cgroup into a path below
+// the v2 root, undoing bpfsnap's own cgroup namespace.
+func (r *CgroupResolver) Abs(p string) string {
+	if r == nil || r.nsRoot == "" || p == "" {
+		return p
+	}
+	return path.Join(r.nsRoot, p)
+}
+
+// ProcCgroupLines reads /proc/PID/cgroup with the v2 path made absolute
+// (Abs); v1 lines are left as read.
+func (r *CgroupResolver) ProcCgroupLines(procRoot string, pid uint32) ([]k8smeta.CgroupLine, bool) {
+	data, err := os.ReadFile(filepath.Join(procRoot, itoa(pid), "cgroup"))
+	if err != nil {
+		return nil, false
+	}
+	lines := k8smeta.ParseProcCgroup(string(data))
+	for i, l := range lines {
+		if l.Hierarchy == "0" && l.Controllers == "" {
+			lines[i].Path = r.Abs(l.Path)
+		}
+	}
+	return lines, true
 }
 
 // Root is the cgroup v2 mount, or "" if the host has none.
@@ -178,7 +260,8 @@ func (r *CgroupResolver) walkLocked() {
 }
 
 // ProcCgroupV2 returns the cgroup v2 path of a process from
-// /proc/PID/cgroup (the "0::" line), or "".
+// /proc/PID/cgroup (the "0::" line), or "", as the reader's cgroup
+// namespace shows it (see CgroupResolver.Abs).
 func ProcCgroupV2(procRoot string, pid uint32) string {
 	f, err := os.Open(filepath.Join(procRoot, itoa(pid), "cgroup"))
 	if err != nil {

@@ -52,8 +52,8 @@ func (s *Session) enrichK8s(row *formats.ProcessEvent) {
 		id = k8smeta.ParseCgroupPath(row.CgroupPath)
 	}
 	if id.ContainerID == "" && id.PodUID == "" {
-		if data, err := os.ReadFile(filepath.Join(dir, "cgroup")); err == nil {
-			id, _ = k8smeta.IdentityFromProcCgroup(k8smeta.ParseProcCgroup(string(data)))
+		if lines, ok := s.cgroups.ProcCgroupLines(s.procRoot, row.PID); ok {
+			id, _ = k8smeta.IdentityFromProcCgroup(lines)
 			resolved = true
 		}
 	}

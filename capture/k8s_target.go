@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -62,9 +61,10 @@ type K8sTargets struct {
 }
 
 // ResolveK8s resolves a selector to the processes and cgroups it covers.
-// cgroups (may be nil) checks that a --cgroup path exists in the v2
-// hierarchy, so a cgroup with no process yet can still be targeted. It
-// fails only when the selector matches neither.
+// cgroups (may be nil) makes /proc's cgroup paths absolute when bpfsnap
+// runs in its own cgroup namespace, and checks that a --cgroup path exists
+// in the v2 hierarchy, so a cgroup with no process yet can still be
+// targeted. It fails only when the selector matches neither.
 func ResolveK8s(procRoot, runtimeRoot string, cgroups *CgroupResolver, sel K8sSelector) (K8sTargets, error) {
 	var t K8sTargets
 	ns, pod := sel.Namespace, ""
@@ -98,11 +98,10 @@ func ResolveK8s(procRoot, runtimeRoot string, cgroups *CgroupResolver, sel K8sSe
 		if err != nil || pid == 0 {
 			continue
 		}
-		data, err := os.ReadFile(filepath.Join(procRoot, e.Name(), "cgroup"))
-		if err != nil {
+		lines, ok := cgroups.ProcCgroupLines(procRoot, uint32(pid))
+		if !ok {
 			continue // exited meanwhile
 		}
-		lines := k8smeta.ParseProcCgroup(string(data))
 		if sel.Cgroup != "" && !cgroupMatches(lines, sel.Cgroup) {
 			continue
 		}

@@ -319,3 +319,84 @@ func TestK8sEnrichWithoutProc(t *testing.T) {
 		t.Fatalf("unknown cgroup, no /proc: %+v, unresolved %d", gone, s.k8s.unresolved.Load())
 	}
 }
+
+// TestK8sCgroupNamespace runs the resolver the way it runs in a pod with a
+// private cgroup namespace (containerd's default on cgroup v2): in its own
+// cgroup namespace rooted at a sub-cgroup, with its own cgroup2 mount at
+// /sys/fs/cgroup and the host's /proc and cgroup2 mount under a host root.
+// /proc/PID/cgroup then shows other pods' cgroups as "/../…"; the resolver
+// must make them absolute so the pod is found and its cgroup targeted.
+func TestK8sCgroupNamespace(t *testing.T) {
+	if os.Getenv("BPFSNAP_CGNS_HOST") != "" {
+		cgroupnsHelper(t)
+		return
+	}
+	testenv.RequireBPF(t) // root
+	unshare := testenv.RequireTool(t, "unshare")
+	testenv.RequireTool(t, "mount")
+	v2 := cgroupV2Root()
+	const uid = "c9a5e000-0000-4000-8000-000000000001"
+	cid := fmt.Sprintf("%064x", 0xc95)
+	podDir := filepath.Join(v2, "kubepods/besteffort/pod"+uid)
+	nsDir := filepath.Join(v2, "bpfsnap-cgns-test")
+	for _, d := range []string{filepath.Join(podDir, cid), nsDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sleeper := exec.Command("sleep", "30")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		sleeper.Process.Kill()
+		sleeper.Wait()
+		os.Remove(nsDir)
+		for d := filepath.Join(podDir, cid); len(d) > len(v2); d = filepath.Dir(d) {
+			os.Remove(d)
+		}
+	})
+	if err := os.WriteFile(filepath.Join(podDir, cid, "cgroup.procs"), []byte(strconv.Itoa(sleeper.Process.Pid)), 0); err != nil {
+		t.Fatal(err)
+	}
+	rt := t.TempDir()
+	cfg := filepath.Join(rt, "run/containerd/io.containerd.runtime.v2.task/k8s.io", cid, "config.json")
+	os.MkdirAll(filepath.Dir(cfg), 0o755)
+	os.WriteFile(cfg, []byte(`{"annotations":{"io.kubernetes.cri.sandbox-namespace":"shop","io.kubernetes.cri.sandbox-name":"ns-pod","io.kubernetes.cri.container-name":"app"}}`), 0o644)
+	host := t.TempDir()
+	os.MkdirAll(filepath.Join(host, "proc"), 0o755)
+	os.MkdirAll(filepath.Join(host, v2), 0o755)
+	// Move into nsDir, then unshare: the new cgroup namespace is rooted at
+	// nsDir. In the new mount namespace: the host's /proc and cgroup2 under
+	// host, and a namespace-rooted cgroup2 mount where the runtime puts it.
+	inner := `mount --bind /proc "$BPFSNAP_CGNS_HOST/proc" && mount --bind "$V2" "$BPFSNAP_CGNS_HOST$V2" && mount -t tmpfs none /sys/fs/cgroup && mkdir -p "$V2" && mount -t cgroup2 none "$V2" && exec "$1" -test.run='^TestK8sCgroupNamespace$' -test.count=1`
+	cmd := exec.Command("sh", "-c", `echo $$ > "$1/cgroup.procs" && shift && exec "$@"`, "sh", nsDir,
+		unshare, "--cgroup", "--mount", "--propagation", "private", "sh", "-c", inner, "inner", os.Args[0])
+	cmd.Env = append(os.Environ(), "BPFSNAP_CGNS_HOST="+host, "V2="+v2, "BPFSNAP_CGNS_RT="+rt,
+		"BPFSNAP_CGNS_PID="+strconv.Itoa(sleeper.Process.Pid), "BPFSNAP_CGNS_WANT="+strings.TrimPrefix(podDir, v2))
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "cgroupns helper ok") {
+		t.Fatalf("helper in a cgroup namespace: %v\n%s", err, out)
+	}
+	t.Logf("%s", out)
+}
+
+func cgroupnsHelper(t *testing.T) {
+	host := os.Getenv("BPFSNAP_CGNS_HOST")
+	pid, _ := strconv.Atoi(os.Getenv("BPFSNAP_CGNS_PID"))
+	raw := ProcCgroupV2(filepath.Join(host, "proc"), uint32(pid))
+	if !strings.HasPrefix(raw, "/..") {
+		t.Fatalf("not in a cgroup namespace: /proc/%d/cgroup says %q", pid, raw)
+	}
+	r := NewCgroupResolver(host)
+	defer r.Close()
+	if r.NSProblem != "" || r.nsRoot != "/bpfsnap-cgns-test" {
+		t.Fatalf("namespace root %q, problem %q", r.nsRoot, r.NSProblem)
+	}
+	res, err := ResolveK8s(filepath.Join(host, "proc"), os.Getenv("BPFSNAP_CGNS_RT"), r, K8sSelector{Pod: "shop/ns-pod"})
+	want := os.Getenv("BPFSNAP_CGNS_WANT")
+	if err != nil || len(res.PIDs) != 1 || res.PIDs[0] != uint32(pid) || len(res.Cgroups) != 1 || res.Cgroups[0] != want {
+		t.Fatalf("resolved %+v, %v; want pid %d, cgroup %s (raw /proc path %q)", res, err, pid, want, raw)
+	}
+	fmt.Printf("cgroupns helper ok: %q -> %q\n", raw, r.Abs(raw))
+}

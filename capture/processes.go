@@ -36,6 +36,9 @@ var processDropNames = []string{"process.ringbuf_full", "process.targets_full"}
 
 func (p *processProbe) start(s *Session) error {
 	p.s = s
+	if s.cgroups.NSProblem != "" {
+		s.Warnf("bpfsnap runs in its own cgroup namespace and its root was not found (%s): cgroup paths of processes running at the start may be relative, and their pod columns empty", s.cgroups.NSProblem)
+	}
 	if !s.opts.K8s.Empty() && len(s.targetCgroups) == 0 {
 		s.Warnf("no cgroup v2 directory found for %v: processes that join the selection during the window (kubectl exec, container restarts) are not followed, only children of the processes running now", s.opts.K8s.Extra())
 	}
@@ -167,7 +170,7 @@ func (s *Session) scanProc() {
 			if len(s.targetCgroups) == 0 {
 				continue
 			}
-			if cg = ProcCgroupV2(s.procRoot, pid); !s.inTargetCgroup(cg) {
+			if cg = s.cgroups.Abs(ProcCgroupV2(s.procRoot, pid)); !s.inTargetCgroup(cg) {
 				continue
 			}
 			if s.targets != nil {
@@ -176,7 +179,7 @@ func (s *Session) scanProc() {
 				}
 			}
 		} else {
-			cg = ProcCgroupV2(s.procRoot, pid)
+			cg = s.cgroups.Abs(ProcCgroupV2(s.procRoot, pid))
 		}
 		st, ok := readStat(s.procRoot, pid)
 		if !ok {
