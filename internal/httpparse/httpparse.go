@@ -63,30 +63,81 @@ func ParseStatus(b []byte) (int, bool) {
 }
 
 // ContentLength returns the Content-Length header if it lies entirely
-// within b, else -1.
+// within b, else -1. It runs once per captured message on the recorder's
+// hot path, so it scans in place without allocating.
 func ContentLength(b []byte) int64 {
-	for _, line := range bytes.Split(b, []byte("\r\n"))[1:] {
-		k, v, ok := bytes.Cut(line, []byte(":"))
-		if !ok {
-			if len(line) == 0 {
-				break // end of headers
-			}
+	// Skip the start line.
+	i := bytes.Index(b, crlf)
+	if i < 0 {
+		return -1
+	}
+	b = b[i+2:]
+	for len(b) > 0 {
+		eol := bytes.Index(b, crlf)
+		if eol < 0 {
+			return -1 // the rest is cut short: no complete header here
+		}
+		line := b[:eol]
+		b = b[eol+2:]
+		if len(line) == 0 {
+			return -1 // end of headers
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon < 0 || !bytes.EqualFold(bytes.TrimSpace(line[:colon]), contentLength) {
 			continue
 		}
-		if strings.EqualFold(string(bytes.TrimSpace(k)), "content-length") {
-			n, err := strconv.ParseInt(string(bytes.TrimSpace(v)), 10, 64)
-			if err != nil || n < 0 {
-				return -1
-			}
-			// The header must be complete: followed by CRLF within b.
-			if !bytes.Contains(b, append(line, '\r', '\n')) {
-				return -1
-			}
-			return n
+		v := bytes.TrimSpace(line[colon+1:])
+		if len(v) == 0 || len(v) > 18 {
+			return -1
 		}
+		var n int64
+		for _, c := range v {
+			if c < '0' || c > '9' {
+				return -1
+			}
+			n = n*10 + int64(c-'0')
+		}
+		return n
 	}
 	return -1
 }
+
+// MessageLen returns the length of the message whose head starts b: the
+// head up to its blank line plus the body Content-Length declares. A
+// request without Content-Length or Transfer-Encoding has no body. ok is
+// false when b does not hold the whole head, or the body length is not
+// declared (chunked, or a response delimited by closing the connection).
+func MessageLen(b []byte, request bool) (n int64, ok bool) {
+	end := bytes.Index(b, headEnd)
+	if end < 0 {
+		return 0, false
+	}
+	head := b[:end+2]
+	body := ContentLength(head)
+	if body < 0 {
+		if !request || containsFold(head, transferEncoding) {
+			return 0, false
+		}
+		body = 0
+	}
+	return int64(end+4) + body, true
+}
+
+func containsFold(b, lowerNeedle []byte) bool {
+	for i := 0; i+len(lowerNeedle) <= len(b); i++ {
+		if bytes.EqualFold(b[i:i+len(lowerNeedle)], lowerNeedle) {
+			return true
+		}
+	}
+	return false
+}
+
+var (
+	headEnd          = []byte("\r\n\r\n")
+	transferEncoding = []byte("\r\ntransfer-encoding:")
+	crlf             = []byte("\r\n")
+	contentLength = []byte("content-length")
+)
 
 // CleanTarget turns a request target into the path stored in the archive:
 // userinfo of an absolute URL, the fragment, and (unless keepQuery) the

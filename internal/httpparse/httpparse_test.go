@@ -73,3 +73,25 @@ func FuzzParse(f *testing.F) {
 		ContentLength(b)
 	})
 }
+
+func TestMessageLen(t *testing.T) {
+	for _, c := range []struct {
+		in      string
+		request bool
+		n       int64
+		ok      bool
+	}{
+		{"GET / HTTP/1.1\r\nHost: a\r\n\r\n", true, 27, true},
+		{"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\n", true, 27, true},
+		{"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello", true, 43, true},
+		{"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n", true, 0, false},
+		{"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false, 40, true},
+		{"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nbody", false, 0, false},
+		{"HTTP/1.1 200 OK\r\nContent-Len", false, 0, false},
+	} {
+		n, ok := MessageLen([]byte(c.in), c.request)
+		if n != c.n || ok != c.ok {
+			t.Errorf("MessageLen(%q) = %d, %v; want %d, %v", c.in, n, ok, c.n, c.ok)
+		}
+	}
+}
