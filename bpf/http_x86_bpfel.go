@@ -44,6 +44,11 @@ type HTTPHttpMsg struct {
 	Payload       [256]int8
 }
 
+type HTTPHttpPending struct {
+	_     structs.HostLayout
+	Bytes [352]uint8
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.

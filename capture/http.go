@@ -384,9 +384,11 @@ func (h *httpProbe) Stop(s *Session) error {
 	// then those queued here.
 	if h.objs.Pending != nil && h.conns != nil {
 		var cookie uint64
+		// Values are single-message records: the event up to Req.
 		var held bpf.HTTPHttpEvent
+		value := unsafe.Slice((*byte)(unsafe.Pointer(&held)), singleSize)
 		it := h.objs.Pending.Iterate()
-		for it.Next(&cookie, &held) {
+		for it.Next(&cookie, value) {
 			if held.Pipelined == 0 {
 				h.handleHeld(&held)
 			}
