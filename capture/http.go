@@ -160,7 +160,7 @@ func (h *httpProbe) handle(raw []byte) {
 		c.pending = append(c.pending, pendingRequest{row: row})
 	case kindResponse:
 		h.learnOwner(c, ev, &ev.Msg)
-		status, ok := h.status(c, &ev.Msg)
+		resp, ok := h.response(c, &ev.Msg)
 		if !ok {
 			return
 		}
@@ -177,7 +177,7 @@ func (h *httpProbe) handle(raw []byte) {
 		}
 		row := c.pending[i].row
 		c.pending = append(c.pending[:i], c.pending[i+1:]...)
-		h.respond(&row, &ev.Msg, status)
+		respond(&row, resp)
 		h.emit(row, c)
 	case kindPair:
 		// The kernel paired them (see `pending` in bpf/http.bpf.c).
@@ -187,14 +187,14 @@ func (h *httpProbe) handle(raw []byte) {
 		if !ok {
 			return
 		}
-		status, ok := h.status(c, &ev.Msg)
+		resp, ok := h.response(c, &ev.Msg)
 		if !ok {
 			// Kept, as a request without its response.
 			h.countFor(c, "no_response")
 			h.emit(row, c)
 			return
 		}
-		h.respond(&row, &ev.Msg, status)
+		respond(&row, resp)
 		h.emit(row, c)
 	}
 }
@@ -249,7 +249,8 @@ func (h *httpProbe) requestRow(ev *bpf.HTTPHttpEvent, m *bpf.HTTPHttpMsg, c *htt
 	if m.Egress == 1 {
 		role = formats.RoleClient
 	}
-	h.checkCoalesced(c, payload, m, true)
+	head := httpparse.ScanHead(payload)
+	h.checkCoalesced(c, head, m, true)
 	path, cut := httpparse.CleanTarget(req.Target, h.keepQuery)
 	if req.Cut {
 		cut = true
@@ -259,35 +260,44 @@ func (h *httpProbe) requestRow(ev *bpf.HTTPHttpEvent, m *bpf.HTTPHttpMsg, c *htt
 	}
 	return formats.HTTPRequest{
 		RequestNs: m.TimeNs, CgroupID: ev.SockCgroup, Role: role, Method: req.Method, Path: path, PathTruncated: cut,
-		LocalAddr: c.local, RemoteAddr: c.remote, Connection: ev.Cookie, RequestBytes: httpparse.ContentLength(payload), ResponseBytes: -1,
+		LocalAddr: c.local, RemoteAddr: c.remote, Connection: ev.Cookie, RequestBytes: head.ContentLength, ResponseBytes: -1,
 	}, true
 }
 
-func (h *httpProbe) status(c *httpConn, m *bpf.HTTPHttpMsg) (int, bool) {
+// response parses a response head; ok is false for unparsable and for
+// interim (1xx) responses.
+func (h *httpProbe) response(c *httpConn, m *bpf.HTTPHttpMsg) (r parsedResponse, ok bool) {
 	payload := payloadOf(m)
 	status, ok := httpparse.ParseStatus(payload)
 	if !ok {
 		h.countFor(c, "unparsed")
-		return 0, false
+		return r, false
 	}
-	h.checkCoalesced(c, payload, m, false)
+	head := httpparse.ScanHead(payload)
+	h.checkCoalesced(c, head, m, false)
 	// 100 Continue and friends: the final response follows. (The kernel
 	// skips them for requests it holds; this covers the rest.)
-	return status, status >= 200
+	return parsedResponse{time: m.TimeNs, status: uint32(status), bytes: head.ContentLength}, status >= 200
+}
+
+type parsedResponse struct {
+	time   uint64
+	status uint32
+	bytes  int64
 }
 
 // checkCoalesced counts segments that carry more than the message whose
 // head they start with: the kernel sees the head of each segment only, so
 // a second message in it (pipelined requests, or responses a server
 // batched) is not seen, and pairing on that connection may be off.
-func (h *httpProbe) checkCoalesced(c *httpConn, payload []byte, m *bpf.HTTPHttpMsg, request bool) {
-	if n, ok := httpparse.MessageLen(payload, request); ok && int64(m.SegLen) > n {
+func (h *httpProbe) checkCoalesced(c *httpConn, head httpparse.Head, m *bpf.HTTPHttpMsg, request bool) {
+	if n, ok := head.MessageLen(request); ok && int64(m.SegLen) > n {
 		h.countFor(c, "coalesced")
 	}
 }
 
-func (h *httpProbe) respond(row *formats.HTTPRequest, m *bpf.HTTPHttpMsg, status int) {
-	row.ResponseNs, row.Status, row.ResponseBytes = m.TimeNs, uint32(status), httpparse.ContentLength(payloadOf(m))
+func respond(row *formats.HTTPRequest, r parsedResponse) {
+	row.ResponseNs, row.Status, row.ResponseBytes = r.time, r.status, r.bytes
 }
 
 // handleHeld queues a request the kernel still held at the end.

@@ -70,7 +70,13 @@ func FuzzParse(f *testing.F) {
 			CleanTarget(r.Target, false)
 		}
 		ParseStatus(b)
-		ContentLength(b)
+		h := ScanHead(b)
+		if h.Len > len(b) || h.ContentLength < -1 {
+			t.Fatalf("ScanHead(%q) = %+v", b, h)
+		}
+		if n, ok := h.MessageLen(true); ok && n < int64(h.Len) {
+			t.Fatalf("MessageLen %d shorter than the head %d", n, h.Len)
+		}
 	})
 }
 
