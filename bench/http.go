@@ -19,64 +19,196 @@ func init() {
 	benchmarks = append(benchmarks, benchmark{"http capture overhead", benchHTTP})
 }
 
-// bpftraceHTTP is the script people write today: pair each recvfrom with
-// the next writev on the same (pid, fd) and histogram the gap.
-const bpftraceHTTP = `tracepoint:syscalls:sys_enter_recvfrom /comm == "nginx"/ { @start[pid, args->fd] = nsecs; }
-tracepoint:syscalls:sys_enter_writev /@start[pid, args->fd]/ { @lat = hist(nsecs - @start[pid, args->fd]); delete(@start[pid, args->fd]); }`
+// bpftraceHTTP is the script people write today: pair each read of a
+// request with the next write of a response on the same (pid, fd) and
+// histogram the gap. nginx reads with recvfrom and answers with writev;
+// Go's net/http reads with read and answers with write.
+var bpftraceHTTP = map[string]string{
+	"nginx": `tracepoint:syscalls:sys_enter_recvfrom /comm == "nginx"/ { @start[pid, args->fd] = nsecs; }
+tracepoint:syscalls:sys_enter_writev /@start[pid, args->fd]/ { @lat = hist(nsecs - @start[pid, args->fd]); delete(@start[pid, args->fd]); }`,
+	"go": `tracepoint:syscalls:sys_enter_read /comm == "gohttp"/ { @start[pid, args->fd] = nsecs; }
+tracepoint:syscalls:sys_enter_write /@start[pid, args->fd]/ { @lat = hist(nsecs - @start[pid, args->fd]); delete(@start[pid, args->fd]); }`,
+}
 
-var wrkRate = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+const goHTTPServer = `package main
 
-// benchHTTP: nginx (one worker) saturated by wrk on loopback; requests/s
-// under a whole-host `capture -p http` and under the bpftrace script, each
-// over the bare rate measured right before it.
+import (
+	"net/http"
+	"os"
+)
+
+func main() {
+	http.HandleFunc("/index.html", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("hello from go\n")) })
+	http.ListenAndServe("127.0.0.1:"+os.Args[1], nil)
+}
+`
+
+var (
+	wrkRate  = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+	wrkTotal = regexp.MustCompile(`([0-9]+) requests in`)
+)
+
+// benchHTTP: nginx (one worker) and a Go net/http server, each saturated
+// by wrk on loopback; requests/s under a whole-host `capture -p http` and
+// under the bpftrace script, each over the bare rate measured right
+// before it; and what the capture costs per request: the recorder's CPU
+// time and the BPF programs' run time (kernel.bpf_stats_enabled).
 func benchHTTP(env *Env) ([]Row, error) {
-	dir := filepath.Join(env.Dir, "nginx")
-	os.MkdirAll(dir, 0o755)
-	os.WriteFile(filepath.Join(dir, "index.html"), []byte("hello from nginx\n"), 0o644)
+	var rows []Row
+	for _, server := range []string{"nginx", "go"} {
+		r, err := benchHTTPServer(env, server)
+		if err != nil {
+			return rows, fmt.Errorf("%s: %w", server, err)
+		}
+		rows = append(rows, r...)
+	}
+	return rows, nil
+}
+
+func freeLoopbackPort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	conf := fmt.Sprintf(`daemon off; master_process on; worker_processes 1; pid %[1]s/nginx.pid; error_log %[1]s/error.log;
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// startHTTPServer starts the server and returns its URL and a stop func.
+func startHTTPServer(env *Env, server string) (string, func(), error) {
+	port, err := freeLoopbackPort()
+	if err != nil {
+		return "", nil, err
+	}
+	dir := filepath.Join(env.Dir, server)
+	os.MkdirAll(dir, 0o755)
+	var cmd *exec.Cmd
+	switch server {
+	case "nginx":
+		os.WriteFile(filepath.Join(dir, "index.html"), []byte("hello from nginx\n"), 0o644)
+		conf := fmt.Sprintf(`daemon off; master_process on; worker_processes 1; pid %[1]s/nginx.pid; error_log %[1]s/error.log;
 events { worker_connections 1024; }
 http { access_log off; client_body_temp_path %[1]s; proxy_temp_path %[1]s; fastcgi_temp_path %[1]s; uwsgi_temp_path %[1]s; scgi_temp_path %[1]s;
   server { listen 127.0.0.1:%[2]d; root %[1]s; } }
 `, dir, port)
-	os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o644)
-	nginx := exec.Command("nginx", "-c", filepath.Join(dir, "nginx.conf"), "-p", dir)
-	nginx.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // the worker dies with the master
-	if err := nginx.Start(); err != nil {
-		return nil, fmt.Errorf("nginx: %w", err)
+		os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o644)
+		cmd = exec.Command("nginx", "-c", filepath.Join(dir, "nginx.conf"), "-p", dir)
+	case "go":
+		os.WriteFile(filepath.Join(dir, "main.go"), []byte(goHTTPServer), 0o644)
+		os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module gohttp\n\ngo 1.22\n"), 0o644)
+		build := exec.Command("go", "build", "-o", "gohttp", ".")
+		build.Dir = dir
+		if out, err := build.CombinedOutput(); err != nil {
+			return "", nil, fmt.Errorf("go build: %v: %s", err, out)
+		}
+		cmd = exec.Command(filepath.Join(dir, "gohttp"), strconv.Itoa(port))
 	}
-	defer func() { syscall.Kill(-nginx.Process.Pid, syscall.SIGKILL); nginx.Wait() }()
-	time.Sleep(500 * time.Millisecond)
-	url := fmt.Sprintf("http://127.0.0.1:%d/index.html", port)
-	wrk := func() (float64, error) {
-		out, err := exec.Command("wrk", "-t1", "-c32", "-d4s", url).CombinedOutput()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // nginx's worker dies with the master
+	if err := cmd.Start(); err != nil {
+		return "", nil, fmt.Errorf("%s: %w", server, err)
+	}
+	stop := func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); cmd.Wait() }
+	for i := 0; i < 50; i++ {
+		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			c.Close()
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Sprintf("http://127.0.0.1:%d/index.html", port), stop, nil
+}
+
+type wrkResult struct{ rate, requests float64 }
+
+func runWrk(url string) (wrkResult, error) {
+	out, err := exec.Command("wrk", "-t1", "-c32", "-d4s", url).CombinedOutput()
+	if err != nil {
+		return wrkResult{}, fmt.Errorf("wrk: %v: %s", err, out)
+	}
+	m, n := wrkRate.FindSubmatch(out), wrkTotal.FindSubmatch(out)
+	if m == nil || n == nil {
+		return wrkResult{}, fmt.Errorf("wrk printed no rate: %s", out)
+	}
+	rate, _ := strconv.ParseFloat(string(m[1]), 64)
+	total, _ := strconv.ParseFloat(string(n[1]), 64)
+	return wrkResult{rate, total}, nil
+}
+
+// cpuTicks is the user+system CPU time of pid in clock ticks (1/100 s).
+func cpuTicks(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseFloat(f[11], 64)
+	k, _ := strconv.ParseFloat(f[12], 64)
+	return u + k
+}
+
+// bpfRunNs sums run_time_ns of the BPF programs process pid holds open
+// (from /proc/PID/fdinfo; needs kernel.bpf_stats_enabled=1). Programs of
+// other tools running at the same time are not counted.
+func bpfRunNs(pid int) float64 {
+	dir := fmt.Sprintf("/proc/%d/fdinfo", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0
+	}
+	// Link fds name their program too, without run time: keep the largest.
+	byID := map[string]float64{}
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
 		if err != nil {
-			return 0, fmt.Errorf("wrk: %v: %s", err, out)
+			continue
 		}
-		m := wrkRate.FindSubmatch(out)
-		if m == nil {
-			return 0, fmt.Errorf("wrk printed no rate: %s", out)
+		var id string
+		var ns float64
+		for _, line := range strings.Split(string(b), "\n") {
+			k, v, _ := strings.Cut(line, ":")
+			switch k {
+			case "prog_id":
+				id = strings.TrimSpace(v)
+			case "run_time_ns":
+				ns, _ = strconv.ParseFloat(strings.TrimSpace(v), 64)
+			}
 		}
-		return strconv.ParseFloat(string(m[1]), 64)
+		if id != "" && ns > byID[id] {
+			byID[id] = ns
+		}
 	}
+	var sum float64
+	for _, ns := range byID {
+		sum += ns
+	}
+	return sum
+}
+
+func benchHTTPServer(env *Env, server string) ([]Row, error) {
+	url, stop, err := startHTTPServer(env, server)
+	if err != nil {
+		return nil, err
+	}
+	defer stop()
+	time.Sleep(500 * time.Millisecond)
 	// under runs wrk while cmd runs, once cmd has printed readyLine (or
-	// after ready when it prints nothing to wait for).
-	under := func(cmd *exec.Cmd, ready time.Duration, readyLine string) (float64, error) {
+	// after ready when it prints nothing to wait for); measure, if given,
+	// runs around wrk.
+	under := func(cmd *exec.Cmd, ready time.Duration, readyLine string, measure func(before bool)) (wrkResult, error) {
 		var lines io.Reader
 		if readyLine != "" {
 			out, err := cmd.StdoutPipe()
 			if err != nil {
-				return 0, err
+				return wrkResult{}, err
 			}
 			lines = out
 		}
 		if err := cmd.Start(); err != nil {
-			return 0, err
+			return wrkResult{}, err
 		}
 		if lines != nil {
 			sc := bufio.NewScanner(lines)
@@ -85,41 +217,81 @@ http { access_log off; client_body_temp_path %[1]s; proxy_temp_path %[1]s; fastc
 			go io.Copy(io.Discard, lines)
 		}
 		time.Sleep(ready)
-		rate, err := wrk()
+		if measure != nil {
+			measure(true)
+		}
+		r, err := runWrk(url)
+		if measure != nil {
+			measure(false)
+		}
 		cmd.Process.Signal(syscall.SIGINT)
 		cmd.Wait()
-		return rate, err
+		return r, err
 	}
-	var ours, theirs, bare []float64
+	exec.Command("sysctl", "-qw", "kernel.bpf_stats_enabled=1").Run()
+	defer exec.Command("sysctl", "-qw", "kernel.bpf_stats_enabled=0").Run()
+	var ours, theirs, bare, recorderUs, bpfNs []float64
 	for i := 0; i < env.Reps; i++ {
-		b1, err := wrk()
+		b1, err := runWrk(url)
 		if err != nil {
 			return nil, err
 		}
 		out := filepath.Join(env.Dir, "http.bpfsnap")
 		os.Remove(out)
-		w, err := under(exec.Command(env.Bpfsnap, "capture", "-p", "http", "-d", "10m", "-o", out), 1500*time.Millisecond, "")
+		capture := exec.Command(env.Bpfsnap, "capture", "-p", "http", "-d", "10m", "-o", out)
+		var t0, n0 float64
+		w, err := under(capture, 1500*time.Millisecond, "", func(before bool) {
+			t, n := cpuTicks(capture.Process.Pid), bpfRunNs(capture.Process.Pid)
+			if before {
+				t0, n0 = t, n
+				return
+			}
+			t0, n0 = t-t0, n-n0
+		})
 		if err != nil {
 			return nil, err
 		}
-		b2, err := wrk()
+		if w.requests > 0 {
+			recorderUs = append(recorderUs, t0*1e4/w.requests)
+			bpfNs = append(bpfNs, n0/w.requests)
+		}
+		b2, err := runWrk(url)
 		if err != nil {
 			return nil, err
 		}
 		// bpftrace compiles for seconds; measure once it says it attached.
-		bt, err := under(exec.Command("bpftrace", "-e", bpftraceHTTP), 500*time.Millisecond, "Attaching")
+		bt, err := under(exec.Command("bpftrace", "-e", bpftraceHTTP[server]), 500*time.Millisecond, "Attaching", nil)
 		if err != nil {
 			return nil, err
 		}
-		bare = append(bare, b1, b2)
-		ours = append(ours, w/b1)
-		theirs = append(theirs, bt/b2)
+		bare = append(bare, b1.rate, b2.rate)
+		ours = append(ours, w.rate/b1.rate)
+		theirs = append(theirs, bt.rate/b2.rate)
 	}
 	o, t := stats(ours), stats(theirs)
+	label := map[string]string{"nginx": "nginx 1 worker", "go": "Go net/http"}[server]
+	peer := map[string]string{"nginx": "recvfrom→writev", "go": "read→write"}[server]
+	how := fmt.Sprintf("%s, wrk -t1 -c32 -d4s on loopback, bare %s req/s; whole-host capture -p http (cgroup_skb)", label, stats(bare).Format("%.0f"))
 	return []Row{{
-		Name:   "HTTP capture: nginx throughput kept under wrk",
-		Result: o.Format("%.3f"), Peer: "bpftrace recvfrom→writev: " + t.Format("%.3f"),
+		Name:   fmt.Sprintf("HTTP capture: %s throughput kept under wrk", label),
+		Result: o.Format("%.3f"), Peer: "bpftrace " + peer + ": " + t.Format("%.3f"),
 		Goal: "≥ 0.95", Met: yesNo(o.Median >= 0.95),
-		Note: fmt.Sprintf("nginx 1 worker, wrk -t1 -c32 -d4s on loopback, bare %s req/s; whole-host capture -p http (cgroup_skb)", stats(bare).Format("%.0f")),
+		Note: how,
+	}, {
+		Name:   fmt.Sprintf("HTTP capture: %s, cost per request (µs): recorder CPU", label),
+		Result: stats(recorderUs).Format("%.2f"),
+		Note:   "recorder's user+system CPU during the wrk run / requests served (a loopback request is seen on both sockets)",
+	}, {
+		Name:   fmt.Sprintf("HTTP capture: %s, cost per request (µs): BPF programs", label),
+		Result: stats(div(bpfNs, 1000)).Format("%.2f"),
+		Note:   "run_time_ns of the capture's BPF programs during the wrk run / requests served (kernel.bpf_stats_enabled; the stats add a little)",
 	}}, nil
+}
+
+func div(xs []float64, d float64) []float64 {
+	out := make([]float64, len(xs))
+	for i, x := range xs {
+		out[i] = x / d
+	}
+	return out
 }

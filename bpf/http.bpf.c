@@ -18,35 +18,51 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 enum http_drop {
 	HTTP_DROP_RINGBUF = 0,
-	HTTP_DROP_MAX = 1,
+	HTTP_DROP_PENDING_FULL = 1, // no room to hold a request in the kernel
+	HTTP_DROP_MAX = 2,
 };
 
 DECLARE_DROPS(HTTP_DROP_MAX);
 
 enum http_kind {
-	HTTP_REQUEST = 1,
-	HTTP_RESPONSE = 2,
+	HTTP_REQUEST = 1,  // a request head, on its own
+	HTTP_RESPONSE = 2, // a response head, on its own
+	HTTP_PAIR = 3,     // a response head with its request (req below)
 };
 
-struct http_event {
+// One message head as one socket saw it.
+struct http_msg {
 	__u64 time_ns;
-	__u64 cookie;         // socket cookie: the connection, per socket
 	__u64 current_cgroup; // cgroup of the task the program ran in
-	__u64 sock_cgroup;    // cgroup of the socket's owner (reliable)
 	__u32 pid;            // task the program ran in (egress: the sender)
 	__u32 tid;
 	__u32 seg_len;        // TCP payload bytes in this segment
-	__u16 sport;          // source and destination, host byte order
-	__u16 dport;
-	__u8 egress;
-	__u8 family;          // 4 or 6
-	__u8 kind;
-	__u8 pad;
 	__u32 copied;         // bytes of payload copied below
-	__u8 saddr[16];
-	__u8 daddr[16];
+	__u8 egress;
+	__u8 released;        // sent when the socket was released; pid closed it
+	__u8 pad[2];
+	__u32 seq;            // TCP sequence number of the segment (host order)
 	char payload[HTTP_PAYLOAD];
 };
+
+// Ring records: a single message (kind 1 or 2) is the record up to req;
+// a pair (kind 3) carries the request too.
+struct http_event {
+	__u64 cookie;         // socket cookie: the connection, per socket
+	__u64 sock_cgroup;    // cgroup of the socket's owner (reliable)
+	__u16 sport;          // source and destination of msg, host byte order
+	__u16 dport;
+	__u8 family;          // 4 or 6
+	__u8 kind;
+	__u8 pipelined;       // in the pending map: this socket pipelines
+	__u8 pad;
+	__u8 saddr[16];
+	__u8 daddr[16];
+	struct http_msg msg;
+	struct http_msg req;
+};
+
+#define HTTP_SINGLE_SIZE (sizeof(struct http_event) - sizeof(struct http_msg))
 
 const struct http_event *unused_http_event __attribute__((unused));
 
@@ -54,6 +70,34 @@ struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 8 * 1024 * 1024);
 } http_events SEC(".maps");
+
+// pending holds, per socket, the request head waiting for its response,
+// so a request/response exchange costs user space one record instead of
+// two (the recorder's work per record dominated the overhead). Values are
+// single-message records (kind 1). A socket that sends a second request
+// before the first is answered (pipelining) is marked and from then on
+// every message goes to user space on its own, which pairs them in order.
+// Entries leave on the response, or when the socket is released.
+// A pending value is a single-message record: an http_event without req
+// (copying the unused half on every request cost measurably).
+struct http_pending {
+	__u8 bytes[HTTP_SINGLE_SIZE];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct http_pending);
+} pending SEC(".maps");
+
+// scratch builds a pending value off the 512-byte BPF stack.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct http_pending);
+} scratch SEC(".maps");
 
 // classify recognises the first four bytes of an HTTP/1.x message.
 static __always_inline __u8 classify(const char *p)
@@ -74,11 +118,144 @@ static __always_inline __u8 classify(const char *p)
 	return 0;
 }
 
+// load_head copies the first bytes of the payload at off into m.
+static __always_inline void load_head(struct __sk_buff *skb, __u32 off, struct http_msg *m)
+{
+	__u64 n = m->seg_len;
+	if (n > HTTP_PAYLOAD - 1)
+		n = HTTP_PAYLOAD - 1;
+	// Opaque to the compiler, so the verifier sees the mask and the bound
+	// check below on the very register passed as the size.
+	asm volatile("%[n] &= 0xff" : [n] "+r"(n));
+	m->copied = 0;
+	if (n >= 16 && bpf_skb_load_bytes(skb, off, m->payload, n) == 0)
+		m->copied = n;
+}
+
+static __always_inline void fill_msg(struct __sk_buff *skb, struct http_msg *m, __u8 egress, __u32 seg_len, __u32 seq)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	m->time_ns = bpf_ktime_get_ns();
+	m->current_cgroup = bpf_get_current_cgroup_id();
+	m->pid = id >> 32;
+	m->tid = (__u32)id;
+	m->seg_len = seg_len;
+	m->egress = egress;
+	m->released = 0;
+	m->seq = seq;
+}
+
+// emit_single sends a pending request (a kind-1 record) to user space.
+static __always_inline void emit_single(const struct http_event *src)
+{
+	struct http_event *e = bpf_ringbuf_reserve(&http_events, HTTP_SINGLE_SIZE, 0);
+	if (!e) {
+		count_drop(HTTP_DROP_RINGBUF);
+		return;
+	}
+	__builtin_memcpy(e, src, HTTP_SINGLE_SIZE);
+	e->pipelined = 0;
+	bpf_ringbuf_submit(e, submit_flags(&http_events));
+}
+
+struct conn_head {
+	__u32 seq;
+	__u16 sport, dport;
+	__u8 family;
+	__u8 saddr[16], daddr[16];
+};
+
+static __always_inline void fill_head(struct http_event *e, __u64 cookie, __u64 sock_cgroup, __u8 kind, const struct conn_head *h)
+{
+	e->cookie = cookie;
+	e->sock_cgroup = sock_cgroup;
+	e->sport = h->sport;
+	e->dport = h->dport;
+	e->family = h->family;
+	e->kind = kind;
+	e->pipelined = 0;
+	e->pad = 0;
+	__builtin_memcpy(e->saddr, h->saddr, 16);
+	__builtin_memcpy(e->daddr, h->daddr, 16);
+}
+
+// single sends the current message to user space on its own.
+static __always_inline void single(struct __sk_buff *skb, __u32 off, __u64 cookie, __u8 kind, __u8 egress, __u32 seg_len, const struct conn_head *h)
+{
+	struct http_event *e = bpf_ringbuf_reserve(&http_events, HTTP_SINGLE_SIZE, 0);
+	if (!e) {
+		count_drop(HTTP_DROP_RINGBUF);
+		return;
+	}
+	fill_head(e, cookie, bpf_skb_cgroup_id(skb), kind, h);
+	fill_msg(skb, &e->msg, egress, seg_len, h->seq);
+	load_head(skb, off, &e->msg);
+	bpf_ringbuf_submit(e, submit_flags(&http_events));
+}
+
+static __always_inline void on_request(struct __sk_buff *skb, __u32 off, __u64 cookie, __u8 egress, __u32 seg_len, const struct conn_head *h)
+{
+	struct http_event *old = (struct http_event *)bpf_map_lookup_elem(&pending, &cookie);
+	if (old) {
+		// TCP resends a segment the peer has not acknowledged in time
+		// (tail loss probes fire after a few ms on a busy receiver): the
+		// same request again, not a pipelined second one.
+		if (old->msg.seq == h->seq && old->msg.egress == egress)
+			return;
+		if (!old->pipelined) {
+			// A second request before the first was answered: hand both
+			// to user space, which keeps a queue per socket, and keep
+			// the socket marked so its responses go there too.
+			emit_single(old);
+			old->pipelined = 1;
+		}
+		single(skb, off, cookie, HTTP_REQUEST, egress, seg_len, h);
+		return;
+	}
+	__u32 zero = 0;
+	struct http_event *e = (struct http_event *)bpf_map_lookup_elem(&scratch, &zero);
+	if (!e)
+		return;
+	fill_head(e, cookie, bpf_skb_cgroup_id(skb), HTTP_REQUEST, h);
+	fill_msg(skb, &e->msg, egress, seg_len, h->seq);
+	load_head(skb, off, &e->msg);
+	if (bpf_map_update_elem(&pending, &cookie, e, BPF_NOEXIST)) {
+		// Full (or raced): send it on its own rather than lose it.
+		count_drop(HTTP_DROP_PENDING_FULL);
+		emit_single(e);
+	}
+}
+
+static __always_inline void on_response(struct __sk_buff *skb, __u32 off, __u64 cookie, __u8 egress, __u32 seg_len, const struct conn_head *h)
+{
+	struct http_event *req = (struct http_event *)bpf_map_lookup_elem(&pending, &cookie);
+	if (!req || req->pipelined) {
+		single(skb, off, cookie, HTTP_RESPONSE, egress, seg_len, h);
+		return;
+	}
+	// "HTTP/1.x 1xx": an interim response (100 Continue); the final one
+	// follows and answers the same request.
+	char code;
+	if (bpf_skb_load_bytes(skb, off + 9, &code, 1) == 0 && code == '1')
+		return;
+	struct http_event *e = bpf_ringbuf_reserve(&http_events, sizeof(*e), 0);
+	if (!e) {
+		count_drop(HTTP_DROP_RINGBUF);
+		bpf_map_delete_elem(&pending, &cookie);
+		return;
+	}
+	fill_head(e, cookie, bpf_skb_cgroup_id(skb), HTTP_PAIR, h);
+	fill_msg(skb, &e->msg, egress, seg_len, h->seq);
+	load_head(skb, off, &e->msg);
+	__builtin_memcpy(&e->req, &req->msg, sizeof(e->req));
+	bpf_map_delete_elem(&pending, &cookie);
+	bpf_ringbuf_submit(e, submit_flags(&http_events));
+}
+
 static __always_inline int handle(struct __sk_buff *skb, __u8 egress)
 {
-	__u8 saddr[16] = {}, daddr[16] = {};
+	struct conn_head h = {};
 	__u32 off;
-	__u8 family;
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
 		struct iphdr ip;
 		if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)))
@@ -86,9 +263,9 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 egress)
 		if (ip.protocol != IPPROTO_TCP_)
 			return 1;
 		off = ip.ihl * 4;
-		__builtin_memcpy(saddr, &ip.saddr, 4);
-		__builtin_memcpy(daddr, &ip.daddr, 4);
-		family = 4;
+		__builtin_memcpy(h.saddr, &ip.saddr, 4);
+		__builtin_memcpy(h.daddr, &ip.daddr, 4);
+		h.family = 4;
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr ip6;
 		if (bpf_skb_load_bytes(skb, 0, &ip6, sizeof(ip6)))
@@ -97,9 +274,9 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 egress)
 		if (ip6.nexthdr != IPPROTO_TCP_)
 			return 1;
 		off = sizeof(ip6);
-		__builtin_memcpy(saddr, &ip6.saddr, 16);
-		__builtin_memcpy(daddr, &ip6.daddr, 16);
-		family = 6;
+		__builtin_memcpy(h.saddr, &ip6.saddr, 16);
+		__builtin_memcpy(h.daddr, &ip6.daddr, 16);
+		h.family = 6;
 	} else {
 		return 1;
 	}
@@ -115,38 +292,15 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 egress)
 	__u8 kind = classify(head);
 	if (!kind)
 		return 1;
-
-	struct http_event *e = bpf_ringbuf_reserve(&http_events, sizeof(*e), 0);
-	if (!e) {
-		count_drop(HTTP_DROP_RINGBUF);
-		return 1;
-	}
-	__u64 id = bpf_get_current_pid_tgid();
-	e->time_ns = bpf_ktime_get_ns();
-	e->cookie = bpf_get_socket_cookie(skb);
-	e->current_cgroup = bpf_get_current_cgroup_id();
-	e->sock_cgroup = bpf_skb_cgroup_id(skb);
-	e->pid = id >> 32;
-	e->tid = (__u32)id;
-	e->seg_len = skb->len - payload;
-	e->sport = bpf_ntohs(tcp.source);
-	e->dport = bpf_ntohs(tcp.dest);
-	e->egress = egress;
-	e->family = family;
-	e->kind = kind;
-	e->pad = 0;
-	__builtin_memcpy(e->saddr, saddr, 16);
-	__builtin_memcpy(e->daddr, daddr, 16);
-	__u64 n = e->seg_len;
-	if (n > HTTP_PAYLOAD - 1)
-		n = HTTP_PAYLOAD - 1;
-	// Opaque to the compiler, so the verifier sees the mask and the bound
-	// check below on the very register passed as the size.
-	asm volatile("%[n] &= 0xff" : [n] "+r"(n));
-	e->copied = 0;
-	if (n >= 16 && bpf_skb_load_bytes(skb, payload, e->payload, n) == 0)
-		e->copied = n;
-	bpf_ringbuf_submit(e, submit_flags(&http_events));
+	h.seq = bpf_ntohl(tcp.seq);
+	h.sport = bpf_ntohs(tcp.source);
+	h.dport = bpf_ntohs(tcp.dest);
+	__u64 cookie = bpf_get_socket_cookie(skb);
+	__u32 seg_len = skb->len - payload;
+	if (kind == HTTP_REQUEST)
+		on_request(skb, payload, cookie, egress, seg_len, &h);
+	else
+		on_response(skb, payload, cookie, egress, seg_len, &h);
 	return 1;
 }
 
@@ -160,4 +314,28 @@ SEC("cgroup_skb/ingress")
 int http_ingress(struct __sk_buff *skb)
 {
 	return handle(skb, 0);
+}
+
+// A socket closing with a request still unanswered: hand the request to
+// user space (it is kept as a request without response) and free the entry.
+SEC("cgroup/sock_release")
+int http_release(struct bpf_sock *sk)
+{
+	__u64 cookie = bpf_get_socket_cookie(sk);
+	struct http_event *req = (struct http_event *)bpf_map_lookup_elem(&pending, &cookie);
+	if (!req)
+		return 1;
+	if (!req->pipelined) {
+		// The release runs in the context of the task closing the socket:
+		// tell user space, which may not know the owner yet (a request on
+		// a fresh connection that is never answered).
+		__u64 id = bpf_get_current_pid_tgid();
+		req->msg.pid = id >> 32;
+		req->msg.tid = (__u32)id;
+		req->msg.current_cgroup = bpf_get_current_cgroup_id();
+		req->msg.released = 1;
+		emit_single(req);
+	}
+	bpf_map_delete_elem(&pending, &cookie);
+	return 1;
 }

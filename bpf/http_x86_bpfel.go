@@ -14,24 +14,39 @@ import (
 )
 
 type HTTPHttpEvent struct {
+	_          structs.HostLayout
+	Cookie     uint64
+	SockCgroup uint64
+	Sport      uint16
+	Dport      uint16
+	Family     uint8
+	Kind       uint8
+	Pipelined  uint8
+	Pad        uint8
+	Saddr      [16]uint8
+	Daddr      [16]uint8
+	Msg        HTTPHttpMsg
+	Req        HTTPHttpMsg
+}
+
+type HTTPHttpMsg struct {
 	_             structs.HostLayout
 	TimeNs        uint64
-	Cookie        uint64
 	CurrentCgroup uint64
-	SockCgroup    uint64
 	Pid           uint32
 	Tid           uint32
 	SegLen        uint32
-	Sport         uint16
-	Dport         uint16
-	Egress        uint8
-	Family        uint8
-	Kind          uint8
-	Pad           uint8
 	Copied        uint32
-	Saddr         [16]uint8
-	Daddr         [16]uint8
+	Egress        uint8
+	Released      uint8
+	Pad           [2]uint8
+	Seq           uint32
 	Payload       [256]int8
+}
+
+type HTTPHttpPending struct {
+	_     structs.HostLayout
+	Bytes [352]uint8
 }
 
 // Names of all BPF objects in the ELF.
@@ -40,9 +55,12 @@ type HTTPHttpEvent struct {
 const (
 	HTTPMapDrops           = "drops"
 	HTTPMapHttpEvents      = "http_events"
+	HTTPMapPending         = "pending"
+	HTTPMapScratch         = "scratch"
 	HTTPMapTargets         = "targets"
 	HTTPProgHttpEgress     = "http_egress"
 	HTTPProgHttpIngress    = "http_ingress"
+	HTTPProgHttpRelease    = "http_release"
 	HTTPVarFilterTargets   = "filter_targets"
 	HTTPVarUnusedHttpEvent = "unused_http_event"
 )
@@ -91,6 +109,7 @@ type HTTPSpecs struct {
 type HTTPProgramSpecs struct {
 	HttpEgress  *ebpf.ProgramSpec `ebpf:"http_egress"`
 	HttpIngress *ebpf.ProgramSpec `ebpf:"http_ingress"`
+	HttpRelease *ebpf.ProgramSpec `ebpf:"http_release"`
 }
 
 // HTTPMapSpecs contains maps before they are loaded into the kernel.
@@ -99,6 +118,8 @@ type HTTPProgramSpecs struct {
 type HTTPMapSpecs struct {
 	Drops      *ebpf.MapSpec `ebpf:"drops"`
 	HttpEvents *ebpf.MapSpec `ebpf:"http_events"`
+	Pending    *ebpf.MapSpec `ebpf:"pending"`
+	Scratch    *ebpf.MapSpec `ebpf:"scratch"`
 	Targets    *ebpf.MapSpec `ebpf:"targets"`
 }
 
@@ -132,6 +153,8 @@ func (o *HTTPObjects) Close() error {
 type HTTPMaps struct {
 	Drops      *ebpf.Map `ebpf:"drops"`
 	HttpEvents *ebpf.Map `ebpf:"http_events"`
+	Pending    *ebpf.Map `ebpf:"pending"`
+	Scratch    *ebpf.Map `ebpf:"scratch"`
 	Targets    *ebpf.Map `ebpf:"targets"`
 }
 
@@ -139,6 +162,8 @@ func (m *HTTPMaps) Close() error {
 	return _HTTPClose(
 		m.Drops,
 		m.HttpEvents,
+		m.Pending,
+		m.Scratch,
 		m.Targets,
 	)
 }
@@ -157,12 +182,14 @@ type HTTPVariables struct {
 type HTTPPrograms struct {
 	HttpEgress  *ebpf.Program `ebpf:"http_egress"`
 	HttpIngress *ebpf.Program `ebpf:"http_ingress"`
+	HttpRelease *ebpf.Program `ebpf:"http_release"`
 }
 
 func (p *HTTPPrograms) Close() error {
 	return _HTTPClose(
 		p.HttpEgress,
 		p.HttpIngress,
+		p.HttpRelease,
 	)
 }
 

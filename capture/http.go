@@ -45,14 +45,25 @@ type httpProbe struct {
 
 type httpConn struct {
 	pid, tid uint32 // learned from egress in the owner's context
+	votes    int    // majority vote for pid (see learnOwner)
 	pending  []pendingRequest
+	// Sequence number of the last message seen per direction (index:
+	// egress), to skip TCP retransmissions of a message already seen.
+	lastSeq [2]uint32
+	seqSeen [2]bool
+	// local and remote address strings, formatted once per connection:
+	// the addresses of a socket never change, and formatting them per
+	// message was a visible share of the recorder's CPU.
+	local, remote string
 }
 
 type pendingRequest struct {
 	row formats.HTTPRequest
 }
 
-var httpDropNames = []string{"http.ringbuf_full"}
+// Indexed like enum http_drop in bpf/http.bpf.c. pending_full is not a
+// loss: the request went to user space on its own and is paired there.
+var httpDropNames = []string{"http.ringbuf_full", "http.pending_full"}
 
 func (*httpProbe) Name() string  { return "http" }
 func (*httpProbe) Default() bool { return true }
@@ -84,7 +95,7 @@ func (h *httpProbe) Start(s *Session) (map[string]string, error) {
 	for _, p := range []struct {
 		prog   *ebpf.Program
 		attach ebpf.AttachType
-	}{{h.objs.HttpEgress, ebpf.AttachCGroupInetEgress}, {h.objs.HttpIngress, ebpf.AttachCGroupInetIngress}} {
+	}{{h.objs.HttpEgress, ebpf.AttachCGroupInetEgress}, {h.objs.HttpIngress, ebpf.AttachCGroupInetIngress}, {h.objs.HttpRelease, ebpf.AttachCgroupInetSockRelease}} {
 		l, err := link.AttachCgroup(link.CgroupOptions{Path: root, Attach: p.attach, Program: p.prog})
 		if err != nil {
 			return details, err
@@ -96,70 +107,208 @@ func (h *httpProbe) Start(s *Session) (map[string]string, error) {
 
 func (h *httpProbe) count(reason string) { h.counters["http."+reason]++ }
 
-func (h *httpProbe) handle(raw []byte) {
-	if len(raw) < int(unsafe.Sizeof(bpf.HTTPHttpEvent{})) {
+// countFor counts reason for connection c unless the capture targets
+// processes and c's owner is not known to be one: other processes'
+// traffic is not this capture's business. (Rows whose owner is unknown
+// are counted as unattributed where they are left out, in emit.)
+func (h *httpProbe) countFor(c *httpConn, reason string) {
+	if h.s.Filtered() && !h.s.IsTarget(c.pid) {
 		return
 	}
-	ev := (*bpf.HTTPHttpEvent)(unsafe.Pointer(&raw[0]))
-	payload := unsafe.Slice((*byte)(unsafe.Pointer(&ev.Payload[0])), min(int(ev.Copied), len(ev.Payload)))
-	c := h.conn(ev.Cookie)
-	// Egress runs in the sending task's context; when that task lives in
-	// the socket's cgroup it is (almost surely) the socket's owner, and not
-	// a softirq that happened to interrupt someone else.
-	if ev.Egress == 1 && ev.CurrentCgroup == ev.SockCgroup && ev.Pid != 0 {
-		c.pid, c.tid = ev.Pid, ev.Tid
+	h.count(reason)
+}
+
+// singleSize is the size of a one-message ring record (kinds 1 and 2):
+// the record without its trailing request half.
+var singleSize = int(unsafe.Offsetof(bpf.HTTPHttpEvent{}.Req))
+
+const (
+	kindRequest  = 1
+	kindResponse = 2
+	kindPair     = 3
+)
+
+func (h *httpProbe) handle(raw []byte) {
+	if len(raw) < singleSize {
+		return
 	}
-	local, remote := addrs(ev)
+	// A pair record is the full struct; a single one stops before Req,
+	// which this code then never reads.
+	ev := (*bpf.HTTPHttpEvent)(unsafe.Pointer(&raw[0]))
+	if ev.Kind == kindPair && len(raw) < int(unsafe.Sizeof(*ev)) {
+		return
+	}
+	c := h.conn(ev.Cookie)
+	if c.local == "" {
+		c.local, c.remote = addrs(ev)
+	}
+	if !c.fresh(&ev.Msg) || (ev.Kind == kindPair && !c.fresh(&ev.Req)) {
+		h.countFor(c, "retransmitted")
+		return
+	}
 	switch ev.Kind {
-	case 1:
-		req, ok := httpparse.ParseRequest(payload)
+	case kindRequest:
+		h.learnOwner(c, ev, &ev.Msg)
+		row, ok := h.requestRow(ev, &ev.Msg, c)
 		if !ok {
-			h.count("unparsed")
 			return
-		}
-		role := formats.RoleServer
-		if ev.Egress == 1 {
-			role = formats.RoleClient
-		}
-		path, cut := httpparse.CleanTarget(req.Target, h.keepQuery)
-		if req.Cut {
-			cut = true
-		}
-		if cut {
-			h.count("truncated_path")
 		}
 		if len(c.pending) >= maxPending {
-			h.count("pipeline_overflow")
+			h.countFor(c, "pipeline_overflow")
 			c.pending = c.pending[1:]
 		}
-		c.pending = append(c.pending, pendingRequest{row: formats.HTTPRequest{
-			RequestNs: ev.TimeNs, CgroupID: ev.SockCgroup, Role: role, Method: req.Method, Path: path, PathTruncated: cut,
-			LocalAddr: local, RemoteAddr: remote, Connection: ev.Cookie, RequestBytes: httpparse.ContentLength(payload), ResponseBytes: -1,
-		}})
-	case 2:
-		status, ok := httpparse.ParseStatus(payload)
+		c.pending = append(c.pending, pendingRequest{row: row})
+	case kindResponse:
+		h.learnOwner(c, ev, &ev.Msg)
+		resp, ok := h.response(c, &ev.Msg)
 		if !ok {
-			h.count("unparsed")
 			return
 		}
-		if status < 200 {
-			return // 100 Continue and friends: the final response follows
-		}
 		role := formats.RoleClient
-		if ev.Egress == 1 {
+		if ev.Msg.Egress == 1 {
 			role = formats.RoleServer
 		}
 		i := firstPending(c.pending, role)
 		if i < 0 {
 			// The request came before the window (or its head was not
 			// seen): do not invent one.
-			h.count("response_without_request")
+			h.countFor(c, "response_without_request")
 			return
 		}
 		row := c.pending[i].row
 		c.pending = append(c.pending[:i], c.pending[i+1:]...)
-		row.ResponseNs, row.Status, row.ResponseBytes = ev.TimeNs, uint32(status), httpparse.ContentLength(payload)
+		respond(&row, resp)
 		h.emit(row, c)
+	case kindPair:
+		// The kernel paired them (see `pending` in bpf/http.bpf.c).
+		h.learnOwner(c, ev, &ev.Req)
+		h.learnOwner(c, ev, &ev.Msg)
+		row, ok := h.requestRow(ev, &ev.Req, c)
+		if !ok {
+			return
+		}
+		resp, ok := h.response(c, &ev.Msg)
+		if !ok {
+			// Kept, as a request without its response.
+			h.countFor(c, "no_response")
+			h.emit(row, c)
+			return
+		}
+		respond(&row, resp)
+		h.emit(row, c)
+	}
+}
+
+// fresh reports whether m is new data on its direction of the connection,
+// not a retransmission of a segment already seen, and remembers it.
+func (c *httpConn) fresh(m *bpf.HTTPHttpMsg) bool {
+	d := m.Egress & 1
+	if c.seqSeen[d] && int32(m.Seq-c.lastSeq[d]) <= 0 {
+		return false
+	}
+	c.lastSeq[d], c.seqSeen[d] = m.Seq, true
+	return true
+}
+
+// learnOwner votes for the connection's process. Egress runs in the
+// sending task's context, which is the socket's owner when the send comes
+// from its write: a task in another cgroup is surely not the owner. But a
+// segment held back (Nagle, autocorking) leaves when the peer's ACK
+// arrives, in a softirq running on top of whatever task was current, on
+// loopback often the peer itself, possibly in the same cgroup. Those are
+// the minority, so the owner is the majority vote (Boyer-Moore) of the
+// candidates, not the last one seen.
+func (h *httpProbe) learnOwner(c *httpConn, ev *bpf.HTTPHttpEvent, m *bpf.HTTPHttpMsg) {
+	if (m.Egress == 0 && m.Released == 0) || m.CurrentCgroup != ev.SockCgroup || m.Pid == 0 {
+		return
+	}
+	switch {
+	case m.Pid == c.pid:
+		c.votes++
+		c.tid = m.Tid
+	case c.votes == 0:
+		c.pid, c.tid, c.votes = m.Pid, m.Tid, 1
+	default:
+		c.votes--
+	}
+}
+
+func payloadOf(m *bpf.HTTPHttpMsg) []byte {
+	return unsafe.Slice((*byte)(unsafe.Pointer(&m.Payload[0])), min(int(m.Copied), len(m.Payload)))
+}
+
+// requestRow parses a request head into a row waiting for its response.
+func (h *httpProbe) requestRow(ev *bpf.HTTPHttpEvent, m *bpf.HTTPHttpMsg, c *httpConn) (formats.HTTPRequest, bool) {
+	payload := payloadOf(m)
+	req, ok := httpparse.ParseRequest(payload)
+	if !ok {
+		h.countFor(c, "unparsed")
+		return formats.HTTPRequest{}, false
+	}
+	role := formats.RoleServer
+	if m.Egress == 1 {
+		role = formats.RoleClient
+	}
+	head := httpparse.ScanHead(payload)
+	h.checkCoalesced(c, head, m, true)
+	path, cut := httpparse.CleanTarget(req.Target, h.keepQuery)
+	if req.Cut {
+		cut = true
+	}
+	if cut {
+		h.countFor(c, "truncated_path")
+	}
+	return formats.HTTPRequest{
+		RequestNs: m.TimeNs, CgroupID: ev.SockCgroup, Role: role, Method: req.Method, Path: path, PathTruncated: cut,
+		LocalAddr: c.local, RemoteAddr: c.remote, Connection: ev.Cookie, RequestBytes: head.ContentLength, ResponseBytes: -1,
+	}, true
+}
+
+// response parses a response head; ok is false for unparsable and for
+// interim (1xx) responses.
+func (h *httpProbe) response(c *httpConn, m *bpf.HTTPHttpMsg) (r parsedResponse, ok bool) {
+	payload := payloadOf(m)
+	status, ok := httpparse.ParseStatus(payload)
+	if !ok {
+		h.countFor(c, "unparsed")
+		return r, false
+	}
+	head := httpparse.ScanHead(payload)
+	h.checkCoalesced(c, head, m, false)
+	// 100 Continue and friends: the final response follows. (The kernel
+	// skips them for requests it holds; this covers the rest.)
+	return parsedResponse{time: m.TimeNs, status: uint32(status), bytes: head.ContentLength}, status >= 200
+}
+
+type parsedResponse struct {
+	time   uint64
+	status uint32
+	bytes  int64
+}
+
+// checkCoalesced counts segments that carry more than the message whose
+// head they start with: the kernel sees the head of each segment only, so
+// a second message in it (pipelined requests, or responses a server
+// batched) is not seen, and pairing on that connection may be off.
+func (h *httpProbe) checkCoalesced(c *httpConn, head httpparse.Head, m *bpf.HTTPHttpMsg, request bool) {
+	if n, ok := head.MessageLen(request); ok && int64(m.SegLen) > n {
+		h.countFor(c, "coalesced")
+	}
+}
+
+func respond(row *formats.HTTPRequest, r parsedResponse) {
+	row.ResponseNs, row.Status, row.ResponseBytes = r.time, r.status, r.bytes
+}
+
+// handleHeld queues a request the kernel still held at the end.
+func (h *httpProbe) handleHeld(ev *bpf.HTTPHttpEvent) {
+	c := h.conn(ev.Cookie)
+	if c.local == "" {
+		c.local, c.remote = addrs(ev)
+	}
+	h.learnOwner(c, ev, &ev.Msg)
+	if row, ok := h.requestRow(ev, &ev.Msg, c); ok {
+		c.pending = append(c.pending, pendingRequest{row: row})
 	}
 }
 
@@ -176,6 +325,13 @@ func firstPending(p []pendingRequest, role string) int {
 // targets it.
 func (h *httpProbe) emit(row formats.HTTPRequest, c *httpConn) {
 	row.PID, row.TID = c.pid, c.tid
+	if row.PID == 0 {
+		// No message of this connection was seen in its owner's context
+		// (e.g. a request on a fresh connection still unanswered at the
+		// end). A whole-host capture keeps the row with pid 0; a targeted
+		// one cannot tell whether it belongs to a target.
+		h.count("unattributed")
+	}
 	if h.s.Filtered() && !h.s.IsTarget(row.PID) {
 		return
 	}
@@ -204,11 +360,12 @@ func (h *httpProbe) conn(cookie uint64) *httpConn {
 	return c
 }
 
+// addrs orders the record's addresses as the socket sees them.
 func addrs(ev *bpf.HTTPHttpEvent) (local, remote string) {
 	src, dst := ipOf(ev.Family, ev.Saddr), ipOf(ev.Family, ev.Daddr)
 	s := netip.AddrPortFrom(src, ev.Sport).String()
 	d := netip.AddrPortFrom(dst, ev.Dport).String()
-	if ev.Egress == 1 {
+	if ev.Msg.Egress == 1 {
 		return s, d
 	}
 	return d, s
@@ -233,11 +390,24 @@ func (h *httpProbe) Stop(s *Session) error {
 	}
 	h.ring.Stop()
 	// Requests still waiting for a response at the end of the window are
-	// kept (response_ns = 0) and counted.
+	// kept (response_ns = 0) and counted: first those the kernel holds,
+	// then those queued here.
+	if h.objs.Pending != nil && h.conns != nil {
+		var cookie uint64
+		// Values are single-message records: the event up to Req.
+		var held bpf.HTTPHttpEvent
+		value := unsafe.Slice((*byte)(unsafe.Pointer(&held)), singleSize)
+		it := h.objs.Pending.Iterate()
+		for it.Next(&cookie, value) {
+			if held.Pipelined == 0 {
+				h.handleHeld(&held)
+			}
+		}
+	}
 	if h.conns != nil {
 		for _, c := range h.conns {
 			for _, p := range c.pending {
-				h.count("no_response")
+				h.countFor(c, "no_response")
 				h.emit(p.row, c)
 			}
 		}

@@ -157,6 +157,15 @@ func rawGet(conn net.Conn, _ *bufio.Reader, path string) (float64, bool, error) 
 // captureHTTP records the http probe set on server pid while load runs.
 func captureHTTP(t *testing.T, pid int, load func()) string {
 	t.Helper()
+	return captureHTTPPids(t, []int{pid}, load)
+}
+
+func captureHTTPPids(t *testing.T, pids []int, load func()) string {
+	t.Helper()
+	var targets []uint32
+	for _, p := range pids {
+		targets = append(targets, uint32(p))
+	}
 	out := filepath.Join(t.TempDir(), "http.bpfsnap")
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan struct{})
@@ -166,7 +175,7 @@ func captureHTTP(t *testing.T, pid int, load func()) string {
 	go func() {
 		defer close(done)
 		res, err = Run(ctx, Options{Output: out, Duration: 2 * time.Minute, Probes: []string{"http"}, Sets: NewProbeSets(),
-			PIDs: []uint32{uint32(pid)}, Version: "test", Ready: func() { close(ready) }})
+			PIDs: targets, Version: "test", Ready: func() { close(ready) }})
 	}()
 	select {
 	case <-ready:
@@ -480,5 +489,153 @@ func main() {
 	}
 	if seen != int64(sent) {
 		t.Errorf("bpfsnap counted %d requests, the client sent %d", seen, sent)
+	}
+}
+
+// The kernel holds each request until its response (bpf/http.bpf.c,
+// `pending`); these are the cases where it cannot pair them itself:
+// a client pipelining a second request before the first is answered, a
+// request still waiting when the window ends, and a connection the server
+// drops without answering. None may be lost or mispaired.
+func TestHTTPKernelPairingEdges(t *testing.T) {
+	testenv.RequireBPF(t)
+	testenv.RequireTool(t, "python3")
+	src := `package main
+
+import (
+	"net/http"
+	"os"
+	"time"
+)
+
+func main() {
+	http.HandleFunc("/fast", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) })
+	http.HandleFunc("/hang", func(w http.ResponseWriter, r *http.Request) { time.Sleep(time.Minute) })
+	http.HandleFunc("/abort", func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(5 * time.Millisecond)
+		panic(http.ErrAbortHandler) // closes the connection, no response
+	})
+	http.ListenAndServe("127.0.0.1:"+os.Args[1], nil)
+}
+`
+	// Python's server answers pipelined requests one write each (Go's and
+	// nginx's batch the responses of pipelined requests into one segment,
+	// which the kernel sees as one: that case is counted as coalesced).
+	pySrc := `import http.server, sys, time
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        if self.path == "/slow":
+            time.sleep(0.02)
+        code = 202 if self.path == "/slow" else 200
+        self.send_response(code)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+`
+	bin := buildGo(t, src)
+	port, pyPort := freePort(t), freePort(t)
+	pid := startServer(t, exec.Command(bin, fmt.Sprint(port)), port)
+	pyFile := filepath.Join(t.TempDir(), "srv.py")
+	os.WriteFile(pyFile, []byte(pySrc), 0o644)
+	pyPid := startServer(t, exec.Command("python3", pyFile, fmt.Sprint(pyPort)), pyPort)
+	dial := func(port int) net.Conn {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.(*net.TCPConn).SetNoDelay(true)
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	send := func(c net.Conn, path string) {
+		if _, err := io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: t\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := func(br *bufio.Reader, want int) {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Fatalf("response %d, want %d", resp.StatusCode, want)
+		}
+	}
+	const pipelined = 20
+	path := captureHTTPPids(t, []int{pid, pyPid}, func() {
+		// Pipelining: /slow then /fast written before /slow is answered,
+		// as separate segments (the kernel sees the head of each segment).
+		c := dial(pyPort)
+		br := bufio.NewReader(c)
+		for i := 0; i < pipelined; i++ {
+			send(c, "/slow")
+			time.Sleep(2 * time.Millisecond)
+			send(c, "/fast")
+			read(br, 202)
+			read(br, 200)
+		}
+		// After pipelining the socket stays with user-space pairing; a
+		// fresh connection is paired in the kernel again.
+		clientLoad(t, port, 50, 1, "/fast")
+		// A request unanswered at the end, on a connection whose owner is
+		// known from an earlier response.
+		h := dial(port)
+		send(h, "/fast")
+		read(bufio.NewReader(h), 200)
+		send(h, "/hang")
+		// A fresh connection the server closes without answering: the
+		// kernel learns the owner when its socket is released.
+		ab := dial(port)
+		send(ab, "/abort")
+		ab.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if n, _ := ab.Read(make([]byte, 1)); n != 0 {
+			t.Fatalf("/abort answered")
+		}
+		time.Sleep(100 * time.Millisecond)
+	})
+	a, err := formats.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	rows, err := formats.ReadAll[formats.HTTPRequest](a, formats.TableHTTPRequests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := map[string]int{}
+	for _, r := range rows {
+		key := fmt.Sprintf("%s %d", r.Path, r.Status)
+		count[key]++
+		owner := uint32(pid)
+		if r.Path == "/slow" || r.Connection == rows[0].Connection {
+			owner = uint32(pyPid)
+		}
+		if r.PID != owner || r.Role != formats.RoleServer {
+			t.Errorf("row %s attributed to pid %d role %s, want %d server", key, r.PID, r.Role, owner)
+		}
+		if r.Status != 0 && r.ResponseNs < r.RequestNs {
+			t.Errorf("row %s: response before request", key)
+		}
+		if r.Path == "/slow" && r.Status != 0 && r.ResponseNs-r.RequestNs < uint64(20*time.Millisecond) {
+			t.Errorf("/slow paired with a response %v after its request: mispaired", time.Duration(r.ResponseNs-r.RequestNs))
+		}
+	}
+	want := map[string]int{"/slow 202": pipelined, "/fast 200": pipelined + 51, "/hang 0": 1, "/abort 0": 1}
+	for k, n := range want {
+		if count[k] != n {
+			t.Errorf("%s: %d rows, want %d (all rows: %v)", k, count[k], n, count)
+		}
+	}
+	if len(count) != len(want) {
+		t.Errorf("unexpected rows: %v", count)
+	}
+	d := a.Manifest().Drops
+	if d["http.response_without_request"] != 0 || d["http.no_response"] != 2 || d["http.unattributed"] != 0 || d["http.coalesced"] != 0 {
+		t.Errorf("drops: %v", d)
 	}
 }

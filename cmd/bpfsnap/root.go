@@ -1,6 +1,10 @@
 package main
 
 import (
+	"fmt"
+	"os"
+	"runtime/pprof"
+
 	"github.com/spf13/cobra"
 )
 
@@ -14,6 +18,30 @@ turns that archive, on any machine and without privileges, into latency
 percentiles, flame graphs, leak reports and a self-contained HTML report.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+	}
+	// --cpuprofile is for bpfsnap's own developers: it profiles the recorder
+	// (or an analysis) with Go's profiler, which names Go functions better
+	// than a capture of bpfsnap by itself would.
+	var cpuProfile string
+	var profileFile *os.File
+	root.PersistentFlags().StringVar(&cpuProfile, "cpuprofile", "", "write a Go CPU profile of this bpfsnap run to FILE")
+	root.PersistentFlags().MarkHidden("cpuprofile")
+	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+		if cpuProfile == "" {
+			return nil
+		}
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		profileFile = f
+		return pprof.StartCPUProfile(f)
+	}
+	root.PersistentPostRun = func(*cobra.Command, []string) {
+		if profileFile != nil {
+			pprof.StopCPUProfile()
+			profileFile.Close()
+		}
 	}
 	root.AddCommand(
 		newCaptureCmd(),
