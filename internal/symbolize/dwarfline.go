@@ -19,9 +19,10 @@ type lineRow struct {
 }
 
 // loadLines reads the DWARF line tables (.debug_line) of binaries built with
-// -g, so C/C++ frames carry file:line like Go frames do. Binaries without
-// DWARF (most distribution binaries; their debug files are found later by
-// build id) are skipped.
+// -g, so C/C++ frames carry file:line like Go frames do, and the inlined
+// subroutines of .debug_info (dwarfinline.go), so inlined functions become
+// frames of their own. Binaries without DWARF (most distribution binaries;
+// their debug files are found later by build id) are skipped.
 func (b *Binary) loadLines(f *elf.File) {
 	defer func() { recover() }() // a malformed table costs the lines, not the symbols
 	for _, name := range []string{".debug_info", ".debug_line"} {
@@ -35,6 +36,16 @@ func (b *Binary) loadLines(f *elf.File) {
 		return
 	}
 	files := map[string]int32{}
+	intern := func(name string) int32 {
+		idx, ok := files[name]
+		if !ok {
+			idx = int32(len(b.lineFiles))
+			files[name] = idx
+			b.lineFiles = append(b.lineFiles, name)
+		}
+		return idx
+	}
+	ix := &inlineIndex{dw: d}
 	var rows []lineRow
 	r := d.Reader()
 	for {
@@ -47,12 +58,11 @@ func (b *Binary) loadLines(f *elf.File) {
 			continue
 		}
 		lr, err := d.LineReader(cu)
-		r.SkipChildren()
-		if err != nil || lr == nil {
-			continue
+		if err != nil {
+			lr = nil
 		}
 		var e dwarf.LineEntry
-		for lr.Next(&e) == nil {
+		for lr != nil && lr.Next(&e) == nil {
 			if len(rows) >= maxLineRows {
 				break
 			}
@@ -60,17 +70,30 @@ func (b *Binary) loadLines(f *elf.File) {
 			if e.File != nil {
 				name = e.File.Name
 			}
-			idx, ok := files[name]
-			if !ok {
-				idx = int32(len(b.lineFiles))
-				files[name] = idx
-				b.lineFiles = append(b.lineFiles, name)
+			rows = append(rows, lineRow{addr: e.Address, file: intern(name), line: int32(e.Line), end: e.EndSequence})
+		}
+		// DW_AT_call_file indexes the unit's file table, complete once
+		// the line program has been read.
+		var unitFiles []*dwarf.LineFile
+		if lr != nil {
+			unitFiles = lr.Files()
+		}
+		fileOf := func(i int64) int32 {
+			if i < 0 || i >= int64(len(unitFiles)) || unitFiles[i] == nil {
+				return -1
 			}
-			rows = append(rows, lineRow{addr: e.Address, file: idx, line: int32(e.Line), end: e.EndSequence})
+			return intern(unitFiles[i].Name)
+		}
+		if cu.Children {
+			ix.walkCU(d, r, fileOf)
 		}
 	}
 	sort.SliceStable(rows, func(i, j int) bool { return rows[i].addr < rows[j].addr })
 	b.lines = rows
+	if len(ix.funcs) > 0 {
+		ix.finish()
+		b.inlines = ix
+	}
 }
 
 // lineAt returns the source position of an ELF virtual address.
