@@ -227,7 +227,11 @@ func (b *Binary) ResolveFramesVaddr(v uint64) (out []Location) {
 		for _, in := range b.inlines.chainAt(v) {
 			// This inlined function holds the current file:line; the
 			// location of its call is the next outer frame's.
-			out = append(out, Location{Function: b.inlines.name(in.origin), File: file, Line: line, Inlined: true})
+			name := b.inlines.name(in.origin)
+			if name == "" {
+				name = "??" // as addr2line says: the chain stays right
+			}
+			out = append(out, Location{Function: name, File: file, Line: line, Inlined: true})
 			file, line = "", int(in.callLine)
 			if in.callFile >= 0 && int(in.callFile) < len(b.lineFiles) {
 				file = b.lineFiles[in.callFile]
