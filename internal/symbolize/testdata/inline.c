@@ -10,10 +10,17 @@
 
 volatile int stop;
 
+volatile unsigned long kept;
+
+__attribute__((noinline)) void keep(unsigned long v) { kept = v; }
+
+// Not a leaf (it calls keep), so -fno-omit-frame-pointer gives it a frame
+// and a frame-pointer walk from its loop finds its caller.
 __attribute__((noinline)) unsigned long spin(unsigned long x) {
 	unsigned long s = 0;
 	for (unsigned long i = 0; i < 3000; i++)
 		s += (x ^ i) * 2654435761u;
+	keep(s);
 	return s;
 }
 
