@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -101,6 +102,7 @@ func TestUnwindDWARFChainMatchesPerf(t *testing.T) {
 	if float64(chained) < 0.90*float64(total) {
 		t.Errorf("%d of %d samples hold the full chain", chained, total)
 	}
+	requireIncompleteCounted(t, man, total-rooted)
 	d := probeDetails(man.Probes, "cpu")
 	if d["unwind"] != "dwarf" || !strings.Contains(d["unwind.binaries"], "libc.so.6=dwarf") {
 		t.Errorf("probe details do not record the unwinding decisions: %v", d)
@@ -130,6 +132,39 @@ func TestUnwindDWARFChainMatchesPerf(t *testing.T) {
 	t.Logf("perf: %d samples, %d with the full chain", perfTotal, perfChained)
 	if perfTotal == 0 || float64(perfChained) < 0.9*float64(perfTotal) {
 		t.Fatalf("perf itself did not see the chain (%d/%d): the comparison is void", perfChained, perfTotal)
+	}
+}
+
+// requireIncompleteCounted checks that the samples which did not unwind
+// to the root (unrooted of them in the test's workload) are counted: the
+// cpu.unwind_<reason> drops add up to the walks the probe details call
+// incomplete, cover the unrooted samples, and each is a warning the
+// analysis shows.
+func requireIncompleteCounted(t *testing.T, man *formats.Manifest, unrooted int64) {
+	t.Helper()
+	var counted uint64
+	for k, v := range man.Drops {
+		if strings.HasPrefix(k, "cpu.unwind_") {
+			counted += v
+		}
+	}
+	d := probeDetails(man.Probes, "cpu")
+	walks, err1 := strconv.ParseUint(d["unwind.walks"], 10, 64)
+	complete, err2 := strconv.ParseUint(d["unwind.complete"], 10, 64)
+	if err1 != nil || err2 != nil || complete > walks {
+		t.Fatalf("probe details lack the walk counts: %v", d)
+	}
+	if walks-complete != counted {
+		t.Errorf("%d walks, %d complete, but the cpu.unwind_* drops count %d incomplete", walks, complete, counted)
+	}
+	if uint64(unrooted) > counted {
+		t.Errorf("%d samples did not reach the root, only %d counted in the drops %v", unrooted, counted, man.Drops)
+	}
+	warnings := strings.Join(analyze.Warnings(man), "\n")
+	for k, v := range man.Drops {
+		if strings.HasPrefix(k, "cpu.unwind_") && v > 0 && !strings.Contains(warnings, fmt.Sprintf("%s: %d ", k, v)) {
+			t.Errorf("drop %s=%d is not in the analysis warnings:\n%s", k, v, warnings)
+		}
 	}
 }
 
@@ -278,6 +313,7 @@ http { access_log off; client_body_temp_path %[1]s; proxy_temp_path %[1]s; fastc
 	if float64(worker) < 0.5*float64(total) {
 		t.Errorf("only %d of %d samples under main..ngx_process_events_and_timers", worker, total)
 	}
+	requireIncompleteCounted(t, man, total-rooted)
 
 	// perf record --call-graph dwarf on the same worker, same load.
 	perf := testenv.RequireTool(t, "perf")
