@@ -3,7 +3,6 @@ package symbolize
 import (
 	"debug/dwarf"
 	"sort"
-	"sync"
 )
 
 // Limits for hostile DWARF: real binaries stay far below them (a -g build
@@ -21,15 +20,15 @@ const (
 // inlined function is its child) and their address ranges nest the same
 // way, so the inlined chain of an address is the deepest subroutine whose
 // ranges hold it and that subroutine's ancestors.
+//
+// Names are resolved once the walk is done (finish), so the DWARF data
+// itself (tens or hundreds of MiB for a large -g build) is not kept.
 type inlineIndex struct {
-	dw     *dwarf.Data
 	funcs  []funcRange   // sorted by lo
 	scopes []scopeInfo   // by scope id
 	subs   []inlineSub   // by sub id; a parent comes before its children
 	ranges []inlineRange // sorted by (scope, lo)
-
-	mu    sync.Mutex
-	names map[dwarf.Offset]string
+	names  map[dwarf.Offset]string
 }
 
 type funcRange struct {
@@ -153,8 +152,10 @@ func codeRanges(d *dwarf.Data, e *dwarf.Entry) [][2]uint64 {
 	return out
 }
 
-// finish sorts the index for lookups; called once after every unit.
-func (ix *inlineIndex) finish() {
+// finish sorts the index for lookups and names every inlined function,
+// and the functions for which hasSymbol says the ELF symbols have no name;
+// called once after every unit.
+func (ix *inlineIndex) finish(d *dwarf.Data, hasSymbol func(addr uint64) bool) {
 	sort.Slice(ix.funcs, func(i, j int) bool { return ix.funcs[i].lo < ix.funcs[j].lo })
 	sort.SliceStable(ix.ranges, func(i, j int) bool {
 		a, b := &ix.ranges[i], &ix.ranges[j]
@@ -173,6 +174,19 @@ func (ix *inlineIndex) finish() {
 		i = j
 	}
 	ix.names = map[dwarf.Offset]string{}
+	r := d.Reader()
+	for _, sub := range ix.subs {
+		if _, ok := ix.names[sub.origin]; !ok {
+			ix.names[sub.origin] = entryName(r, sub.origin)
+		}
+	}
+	for _, f := range ix.funcs {
+		if e := ix.scopes[f.scope].entry; !hasSymbol(f.lo) {
+			if _, ok := ix.names[e]; !ok {
+				ix.names[e] = entryName(r, e)
+			}
+		}
+	}
 }
 
 // scopeAt returns the function scope whose code holds v.
@@ -222,24 +236,20 @@ func (ix *inlineIndex) scopeName(v uint64) string {
 	return ix.name(ix.scopes[scope].entry)
 }
 
-// name returns the function an entry describes: its linkage name
+// name returns the name finish resolved for an entry.
+func (ix *inlineIndex) name(off dwarf.Offset) string { return ix.names[off] }
+
+// entryName returns the function an entry describes: its linkage name
 // demangled (qualified C++ and Rust names, like the ELF symbols), else its
 // DW_AT_name, following DW_AT_abstract_origin and DW_AT_specification (a
 // concrete or inlined instance points at the abstract one, which may point
 // at a declaration inside a class).
-func (ix *inlineIndex) name(off dwarf.Offset) (name string) {
-	ix.mu.Lock()
-	defer ix.mu.Unlock()
-	if n, ok := ix.names[off]; ok {
-		return n
-	}
+func entryName(r *dwarf.Reader, off dwarf.Offset) (name string) {
 	defer func() {
 		if recover() != nil {
 			name = ""
 		}
-		ix.names[off] = name
 	}()
-	r := ix.dw.Reader()
 	plain := ""
 	for at, hop := off, 0; hop < 8; hop++ {
 		r.Seek(at)

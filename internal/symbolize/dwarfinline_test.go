@@ -191,3 +191,86 @@ func callReturnAddress(t *testing.T, bin, caller, callee string) uint64 {
 	t.Fatalf("no call of %s in %s", callee, caller)
 	return 0
 }
+
+// goInlineProgram prints the frames Go's own runtime gives for a return
+// address inside two levels of inlined code (inner inlined into outer
+// inlined into run), and that address.
+const goInlineProgram = `package main
+
+import (
+	"fmt"
+	"runtime"
+)
+
+//go:noinline
+func leaf(x int) int {
+	pcs := make([]uintptr, 8)
+	n := runtime.Callers(2, pcs) // pcs[0]: the return address into run's code
+	frames := runtime.CallersFrames(pcs[:n])
+	fmt.Printf("pc %x\n", pcs[0])
+	for {
+		f, more := frames.Next()
+		fmt.Printf("frame %s %d\n", f.Function, f.Line)
+		if f.Function == "main.run" || !more {
+			break // run's is the last frame of that address
+		}
+	}
+	return x + 1
+}
+
+func inner(x int) int { return leaf(x) * 3 }
+
+func outer(x int) int { return inner(x) + 5 }
+
+//go:noinline
+func run(x int) int { return outer(x) - 1 }
+
+func main() { run(2) }
+`
+
+// In a Go binary, inlined functions come from the DWARF the Go linker
+// writes, names and lines from the pclntab; the chain is the one Go's
+// runtime itself reports (runtime.CallersFrames) for the same address.
+func TestGoInlinedFramesMatchRuntime(t *testing.T) {
+	goTool := testenv.RequireTool(t, "go")
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "main.go"), []byte(goInlineProgram), 0o644)
+	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module x\n\ngo 1.22\n"), 0o644)
+	bin := filepath.Join(dir, "x")
+	build := exec.Command(goTool, "build", "-o", bin, ".")
+	build.Dir = dir
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin).Output()
+	if err != nil {
+		t.Fatalf("running the program: %v", err)
+	}
+	var pc uint64
+	var want []string
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if v, ok := strings.CutPrefix(l, "pc "); ok {
+			pc, _ = strconv.ParseUint(v, 16, 64)
+		} else if v, ok := strings.CutPrefix(l, "frame "); ok {
+			want = append(want, v)
+		}
+	}
+	if pc == 0 || len(want) != 3 || !strings.HasPrefix(want[0], "main.inner ") {
+		t.Fatalf("the runtime did not report inner inlined into outer into run: %q", out)
+	}
+	b, err := OpenFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	frames := b.ResolveFramesVaddr(pc - 1) // the call instruction, as the recorder resolves return addresses
+	var got []string
+	for i, f := range frames {
+		got = append(got, fmt.Sprintf("%s %d", f.Function, f.Line))
+		if f.Inlined != (i < len(frames)-1) || !strings.HasSuffix(f.File, "main.go") {
+			t.Errorf("frame %d: %+v", i, f)
+		}
+	}
+	if strings.Join(got, " | ") != strings.Join(want, " | ") {
+		t.Errorf("got %q, Go's runtime %q", got, want)
+	}
+}

@@ -23,7 +23,11 @@ type lineRow struct {
 // subroutines of .debug_info (dwarfinline.go), so inlined functions become
 // frames of their own. Binaries without DWARF (most distribution binaries;
 // their debug files are found later by build id) are skipped.
-func (b *Binary) loadLines(f *elf.File) {
+//
+// Go binaries take their lines from the pclntab (withLines false): only
+// the inlined subroutines are read, which the Go linker describes in
+// DWARF too (binaries not built with -ldflags=-w).
+func (b *Binary) loadLines(f *elf.File, withLines bool) {
 	defer func() { recover() }() // a malformed table costs the lines, not the symbols
 	for _, name := range []string{".debug_info", ".debug_line"} {
 		s := f.Section(name)
@@ -45,7 +49,7 @@ func (b *Binary) loadLines(f *elf.File) {
 		}
 		return idx
 	}
-	ix := &inlineIndex{dw: d}
+	ix := &inlineIndex{}
 	var rows []lineRow
 	r := d.Reader()
 	for {
@@ -62,7 +66,7 @@ func (b *Binary) loadLines(f *elf.File) {
 			lr = nil
 		}
 		var e dwarf.LineEntry
-		for lr != nil && lr.Next(&e) == nil {
+		for lr != nil && withLines && lr.Next(&e) == nil {
 			if len(rows) >= maxLineRows {
 				break
 			}
@@ -72,8 +76,9 @@ func (b *Binary) loadLines(f *elf.File) {
 			}
 			rows = append(rows, lineRow{addr: e.Address, file: intern(name), line: int32(e.Line), end: e.EndSequence})
 		}
-		// DW_AT_call_file indexes the unit's file table, complete once
-		// the line program has been read.
+		// DW_AT_call_file indexes the unit's file table: the header's,
+		// plus (DWARF < 5) files the line program defines as it goes,
+		// which compilers no longer emit.
 		var unitFiles []*dwarf.LineFile
 		if lr != nil {
 			unitFiles = lr.Files()
@@ -91,7 +96,7 @@ func (b *Binary) loadLines(f *elf.File) {
 	sort.SliceStable(rows, func(i, j int) bool { return rows[i].addr < rows[j].addr })
 	b.lines = rows
 	if len(ix.funcs) > 0 {
-		ix.finish()
+		ix.finish(d, b.hasSymbol)
 		b.inlines = ix
 	}
 }

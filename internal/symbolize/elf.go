@@ -71,9 +71,7 @@ func OpenBinary(r io.ReaderAt) (b *Binary, err error) {
 	}
 	b.loadSymbols(f)
 	b.loadGo(f)
-	if b.gotab == nil {
-		b.loadLines(f)
-	}
+	b.loadLines(f, b.gotab == nil)
 	return b, nil
 }
 
@@ -206,23 +204,26 @@ func (b *Binary) ResolveFramesVaddr(v uint64) (out []Location) {
 			out = nil
 		}
 	}()
+	fn, file, line := "", "", 0
 	if b.gotab != nil {
-		if file, line, fn := b.gotab.PCToLine(v); fn != nil {
-			return []Location{{Function: fn.Name, File: file, Line: line}}
+		// The pclntab names the function the code was compiled into and
+		// gives the line of the innermost inlined code, like DWARF does.
+		if f, l, g := b.gotab.PCToLine(v); g != nil {
+			fn, file, line = g.Name, f, l
 		}
 	}
-	fn := ""
-	i := sort.Search(len(b.syms), func(i int) bool { return b.syms[i].addr > v }) - 1
-	if i >= 0 && (b.syms[i].size == 0 || v < b.syms[i].addr+b.syms[i].size) {
-		fn = Demangle(b.syms[i].name)
-	}
-	if fn == "" && b.inlines != nil {
-		fn = b.inlines.scopeName(v) // code with DWARF but no symbol
-	}
 	if fn == "" {
-		return nil
+		if s, ok := b.symbolAt(v); ok {
+			fn = Demangle(s.name)
+		}
+		if fn == "" && b.inlines != nil {
+			fn = b.inlines.scopeName(v) // code with DWARF but no symbol
+		}
+		if fn == "" {
+			return nil
+		}
+		file, line, _ = b.lineAt(v)
 	}
-	file, line, _ := b.lineAt(v)
 	if b.inlines != nil {
 		for _, in := range b.inlines.chainAt(v) {
 			// This inlined function holds the current file:line; the
@@ -239,6 +240,25 @@ func (b *Binary) ResolveFramesVaddr(v uint64) (out []Location) {
 		}
 	}
 	return append(out, Location{Function: fn, File: file, Line: line})
+}
+
+// symbolAt returns the ELF function symbol holding v.
+func (b *Binary) symbolAt(v uint64) (symbol, bool) {
+	i := sort.Search(len(b.syms), func(i int) bool { return b.syms[i].addr > v }) - 1
+	if i >= 0 && (b.syms[i].size == 0 || v < b.syms[i].addr+b.syms[i].size) {
+		return b.syms[i], true
+	}
+	return symbol{}, false
+}
+
+// hasSymbol reports whether code at v is named without DWARF (ELF symbols
+// or the Go pclntab).
+func (b *Binary) hasSymbol(v uint64) bool {
+	if b.gotab != nil && b.gotab.PCToFunc(v) != nil {
+		return true
+	}
+	_, ok := b.symbolAt(v)
+	return ok
 }
 
 // Demangle turns C++ and Rust symbol names into readable ones, without
