@@ -83,9 +83,10 @@ func (ix *inlineIndex) walkCU(d *dwarf.Data, r *dwarf.Reader, fileOf func(int64)
 		switch e.Tag {
 		case dwarf.TagSubprogram:
 			rs := codeRanges(d, e)
-			if len(rs) == 0 {
+			if len(rs) == 0 || len(ix.funcs)+len(rs) > maxInlineRanges {
 				// A declaration or an abstract instance (the inlined
-				// function's description): no code of its own.
+				// function's description): no code of its own. (Or a
+				// hostile file past the limit.)
 				if e.Children {
 					r.SkipChildren()
 				}

@@ -4,6 +4,7 @@ import (
 	"debug/dwarf"
 	"debug/elf"
 	"sort"
+	"strings"
 )
 
 // maxLineRows bounds the DWARF line table kept per binary (hostile input).
@@ -30,10 +31,21 @@ type lineRow struct {
 func (b *Binary) loadLines(f *elf.File, withLines bool) {
 	defer func() { recover() }() // a malformed table costs the lines, not the symbols
 	for _, name := range []string{".debug_info", ".debug_line"} {
-		s := f.Section(name)
-		if s == nil || s.Size > maxSectionBytes {
+		if f.Section(name) == nil {
 			return
 		}
+	}
+	// debug/elf decompresses every DWARF section in full: bound their
+	// total (Size is the uncompressed size of a compressed section), so a
+	// compressed bomb costs the lines, not the recorder's memory.
+	var total uint64
+	for _, s := range f.Sections {
+		if strings.HasPrefix(s.Name, ".debug_") || strings.HasPrefix(s.Name, ".zdebug_") {
+			total += s.Size
+		}
+	}
+	if total > maxSectionBytes {
+		return
 	}
 	d, err := f.DWARF()
 	if err != nil {
