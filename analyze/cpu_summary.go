@@ -36,7 +36,8 @@ type CPUProcess struct {
 
 // CPUFunction is one function's samples: self when it is the leaf, total
 // when it is anywhere on the stack (counted once per sample even when it
-// recurses).
+// recurses). Its code inlined into callers counts as its own: the name has
+// no InlinedSuffix.
 type CPUFunction struct {
 	Name         string  `json:"name"`
 	Kernel       bool    `json:"kernel,omitempty"` // a kernel function (name ends in KernelSuffix)
@@ -78,7 +79,8 @@ func (p *CPUProfile) Summarize() *CPUSummary {
 		for i, f := range st.Frames {
 			n, ok := names[f]
 			if !ok {
-				n = FrameName(f)
+				// Inlined or not, it is one function's time.
+				n = FunctionName(f)
 				names[f] = n
 			}
 			if i == 0 {

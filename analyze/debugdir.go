@@ -8,18 +8,23 @@ import (
 	"github.com/bpfsnap/bpfsnap/internal/symbolize"
 )
 
-// resolveFromDebugDir fills Function/File/Line of user frames the capture
-// left unresolved, from debug files under dir found by the frame's build id
-// (symbolize.FindDebugFile: .build-id/xx/rest.debug, debuginfod layouts) at
-// the frame's file offset. Frames are shared by pointer between stacks, so
-// each distinct frame is resolved once and every stack sees the result.
-func resolveFromDebugDir(dir string, frames map[uint64]*formats.Frame) error {
+// resolveFromDebugDir resolves user frames from debug files under dir
+// found by the frame's build id (symbolize.FindDebugFile:
+// .build-id/xx/rest.debug, debuginfod layouts) at the frame's file offset.
+// It fills frames the capture left without a function, and frames without
+// a source line (a stripped binary resolved through .dynsym) when the
+// debug file names the same code; the debug file's inlined functions
+// become the frame's inlined frames (inlined, by depth as ResolveStacks
+// keeps them) when the archive had none. Frames are shared by pointer
+// between stacks, so each distinct frame is resolved once and every stack
+// sees the result.
+func resolveFromDebugDir(dir string, frames map[uint64]*formats.Frame, inlined map[uint64][]*formats.Frame) error {
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 		return fmt.Errorf("--debug-dir %s: not a directory", dir)
 	}
 	opened := map[string]*symbolize.Binary{}
-	for _, f := range frames {
-		if f == nil || f.Function != "" || f.Kernel || !isHexBuildID(f.BuildID) {
+	for id, f := range frames {
+		if f == nil || f.Kernel || (f.Function != "" && f.File != "") || !isHexBuildID(f.BuildID) {
 			continue
 		}
 		b, ok := opened[f.BuildID]
@@ -32,8 +37,29 @@ func resolveFromDebugDir(dir string, frames map[uint64]*formats.Frame) error {
 		if b == nil {
 			continue
 		}
-		if loc, ok := b.Resolve(f.FileOffset); ok && loc.Function != "" {
-			f.Function, f.File, f.Line = loc.Function, loc.File, uint32(max(loc.Line, 0))
+		locs := b.ResolveFrames(f.FileOffset)
+		if len(locs) == 0 || locs[len(locs)-1].Function == "" {
+			continue
+		}
+		outer := locs[len(locs)-1]
+		if f.Function != "" && outer.File == "" {
+			continue // nothing to add to the capture's name
+		}
+		f.Function, f.File, f.Line = outer.Function, outer.File, uint32(max(outer.Line, 0))
+		if len(inlined[id]) > 0 {
+			continue
+		}
+		inl := locs[:len(locs)-1]
+		if len(inl) > formats.MaxInlineDepth {
+			inl = inl[len(inl)-formats.MaxInlineDepth:]
+		}
+		for i, loc := range inl {
+			depth := uint32(len(inl) - i)
+			fr := *f
+			fr.FrameID = formats.InlineFrameID(id, depth)
+			fr.Function, fr.File, fr.Line = loc.Function, loc.File, uint32(max(loc.Line, 0))
+			fr.Inlined, fr.InlineOf, fr.InlineDepth = true, id, depth
+			addInlined(inlined, &fr)
 		}
 	}
 	return nil

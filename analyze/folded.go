@@ -17,6 +17,11 @@ import (
 // FlameGraph's tools do, so renderers can colour them apart.
 const KernelSuffix = "_[k]"
 
+// InlinedSuffix marks frames of functions inlined into their caller (the
+// next frame towards the root), as FlameGraph's stackcollapse-perf.pl
+// --inline annotations do, so flame graphs can style them apart.
+const InlinedSuffix = "_[i]"
+
 // FoldedStack is one line of folded output: frame names root first (the
 // first is the process), and the samples that had exactly that stack.
 type FoldedStack struct {
@@ -33,7 +38,8 @@ type FoldOptions struct {
 
 // FrameName is the display name of a frame: its function, or for an
 // unresolved frame "module+0xoffset" ("[unknown]" without a module), with
-// KernelSuffix on kernel frames. The result is SafeFrameName-clean.
+// KernelSuffix on kernel frames and InlinedSuffix on inlined ones. The
+// result is SafeFrameName-clean.
 func FrameName(f *formats.Frame) string {
 	var name string
 	switch {
@@ -49,8 +55,16 @@ func FrameName(f *formats.Frame) string {
 	name = SafeFrameName(name)
 	if f.Kernel {
 		name += KernelSuffix
+	} else if f.Inlined {
+		name += InlinedSuffix
 	}
 	return name
+}
+
+// FunctionName is FrameName without InlinedSuffix: the same function
+// whether a frame ran it inlined or as a call of its own.
+func FunctionName(f *formats.Frame) string {
+	return strings.TrimSuffix(FrameName(f), InlinedSuffix)
 }
 
 // SafeFrameName makes a workload-supplied name safe inside a folded line:

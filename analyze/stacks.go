@@ -15,7 +15,9 @@ const maxStackDepth = 512
 type Stacks struct {
 	// Frames holds each found stack's frames, leaf first, kernel frames
 	// before user frames. A frame is one *formats.Frame shared by every
-	// stack that holds it. Stacks missing from the archive are absent.
+	// stack that holds it. Code of inlined functions gives several frames
+	// (formats.Frame.Inlined on all but the outermost), one per function.
+	// Stacks missing from the archive are absent.
 	Frames map[uint64][]*formats.Frame
 	// Truncated counts stacks cut at maxStackDepth or referencing frames
 	// missing from the frames table (those frames are left out).
@@ -23,9 +25,12 @@ type Stacks struct {
 }
 
 // ResolveStacks reads the stacks with the given ids and their frames, and
-// only those, so memory follows the number of stacks asked for. With
-// debugDir, user frames the capture left unresolved are resolved from debug
-// files found by build id (see resolveFromDebugDir).
+// only those, so memory follows the number of stacks asked for. Each frame
+// a stack references is expanded into the inlined functions its code
+// belongs to (frames rows with inline_of, see formats.Frame). With
+// debugDir, user frames the capture left unresolved or without a source
+// line are resolved from debug files found by build id
+// (resolveFromDebugDir), inlined functions included.
 func ResolveStacks(a *formats.Archive, ids []uint64, debugDir string) (*Stacks, error) {
 	out := &Stacks{Frames: map[uint64][]*formats.Frame{}}
 	wanted := make(map[uint64][]uint64, len(ids))
@@ -57,11 +62,21 @@ func ResolveStacks(a *formats.Archive, ids []uint64, debugDir string) (*Stacks, 
 			return nil, err
 		}
 	}
+	// inlined[id] holds the inlined frames of frame id by depth (index 0
+	// is depth 1, the outermost inlined function).
+	inlined := map[uint64][]*formats.Frame{}
 	if len(frames) > 0 {
 		err := formats.ReadTable(a, formats.TableFrames, func(rows []formats.Frame) error {
 			for i := range rows {
-				if f, ok := frames[rows[i].FrameID]; ok && f == nil {
-					fr := rows[i]
+				r := &rows[i]
+				if r.InlineOf != 0 {
+					if _, ok := frames[r.InlineOf]; ok && r.InlineOf != r.FrameID {
+						addInlined(inlined, r)
+					}
+					continue
+				}
+				if f, ok := frames[r.FrameID]; ok && f == nil {
+					fr := *r
 					frames[fr.FrameID] = &fr
 				}
 			}
@@ -71,25 +86,63 @@ func ResolveStacks(a *formats.Archive, ids []uint64, debugDir string) (*Stacks, 
 			return nil, err
 		}
 	}
+	if debugDir != "" {
+		if err := resolveFromDebugDir(debugDir, frames, inlined); err != nil {
+			return nil, err
+		}
+	}
 	for id, fids := range wanted {
 		if fids == nil {
 			continue // not in the archive
 		}
 		fr := make([]*formats.Frame, 0, len(fids))
+		missing, cut := false, false
 		for _, fid := range fids {
-			if f := frames[fid]; f != nil {
-				fr = append(fr, f)
+			f := frames[fid]
+			if f == nil {
+				missing = true
+				continue
 			}
+			in := inlined[fid]
+			if len(fr)+len(in)+1 > maxStackDepth {
+				cut = true
+				break
+			}
+			// Leaf first: the innermost inlined function, out to the
+			// function the code was compiled into. A gap in the depths
+			// (a corrupt archive) ends the chain there.
+			n := 0
+			for n < len(in) && in[n] != nil {
+				n++
+			}
+			for k := n - 1; k >= 0; k-- {
+				fr = append(fr, in[k])
+			}
+			fr = append(fr, f)
 		}
-		if len(fr) < len(fids) {
+		if missing || cut {
 			out.Truncated++
 		}
 		out.Frames[id] = fr
 	}
-	if debugDir != "" {
-		if err := resolveFromDebugDir(debugDir, frames); err != nil {
-			return nil, err
-		}
-	}
 	return out, nil
+}
+
+// addInlined files an inlined frames row under the frame it expands,
+// keeping the first row of each depth (formats.MaxInlineDepth at most).
+func addInlined(inlined map[uint64][]*formats.Frame, r *formats.Frame) {
+	d := int(r.InlineDepth)
+	if d < 1 || d > formats.MaxInlineDepth {
+		return
+	}
+	in := inlined[r.InlineOf]
+	for len(in) < d {
+		in = append(in, nil)
+	}
+	if in[d-1] == nil {
+		fr := *r
+		fr.Inlined = true
+		in[d-1] = &fr
+	}
+	inlined[r.InlineOf] = in
 }

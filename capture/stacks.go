@@ -309,9 +309,7 @@ func (r *StackRecorder) symbolize() error {
 		case pf.bin != nil:
 			row.BuildID = pf.bin.buildID
 			if b := pf.bin.open(); b != nil {
-				if loc, ok := b.Resolve(pf.offset); ok {
-					row.Function, row.File, row.Line = loc.Function, loc.File, uint32(loc.Line)
-				}
+				rows = appendInlined(rows, row, b.ResolveFrames(pf.offset), &row)
 			}
 		}
 		if row.Function == "" {
@@ -328,6 +326,30 @@ func (r *StackRecorder) symbolize() error {
 		r.s.writer.UpdateManifest(func(m *formats.Manifest) { m.Drops["stacks.unsymbolized_frames"] = unresolved })
 	}
 	return r.frameTab.Write(rows...)
+}
+
+// appendInlined fills phys from the outermost of frames (innermost first,
+// as symbolize.ResolveFrames gives them) and appends one row per inlined
+// function before it, linked to phys by inline_of (formats.Frame).
+func appendInlined(rows []formats.Frame, base formats.Frame, frames []symbolize.Location, phys *formats.Frame) []formats.Frame {
+	if len(frames) == 0 {
+		return rows
+	}
+	outer := frames[len(frames)-1]
+	phys.Function, phys.File, phys.Line = outer.Function, outer.File, uint32(max(outer.Line, 0))
+	inl := frames[:len(frames)-1]
+	if len(inl) > formats.MaxInlineDepth {
+		inl = inl[len(inl)-formats.MaxInlineDepth:] // keep the outer ones
+	}
+	for i, loc := range inl {
+		depth := uint32(len(inl) - i) // the innermost is the deepest
+		row := base
+		row.FrameID = formats.InlineFrameID(base.FrameID, depth)
+		row.Function, row.File, row.Line = loc.Function, loc.File, uint32(max(loc.Line, 0))
+		row.Inlined, row.InlineOf, row.InlineDepth = true, base.FrameID, depth
+		rows = append(rows, row)
+	}
+	return rows
 }
 
 // open returns the parsed binary: from the file kept open, or reopened by

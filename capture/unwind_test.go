@@ -6,10 +6,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"debug/elf"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/bpfsnap/bpfsnap/analyze"
 	"github.com/bpfsnap/bpfsnap/formats"
 	"github.com/bpfsnap/bpfsnap/internal/testenv"
 )
@@ -99,6 +102,7 @@ func TestUnwindDWARFChainMatchesPerf(t *testing.T) {
 	if float64(chained) < 0.90*float64(total) {
 		t.Errorf("%d of %d samples hold the full chain", chained, total)
 	}
+	requireIncompleteCounted(t, man, total-rooted)
 	d := probeDetails(man.Probes, "cpu")
 	if d["unwind"] != "dwarf" || !strings.Contains(d["unwind.binaries"], "libc.so.6=dwarf") {
 		t.Errorf("probe details do not record the unwinding decisions: %v", d)
@@ -128,6 +132,39 @@ func TestUnwindDWARFChainMatchesPerf(t *testing.T) {
 	t.Logf("perf: %d samples, %d with the full chain", perfTotal, perfChained)
 	if perfTotal == 0 || float64(perfChained) < 0.9*float64(perfTotal) {
 		t.Fatalf("perf itself did not see the chain (%d/%d): the comparison is void", perfChained, perfTotal)
+	}
+}
+
+// requireIncompleteCounted checks that the samples which did not unwind
+// to the root (unrooted of them in the test's workload) are counted: the
+// cpu.unwind_<reason> drops add up to the walks the probe details call
+// incomplete, cover the unrooted samples, and each is a warning the
+// analysis shows.
+func requireIncompleteCounted(t *testing.T, man *formats.Manifest, unrooted int64) {
+	t.Helper()
+	var counted uint64
+	for k, v := range man.Drops {
+		if strings.HasPrefix(k, "cpu.unwind_") {
+			counted += v
+		}
+	}
+	d := probeDetails(man.Probes, "cpu")
+	walks, err1 := strconv.ParseUint(d["unwind.walks"], 10, 64)
+	complete, err2 := strconv.ParseUint(d["unwind.complete"], 10, 64)
+	if err1 != nil || err2 != nil || complete > walks {
+		t.Fatalf("probe details lack the walk counts: %v", d)
+	}
+	if walks-complete != counted {
+		t.Errorf("%d walks, %d complete, but the cpu.unwind_* drops count %d incomplete", walks, complete, counted)
+	}
+	if uint64(unrooted) > counted {
+		t.Errorf("%d samples did not reach the root, only %d counted in the drops %v", unrooted, counted, man.Drops)
+	}
+	warnings := strings.Join(analyze.Warnings(man), "\n")
+	for k, v := range man.Drops {
+		if strings.HasPrefix(k, "cpu.unwind_") && v > 0 && !strings.Contains(warnings, fmt.Sprintf("%s: %d ", k, v)) {
+			t.Errorf("drop %s=%d is not in the analysis warnings:\n%s", k, v, warnings)
+		}
 	}
 }
 
@@ -276,6 +313,7 @@ http { access_log off; client_body_temp_path %[1]s; proxy_temp_path %[1]s; fastc
 	if float64(worker) < 0.5*float64(total) {
 		t.Errorf("only %d of %d samples under main..ngx_process_events_and_timers", worker, total)
 	}
+	requireIncompleteCounted(t, man, total-rooted)
 
 	// perf record --call-graph dwarf on the same worker, same load.
 	perf := testenv.RequireTool(t, "perf")
@@ -384,5 +422,175 @@ func TestUnwindStackBytesStayOnTheNode(t *testing.T) {
 	}
 	if bytes.Contains(raw, secret) {
 		t.Fatal("the stack secret is in the archive file")
+	}
+}
+
+// inlineSource is the symbolizer's test program: main -> run -> mix
+// (always_inline) -> step (always_inline) -> spin.
+const inlineSource = "../internal/symbolize/testdata/inline.c"
+
+// sourceLine returns the 1-based line of the first line of src holding
+// marker.
+func sourceLine(t *testing.T, src, marker string) int {
+	t.Helper()
+	text, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, l := range strings.Split(string(text), "\n") {
+		if strings.Contains(l, marker) {
+			return i + 1
+		}
+	}
+	t.Fatalf("%q not in %s", marker, src)
+	return 0
+}
+
+// Functions inlined into their caller (always_inline, -O2 -g) appear as
+// frames of their own between the caller and their callee, marked inlined,
+// each with the line of the call it made, with frame pointers and with
+// DWARF unwinding; every frame chain of the program's code is the one
+// binutils' addr2line -i gives for the same address.
+func TestInlinedFramesInCapture(t *testing.T) {
+	testenv.RequireBPF(t)
+	testenv.RequireTool(t, "gcc")
+	a2l := testenv.RequireTool(t, "addr2line")
+	lineSpin := sourceLine(t, inlineSource, "INLINE-CALL-SPIN")
+	lineStep := sourceLine(t, inlineSource, "INLINE-CALL-STEP")
+	lineMix := sourceLine(t, inlineSource, "INLINE-CALL-MIX")
+	stepFirst := sourceLine(t, inlineSource, "unsigned long step(unsigned long x)")
+	for _, mode := range []struct {
+		unwind string
+		cflags []string
+	}{
+		{"fp", []string{"-fno-omit-frame-pointer"}},
+		{"dwarf", []string{"-fomit-frame-pointer"}},
+	} {
+		t.Run(mode.unwind, func(t *testing.T) {
+			bin := filepath.Join(t.TempDir(), "inline")
+			args := append(append([]string{"-O2", "-g"}, mode.cflags...), "-o", bin, inlineSource)
+			if out, err := exec.Command("gcc", args...).CombinedOutput(); err != nil {
+				t.Fatalf("gcc: %v: %s", err, out)
+			}
+			path := captureWithFlags(t, []string{"--freq", "499", "--unwind", mode.unwind}, 3*time.Second, bin, "2")
+			_, prof, _ := foldedOf(t, path)
+			var total, inInline, chained, spinLeaf, stepLeaf uint64
+			var others []string // a few stacks without the chain, for the failure message
+			physical := map[uint64]*formats.Frame{}
+			expanded := map[uint64][]*formats.Frame{} // physical frame id -> its frames, innermost first
+			for _, s := range prof.Stacks {
+				if prof.ProcessName(s.PID) != "inline" {
+					continue
+				}
+				var user []*formats.Frame // root first
+				for i := len(s.Frames) - 1; i >= 0; i-- {
+					if !s.Frames[i].Kernel {
+						user = append(user, s.Frames[i])
+					}
+				}
+				total += s.Count
+				// Remember how each code address of the binary expanded.
+				var pending []*formats.Frame
+				for i := len(user) - 1; i >= 0; i-- { // leaf first
+					f := user[i]
+					pending = append(pending, f)
+					if !f.Inlined {
+						if f.Module == bin {
+							physical[f.FrameID] = f
+							expanded[f.FrameID] = pending
+						}
+						pending = nil
+					}
+				}
+				k, under := -1, false
+				for i, f := range user {
+					if f.Function == "step" || f.Function == "mix" || f.Function == "spin" {
+						inInline += s.Count
+						under = true
+						if f.Function == "mix" {
+							k = i
+						}
+						break
+					}
+				}
+				if k < 2 || k+1 >= len(user) || user[k-2].Function != "main" || user[k-1].Function != "run" || user[k-1].Inlined ||
+					!user[k].Inlined || user[k+1].Function != "step" || !user[k+1].Inlined {
+					if len(others) < 5 && under {
+						var names []string
+						for _, f := range user {
+							names = append(names, analyze.FrameName(f))
+						}
+						others = append(others, fmt.Sprintf("%d %s", s.Count, strings.Join(names, ";")))
+					}
+					continue
+				}
+				run, mix, step := user[k-1], user[k], user[k+1]
+				if filepath.Base(run.File) != "inline.c" || int(run.Line) != lineMix || int(mix.Line) != lineStep {
+					t.Errorf("call lines: run at %s:%d (want %d), mix at %d (want %d)", run.File, run.Line, lineMix, mix.Line, lineStep)
+					continue
+				}
+				chained += s.Count
+				switch {
+				case k+2 < len(user) && user[k+2].Function == "spin" && !user[k+2].Inlined:
+					if int(step.Line) != lineSpin {
+						t.Errorf("step calls spin from line %d, want %d", step.Line, lineSpin)
+					}
+					spinLeaf += s.Count
+				case k+2 == len(user):
+					// step's own loop, right after the call of spin.
+					if int(step.Line) <= stepFirst || int(step.Line) > stepFirst+5 {
+						t.Errorf("leaf in step at line %d, not in step's body (%d..)", step.Line, stepFirst)
+					}
+					stepLeaf += s.Count
+				}
+			}
+			t.Logf("%s: %d samples, %d in inlined code or below it, %d with main;run;mix_[i];step_[i] (%d then spin, %d in step itself)",
+				mode.unwind, total, inInline, chained, spinLeaf, stepLeaf)
+			if spinLeaf < 20 || stepLeaf < 20 {
+				t.Fatalf("too few samples under the inlined functions (%d in spin, %d in step); other stacks:\n%s", spinLeaf, stepLeaf, strings.Join(others, "\n"))
+			}
+			if float64(chained) < 0.9*float64(inInline) {
+				t.Errorf("only %d of %d samples in step/mix/spin have main;run;mix_[i];step_[i]; others:\n%s", chained, inInline, strings.Join(others, "\n"))
+			}
+			// The oracle: addr2line -i on every code address of the
+			// binary the stacks hold.
+			ef, err := elf.Open(bin)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ef.Close()
+			compared := 0
+			for id, f := range physical {
+				var vaddr uint64
+				for _, p := range ef.Progs {
+					if p.Type == elf.PT_LOAD && f.FileOffset >= p.Off && f.FileOffset < p.Off+p.Filesz {
+						vaddr = f.FileOffset - p.Off + p.Vaddr
+					}
+				}
+				out, err := exec.Command(a2l, "-i", "-f", "-e", bin, fmt.Sprintf("0x%x", vaddr)).Output()
+				if err != nil {
+					t.Fatalf("addr2line: %v", err)
+				}
+				var want []string
+				ls := strings.Split(strings.TrimSpace(string(out)), "\n")
+				for i := 0; i+1 < len(ls); i += 2 {
+					pos, _, _ := strings.Cut(ls[i+1], " (discriminator")
+					want = append(want, ls[i]+" "+filepath.Base(pos))
+				}
+				var got []string
+				for _, g := range expanded[id] {
+					pos := "??:?" // as addr2line says it
+					if g.File != "" {
+						pos = fmt.Sprintf("%s:%d", filepath.Base(g.File), g.Line)
+					}
+					got = append(got, g.Function+" "+pos)
+				}
+				if strings.Join(got, " | ") != strings.Join(want, " | ") {
+					t.Errorf("0x%x: bpfsnap %q, addr2line -i %q", vaddr, got, want)
+				}
+				compared++
+			}
+			t.Logf("%d code addresses of the program compared with addr2line -i", compared)
+		})
 	}
 }

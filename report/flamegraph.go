@@ -197,7 +197,14 @@ func (f *frameWriter) write(n *FlameNode, depth int, x float64) {
 		f.title.WriteString(strconv.FormatUint(n.Self, 10))
 	}
 	sw := f.sw
-	sw.start("g", false, "class", "f", "data-n", strconv.FormatUint(n.Total, 10))
+	class := "f"
+	if strings.HasSuffix(n.Name, analyze.InlinedSuffix) && depth > 1 {
+		// Inlined into the frame below: a dashed outline (flamegraph.css)
+		// besides its own hue, and said in the details line.
+		class = "f inl"
+		f.title.WriteString(", inlined")
+	}
+	sw.start("g", false, "class", class, "data-n", strconv.FormatUint(n.Total, 10))
 	sw.element("title", f.title.String())
 	sw.start("rect", true, "x", f.ff(x), "y", f.ff(y), "width", f.ff(width),
 		"height", strconv.Itoa(flameFrameHeight-1), "fill", frameColor(n.Name, depth))
@@ -251,8 +258,9 @@ func fitLabel(name string, width float64) string {
 }
 
 // frameColor is stable per name (FNV hash): warm hues for user code, blue
-// for kernel frames (analyze.KernelSuffix), grey-violet for the root and
-// the process frames.
+// for kernel frames (analyze.KernelSuffix), aqua for inlined functions
+// (analyze.InlinedSuffix, as flamegraph.pl colours "_[i]"), grey-violet for
+// the root and the process frames.
 func frameColor(name string, depth int) string {
 	h := fnv.New32a()
 	h.Write([]byte(name))
@@ -264,6 +272,8 @@ func frameColor(name string, depth int) string {
 		r, g, bl = 160+int(30*a), 160+int(30*a), 190+int(40*b)
 	case strings.HasSuffix(name, analyze.KernelSuffix):
 		r, g, bl = 60+int(50*a), 140+int(60*b), 200+int(55*c)
+	case strings.HasSuffix(name, analyze.InlinedSuffix):
+		r, g, bl = 60+int(40*a), 190+int(50*b), 180+int(50*c)
 	default:
 		r, g, bl = 205+int(50*c), int(230*a), int(55*b)
 	}

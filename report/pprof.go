@@ -19,7 +19,8 @@ type PprofOptions struct {
 }
 
 // BuildPprof converts a CPU profile to pprof's model: one location per
-// frame (function name, file, line; the mapping with its build id), sample
+// frame (function name, file, line; the mapping with its build id; inlined
+// functions as extra lines of the location they were inlined into), sample
 // values "samples/count" and "cpu/nanoseconds" (samples × the sampling
 // period, when the archive records the frequency), and pid / process name as
 // labels so `pprof -tagfocus` can select a process.
@@ -71,15 +72,25 @@ func BuildPprof(p *analyze.CPUProfile, opts PprofOptions) *profile.Profile {
 		}
 		return fn
 	}
-	locationFor := func(f *formats.Frame) *profile.Location {
+	// locationFor makes one location per code address: f with the
+	// functions inlined into it (inl, innermost first), as pprof's
+	// several lines per location (the last one the function the others
+	// were inlined into).
+	locationFor := func(f *formats.Frame, inl []*formats.Frame) *profile.Location {
 		loc := locations[f]
 		if loc == nil {
 			addr := f.FileOffset
 			if f.Kernel {
 				addr = f.Address
 			}
-			loc = &profile.Location{ID: uint64(len(prof.Location) + 1), Mapping: mappingFor(f), Address: addr,
-				Line: []profile.Line{{Function: functionFor(analyze.FrameName(f), printable(f.File)), Line: int64(f.Line)}}}
+			loc = &profile.Location{ID: uint64(len(prof.Location) + 1), Mapping: mappingFor(f), Address: addr}
+			line := func(g *formats.Frame) profile.Line {
+				return profile.Line{Function: functionFor(analyze.FunctionName(g), printable(g.File)), Line: int64(g.Line)}
+			}
+			for _, g := range inl {
+				loc.Line = append(loc.Line, line(g))
+			}
+			loc.Line = append(loc.Line, line(f))
 			locations[f] = loc
 			prof.Location = append(prof.Location, loc)
 		}
@@ -91,8 +102,13 @@ func BuildPprof(p *analyze.CPUProfile, opts PprofOptions) *profile.Profile {
 			Label:    map[string][]string{"process": {p.ProcessName(s.PID)}},
 			NumLabel: map[string][]int64{"pid": {int64(s.PID)}},
 		}
-		for _, f := range s.Frames {
-			sample.Location = append(sample.Location, locationFor(f))
+		for i := 0; i < len(s.Frames); i++ {
+			j := i
+			for j < len(s.Frames)-1 && s.Frames[j].Inlined {
+				j++ // inlined frames go into the location of the frame they were inlined into
+			}
+			sample.Location = append(sample.Location, locationFor(s.Frames[j], s.Frames[i:j]))
+			i = j
 		}
 		if len(s.Frames) == 0 {
 			if noStack.ID == 0 {

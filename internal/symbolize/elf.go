@@ -28,6 +28,9 @@ type Location struct {
 	Function string
 	File     string
 	Line     int
+	// Inlined marks a function inlined into the next (outer) location of
+	// a ResolveFrames result.
+	Inlined bool
 }
 
 // Binary is an opened ELF file ready to resolve file offsets.
@@ -39,6 +42,8 @@ type Binary struct {
 	// DWARF line table (dwarfline.go), for binaries built with -g.
 	lines     []lineRow
 	lineFiles []string
+	// Inlined subroutines from .debug_info (dwarfinline.go); nil without.
+	inlines *inlineIndex
 }
 
 type symbol struct {
@@ -66,9 +71,7 @@ func OpenBinary(r io.ReaderAt) (b *Binary, err error) {
 	}
 	b.loadSymbols(f)
 	b.loadGo(f)
-	if b.gotab == nil {
-		b.loadLines(f)
-	}
+	b.loadLines(f, b.gotab == nil)
 	return b, nil
 }
 
@@ -159,7 +162,10 @@ func (b *Binary) Vaddr(off uint64) (uint64, bool) {
 	return 0, false
 }
 
-// Resolve returns the function at a file offset.
+// Resolve returns the function at a file offset: the function the code
+// was compiled into, with the source line of that function (for code of an
+// inlined function, the line of the inlined call). ResolveFrames also
+// gives the inlined functions.
 func (b *Binary) Resolve(off uint64) (Location, bool) {
 	v, ok := b.Vaddr(off)
 	if !ok {
@@ -168,31 +174,91 @@ func (b *Binary) Resolve(off uint64) (Location, bool) {
 	return b.ResolveVaddr(v)
 }
 
-// ResolveVaddr returns the function at an ELF virtual address.
-func (b *Binary) ResolveVaddr(v uint64) (loc Location, ok bool) {
+// ResolveVaddr is Resolve for an ELF virtual address.
+func (b *Binary) ResolveVaddr(v uint64) (Location, bool) {
+	fr := b.ResolveFramesVaddr(v)
+	if len(fr) == 0 {
+		return Location{}, false
+	}
+	return fr[len(fr)-1], true
+}
+
+// ResolveFrames returns the logical frames at a file offset, innermost
+// first: the inlined functions the code belongs to (Inlined set, each with
+// the source line in it: for the innermost the line of the address, for
+// the others the line of the call inlined into them), then the function
+// the code was compiled into. Without inlining (or without the debug
+// information describing it) that is one frame; nil when nothing resolves.
+func (b *Binary) ResolveFrames(off uint64) []Location {
+	v, ok := b.Vaddr(off)
+	if !ok {
+		return nil
+	}
+	return b.ResolveFramesVaddr(v)
+}
+
+// ResolveFramesVaddr is ResolveFrames for an ELF virtual address.
+func (b *Binary) ResolveFramesVaddr(v uint64) (out []Location) {
 	defer func() {
 		if recover() != nil {
-			loc, ok = Location{}, false
+			out = nil
 		}
 	}()
+	fn, file, line := "", "", 0
 	if b.gotab != nil {
-		if file, line, fn := b.gotab.PCToLine(v); fn != nil {
-			return Location{Function: fn.Name, File: file, Line: line}, true
+		// The pclntab names the function the code was compiled into and
+		// gives the line of the innermost inlined code, like DWARF does.
+		if f, l, g := b.gotab.PCToLine(v); g != nil {
+			fn, file, line = g.Name, f, l
 		}
 	}
+	if fn == "" {
+		if s, ok := b.symbolAt(v); ok {
+			fn = Demangle(s.name)
+		}
+		if fn == "" && b.inlines != nil {
+			fn = b.inlines.scopeName(v) // code with DWARF but no symbol
+		}
+		if fn == "" {
+			return nil
+		}
+		file, line, _ = b.lineAt(v)
+	}
+	if b.inlines != nil {
+		for _, in := range b.inlines.chainAt(v) {
+			// This inlined function holds the current file:line; the
+			// location of its call is the next outer frame's.
+			name := b.inlines.name(in.origin)
+			if name == "" {
+				name = "??" // as addr2line says: the chain stays right
+			}
+			out = append(out, Location{Function: name, File: file, Line: line, Inlined: true})
+			file, line = "", int(in.callLine)
+			if in.callFile >= 0 && int(in.callFile) < len(b.lineFiles) {
+				file = b.lineFiles[in.callFile]
+			}
+		}
+	}
+	return append(out, Location{Function: fn, File: file, Line: line})
+}
+
+// symbolAt returns the ELF function symbol holding v.
+func (b *Binary) symbolAt(v uint64) (symbol, bool) {
 	i := sort.Search(len(b.syms), func(i int) bool { return b.syms[i].addr > v }) - 1
-	if i < 0 {
-		return Location{}, false
+	if i >= 0 && (b.syms[i].size == 0 || v < b.syms[i].addr+b.syms[i].size) {
+		return b.syms[i], true
 	}
-	s := b.syms[i]
-	if s.size != 0 && v >= s.addr+s.size {
-		return Location{}, false
+	return symbol{}, false
+}
+
+// hasSymbol reports whether code at v is named without DWARF (ELF symbols
+// or the Go pclntab).
+func (b *Binary) hasSymbol(v uint64) bool {
+	if b.gotab != nil && b.gotab.PCToFunc(v) != nil {
+		return true
 	}
-	loc = Location{Function: Demangle(s.name)}
-	if file, line, ok := b.lineAt(v); ok {
-		loc.File, loc.Line = file, line
-	}
-	return loc, true
+	_, ok := b.symbolAt(v)
+	return ok
 }
 
 // Demangle turns C++ and Rust symbol names into readable ones, without
