@@ -91,6 +91,34 @@ struct {
 	__type(value, struct http_pending);
 } pending SEC(".maps");
 
+// target_socks marks, in a capture restricted to target processes, the
+// sockets seen sending in a target's context (egress runs in the sender's
+// context when it is a write; a softirq may also send on top of another
+// task, so a mark can be wrong, never missing for a socket its owner
+// writes to). A request/response pair on an unmarked socket costs no ring
+// record: most of a targeted capture's traffic on a busy node is other
+// processes'. User space still checks the owner of what does arrive.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, __u8);
+} target_socks SEC(".maps");
+
+static __always_inline bool sock_targeted(struct __sk_buff *skb, __u64 cookie, __u8 egress)
+{
+	if (!filter_targets)
+		return true;
+	if (bpf_map_lookup_elem(&target_socks, &cookie))
+		return true;
+	if (!egress || bpf_get_current_cgroup_id() != bpf_skb_cgroup_id(skb) ||
+	    !is_target(bpf_get_current_pid_tgid() >> 32))
+		return false;
+	__u8 one = 1;
+	bpf_map_update_elem(&target_socks, &cookie, &one, BPF_ANY);
+	return true;
+}
+
 // scratch builds a pending value off the 512-byte BPF stack.
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -226,9 +254,14 @@ static __always_inline void on_request(struct __sk_buff *skb, __u32 off, __u64 c
 	}
 }
 
-static __always_inline void on_response(struct __sk_buff *skb, __u32 off, __u64 cookie, __u8 egress, __u32 seg_len, const struct conn_head *h)
+static __always_inline void on_response(struct __sk_buff *skb, __u32 off, __u64 cookie, __u8 egress, __u32 seg_len, const struct conn_head *h, bool targeted)
 {
 	struct http_event *req = (struct http_event *)bpf_map_lookup_elem(&pending, &cookie);
+	if (req && !req->pipelined && !targeted) {
+		// Another process's exchange: forget it without a record.
+		bpf_map_delete_elem(&pending, &cookie);
+		return;
+	}
 	if (!req || req->pipelined) {
 		single(skb, off, cookie, HTTP_RESPONSE, egress, seg_len, h);
 		return;
@@ -297,10 +330,13 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 egress)
 	h.dport = bpf_ntohs(tcp.dest);
 	__u64 cookie = bpf_get_socket_cookie(skb);
 	__u32 seg_len = skb->len - payload;
+	// Marks the socket on a target's writes, requests (a client) or
+	// responses (a server).
+	bool targeted = sock_targeted(skb, cookie, egress);
 	if (kind == HTTP_REQUEST)
 		on_request(skb, payload, cookie, egress, seg_len, &h);
 	else
-		on_response(skb, payload, cookie, egress, seg_len, &h);
+		on_response(skb, payload, cookie, egress, seg_len, &h, targeted);
 	return 1;
 }
 
@@ -325,11 +361,13 @@ int http_release(struct bpf_sock *sk)
 	struct http_event *req = (struct http_event *)bpf_map_lookup_elem(&pending, &cookie);
 	if (!req)
 		return 1;
-	if (!req->pipelined) {
+	__u64 id = bpf_get_current_pid_tgid();
+	bool targeted = !filter_targets || is_target(id >> 32) || bpf_map_lookup_elem(&target_socks, &cookie);
+	bpf_map_delete_elem(&target_socks, &cookie);
+	if (!req->pipelined && targeted) {
 		// The release runs in the context of the task closing the socket:
 		// tell user space, which may not know the owner yet (a request on
 		// a fresh connection that is never answered).
-		__u64 id = bpf_get_current_pid_tgid();
 		req->msg.pid = id >> 32;
 		req->msg.tid = (__u32)id;
 		req->msg.current_cgroup = bpf_get_current_cgroup_id();

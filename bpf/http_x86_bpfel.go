@@ -57,6 +57,7 @@ const (
 	HTTPMapHttpEvents      = "http_events"
 	HTTPMapPending         = "pending"
 	HTTPMapScratch         = "scratch"
+	HTTPMapTargetSocks     = "target_socks"
 	HTTPMapTargets         = "targets"
 	HTTPProgHttpEgress     = "http_egress"
 	HTTPProgHttpIngress    = "http_ingress"
@@ -116,11 +117,12 @@ type HTTPProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type HTTPMapSpecs struct {
-	Drops      *ebpf.MapSpec `ebpf:"drops"`
-	HttpEvents *ebpf.MapSpec `ebpf:"http_events"`
-	Pending    *ebpf.MapSpec `ebpf:"pending"`
-	Scratch    *ebpf.MapSpec `ebpf:"scratch"`
-	Targets    *ebpf.MapSpec `ebpf:"targets"`
+	Drops       *ebpf.MapSpec `ebpf:"drops"`
+	HttpEvents  *ebpf.MapSpec `ebpf:"http_events"`
+	Pending     *ebpf.MapSpec `ebpf:"pending"`
+	Scratch     *ebpf.MapSpec `ebpf:"scratch"`
+	TargetSocks *ebpf.MapSpec `ebpf:"target_socks"`
+	Targets     *ebpf.MapSpec `ebpf:"targets"`
 }
 
 // HTTPVariableSpecs contains global variables before they are loaded into the kernel.
@@ -151,11 +153,12 @@ func (o *HTTPObjects) Close() error {
 //
 // It can be passed to LoadHTTPObjects or ebpf.CollectionSpec.LoadAndAssign.
 type HTTPMaps struct {
-	Drops      *ebpf.Map `ebpf:"drops"`
-	HttpEvents *ebpf.Map `ebpf:"http_events"`
-	Pending    *ebpf.Map `ebpf:"pending"`
-	Scratch    *ebpf.Map `ebpf:"scratch"`
-	Targets    *ebpf.Map `ebpf:"targets"`
+	Drops       *ebpf.Map `ebpf:"drops"`
+	HttpEvents  *ebpf.Map `ebpf:"http_events"`
+	Pending     *ebpf.Map `ebpf:"pending"`
+	Scratch     *ebpf.Map `ebpf:"scratch"`
+	TargetSocks *ebpf.Map `ebpf:"target_socks"`
+	Targets     *ebpf.Map `ebpf:"targets"`
 }
 
 func (m *HTTPMaps) Close() error {
@@ -164,6 +167,7 @@ func (m *HTTPMaps) Close() error {
 		m.HttpEvents,
 		m.Pending,
 		m.Scratch,
+		m.TargetSocks,
 		m.Targets,
 	)
 }
