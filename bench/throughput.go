@@ -257,7 +257,7 @@ func benchThroughput(env *Env) ([]Row, error) {
 				return 0, nil
 			}},
 		{name: "http", table: "http_requests", unit: "requests", levels: []string{"64", "4"},
-			note: "nginx (1 worker) under wrk -t2 -cC on loopback, capture -p http; offered = wrk requests/s",
+			note: "nginx (1 worker) under wrk -t2 -cC on loopback, whole-host capture -p http; offered = wrk requests/s; each request is 2 rows (wrk's client side and nginx's server side) and 4 ring records",
 			run: func(c string) (float64, error) {
 				out, err := exec.Command("wrk", "-t2", "-c"+c, "-d"+secs+"s", nginx.url).CombinedOutput()
 				if err != nil {
