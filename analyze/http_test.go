@@ -32,18 +32,18 @@ func refNormalizeRoute(path string) string {
 
 func TestNormalizeRoute(t *testing.T) {
 	for in, want := range map[string]string{
-		"/users/42":                                     "/users/{id}",
-		"/users/42/orders/7":                            "/users/{id}/orders/{id}",
-		"/orders/0f8fad5b-d9cb-469f-a165-70867728950e":  "/orders/{id}",
-		"/blobs/deadbeefcafe":                           "/blobs/{id}",
-		"/blobs/deadbeefcaf":                            "/blobs/deadbeefcaf",
-		"/t/abcdefghijklmnopqrs1":                       "/t/{id}",
-		"/t/abcdefghijklmnopqrst":                       "/t/abcdefghijklmnopqrst",
-		"/api/v2/products":                              "/api/v2/products",
-		"//x//1//":                                      "//x//{id}//",
-		"":                                              "",
-		"/":                                             "/",
-		"/caf\xc3\xa9/12":                               "/caf\xc3\xa9/{id}",
+		"/users/42":          "/users/{id}",
+		"/users/42/orders/7": "/users/{id}/orders/{id}",
+		"/orders/0f8fad5b-d9cb-469f-a165-70867728950e": "/orders/{id}",
+		"/blobs/deadbeefcafe":                          "/blobs/{id}",
+		"/blobs/deadbeefcaf":                           "/blobs/deadbeefcaf",
+		"/t/abcdefghijklmnopqrs1":                      "/t/{id}",
+		"/t/abcdefghijklmnopqrst":                      "/t/abcdefghijklmnopqrst",
+		"/api/v2/products":                             "/api/v2/products",
+		"//x//1//":                                     "//x//{id}//",
+		"":                                             "",
+		"/":                                            "/",
+		"/caf\xc3\xa9/12":                              "/caf\xc3\xa9/{id}",
 		"/0f8fad5b-d9cb-469f-a165-70867728950e-extra/1": "/{id}/{id}",
 	} {
 		if got := NormalizeRoute(in); got != want {
