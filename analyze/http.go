@@ -1,9 +1,9 @@
 package analyze
 
 import (
-	"regexp"
+	"runtime"
 	"sort"
-	"strings"
+	"sync"
 	"time"
 
 	"github.com/bpfsnap/bpfsnap/formats"
@@ -59,28 +59,98 @@ type HTTPExchange struct {
 
 const maxSlowest = 20
 
-// Route normalization: segments that are ids (numbers, UUIDs, long hex)
-// collapse into {id} so /users/1 and /users/2 are one endpoint.
-var (
-	reNumber = regexp.MustCompile(`^[0-9]+$`)
-	reUUID   = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
-	reHex    = regexp.MustCompile(`^[0-9a-fA-F]{12,}$`)
-	reMixed  = regexp.MustCompile(`^[A-Za-z0-9_-]{20,}$`) // opaque tokens
-)
-
-// NormalizeRoute collapses id-like path segments into {id}.
+// NormalizeRoute collapses id-like path segments into {id} so /users/1 and
+// /users/2 are one endpoint. A segment is id-like when it is a decimal
+// number, a UUID, 12 or more hex digits, or an opaque token: 20 or more of
+// [A-Za-z0-9_-] with at least one digit. It runs once per request, so it
+// scans bytes instead of running regular expressions, and returns path
+// itself (no allocation) when nothing changes.
 func NormalizeRoute(path string) string {
-	segs := strings.Split(path, "/")
-	for i, s := range segs {
-		if s == "" {
-			continue
+	out, changed := appendRoute(nil, path)
+	if !changed {
+		return path
+	}
+	return string(out)
+}
+
+// appendRoute appends the normalized path to dst; changed is false when it
+// is path itself.
+func appendRoute[S string | []byte](dst []byte, path S) (out []byte, changed bool) {
+	copied := 0 // bytes of path already in dst
+	for i := 0; i < len(path); {
+		j := i
+		for j < len(path) && path[j] != '/' {
+			j++
 		}
-		if reNumber.MatchString(s) || reUUID.MatchString(s) || reHex.MatchString(s) ||
-			(reMixed.MatchString(s) && strings.ContainsAny(s, "0123456789")) {
-			segs[i] = "{id}"
+		if j > i && idLike(path[i:j]) {
+			dst = append(dst, path[copied:i]...)
+			dst = append(dst, "{id}"...)
+			copied, changed = j, true
+		}
+		i = j + 1
+	}
+	return append(dst, path[copied:]...), changed
+}
+
+func idLike[S string | []byte](seg S) bool {
+	var digits, hex, token int // counts of bytes in each class
+	for k := 0; k < len(seg); k++ {
+		c := seg[k]
+		switch {
+		case c >= '0' && c <= '9':
+			digits++
+			hex++
+			token++
+		case c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F':
+			hex++
+			token++
+		case c >= 'g' && c <= 'z' || c >= 'G' && c <= 'Z' || c == '_' || c == '-':
+			token++
 		}
 	}
-	return strings.Join(segs, "/")
+	n := len(seg)
+	switch {
+	case digits == n: // a number
+		return true
+	case hex == n && n >= 12: // long hex
+		return true
+	case token == n && n >= 20 && digits > 0: // opaque token
+		return true
+	}
+	return n == 36 && isUUID(seg)
+}
+
+// isUUID matches 8-4-4-4-12 hex digits.
+func isUUID[S string | []byte](s S) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for k := 0; k < 36; k++ {
+		c := s[k]
+		if k == 8 || k == 13 || k == 18 || k == 23 {
+			if c != '-' {
+				return false
+			}
+			continue
+		}
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
+// httpColumns are the columns of formats.HTTPRequest the analysis reads,
+// in the order the loop below indexes them.
+var httpColumns = []formats.ColumnSpec{
+	{Name: "request_ns", Kind: formats.ColumnInt64},
+	{Name: "response_ns", Kind: formats.ColumnInt64},
+	{Name: "pid", Kind: formats.ColumnInt32},
+	{Name: "role", Kind: formats.ColumnBytes},
+	{Name: "method", Kind: formats.ColumnBytes},
+	{Name: "path", Kind: formats.ColumnBytes},
+	{Name: "status", Kind: formats.ColumnInt32},
+	{Name: "remote_addr", Kind: formats.ColumnBytes},
 }
 
 // HTTP computes the http section, or nil when the archive has no HTTP data.
@@ -91,44 +161,78 @@ func HTTP(a *formats.Archive, opts Options, procs []Process) (*HTTPSummary, erro
 	m := a.Manifest()
 	b := opts.Filter.Bind(m)
 	names := processNames(procs)
-	type key struct {
-		pid                 uint32
-		role, method, route string
+	// Endpoints are found without allocating per request: role and method
+	// are interned, and the route (normalized into a scratch buffer) is
+	// looked up as string(bytes), which Go does without a copy.
+	type group struct {
+		pid          uint32
+		role, method string
 	}
-	eps := map[key]*HTTPEndpoint{}
+	eps := map[group]map[string]*HTTPEndpoint{}
+	var all []*HTTPEndpoint
+	intern := map[string]string{}
+	internBytes := func(b []byte) string {
+		if v, ok := intern[string(b)]; ok {
+			return v
+		}
+		v := string(b)
+		if len(intern) < 1<<16 {
+			intern[v] = v
+		}
+		return v
+	}
 	s := &HTTPSummary{}
 	var slow []HTTPExchange
-	err := formats.ReadTable(a, formats.TableHTTPRequests, func(rows []formats.HTTPRequest) error {
-		for _, r := range rows {
-			if !b.Keep(r.PID, r.RequestNs) {
+	// Once maxSlowest requests are kept, one faster than the slowest
+	// list's last entry cannot enter it: skip building its exchange.
+	slowFloor := -1.0
+	var route []byte
+	err := formats.ReadColumns(a, formats.TableHTTPRequests, httpColumns, func(c *formats.ColumnBatch) error {
+		reqNs, respNs, pids, status := c.Columns[0].Int64, c.Columns[1].Int64, c.Columns[2].Int32, c.Columns[6].Int32
+		roles, methods, paths, remotes := &c.Columns[3], &c.Columns[4], &c.Columns[5], &c.Columns[7]
+		for i := 0; i < c.Rows; i++ {
+			pid, req, resp := uint32(pids[i]), uint64(reqNs[i]), uint64(respNs[i])
+			if !b.Keep(pid, req) {
 				continue
 			}
-			if r.ResponseNs == 0 {
+			if resp == 0 {
 				s.Unanswered++
 				continue
 			}
-			if r.ResponseNs < r.RequestNs {
+			if resp < req {
 				continue // impossible from a real capture; hostile archive
 			}
 			s.Requests++
-			k := key{r.PID, r.Role, r.Method, NormalizeRoute(r.Path)}
-			ep := eps[k]
-			if ep == nil {
-				ep = &HTTPEndpoint{PID: r.PID, Process: names[r.PID], Role: r.Role, Method: r.Method, Route: k.route, Status: map[string]int64{}}
-				eps[k] = ep
+			g := group{pid, internBytes(roles.Bytes(i)), internBytes(methods.Bytes(i))}
+			byRoute := eps[g]
+			if byRoute == nil {
+				byRoute = map[string]*HTTPEndpoint{}
+				eps[g] = byRoute
 			}
-			ms := float64(r.ResponseNs-r.RequestNs) / 1e6
+			route, _ = appendRoute(route[:0], paths.Bytes(i))
+			ep := byRoute[string(route)]
+			if ep == nil {
+				ep = &HTTPEndpoint{PID: pid, Process: names[pid], Role: g.role, Method: g.method, Route: string(route), Status: map[string]int64{}}
+				byRoute[ep.Route] = ep
+				all = append(all, ep)
+			}
+			ms := float64(resp-req) / 1e6
+			st := uint32(status[i])
 			ep.Count++
 			ep.Latencies = append(ep.Latencies, ms)
-			ep.Series = append(ep.Series, [2]float64{float64(int64(r.RequestNs)-int64(m.Window.StartMonoNs)) / 1e9, ms})
-			ep.Status[statusKey(r.Status)]++
-			if r.Status >= 500 {
+			ep.Series = append(ep.Series, [2]float64{float64(int64(req)-int64(m.Window.StartMonoNs)) / 1e9, ms})
+			ep.Status[statusKey(st)]++
+			if st >= 500 {
 				ep.Errors++
 			}
-			slow = append(slow, HTTPExchange{Time: m.Window.WallTime(r.RequestNs), PID: r.PID, Process: names[r.PID], Role: r.Role,
-				Method: r.Method, Path: r.Path, Status: r.Status, LatencyMs: ms, Remote: r.RemoteAddr})
+			if ms < slowFloor {
+				continue
+			}
+			slow = append(slow, HTTPExchange{Time: m.Window.WallTime(req), PID: pid, Process: names[pid], Role: g.role,
+				Method: g.method, Path: string(paths.Bytes(i)), Status: st, LatencyMs: ms, Remote: string(remotes.Bytes(i))})
 			if len(slow) > 4*maxSlowest {
 				slow = topSlowest(slow)
+				slowFloor = slow[len(slow)-1].LatencyMs
 			}
 		}
 		return nil
@@ -144,8 +248,8 @@ func HTTP(a *formats.Archive, opts Options, procs []Process) (*HTTPSummary, erro
 		}
 		window = (end - opts.Filter.From).Seconds()
 	}
-	for _, ep := range eps {
-		sort.Float64s(ep.Latencies)
+	sortLatencies(all)
+	for _, ep := range all {
 		ep.P50, ep.P90, ep.P99, ep.P999 = Quantile(ep.Latencies, 0.50), Quantile(ep.Latencies, 0.90), Quantile(ep.Latencies, 0.99), Quantile(ep.Latencies, 0.999)
 		ep.Max = ep.Latencies[len(ep.Latencies)-1]
 		var sum float64
@@ -173,6 +277,27 @@ func HTTP(a *formats.Archive, opts Options, procs []Process) (*HTTPSummary, erro
 	return s, nil
 }
 
+// sortLatencies sorts every endpoint's latencies, on every CPU: with
+// millions of requests this is a good part of the analysis.
+func sortLatencies(eps []*HTTPEndpoint) {
+	work := make(chan []float64)
+	var wg sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for l := range work {
+				sort.Float64s(l)
+			}
+		}()
+	}
+	for _, ep := range eps {
+		work <- ep.Latencies
+	}
+	close(work)
+	wg.Wait()
+}
+
 func topSlowest(x []HTTPExchange) []HTTPExchange {
 	sort.Slice(x, func(i, j int) bool { return x[i].LatencyMs > x[j].LatencyMs })
 	if len(x) > maxSlowest {
@@ -181,9 +306,19 @@ func topSlowest(x []HTTPExchange) []HTTPExchange {
 	return x
 }
 
+// statusKeys holds the keys of every valid status code, so counting a
+// request does not format (and allocate) its status.
+var statusKeys = func() (k [600]string) {
+	for i := range k {
+		k[i] = uitoa(uint64(i))
+	}
+	k[0] = "none"
+	return k
+}()
+
 func statusKey(s uint32) string {
-	if s == 0 {
-		return "none"
+	if int(s) < len(statusKeys) {
+		return statusKeys[s]
 	}
 	return uitoa(uint64(s))
 }
