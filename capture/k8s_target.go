@@ -244,3 +244,50 @@ func (s *Session) inTargetCgroup(path string) bool {
 	}
 	return false
 }
+
+// followsNewPods reports whether the selector names pods (by namespace or
+// name), which may appear on the node during the window: a pod created in
+// the namespace, or a pod deleted and created again under the same name
+// (a StatefulSet's), in a new pod cgroup.
+func (k K8sSelector) followsNewPods() bool { return k.Pod != "" || k.Namespace != "" }
+
+// rescanK8s runs every second during the window for name selectors: pods
+// that match now but did not at the start get their cgroups added to the
+// kernel's target_cgroups (everything forked or exec'd there from now on
+// is followed) and their running processes adopted. A /proc scan costs
+// ~10 ms per thousand processes.
+func (s *Session) rescanK8s(procs *processProbe) {
+	if !s.opts.K8s.followsNewPods() || procs.objs.TargetCgroups == nil {
+		return
+	}
+	root := s.opts.RuntimeRoot
+	if root == "" {
+		root = s.opts.HostRoot
+	}
+	t, err := ResolveK8s(s.procRoot, root, s.cgroups, s.opts.K8s)
+	if err != nil {
+		return // nothing matches at the moment
+	}
+	added := false
+	for _, p := range t.Cgroups {
+		id, ok := s.cgroups.ID(p)
+		if !ok {
+			continue
+		}
+		if _, known := s.targetCgroups[id]; known {
+			continue
+		}
+		if err := procs.objs.TargetCgroups.Put(id, uint8(1)); err != nil {
+			s.Warnf("following new pod cgroup %s: %v", p, err)
+			continue
+		}
+		if s.targetCgroups == nil {
+			s.targetCgroups = map[uint64]string{}
+		}
+		s.targetCgroups[id] = p
+		added = true
+	}
+	if added {
+		s.scanProc(false)
+	}
+}

@@ -400,3 +400,122 @@ func cgroupnsHelper(t *testing.T) {
 	}
 	fmt.Printf("cgroupns helper ok: %q -> %q\n", raw, r.Abs(raw))
 }
+
+// --namespace follows pods that appear during the window (a new pod, or a
+// StatefulSet pod created again in a new cgroup): their cgroups are added
+// to the kernel's target map by the rescan, their running processes are
+// adopted, and what they fork or exec afterwards is followed. A pod of
+// another namespace started at the same time is not captured.
+func TestK8sNamespaceFollowsNewPods(t *testing.T) {
+	testenv.RequireBPF(t)
+	v2 := cgroupV2Root()
+	rt := t.TempDir()
+	type pod struct{ ns, name, uid, cid string }
+	pods := []pod{
+		{"shop", "cart-0", "7e57a11e-0000-4000-8000-0000000000a0", fmt.Sprintf("%064x", 0x5200)},
+		{"shop", "cart-1", "7e57a11e-0000-4000-8000-0000000000a1", fmt.Sprintf("%064x", 0x5201)},
+		{"other", "db-0", "7e57a11e-0000-4000-8000-0000000000a2", fmt.Sprintf("%064x", 0x5202)},
+	}
+	podDir := func(p pod) string {
+		return filepath.Join(v2, "kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod"+strings.ReplaceAll(p.uid, "-", "_")+".slice")
+	}
+	leaf := func(p pod) string { return filepath.Join(podDir(p), "cri-containerd-"+p.cid+".scope") }
+	var procs []*exec.Cmd
+	t.Cleanup(func() {
+		for _, c := range procs {
+			c.Process.Kill()
+			c.Wait()
+		}
+		for _, p := range pods {
+			os.Remove(leaf(p))
+			for d := podDir(p); len(d) > len(v2); d = filepath.Dir(d) {
+				os.Remove(d)
+			}
+		}
+	})
+	// start creates the pod's cgroup and runtime state and runs script in
+	// its container cgroup; it returns the shell's pid.
+	start := func(p pod, script string) int {
+		cfg := filepath.Join(rt, "run/containerd/io.containerd.runtime.v2.task/k8s.io", p.cid, "config.json")
+		os.MkdirAll(filepath.Dir(cfg), 0o755)
+		os.WriteFile(cfg, []byte(fmt.Sprintf(`{"annotations":{"io.kubernetes.cri.sandbox-namespace":%q,"io.kubernetes.cri.sandbox-name":%q,"io.kubernetes.cri.container-name":"app","io.kubernetes.cri.sandbox-uid":%q}}`, p.ns, p.name, p.uid)), 0o644)
+		if err := os.MkdirAll(leaf(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		c := exec.Command("sh", "-c", "echo $$ > "+filepath.Join(leaf(p), "cgroup.procs")+" && "+script)
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		procs = append(procs, c)
+		return c.Process.Pid
+	}
+	// cart-0 runs before the capture starts; cart-1 and db-0 start after.
+	first := start(pods[0], "exec sleep 30")
+	time.Sleep(200 * time.Millisecond)
+
+	out := filepath.Join(t.TempDir(), "ns.bpfsnap")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready, done := make(chan struct{}), make(chan error, 1)
+	go func() {
+		_, err := Run(ctx, Options{Output: out, Duration: time.Minute, RuntimeRoot: rt, Warn: func(string) {},
+			K8s: K8sSelector{Namespace: "shop"}, Ready: func() { close(ready) }})
+		done <- err
+	}()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("capture ended early: %v", err)
+	}
+	// The new pod's shell runs before the rescan sees its cgroup (it is
+	// adopted), then, after the rescan, starts a child (followed by the
+	// kernel through the cgroup).
+	late := start(pods[1], "sleep 2.5; /bin/echo late-child; exec sleep 30")
+	stranger := start(pods[2], "sleep 2.5; /bin/echo stranger; exec sleep 30")
+	time.Sleep(4 * time.Second)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	a, err := formats.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	ps, err := analyze.Processes(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byPID := map[uint32]analyze.Process{}
+	var lateChild *analyze.Process
+	for i, p := range ps {
+		byPID[p.PID] = p
+		if strings.Contains(p.Cmdline, "late-child") {
+			lateChild = &ps[i]
+		}
+		if p.Namespace == "other" || strings.Contains(p.Cmdline, "stranger") {
+			t.Errorf("a process of another namespace was captured: %+v", p)
+		}
+	}
+	for _, c := range []struct {
+		pid int
+		pod string
+	}{{first, "cart-0"}, {late, "cart-1"}} {
+		p, ok := byPID[uint32(c.pid)]
+		if !ok {
+			t.Fatalf("pid %d of pod %s not captured; processes: %+v", c.pid, c.pod, ps)
+		}
+		if p.Namespace != "shop" || p.Pod != c.pod {
+			t.Errorf("pid %d: pod %s/%s, want shop/%s", c.pid, p.Namespace, p.Pod, c.pod)
+		}
+	}
+	if _, ok := byPID[uint32(stranger)]; ok {
+		t.Errorf("the other namespace's shell was captured")
+	}
+	if lateChild == nil {
+		t.Fatalf("the new pod's child, started after the rescan, was not followed; processes: %+v", ps)
+	}
+	if lateChild.Pod != "cart-1" || lateChild.PPID != uint32(late) {
+		t.Errorf("late child: %+v", *lateChild)
+	}
+}

@@ -46,7 +46,9 @@ func (p *processProbe) start(s *Session) error {
 	if err != nil {
 		return err
 	}
-	byCgroup := len(s.targetCgroups) > 0
+	// Name selectors may match pods that start later (rescanK8s adds
+	// their cgroups), so the kernel checks cgroups even if none matched yet.
+	byCgroup := len(s.targetCgroups) > 0 || s.opts.K8s.followsNewPods()
 	if err := spec.Variables["filter_cgroups"].Set(byCgroup); err != nil {
 		return fmt.Errorf("setting filter_cgroups: %w", err)
 	}
@@ -150,7 +152,10 @@ func (p *processProbe) stop() {
 // scanProc writes a scan row for every process already running that the
 // capture targets. The kernel probes are attached first, so a process is
 // either seen here or by its fork event (or both, which readers fold).
-func (s *Session) scanProc() {
+//
+// With includeKnown false (a rescan during the window) only processes that
+// are not targets yet but sit in a targeted cgroup are written.
+func (s *Session) scanProc(includeKnown bool) {
 	ents, err := os.ReadDir(s.procRoot)
 	if err != nil {
 		s.Warnf("cannot scan %s: %v", s.procRoot, err)
@@ -178,6 +183,8 @@ func (s *Session) scanProc() {
 					s.Warnf("pid %d in a targeted cgroup: %v", pid, err)
 				}
 			}
+		} else if !includeKnown {
+			continue
 		} else {
 			cg = s.cgroups.Abs(ProcCgroupV2(s.procRoot, pid))
 		}

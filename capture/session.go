@@ -342,7 +342,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, fmt.Errorf("no probe set could attach: %s", probeErrors(probes))
 	}
 
-	s.scanProc()
+	s.scanProc(true)
 	if child != nil {
 		if err := child.release(); err != nil {
 			stopAll()
@@ -402,6 +402,7 @@ func (s *Session) loop(ctx context.Context, child *heldCommand, procs *processPr
 		case <-s.writer.Failed():
 			return "error"
 		case <-tick.C:
+			s.rescanK8s(procs)
 			drops := s.updateDrops(procs, running)
 			if s.opts.Status != nil {
 				s.opts.Status(Status{Elapsed: time.Since(start), Total: s.opts.Duration,
