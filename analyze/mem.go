@@ -55,7 +55,7 @@ type MemLeak struct {
 	// "brk" (program break growth).
 	Kind string `json:"kind"`
 	// ByAllocator marks mappings the C allocator made for its heap.
-	ByAllocator bool `json:"by_allocator,omitempty"`
+	ByAllocator bool   `json:"by_allocator,omitempty"`
 	Bytes       uint64 `json:"bytes"`
 	// Allocations counts outstanding blocks (heap) or mapped regions (a
 	// mapping split by a partial munmap counts twice).
