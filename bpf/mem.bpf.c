@@ -55,6 +55,11 @@ const volatile __u64 sample_bytes = 0;
 // stack_size: bytes of user stack copied per event for DWARF unwinding
 // (--mem-unwind auto|dwarf); 0 walks frame pointers in the kernel only.
 const volatile __u32 stack_size = 0;
+// sys_stack_size: bytes of user stack copied for the program's own
+// mmap/mremap/brk calls whatever stack_size is: they are rare, and they are
+// made through libc's frameless syscall wrappers, which hide their caller
+// from a frame-pointer walk; user space unwinds them with CFI.
+const volatile __u32 sys_stack_size = 4096;
 // log2_mantissa[j] = log2(1 + (j + 0.5) / 256) in 16.16 fixed point, filled
 // by user space: the table behind the exponential draw below.
 const volatile __u32 log2_mantissa[256];
@@ -345,38 +350,33 @@ static __always_inline bool user_regs_of(struct pt_regs *regs, struct user_regs 
 }
 
 // send_stacked sends an event with the head filled in by the caller and
-// the user stack. Frame pointers: walked here straight into a reserved
-// ring record. DWARF: the registers and a copy of the stack's top travel
-// to user space, which unwinds them with the binaries' CFI; built in the
-// per-CPU scratch and sent at its filled length.
-static __always_inline void send_stacked(struct mem_head *head, struct pt_regs *regs)
+// the user stack, built in the per-CPU scratch and sent at its filled
+// length (a 3-frame stack makes a 120-byte record, not a 608-byte one: the
+// ring holds five times more events when the recorder falls behind).
+// Frame pointers are walked here; with copy > 0 (DWARF unwinding) the
+// registers and a copy of the stack's top travel too, and user space
+// unwinds them with the binaries' CFI.
+static __always_inline void send_stacked(struct mem_head *head, struct pt_regs *regs, __u32 copy)
 {
-	struct user_regs ur = {};
-	bool have = user_regs_of(regs, &ur);
-	if (!stack_size) {
-		struct mem_event *e = bpf_ringbuf_reserve(&mem_events, MEM_EVENT_FP, 0);
-		if (!e) {
-			count_drop(MEM_DROP_RINGBUF);
-			return;
-		}
-		e->h = *head;
-		e->h.ustack_bytes = have ? walk_fp(&ur, e->ustack) : 0;
-		bpf_ringbuf_submit(e, submit_flags(&mem_events));
-		return;
-	}
 	__u32 zero = 0;
 	struct mem_event *e = bpf_map_lookup_elem(&scratch, &zero);
 	if (!e)
 		return;
+	struct user_regs ur = {};
+	bool have = user_regs_of(regs, &ur);
 	e->h = *head;
-	// The frame-pointer walk too: --mem-unwind auto keeps it where it is
-	// longer than what the copied window lets user space unwind.
-	e->h.ustack_bytes = have ? walk_fp(&ur, e->ustack) : 0;
-	e->h.ip = ur.ip;
-	e->h.sp = ur.sp;
-	e->h.bp = ur.bp;
-	e->h.stack_bytes = ur.sp ? copy_user_stack(e->stack, ur.sp, stack_size) : 0;
-	__u64 len = MEM_EVENT_FP + e->h.stack_bytes;
+	// --mem-unwind auto keeps the frame-pointer walk where it is longer
+	// than what the copied window lets user space unwind.
+	__s32 n = have ? walk_fp(&ur, e->ustack) : 0;
+	e->h.ustack_bytes = n;
+	__u64 len = MEM_EVENT_HEAD + (__u32)n;
+	if (copy) {
+		e->h.ip = ur.ip;
+		e->h.sp = ur.sp;
+		e->h.bp = ur.bp;
+		e->h.stack_bytes = ur.sp ? copy_user_stack(e->stack, ur.sp, copy) : 0;
+		len = MEM_EVENT_FP + e->h.stack_bytes;
+	}
 	if (len > sizeof(*e))
 		len = sizeof(*e);
 	if (bpf_ringbuf_output(&mem_events, e, len, submit_flags(&mem_events)) < 0)
@@ -442,7 +442,7 @@ int BPF_KRETPROBE(alloc_return, __u64 ret)
 	head.old_addr = in.old_addr;
 	head.size = in.size;
 	head.flags = sample_bytes ? MEM_F_SAMPLED : 0;
-	send_stacked(&head, ctx);
+	send_stacked(&head, ctx, stack_size);
 	return 0;
 }
 
@@ -563,7 +563,7 @@ static __always_inline int sys_exit(long ret)
 		head.old_addr = f.addr;
 		break;
 	}
-	send_stacked(&head, NULL);
+	send_stacked(&head, NULL, (f.flags & MEM_F_IN_ALLOC) ? stack_size : sys_stack_size);
 	return 0;
 }
 

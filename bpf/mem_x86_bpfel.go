@@ -98,6 +98,7 @@ const (
 	MemVarLog2Mantissa        = "log2_mantissa"
 	MemVarSampleBytes         = "sample_bytes"
 	MemVarStackSize           = "stack_size"
+	MemVarSysStackSize        = "sys_stack_size"
 	MemVarUnusedMemEvent      = "unused_mem_event"
 )
 
@@ -181,6 +182,7 @@ type MemVariableSpecs struct {
 	Log2Mantissa   *ebpf.VariableSpec `ebpf:"log2_mantissa"`
 	SampleBytes    *ebpf.VariableSpec `ebpf:"sample_bytes"`
 	StackSize      *ebpf.VariableSpec `ebpf:"stack_size"`
+	SysStackSize   *ebpf.VariableSpec `ebpf:"sys_stack_size"`
 	UnusedMemEvent *ebpf.VariableSpec `ebpf:"unused_mem_event"`
 }
 
@@ -235,6 +237,7 @@ type MemVariables struct {
 	Log2Mantissa   *ebpf.Variable `ebpf:"log2_mantissa"`
 	SampleBytes    *ebpf.Variable `ebpf:"sample_bytes"`
 	StackSize      *ebpf.Variable `ebpf:"stack_size"`
+	SysStackSize   *ebpf.Variable `ebpf:"sys_stack_size"`
 	UnusedMemEvent *ebpf.Variable `ebpf:"unused_mem_event"`
 }
 

@@ -172,7 +172,11 @@ func (m *memProbe) Start(s *Session) (map[string]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	vars := map[string]any{"sample_bytes": m.sampleBytes, "stack_size": copyBytes, "log2_mantissa": log2MantissaTable()}
+	sysCopy := uint32(defaultMemStackSize)
+	if copyBytes > 0 {
+		sysCopy = copyBytes
+	}
+	vars := map[string]any{"sample_bytes": m.sampleBytes, "stack_size": copyBytes, "sys_stack_size": sysCopy, "log2_mantissa": log2MantissaTable()}
 	for name, v := range vars {
 		sv, ok := spec.Variables[name]
 		if !ok {
@@ -428,16 +432,24 @@ func (m *memProbe) handle(stacks *StackRecorder, raw []byte) {
 	if h.Flags&memFlagSampled != 0 {
 		row.Weight = formats.MemSampleWeight(h.Size, m.sampleBytes)
 	}
-	if len(raw) >= memFPSize {
+	if h.Kind != 4 && h.Kind != 8 {
 		// Events with a stack: allocations (read at the allocator's
 		// return, so every frame, the leaf too, is a return address) and
-		// mappings (read at the syscall's exit).
-		n := max(min(int(h.UstackBytes)/8, 64), 0)
+		// mappings (read at the syscall's exit). The frames follow the
+		// head; the record ends after them unless stack bytes follow.
+		n := max(min(int(h.UstackBytes)/8, 64, (len(raw)-memHeadSize)/8), 0)
 		fp := make([]uint64, n)
 		for i := range fp {
 			fp[i] = binary.LittleEndian.Uint64(raw[memHeadSize+8*i:])
 		}
-		if m.unwindMode == UnwindFP || h.Sp == 0 {
+		mode := m.unwindMode
+		if mode == UnwindFP && h.Kind > 6 {
+			// The program's own mappings come with a stack copy in every
+			// mode (sys_stack_size): CFI sees through libc's frameless
+			// syscall wrappers, which hide the caller from frame pointers.
+			mode = UnwindAuto
+		}
+		if mode == UnwindFP || h.Sp == 0 || len(raw) < memFPSize {
 			user := make([]uint64, 0, n)
 			for _, pc := range fp {
 				if pc > 0 {
@@ -452,7 +464,7 @@ func (m *memProbe) handle(stacks *StackRecorder, raw []byte) {
 				Bytes:               raw[memFPSize : memFPSize+nb],
 				FramePointer:        fp,
 				LeafIsReturnAddress: h.Kind <= 6, // read at a uretprobe
-			}, m.unwindMode)
+			}, mode)
 			m.unwound.Add(res)
 			row.StackID = id
 		}
@@ -545,13 +557,10 @@ func (m *memProbe) Stop(s *Session) error {
 		}
 	}
 	m.mu.Unlock()
-	if m.unwindMode != UnwindFP && m.unwindMode != "" {
-		total := m.unwound.Total()
+	if total := m.unwound.Total(); total > 0 {
 		complete := m.unwound.Map()[unwind.ReasonEnd.String()]
-		d := map[string]string{"unwind.walks": strconv.FormatUint(total, 10), "unwind.complete": strconv.FormatUint(complete, 10)}
-		if total > 0 {
-			d["unwind.complete_pct"] = strconv.FormatFloat(100*float64(complete)/float64(total), 'f', 1, 64)
-		}
+		d := map[string]string{"unwind.walks": strconv.FormatUint(total, 10), "unwind.complete": strconv.FormatUint(complete, 10),
+			"unwind.complete_pct": strconv.FormatFloat(100*float64(complete)/float64(total), 'f', 1, 64)}
 		mergeProbeDetails(s, "mem", d)
 	}
 	for _, p := range m.empty {
