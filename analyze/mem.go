@@ -285,6 +285,23 @@ func (r *memReplay) mapping(ev formats.MemEvent) {
 	}
 }
 
+// memExecKind marks a process's exec among the replayed rows (from the
+// processes table; never a mem_events kind).
+const memExecKind = "\x00exec"
+
+// exec forgets everything a process held: a new program has a new address
+// space.
+func (r *memReplay) exec(pid uint32, t uint64) {
+	for _, bl := range r.blocks[pid] {
+		r.change(groupKey{pid: pid, stack: bl.stack, kind: memHeap}, -float64(bl.size)*bl.weight, t)
+	}
+	delete(r.blocks, pid)
+	if rs := r.regions[pid]; rs != nil {
+		rs.remove(0, math.MaxUint64, func(k groupKey, n uint64) { r.change(k, -float64(n), t) })
+		delete(r.regions, pid)
+	}
+}
+
 // Mem replays the mem_events table. It returns nil when the archive has
 // none.
 func Mem(a *formats.Archive, opts Options, procs []Process) (*MemSummary, error) {
@@ -304,6 +321,22 @@ func Mem(a *formats.Archive, opts Options, procs []Process) (*MemSummary, error)
 	})
 	if err != nil {
 		return nil, err
+	}
+	// An exec replaces the process's memory: what the old program held
+	// is gone (the held child of `capture -- COMMAND` is bpfsnap itself
+	// until it execs).
+	if a.HasTable(formats.TableProcesses) {
+		err := formats.ReadTable(a, formats.TableProcesses, func(batch []formats.ProcessEvent) error {
+			for _, p := range batch {
+				if p.Kind == formats.ProcessExec && b.Keep(p.PID, p.TimeNs) {
+					rows = append(rows, formats.MemEvent{TimeNs: p.TimeNs, PID: p.PID, Kind: memExecKind})
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
 	}
 	s, groups := replayMem(rows, m)
 	names := processNames(procs)
@@ -376,6 +409,8 @@ func replayMem(rows []formats.MemEvent, m *formats.Manifest) (*MemSummary, map[g
 			r.mapping(ev)
 		case formats.MemMalloc, formats.MemCalloc, formats.MemRealloc, formats.MemMemalign, formats.MemPosixMemalign, formats.MemFree:
 			r.heap(ev)
+		case memExecKind:
+			r.exec(ev.PID, ev.TimeNs)
 		}
 	}
 	if r.s.Estimated {

@@ -215,3 +215,21 @@ func TestMemFoldedLeavesAllocatorMappingsOut(t *testing.T) {
 		t.Errorf("folded %+v", f)
 	}
 }
+
+// An exec ends everything the old program held.
+func TestMemReplayExec(t *testing.T) {
+	rows := []formats.MemEvent{
+		{TimeNs: 1, PID: 5, Kind: formats.MemMalloc, Addr: 0x10, Size: 100, StackID: 1, Weight: 1},
+		{TimeNs: 2, PID: 5, Kind: formats.MemMmap, Addr: 0x100000, Size: 4096, StackID: 2},
+		{TimeNs: 3, PID: 5, Kind: memExecKind},
+		{TimeNs: 4, PID: 5, Kind: formats.MemMalloc, Addr: 0x10, Size: 7, StackID: 3, Weight: 1},
+		{TimeNs: 5, PID: 6, Kind: memExecKind}, // another process
+	}
+	s, groups := replayMem(rows, memManifest(nil))
+	if s.OutstandingBytes != 7 || s.MappedBytes != 0 {
+		t.Errorf("outstanding %d, mapped %d", s.OutstandingBytes, s.MappedBytes)
+	}
+	if h := outstanding(groups, memHeap); h[1][0] != 0 || h[3] != [2]uint64{7, 1} {
+		t.Errorf("heap groups %v", h)
+	}
+}
