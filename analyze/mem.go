@@ -1,16 +1,19 @@
 package analyze
 
 import (
+	"math"
 	"sort"
+	"strconv"
 
 	"github.com/bpfsnap/bpfsnap/formats"
 )
 
 // MemSummary is the `mem` section of analyze: what the replay of every
-// allocation and free leaves outstanding at the end of the window.
+// allocation, free, mapping and unmapping leaves outstanding at the end of
+// the window.
 type MemSummary struct {
-	// OutstandingBytes and OutstandingBlocks count blocks allocated in the
-	// window and not freed by its end.
+	// OutstandingBytes and OutstandingBlocks count heap blocks allocated in
+	// the window and not freed by its end.
 	OutstandingBytes  uint64 `json:"outstanding_bytes"`
 	OutstandingBlocks uint64 `json:"outstanding_allocations"`
 	Allocations       uint64 `json:"allocations"`
@@ -19,16 +22,43 @@ type MemSummary struct {
 	// (or by an untraced path): ignored, not subtracted from anything.
 	FreesOfUnknown uint64    `json:"frees_of_unknown"`
 	Leaks          []MemLeak `json:"leaks"`
-	// SeriesStepS is the time step of every leak's Growth series.
+	// SeriesStepS is the time step of every Growth series.
 	SeriesStepS float64 `json:"series_step_s"`
+	// SampleBytes is the capture's --mem-sample (0: every allocation was
+	// recorded). When set, heap figures are estimates: each recorded
+	// allocation counts for its weight (1/probability of being sampled).
+	SampleBytes uint64 `json:"sample_bytes"`
+	Estimated   bool   `json:"estimated"`
+
+	// Anonymous mappings (mmap, mremap) and program break growth (brk)
+	// made in the window and still there at its end. MappedBytes are the
+	// program's own; AllocatorMappedBytes were made by the C allocator
+	// inside a malloc-family call, backing heap blocks counted above.
+	MappedBytes          uint64 `json:"mapped_bytes"`
+	AllocatorMappedBytes uint64 `json:"allocator_mapped_bytes"`
+	Maps                 uint64 `json:"mmaps"` // mmap, mremap and brk calls that grew memory
+	Unmaps               uint64 `json:"munmaps"`
+	// UnmapsOfUnknown counts munmaps (and brk shrinks) of memory mapped
+	// before the window, or of file mappings, which are not traced.
+	UnmapsOfUnknown uint64 `json:"munmaps_of_unknown"`
+	// Mappings are the outstanding mappings grouped by stack, ranked like
+	// Leaks, the program's own before the allocator's.
+	Mappings []MemLeak `json:"mappings"`
 }
 
 // MemLeak is one allocation stack with outstanding memory: a leak
 // candidate. Candidates are ranked by how steadily they grew, then bytes.
 type MemLeak struct {
-	PID         uint32  `json:"pid"`
-	Process     string  `json:"process"`
-	Bytes       uint64  `json:"bytes"`
+	PID     uint32 `json:"pid"`
+	Process string `json:"process"`
+	// Kind is "heap" (C allocator), "mmap" (anonymous mmap/mremap) or
+	// "brk" (program break growth).
+	Kind string `json:"kind"`
+	// ByAllocator marks mappings the C allocator made for its heap.
+	ByAllocator bool   `json:"by_allocator,omitempty"`
+	Bytes       uint64 `json:"bytes"`
+	// Allocations counts outstanding blocks (heap) or mapped regions (a
+	// mapping split by a partial munmap counts twice).
 	Allocations uint64  `json:"allocations"`
 	OldestAgeS  float64 `json:"oldest_age_s"`
 	// Stack is the allocation's call stack, leaf (the call site) first.
@@ -44,18 +74,232 @@ type MemLeak struct {
 const (
 	memSeriesSteps = 20
 	maxLeaks       = 50
+	defaultPage    = 4096
+)
+
+// Group kinds.
+const (
+	memHeap = "heap"
+	memMmap = "mmap"
+	memBrk  = "brk"
 )
 
 type block struct {
-	size  uint64
-	time  uint64
-	stack uint64
-	pid   uint32
+	size   uint64
+	weight float64
+	time   uint64
+	stack  uint64
 }
 
-type leakKey struct {
-	pid   uint32
-	stack uint64
+// groupKey is what outstanding memory is grouped by.
+type groupKey struct {
+	pid     uint32
+	stack   uint64
+	kind    string
+	byAlloc bool
+}
+
+// region is one mapped address range [start, end) of a process.
+type region struct {
+	start, end, time uint64
+	key              groupKey
+}
+
+// regionSet holds a process's traced mappings: sorted by start, never
+// overlapping.
+type regionSet []region
+
+// remove unmaps [a, b): regions inside it go, regions across its edges are
+// cut (a partial munmap leaves the rest of a mapping in place, as the
+// kernel does). gone is told each group's bytes removed.
+func (rs *regionSet) remove(a, b uint64, gone func(groupKey, uint64)) uint64 {
+	s := *rs
+	i := sort.Search(len(s), func(i int) bool { return s[i].end > a })
+	j := i
+	var keep []region
+	var removed uint64
+	for ; j < len(s) && s[j].start < b; j++ {
+		r := s[j]
+		lo, hi := max(r.start, a), min(r.end, b)
+		removed += hi - lo
+		gone(r.key, hi-lo)
+		if r.start < a {
+			keep = append(keep, region{start: r.start, end: a, time: r.time, key: r.key})
+		}
+		if r.end > b {
+			keep = append(keep, region{start: b, end: r.end, time: r.time, key: r.key})
+		}
+	}
+	if j > i {
+		*rs = append(s[:i], append(keep, s[j:]...)...)
+	}
+	return removed
+}
+
+// add maps r; the caller has removed whatever overlapped it.
+func (rs *regionSet) add(r region) {
+	s := *rs
+	i := sort.Search(len(s), func(i int) bool { return s[i].start >= r.start })
+	s = append(s, region{})
+	copy(s[i+1:], s[i:])
+	s[i] = r
+	*rs = s
+}
+
+// memReplay is the state of one replay.
+type memReplay struct {
+	s       *MemSummary
+	start   uint64
+	step    uint64
+	page    uint64
+	blocks  map[uint32]map[uint64]block
+	regions map[uint32]*regionSet
+	current map[groupKey]float64
+	series  map[groupKey][]uint64
+	allocs  float64
+	frees   float64
+}
+
+func (r *memReplay) bucketOf(t uint64) int {
+	if t < r.start {
+		return 0
+	}
+	return min(int((t-r.start)/r.step), memSeriesSteps-1)
+}
+
+// change adds delta bytes to a group at time t and marks its series.
+func (r *memReplay) change(k groupKey, delta float64, t uint64) {
+	r.current[k] += delta
+	sr := r.series[k]
+	if sr == nil {
+		sr = make([]uint64, memSeriesSteps)
+		r.series[k] = sr
+	}
+	// The value at a step is the outstanding bytes at its end: set it for
+	// this step and, lazily, carry it forward (carryForward).
+	sr[r.bucketOf(t)] = uint64(math.Round(max(r.current[k], 0))) + 1 // +1 marks "set"
+}
+
+func (r *memReplay) release(pid uint32, addr, t uint64) bool {
+	bl, ok := r.blocks[pid][addr]
+	if !ok {
+		return false
+	}
+	delete(r.blocks[pid], addr)
+	r.frees += bl.weight
+	r.change(groupKey{pid: pid, stack: bl.stack, kind: memHeap}, -float64(bl.size)*bl.weight, t)
+	return true
+}
+
+func (r *memReplay) heap(ev formats.MemEvent) {
+	if r.blocks[ev.PID] == nil {
+		r.blocks[ev.PID] = map[uint64]block{}
+	}
+	w := ev.Weight
+	if w <= 0 || math.IsNaN(w) || math.IsInf(w, 0) {
+		w = 1 // archives before sampling, or a corrupt row
+	}
+	if ev.Kind == formats.MemFree {
+		r.s.Frees++
+		if !r.release(ev.PID, ev.Addr, ev.TimeNs) {
+			r.s.FreesOfUnknown++
+		}
+		return
+	}
+	r.s.Allocations++
+	r.allocs += w
+	if ev.OldAddr != 0 {
+		// realloc hands the old block back (whatever stack made it) and
+		// the new one belongs to the realloc's call site.
+		if !r.release(ev.PID, ev.OldAddr, ev.TimeNs) {
+			r.s.FreesOfUnknown++
+		}
+	}
+	if old, dup := r.blocks[ev.PID][ev.Addr]; dup {
+		// An address handed out twice without a free in between: the
+		// free was missed; the old block is gone.
+		r.change(groupKey{pid: ev.PID, stack: old.stack, kind: memHeap}, -float64(old.size)*old.weight, ev.TimeNs)
+	}
+	r.blocks[ev.PID][ev.Addr] = block{size: ev.Size, weight: w, time: ev.TimeNs, stack: ev.StackID}
+	r.change(groupKey{pid: ev.PID, stack: ev.StackID, kind: memHeap}, float64(ev.Size)*w, ev.TimeNs)
+}
+
+func (r *memReplay) pageUp(n uint64) uint64 {
+	return (n + r.page - 1) / r.page * r.page
+}
+
+// unmap removes [a, b) of a process's mappings; it reports whether any
+// traced mapping was there.
+func (r *memReplay) unmap(pid uint32, a, b, t uint64) bool {
+	rs := r.regions[pid]
+	if rs == nil || b <= a {
+		return false
+	}
+	return rs.remove(a, b, func(k groupKey, n uint64) { r.change(k, -float64(n), t) }) > 0
+}
+
+func (r *memReplay) mapRange(ev formats.MemEvent, a, b uint64, kind string) {
+	if b <= a {
+		return
+	}
+	// Whatever was traced there is gone (MAP_FIXED over a mapping, or an
+	// unmap we missed).
+	r.unmap(ev.PID, a, b, ev.TimeNs)
+	rs := r.regions[ev.PID]
+	if rs == nil {
+		rs = &regionSet{}
+		r.regions[ev.PID] = rs
+	}
+	k := groupKey{pid: ev.PID, stack: ev.StackID, kind: kind, byAlloc: ev.InAllocator}
+	rs.add(region{start: a, end: b, time: ev.TimeNs, key: k})
+	r.s.Maps++
+	r.change(k, float64(b-a), ev.TimeNs)
+}
+
+// mapping replays mmap, munmap, mremap and brk. Lengths are rounded up to
+// pages as the kernel does; brk moves the break by exact bytes.
+func (r *memReplay) mapping(ev formats.MemEvent) {
+	switch ev.Kind {
+	case formats.MemMmap:
+		r.mapRange(ev, ev.Addr, ev.Addr+r.pageUp(ev.Size), memMmap)
+	case formats.MemMunmap:
+		r.s.Unmaps++
+		if !r.unmap(ev.PID, ev.Addr, ev.Addr+r.pageUp(ev.Size), ev.TimeNs) {
+			r.s.UnmapsOfUnknown++
+		}
+	case formats.MemMremap:
+		// The old range goes, the new one belongs to the mremap's stack
+		// (as a realloc's block does).
+		r.unmap(ev.PID, ev.OldAddr, ev.OldAddr+r.pageUp(ev.OldSize), ev.TimeNs)
+		r.mapRange(ev, ev.Addr, ev.Addr+r.pageUp(ev.Size), memMmap)
+	case formats.MemBrk:
+		switch {
+		case ev.Addr > ev.OldAddr:
+			r.mapRange(ev, ev.OldAddr, ev.Addr, memBrk)
+		case ev.Addr < ev.OldAddr:
+			r.s.Unmaps++
+			if !r.unmap(ev.PID, ev.Addr, ev.OldAddr, ev.TimeNs) {
+				r.s.UnmapsOfUnknown++
+			}
+		}
+	}
+}
+
+// memExecKind marks a process's exec among the replayed rows (from the
+// processes table; never a mem_events kind).
+const memExecKind = "\x00exec"
+
+// exec forgets everything a process held: a new program has a new address
+// space.
+func (r *memReplay) exec(pid uint32, t uint64) {
+	for _, bl := range r.blocks[pid] {
+		r.change(groupKey{pid: pid, stack: bl.stack, kind: memHeap}, -float64(bl.size)*bl.weight, t)
+	}
+	delete(r.blocks, pid)
+	if rs := r.regions[pid]; rs != nil {
+		rs.remove(0, math.MaxUint64, func(k groupKey, n uint64) { r.change(k, -float64(n), t) })
+		delete(r.regions, pid)
+	}
 }
 
 // Mem replays the mem_events table. It returns nil when the archive has
@@ -78,97 +322,23 @@ func Mem(a *formats.Archive, opts Options, procs []Process) (*MemSummary, error)
 	if err != nil {
 		return nil, err
 	}
-	// Per-CPU ring buffers do not promise global order; replay needs it.
-	sort.SliceStable(rows, func(i, j int) bool { return rows[i].TimeNs < rows[j].TimeNs })
-	start, end := m.Window.StartMonoNs, m.Window.EndMonoNs
-	if len(rows) > 0 && (end <= start || rows[len(rows)-1].TimeNs > end) {
-		end = rows[len(rows)-1].TimeNs
-	}
-	step := max((end-start)/memSeriesSteps, 1)
-	s := &MemSummary{SeriesStepS: float64(step) / 1e9}
-	blocks := map[uint32]map[uint64]block{}
-	series := map[leakKey][]uint64{}
-	current := map[leakKey]uint64{}
-	bucketOf := func(t uint64) int {
-		if t < start {
-			return 0
-		}
-		return min(int((t-start)/step), memSeriesSteps-1)
-	}
-	record := func(k leakKey, t uint64) {
-		sr := series[k]
-		if sr == nil {
-			sr = make([]uint64, memSeriesSteps)
-			series[k] = sr
-		}
-		// The value at a step is the outstanding bytes at its end: set it
-		// for this step and, lazily, carry it forward below.
-		sr[bucketOf(t)] = current[k] + 1 // +1 marks "set" (0 bytes is a value)
-	}
-	release := func(pid uint32, addr uint64, t uint64) bool {
-		bl, ok := blocks[pid][addr]
-		if !ok {
-			return false
-		}
-		delete(blocks[pid], addr)
-		k := leakKey{pid, bl.stack}
-		current[k] -= bl.size
-		record(k, t)
-		return true
-	}
-	for _, r := range rows {
-		if blocks[r.PID] == nil {
-			blocks[r.PID] = map[uint64]block{}
-		}
-		switch r.Kind {
-		case formats.MemFree:
-			s.Frees++
-			if !release(r.PID, r.Addr, r.TimeNs) {
-				s.FreesOfUnknown++
-			}
-		default:
-			s.Allocations++
-			if r.OldAddr != 0 {
-				// realloc hands the old block back (whatever stack made it)
-				// and the new one belongs to the realloc's call site.
-				if !release(r.PID, r.OldAddr, r.TimeNs) {
-					s.FreesOfUnknown++
+	// An exec replaces the process's memory: what the old program held
+	// is gone (the held child of `capture -- COMMAND` is bpfsnap itself
+	// until it execs).
+	if a.HasTable(formats.TableProcesses) {
+		err := formats.ReadTable(a, formats.TableProcesses, func(batch []formats.ProcessEvent) error {
+			for _, p := range batch {
+				if p.Kind == formats.ProcessExec && b.Keep(p.PID, p.TimeNs) {
+					rows = append(rows, formats.MemEvent{TimeNs: p.TimeNs, PID: p.PID, Kind: memExecKind})
 				}
 			}
-			if old, dup := blocks[r.PID][r.Addr]; dup {
-				// An address handed out twice without a free in between:
-				// the free was missed; the old block is gone.
-				k := leakKey{r.PID, old.stack}
-				current[k] -= old.size
-				record(k, r.TimeNs)
-			}
-			blocks[r.PID][r.Addr] = block{size: r.Size, time: r.TimeNs, stack: r.StackID, pid: r.PID}
-			k := leakKey{r.PID, r.StackID}
-			current[k] += r.Size
-			record(k, r.TimeNs)
+			return nil
+		})
+		if err != nil {
+			return nil, err
 		}
 	}
-	// Outstanding blocks, grouped by stack.
-	type agg struct {
-		bytes, count uint64
-		oldest       uint64
-	}
-	groups := map[leakKey]*agg{}
-	for pid, bs := range blocks {
-		for _, bl := range bs {
-			k := leakKey{pid, bl.stack}
-			g := groups[k]
-			if g == nil {
-				g = &agg{oldest: bl.time}
-				groups[k] = g
-			}
-			g.bytes += bl.size
-			g.count++
-			g.oldest = min(g.oldest, bl.time)
-			s.OutstandingBytes += bl.size
-			s.OutstandingBlocks++
-		}
-	}
+	s, groups := replayMem(rows, m)
 	names := processNames(procs)
 	var ids []uint64
 	for k := range groups {
@@ -178,12 +348,116 @@ func Mem(a *formats.Archive, opts Options, procs []Process) (*MemSummary, error)
 	if err != nil {
 		return nil, err
 	}
-	for k, g := range groups {
-		l := MemLeak{PID: k.pid, Process: names[k.pid], Bytes: g.bytes, Allocations: g.count,
-			OldestAgeS: float64(int64(end)-int64(g.oldest)) / 1e9, StackID: k.stack, Growth: carryForward(series[k])}
-		for _, f := range stacks.Frames[k.stack] {
+	for i := range groups {
+		l := groups[i]
+		l.Process = names[l.PID]
+		for _, f := range stacks.Frames[l.StackID] {
 			l.Stack = append(l.Stack, SafeFrameName(FrameName(f)))
 		}
+		groups[i] = l
+	}
+	for k, l := range groups {
+		if k.kind == memHeap {
+			s.Leaks = append(s.Leaks, l)
+		} else {
+			s.Mappings = append(s.Mappings, l)
+		}
+	}
+	rankLeaks(s.Leaks)
+	rankLeaks(s.Mappings)
+	if len(s.Leaks) > maxLeaks {
+		s.Leaks = s.Leaks[:maxLeaks]
+	}
+	if len(s.Mappings) > maxLeaks {
+		s.Mappings = s.Mappings[:maxLeaks]
+	}
+	return s, nil
+}
+
+// replayMem replays rows (any order) and returns the summary's totals and
+// the outstanding memory per group, without stack names.
+func replayMem(rows []formats.MemEvent, m *formats.Manifest) (*MemSummary, map[groupKey]MemLeak) {
+	// Per-CPU ring buffers do not promise global order; replay needs it.
+	sort.SliceStable(rows, func(i, j int) bool { return rows[i].TimeNs < rows[j].TimeNs })
+	start, end := m.Window.StartMonoNs, m.Window.EndMonoNs
+	if len(rows) > 0 && (end <= start || rows[len(rows)-1].TimeNs > end) {
+		end = rows[len(rows)-1].TimeNs
+	}
+	r := &memReplay{
+		s:       &MemSummary{},
+		start:   start,
+		step:    max((end-start)/memSeriesSteps, 1),
+		page:    defaultPage,
+		blocks:  map[uint32]map[uint64]block{},
+		regions: map[uint32]*regionSet{},
+		current: map[groupKey]float64{},
+		series:  map[groupKey][]uint64{},
+	}
+	r.s.SeriesStepS = float64(r.step) / 1e9
+	if p := m.Probe("mem"); p != nil {
+		if v, err := strconv.ParseUint(p.Details["page_size"], 10, 64); err == nil && v > 0 && v&(v-1) == 0 && v <= 1<<30 {
+			r.page = v
+		}
+		if v, err := strconv.ParseUint(p.Details["sample_bytes"], 10, 64); err == nil {
+			r.s.SampleBytes = v
+			r.s.Estimated = v > 0
+		}
+	}
+	for _, ev := range rows {
+		switch ev.Kind {
+		case formats.MemMmap, formats.MemMunmap, formats.MemMremap, formats.MemBrk:
+			r.mapping(ev)
+		case formats.MemMalloc, formats.MemCalloc, formats.MemRealloc, formats.MemMemalign, formats.MemPosixMemalign, formats.MemFree:
+			r.heap(ev)
+		case memExecKind:
+			r.exec(ev.PID, ev.TimeNs)
+		}
+	}
+	if r.s.Estimated {
+		r.s.Allocations = uint64(math.Round(r.allocs))
+		r.s.Frees = uint64(math.Round(r.frees))
+	}
+	// Outstanding memory, grouped.
+	type agg struct {
+		bytes, count float64
+		oldest       uint64
+	}
+	aggs := map[groupKey]*agg{}
+	add := func(k groupKey, bytes, count float64, t uint64) {
+		g := aggs[k]
+		if g == nil {
+			g = &agg{oldest: t}
+			aggs[k] = g
+		}
+		g.bytes += bytes
+		g.count += count
+		g.oldest = min(g.oldest, t)
+	}
+	var heapBytes, heapCount float64
+	for pid, bs := range r.blocks {
+		for _, bl := range bs {
+			add(groupKey{pid: pid, stack: bl.stack, kind: memHeap}, float64(bl.size)*bl.weight, bl.weight, bl.time)
+			heapBytes += float64(bl.size) * bl.weight
+			heapCount += bl.weight
+		}
+	}
+	r.s.OutstandingBytes = uint64(math.Round(heapBytes))
+	r.s.OutstandingBlocks = uint64(math.Round(heapCount))
+	for _, rs := range r.regions {
+		for _, reg := range *rs {
+			add(reg.key, float64(reg.end-reg.start), 1, reg.time)
+			if reg.key.byAlloc {
+				r.s.AllocatorMappedBytes += reg.end - reg.start
+			} else {
+				r.s.MappedBytes += reg.end - reg.start
+			}
+		}
+	}
+	groups := map[groupKey]MemLeak{}
+	for k, g := range aggs {
+		l := MemLeak{PID: k.pid, Kind: k.kind, ByAllocator: k.byAlloc,
+			Bytes: uint64(math.Round(g.bytes)), Allocations: uint64(math.Round(g.count)),
+			OldestAgeS: float64(int64(end)-int64(g.oldest)) / 1e9, StackID: k.stack, Growth: carryForward(r.series[k])}
 		rises := 0
 		for i := 1; i < len(l.Growth); i++ {
 			if l.Growth[i] > l.Growth[i-1] {
@@ -191,22 +465,30 @@ func Mem(a *formats.Archive, opts Options, procs []Process) (*MemSummary, error)
 			}
 		}
 		l.Steady = rises >= len(l.Growth)/3
-		s.Leaks = append(s.Leaks, l)
+		groups[k] = l
 	}
-	sort.Slice(s.Leaks, func(i, j int) bool {
-		a, b := s.Leaks[i], s.Leaks[j]
+	return r.s, groups
+}
+
+// rankLeaks orders candidates: the program's own memory before the
+// allocator's mappings, steady growth first, then bytes.
+func rankLeaks(ls []MemLeak) {
+	sort.Slice(ls, func(i, j int) bool {
+		a, b := ls[i], ls[j]
+		if a.ByAllocator != b.ByAllocator {
+			return !a.ByAllocator
+		}
 		if a.Steady != b.Steady {
 			return a.Steady
 		}
 		if a.Bytes != b.Bytes {
 			return a.Bytes > b.Bytes
 		}
+		if a.PID != b.PID {
+			return a.PID < b.PID
+		}
 		return a.StackID < b.StackID
 	})
-	if len(s.Leaks) > maxLeaks {
-		s.Leaks = s.Leaks[:maxLeaks]
-	}
-	return s, nil
 }
 
 // carryForward turns the "set at step" marks (+1) into a full series: a
@@ -224,10 +506,12 @@ func carryForward(marks []uint64) []uint64 {
 }
 
 // MemFolded returns the outstanding bytes by allocation stack as folded
-// stacks, for a flame graph of memory.
+// stacks, for a flame graph of memory: heap blocks, plus the program's own
+// anonymous mappings under a "[mmap]"/"[brk]" leaf (the allocator's are
+// left out: the heap blocks they back are already drawn).
 func MemFolded(s *MemSummary) []FoldedStack {
 	var out []FoldedStack
-	for _, l := range s.Leaks {
+	add := func(l MemLeak, leaf string) {
 		frames := []string{SafeFrameName(l.Process)}
 		for i := len(l.Stack) - 1; i >= 0; i-- {
 			frames = append(frames, l.Stack[i])
@@ -235,7 +519,18 @@ func MemFolded(s *MemSummary) []FoldedStack {
 		if len(l.Stack) == 0 {
 			frames = append(frames, "[no stack]")
 		}
+		if leaf != "" {
+			frames = append(frames, leaf)
+		}
 		out = append(out, FoldedStack{Frames: frames, Count: l.Bytes})
+	}
+	for _, l := range s.Leaks {
+		add(l, "")
+	}
+	for _, l := range s.Mappings {
+		if !l.ByAllocator {
+			add(l, "["+l.Kind+"]")
+		}
 	}
 	return out
 }

@@ -34,15 +34,15 @@ func benchRecorderAlone(env *Env) ([]Row, error) {
 			raw := make([]byte, unsafe.Sizeof(bpf.MemMemEvent{}))
 			ev := (*bpf.MemMemEvent)(unsafe.Pointer(&raw[0]))
 			copy(ev.Ustack[:], user[:])
-			ev.UstackBytes, ev.Pid, ev.Tid = int32(8*len(user)), 4242, 4243
+			ev.H.UstackBytes, ev.H.Pid, ev.H.Tid = int32(8*len(user)), 4242, 4243
 			kinds := [...]string{"", formats.MemMalloc, formats.MemCalloc, formats.MemRealloc, formats.MemFree}
 			return func(i int) error {
-				ev.TimeNs, ev.Kind, ev.Addr, ev.Size = uint64(i)*500, uint32(1+3*(i&1)), 0x5500000000+uint64(i%4096)*64, uint64(32+i%256)
+				ev.H.TimeNs, ev.H.Kind, ev.H.Addr, ev.H.Size = uint64(i)*500, uint16(1+3*(i&1)), 0x5500000000+uint64(i%4096)*64, uint64(32+i%256)
 				e := (*bpf.MemMemEvent)(unsafe.Pointer(&raw[0]))
-				row := formats.MemEvent{TimeNs: e.TimeNs, PID: e.Pid, TID: e.Tid, Kind: kinds[e.Kind], Addr: e.Addr, Size: e.Size, Weight: 1}
-				if e.Kind != 4 {
-					frames := make([]uint64, 0, e.UstackBytes/8)
-					for _, f := range e.Ustack[:e.UstackBytes/8] {
+				row := formats.MemEvent{TimeNs: e.H.TimeNs, PID: e.H.Pid, TID: e.H.Tid, Kind: kinds[e.H.Kind], Addr: e.H.Addr, Size: e.H.Size, Weight: 1}
+				if e.H.Kind != 4 {
+					frames := make([]uint64, 0, e.H.UstackBytes/8)
+					for _, f := range e.Ustack[:e.H.UstackBytes/8] {
 						frames = append(frames, f-1)
 					}
 					row.StackID = frames[0] ^ uint64(len(frames)) // stands in for the dedup table's id

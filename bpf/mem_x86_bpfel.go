@@ -18,20 +18,54 @@ type MemInflight struct {
 	Size    uint64
 	OldAddr uint64
 	Kind    uint32
-	Pad     uint32
+	Sampled uint16
+	Nested  uint16
 }
 
 type MemMemEvent struct {
-	_           structs.HostLayout
-	TimeNs      uint64
-	Addr        uint64
-	OldAddr     uint64
-	Size        uint64
-	Pid         uint32
-	Tid         uint32
-	Kind        uint32
-	UstackBytes int32
-	Ustack      [64]uint64
+	_ structs.HostLayout
+	H struct {
+		_           structs.HostLayout
+		TimeNs      uint64
+		Addr        uint64
+		OldAddr     uint64
+		Size        uint64
+		OldSize     uint64
+		Pid         uint32
+		Tid         uint32
+		Kind        uint16
+		Flags       uint16
+		UstackBytes int32
+		Ip          uint64
+		Sp          uint64
+		Bp          uint64
+		StackBytes  uint32
+		Pad         uint32
+	}
+	Ustack [64]uint64
+	Stack  [16384]uint8
+}
+
+type MemSampleState struct {
+	_    structs.HostLayout
+	Left int64
+	Init uint64
+}
+
+type MemSampledKey struct {
+	_    structs.HostLayout
+	Pid  uint32
+	Pad  uint32
+	Addr uint64
+}
+
+type MemSysInflight struct {
+	_      structs.HostLayout
+	Addr   uint64
+	Len    uint64
+	OldLen uint64
+	Kind   uint32
+	Flags  uint32
 }
 
 // Names of all BPF objects in the ELF.
@@ -41,17 +75,30 @@ const (
 	MemMapDrops               = "drops"
 	MemMapInflight            = "inflight"
 	MemMapMemEvents           = "mem_events"
+	MemMapSampleState         = "sample_state"
+	MemMapSampled             = "sampled"
+	MemMapScratch             = "scratch"
+	MemMapSysInflight         = "sys_inflight"
 	MemMapTargets             = "targets"
 	MemProgAllocReturn        = "alloc_return"
+	MemProgBrkEnter           = "brk_enter"
 	MemProgCallocEnter        = "calloc_enter"
 	MemProgFreeEnter          = "free_enter"
 	MemProgMallocEnter        = "malloc_enter"
+	MemProgMemSysExit         = "mem_sys_exit"
 	MemProgMemalignEnter      = "memalign_enter"
+	MemProgMmapEnter          = "mmap_enter"
+	MemProgMremapEnter        = "mremap_enter"
+	MemProgMunmapEnter        = "munmap_enter"
 	MemProgPosixMemalignEnter = "posix_memalign_enter"
 	MemProgReallocEnter       = "realloc_enter"
 	MemProgReallocarrayEnter  = "reallocarray_enter"
 	MemProgVallocEnter        = "valloc_enter"
 	MemVarFilterTargets       = "filter_targets"
+	MemVarLog2Mantissa        = "log2_mantissa"
+	MemVarSampleBytes         = "sample_bytes"
+	MemVarStackSize           = "stack_size"
+	MemVarSysStackSize        = "sys_stack_size"
 	MemVarUnusedMemEvent      = "unused_mem_event"
 )
 
@@ -98,10 +145,15 @@ type MemSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type MemProgramSpecs struct {
 	AllocReturn        *ebpf.ProgramSpec `ebpf:"alloc_return"`
+	BrkEnter           *ebpf.ProgramSpec `ebpf:"brk_enter"`
 	CallocEnter        *ebpf.ProgramSpec `ebpf:"calloc_enter"`
 	FreeEnter          *ebpf.ProgramSpec `ebpf:"free_enter"`
 	MallocEnter        *ebpf.ProgramSpec `ebpf:"malloc_enter"`
+	MemSysExit         *ebpf.ProgramSpec `ebpf:"mem_sys_exit"`
 	MemalignEnter      *ebpf.ProgramSpec `ebpf:"memalign_enter"`
+	MmapEnter          *ebpf.ProgramSpec `ebpf:"mmap_enter"`
+	MremapEnter        *ebpf.ProgramSpec `ebpf:"mremap_enter"`
+	MunmapEnter        *ebpf.ProgramSpec `ebpf:"munmap_enter"`
 	PosixMemalignEnter *ebpf.ProgramSpec `ebpf:"posix_memalign_enter"`
 	ReallocEnter       *ebpf.ProgramSpec `ebpf:"realloc_enter"`
 	ReallocarrayEnter  *ebpf.ProgramSpec `ebpf:"reallocarray_enter"`
@@ -112,10 +164,14 @@ type MemProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type MemMapSpecs struct {
-	Drops     *ebpf.MapSpec `ebpf:"drops"`
-	Inflight  *ebpf.MapSpec `ebpf:"inflight"`
-	MemEvents *ebpf.MapSpec `ebpf:"mem_events"`
-	Targets   *ebpf.MapSpec `ebpf:"targets"`
+	Drops       *ebpf.MapSpec `ebpf:"drops"`
+	Inflight    *ebpf.MapSpec `ebpf:"inflight"`
+	MemEvents   *ebpf.MapSpec `ebpf:"mem_events"`
+	SampleState *ebpf.MapSpec `ebpf:"sample_state"`
+	Sampled     *ebpf.MapSpec `ebpf:"sampled"`
+	Scratch     *ebpf.MapSpec `ebpf:"scratch"`
+	SysInflight *ebpf.MapSpec `ebpf:"sys_inflight"`
+	Targets     *ebpf.MapSpec `ebpf:"targets"`
 }
 
 // MemVariableSpecs contains global variables before they are loaded into the kernel.
@@ -123,6 +179,10 @@ type MemMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type MemVariableSpecs struct {
 	FilterTargets  *ebpf.VariableSpec `ebpf:"filter_targets"`
+	Log2Mantissa   *ebpf.VariableSpec `ebpf:"log2_mantissa"`
+	SampleBytes    *ebpf.VariableSpec `ebpf:"sample_bytes"`
+	StackSize      *ebpf.VariableSpec `ebpf:"stack_size"`
+	SysStackSize   *ebpf.VariableSpec `ebpf:"sys_stack_size"`
 	UnusedMemEvent *ebpf.VariableSpec `ebpf:"unused_mem_event"`
 }
 
@@ -146,10 +206,14 @@ func (o *MemObjects) Close() error {
 //
 // It can be passed to LoadMemObjects or ebpf.CollectionSpec.LoadAndAssign.
 type MemMaps struct {
-	Drops     *ebpf.Map `ebpf:"drops"`
-	Inflight  *ebpf.Map `ebpf:"inflight"`
-	MemEvents *ebpf.Map `ebpf:"mem_events"`
-	Targets   *ebpf.Map `ebpf:"targets"`
+	Drops       *ebpf.Map `ebpf:"drops"`
+	Inflight    *ebpf.Map `ebpf:"inflight"`
+	MemEvents   *ebpf.Map `ebpf:"mem_events"`
+	SampleState *ebpf.Map `ebpf:"sample_state"`
+	Sampled     *ebpf.Map `ebpf:"sampled"`
+	Scratch     *ebpf.Map `ebpf:"scratch"`
+	SysInflight *ebpf.Map `ebpf:"sys_inflight"`
+	Targets     *ebpf.Map `ebpf:"targets"`
 }
 
 func (m *MemMaps) Close() error {
@@ -157,6 +221,10 @@ func (m *MemMaps) Close() error {
 		m.Drops,
 		m.Inflight,
 		m.MemEvents,
+		m.SampleState,
+		m.Sampled,
+		m.Scratch,
+		m.SysInflight,
 		m.Targets,
 	)
 }
@@ -166,6 +234,10 @@ func (m *MemMaps) Close() error {
 // It can be passed to LoadMemObjects or ebpf.CollectionSpec.LoadAndAssign.
 type MemVariables struct {
 	FilterTargets  *ebpf.Variable `ebpf:"filter_targets"`
+	Log2Mantissa   *ebpf.Variable `ebpf:"log2_mantissa"`
+	SampleBytes    *ebpf.Variable `ebpf:"sample_bytes"`
+	StackSize      *ebpf.Variable `ebpf:"stack_size"`
+	SysStackSize   *ebpf.Variable `ebpf:"sys_stack_size"`
 	UnusedMemEvent *ebpf.Variable `ebpf:"unused_mem_event"`
 }
 
@@ -174,10 +246,15 @@ type MemVariables struct {
 // It can be passed to LoadMemObjects or ebpf.CollectionSpec.LoadAndAssign.
 type MemPrograms struct {
 	AllocReturn        *ebpf.Program `ebpf:"alloc_return"`
+	BrkEnter           *ebpf.Program `ebpf:"brk_enter"`
 	CallocEnter        *ebpf.Program `ebpf:"calloc_enter"`
 	FreeEnter          *ebpf.Program `ebpf:"free_enter"`
 	MallocEnter        *ebpf.Program `ebpf:"malloc_enter"`
+	MemSysExit         *ebpf.Program `ebpf:"mem_sys_exit"`
 	MemalignEnter      *ebpf.Program `ebpf:"memalign_enter"`
+	MmapEnter          *ebpf.Program `ebpf:"mmap_enter"`
+	MremapEnter        *ebpf.Program `ebpf:"mremap_enter"`
+	MunmapEnter        *ebpf.Program `ebpf:"munmap_enter"`
 	PosixMemalignEnter *ebpf.Program `ebpf:"posix_memalign_enter"`
 	ReallocEnter       *ebpf.Program `ebpf:"realloc_enter"`
 	ReallocarrayEnter  *ebpf.Program `ebpf:"reallocarray_enter"`
@@ -187,10 +264,15 @@ type MemPrograms struct {
 func (p *MemPrograms) Close() error {
 	return _MemClose(
 		p.AllocReturn,
+		p.BrkEnter,
 		p.CallocEnter,
 		p.FreeEnter,
 		p.MallocEnter,
+		p.MemSysExit,
 		p.MemalignEnter,
+		p.MmapEnter,
+		p.MremapEnter,
+		p.MunmapEnter,
 		p.PosixMemalignEnter,
 		p.ReallocEnter,
 		p.ReallocarrayEnter,

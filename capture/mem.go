@@ -4,17 +4,21 @@ package capture
 
 import (
 	"debug/elf"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"unsafe"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 	"github.com/spf13/pflag"
 
@@ -22,9 +26,15 @@ import (
 	"github.com/bpfsnap/bpfsnap/formats"
 	"github.com/bpfsnap/bpfsnap/internal/probeplace"
 	"github.com/bpfsnap/bpfsnap/internal/symbolize"
+	"github.com/bpfsnap/bpfsnap/internal/unwind"
 )
 
-func init() { Register("mem", func() ProbeSet { return &memProbe{} }) }
+func init() {
+	// Defaults as the flags give them, for callers that bind no flags.
+	Register("mem", func() ProbeSet {
+		return &memProbe{traceMaps: true, unwindFlag: string(UnwindFP), stackSize: defaultMemStackSize}
+	})
+}
 
 // memProbe traces the C allocator of the targeted processes with uprobes on
 // the libc each process maps, attached per pid so no other process on the
@@ -34,6 +44,17 @@ type memProbe struct {
 	objs  bpf.MemObjects
 	ring  *RingReader
 	table *formats.TableWriter[formats.MemEvent]
+
+	// Flags.
+	sampleBytes uint64 // --mem-sample: mean bytes between samples, 0 = all
+	traceMaps   bool   // --mem-mmap: mmap/munmap/mremap/brk tracepoints
+	unwindFlag  string // --mem-unwind
+	unwindMode  UnwindMode
+	stackSize   int  // --mem-stack-size
+	floor       bool // --mem-floor (hidden): empty programs, for the bench
+	empty       map[ebpf.ProgramType]*ebpf.Program
+	unwound     unwind.Counts   // DWARF walks of mem's stacks
+	hdr         bpf.MemMemEvent // decoding buffer of the ring reader
 
 	mu       sync.Mutex
 	links    []link.Link
@@ -83,12 +104,39 @@ type probeAt struct {
 	available bool
 }
 
-var memDropNames = []string{"mem.ringbuf_full", "mem.inflight_full", "mem.stack_failed"}
+var memDropNames = []string{"mem.ringbuf_full", "mem.inflight_full", "mem.stack_failed", "mem.sampled_set_full", "mem.user_regs_missing"}
+
+// memSyscalls are the syscalls traced with --mem-mmap (sys_enter program
+// per syscall, one shared sys_exit program).
+var memSyscalls = []struct {
+	name  string
+	enter func(*bpf.MemObjects) *ebpf.Program
+}{
+	{"mmap", func(o *bpf.MemObjects) *ebpf.Program { return o.MmapEnter }},
+	{"munmap", func(o *bpf.MemObjects) *ebpf.Program { return o.MunmapEnter }},
+	{"mremap", func(o *bpf.MemObjects) *ebpf.Program { return o.MremapEnter }},
+	{"brk", func(o *bpf.MemObjects) *ebpf.Program { return o.BrkEnter }},
+}
+
+// Default --mem-stack-size: allocation sites sit a few frames above
+// main in most programs, and every byte is copied per allocation.
+const defaultMemStackSize = 4096
 
 func (*memProbe) Name() string  { return "mem" }
 func (*memProbe) Default() bool { return false } // a trap per allocation: opt-in
 
-func (m *memProbe) BindFlags(*pflag.FlagSet) {}
+func (m *memProbe) BindFlags(fs *pflag.FlagSet) {
+	fs.Uint64Var(&m.sampleBytes, "mem-sample", 0, "mem: record a Poisson sample of allocations, on average one per BYTES allocated (0: every allocation); figures are scaled back")
+	fs.BoolVar(&m.traceMaps, "mem-mmap", true, "mem: also trace anonymous mmap/munmap/mremap and brk (syscall tracepoints: every syscall on the host takes the slow path while they are on)")
+	fs.StringVar(&m.unwindFlag, "mem-unwind", "fp", "mem: allocation stacks: fp (frame pointers, cheapest), auto or dwarf (copy --mem-stack-size bytes of stack per allocation and unwind with CFI, for code without frame pointers)")
+	fs.IntVar(&m.stackSize, "mem-stack-size", defaultMemStackSize, "mem: bytes of user stack copied per allocation for --mem-unwind auto|dwarf")
+	fs.BoolVar(&m.floor, "mem-floor", false, "mem: attach empty programs at the same places (benchmark floor)")
+	_ = fs.MarkHidden("mem-floor")
+}
+
+// memMaxSample bounds --mem-sample so the kernel's fixed-point draw does
+// not overflow (sample_bytes × 2^21 < 2^64).
+const memMaxSample = 1 << 40
 
 func (m *memProbe) Start(s *Session) (map[string]string, error) {
 	m.s = s
@@ -97,17 +145,69 @@ func (m *memProbe) Start(s *Session) (map[string]string, error) {
 	if !s.Filtered() {
 		return nil, errors.New("mem needs targets: give --pid PID or -- COMMAND (allocation tracing costs every traced allocation a trap)")
 	}
+	mode, ok := ParseUnwindMode(m.unwindFlag)
+	if !ok {
+		return nil, fmt.Errorf("--mem-unwind %q: want fp, auto or dwarf", m.unwindFlag)
+	}
+	m.unwindMode = mode
+	if m.sampleBytes > memMaxSample {
+		return nil, fmt.Errorf("--mem-sample %d: at most %d", m.sampleBytes, uint64(memMaxSample))
+	}
+	copyBytes := uint32(0)
+	if mode != UnwindFP {
+		if m.stackSize < minStackCopy || m.stackSize > maxStackCopy || m.stackSize%stackChunk != 0 {
+			return nil, fmt.Errorf("--mem-stack-size %d: want a multiple of %d between %d and %d", m.stackSize, stackChunk, minStackCopy, maxStackCopy)
+		}
+		copyBytes = uint32(m.stackSize)
+		m.details["unwind.stack_bytes"] = strconv.Itoa(m.stackSize)
+	}
+	m.details["unwind"] = string(mode)
+	m.details["sample_bytes"] = strconv.FormatUint(m.sampleBytes, 10)
+	m.details["page_size"] = strconv.Itoa(os.Getpagesize())
+	m.details["mmap"] = strconv.FormatBool(m.traceMaps)
+	if m.floor {
+		m.details["floor"] = "empty programs at the same places (benchmark)"
+	}
 	spec, err := bpf.LoadMem()
 	if err != nil {
 		return nil, err
 	}
+	sysCopy := uint32(defaultMemStackSize)
+	if copyBytes > 0 {
+		sysCopy = copyBytes
+	}
+	vars := map[string]any{"sample_bytes": m.sampleBytes, "stack_size": copyBytes, "sys_stack_size": sysCopy, "log2_mantissa": log2MantissaTable()}
+	for name, v := range vars {
+		sv, ok := spec.Variables[name]
+		if !ok {
+			return nil, fmt.Errorf("mem object lacks %s", name)
+		}
+		if err := sv.Set(v); err != nil {
+			return nil, fmt.Errorf("setting %s: %w", name, err)
+		}
+	}
 	if err := s.LoadObjects(spec, &m.objs); err != nil {
 		return nil, err
+	}
+	if m.floor {
+		m.empty = map[ebpf.ProgramType]*ebpf.Program{}
+		for _, typ := range []ebpf.ProgramType{ebpf.Kprobe, ebpf.TracePoint} {
+			if m.empty[typ], err = emptyProgram(typ); err != nil {
+				return nil, err
+			}
+		}
 	}
 	m.table = formats.NewTable[formats.MemEvent](s.Writer(), formats.TableMemEvents)
 	stacks := s.Stacks()
 	if m.ring, err = s.ReadRing(m.objs.MemEvents, func(raw []byte) { m.handle(stacks, raw) }); err != nil {
 		return nil, err
+	}
+	if m.traceMaps {
+		if err := m.attachSyscalls(); err != nil {
+			// Allocator tracing still works; say what is missing.
+			s.Warnf("mem: mmap/munmap/brk not traced: %v", err)
+			m.details["mmap"] = "failed: " + err.Error()
+		}
 	}
 	s.targetMu.Lock()
 	var pids []uint32
@@ -198,19 +298,26 @@ func (m *memProbe) attach(pid uint32) error {
 		if !at.available || at.aliasOf != "" {
 			continue
 		}
-		opts := &link.UprobeOptions{PID: int(pid), Address: at.addr, Offset: at.offset}
-		l, err := ex.Uprobe(f.name, f.enter(&m.objs), opts)
-		if err != nil {
-			return fmt.Errorf("uprobe %s: %w", f.name, err)
+		enter, ret := f.enter(&m.objs), m.objs.AllocReturn
+		if m.floor {
+			enter, ret = m.empty[ebpf.Kprobe], m.empty[ebpf.Kprobe]
 		}
-		m.links = append(m.links, l)
+		// The return probe goes first: an entry without its return would
+		// leave the thread marked as inside the allocator, and its later
+		// calls would be taken for nested ones.
 		if f.ret {
-			l, err := ex.Uretprobe(f.name, m.objs.AllocReturn, &link.UprobeOptions{PID: int(pid), Address: at.addr})
+			l, err := ex.Uretprobe(f.name, ret, &link.UprobeOptions{PID: int(pid), Address: at.addr})
 			if err != nil {
 				return fmt.Errorf("uretprobe %s: %w", f.name, err)
 			}
 			m.links = append(m.links, l)
 		}
+		opts := &link.UprobeOptions{PID: int(pid), Address: at.addr, Offset: at.offset}
+		l, err := ex.Uprobe(f.name, enter, opts)
+		if err != nil {
+			return fmt.Errorf("uprobe %s: %w", f.name, err)
+		}
+		m.links = append(m.links, l)
 	}
 	m.attached[key] = true
 	m.pids[pid] = libc
@@ -294,35 +401,143 @@ func readAtVaddr(f *elf.File, vaddr uint64, buf []byte) (int, error) {
 	return 0, fmt.Errorf("address %#x is in no loaded segment", vaddr)
 }
 
-var memKinds = map[uint32]string{1: formats.MemMalloc, 2: formats.MemCalloc, 3: formats.MemRealloc, 4: formats.MemFree, 5: formats.MemMemalign, 6: formats.MemPosixMemalign}
+var memKinds = map[uint16]string{1: formats.MemMalloc, 2: formats.MemCalloc, 3: formats.MemRealloc, 4: formats.MemFree,
+	5: formats.MemMemalign, 6: formats.MemPosixMemalign, 7: formats.MemMmap, 8: formats.MemMunmap, 9: formats.MemMremap, 10: formats.MemBrk}
 
-const memEventHead = int(unsafe.Offsetof(bpf.MemMemEvent{}.Ustack))
+// Event flags (bpf/mem.bpf.c).
+const (
+	memFlagInAlloc = 1
+	memFlagSampled = 2
+)
+
+var (
+	memHeadSize = int(unsafe.Sizeof(bpf.MemMemEvent{}.H))
+	memFPSize   = int(unsafe.Offsetof(bpf.MemMemEvent{}.Stack))
+)
 
 func (m *memProbe) handle(stacks *StackRecorder, raw []byte) {
-	if len(raw) < memEventHead {
+	if len(raw) < memHeadSize {
 		return
 	}
-	ev := (*bpf.MemMemEvent)(unsafe.Pointer(&raw[0]))
-	row := formats.MemEvent{TimeNs: ev.TimeNs, PID: ev.Pid, TID: ev.Tid, Kind: memKinds[ev.Kind], Addr: ev.Addr, OldAddr: ev.OldAddr, Size: ev.Size, Weight: 1}
-	if ev.Kind != 4 && len(raw) >= int(unsafe.Sizeof(*ev)) {
-		// Every frame, the leaf too, is a return address here: the stack
-		// is read when the allocator returns to its caller.
-		n := min(int(ev.UstackBytes)/8, len(ev.Ustack))
-		user := make([]uint64, 0, max(n, 0))
-		for i := 0; i < n; i++ {
-			if ev.Ustack[i] > 0 {
-				user = append(user, ev.Ustack[i]-1)
-			}
+	// Records are shorter than the Go struct: copy the head out instead
+	// of casting past their end (handle runs on the ring's one reader).
+	copy(unsafe.Slice((*byte)(unsafe.Pointer(&m.hdr.H)), memHeadSize), raw[:memHeadSize])
+	h := m.hdr.H
+	kind, ok := memKinds[h.Kind]
+	if !ok {
+		return
+	}
+	row := formats.MemEvent{TimeNs: h.TimeNs, PID: h.Pid, TID: h.Tid, Kind: kind, Addr: h.Addr, OldAddr: h.OldAddr,
+		Size: h.Size, OldSize: h.OldSize, Weight: 1, InAllocator: h.Flags&memFlagInAlloc != 0}
+	if h.Flags&memFlagSampled != 0 {
+		row.Weight = formats.MemSampleWeight(h.Size, m.sampleBytes)
+	}
+	if h.Kind != 4 && h.Kind != 8 {
+		// Events with a stack: allocations (read at the allocator's
+		// return, so every frame, the leaf too, is a return address) and
+		// mappings (read at the syscall's exit). The frames follow the
+		// head; the record ends after them unless stack bytes follow.
+		n := max(min(int(h.UstackBytes)/8, 64, (len(raw)-memHeadSize)/8), 0)
+		fp := make([]uint64, n)
+		for i := range fp {
+			fp[i] = binary.LittleEndian.Uint64(raw[memHeadSize+8*i:])
 		}
-		row.StackID = stacks.Record(ev.Pid, nil, user)
+		mode := m.unwindMode
+		if mode == UnwindFP && h.Kind > 6 {
+			// The program's own mappings come with a stack copy in every
+			// mode (sys_stack_size): CFI sees through libc's frameless
+			// syscall wrappers, which hide the caller from frame pointers.
+			mode = UnwindAuto
+		}
+		if mode == UnwindFP || h.Sp == 0 || len(raw) < memFPSize {
+			user := make([]uint64, 0, n)
+			for _, pc := range fp {
+				if pc > 0 {
+					user = append(user, pc-1)
+				}
+			}
+			row.StackID = stacks.Record(h.Pid, nil, user)
+		} else {
+			nb := min(int(h.StackBytes), len(raw)-memFPSize)
+			id, res := stacks.RecordUserStackResult(h.Pid, nil, UserStack{
+				Regs:                unwind.Regs{PC: h.Ip, SP: h.Sp, BP: h.Bp},
+				Bytes:               raw[memFPSize : memFPSize+nb],
+				FramePointer:        fp,
+				LeafIsReturnAddress: h.Kind <= 6, // read at a uretprobe
+			}, mode)
+			m.unwound.Add(res)
+			row.StackID = id
+		}
+	}
+	if h.Kind <= 6 && h.Kind != 4 { // a C allocator call (not free, not a syscall)
 		m.mu.Lock()
-		m.seen[ev.Pid]++
+		m.seen[h.Pid]++
 		m.mu.Unlock()
 	}
 	_ = m.table.Write(row)
 }
 
-func (m *memProbe) Drops() map[string]uint64 { return SumPerCPU(m.objs.Drops, memDropNames) }
+// log2MantissaTable is the kernel's table for the exponential draw:
+// log2(1 + (j + 0.5) / 256) in 16.16 fixed point.
+func log2MantissaTable() [256]uint32 {
+	var t [256]uint32
+	for j := range t {
+		t[j] = uint32(math.Round(math.Log2(1+(float64(j)+0.5)/256) * 65536))
+	}
+	return t
+}
+
+// attachSyscalls attaches the mapping tracepoints (host-wide: the programs
+// filter to targets in the kernel).
+func (m *memProbe) attachSyscalls() error {
+	exit := m.objs.MemSysExit
+	if m.floor {
+		exit = m.empty[ebpf.TracePoint]
+	}
+	var links []link.Link
+	for _, sc := range memSyscalls {
+		enter := sc.enter(&m.objs)
+		if m.floor {
+			enter = m.empty[ebpf.TracePoint]
+		}
+		for _, tp := range []struct {
+			name string
+			prog *ebpf.Program
+		}{{"sys_enter_" + sc.name, enter}, {"sys_exit_" + sc.name, exit}} {
+			l, err := link.Tracepoint("syscalls", tp.name, tp.prog, nil)
+			if err != nil {
+				for _, l := range links {
+					l.Close()
+				}
+				return fmt.Errorf("tracepoint syscalls:%s: %w", tp.name, err)
+			}
+			links = append(links, l)
+		}
+	}
+	m.mu.Lock()
+	m.links = append(m.links, links...)
+	m.mu.Unlock()
+	return nil
+}
+
+// emptyProgram is a program that does nothing, for --mem-floor: what the
+// traps alone cost at the places bpfsnap probes.
+func emptyProgram(typ ebpf.ProgramType) (*ebpf.Program, error) {
+	return ebpf.NewProgram(&ebpf.ProgramSpec{
+		Name: "mem_floor", Type: typ, License: "GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()},
+	})
+}
+
+func (m *memProbe) Drops() map[string]uint64 {
+	out := SumPerCPU(m.objs.Drops, memDropNames)
+	for reason, n := range m.unwound.Map() {
+		if reason != unwind.ReasonEnd.String() {
+			out["mem.unwind_"+reason] = n
+		}
+	}
+	return out
+}
 
 func (m *memProbe) Stop(s *Session) error {
 	m.mu.Lock()
@@ -338,9 +553,18 @@ func (m *memProbe) Stop(s *Session) error {
 	m.mu.Lock()
 	for pid := range m.pids {
 		if m.seen[pid] == 0 {
-			s.Warnf("mem: no libc allocation seen from pid %d during the window: if it allocates through another allocator (Go runtime, static or custom malloc), its memory is not traced", pid)
+			s.Warnf("mem: no libc allocation seen from pid %d during the window: if it allocates through another allocator (Go runtime, static or custom malloc), its memory is not traced (its anonymous mmaps and brk are, with --mem-mmap)", pid)
 		}
 	}
 	m.mu.Unlock()
+	if total := m.unwound.Total(); total > 0 {
+		complete := m.unwound.Map()[unwind.ReasonEnd.String()]
+		d := map[string]string{"unwind.walks": strconv.FormatUint(total, 10), "unwind.complete": strconv.FormatUint(complete, 10),
+			"unwind.complete_pct": strconv.FormatFloat(100*float64(complete)/float64(total), 'f', 1, 64)}
+		mergeProbeDetails(s, "mem", d)
+	}
+	for _, p := range m.empty {
+		p.Close()
+	}
 	return m.objs.Close()
 }

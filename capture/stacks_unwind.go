@@ -97,10 +97,22 @@ func (r *StackRecorder) unwinder() *userUnwinder {
 func (r *StackRecorder) RecordUserStack(pid uint32, kernel []uint64, us UserStack, mode UnwindMode) uint64 {
 	u := r.unwinder()
 	start := time.Now()
+	id, res := r.RecordUserStackResult(pid, kernel, us, mode)
+	u.counts.Add(res)
+	u.mu.Lock()
+	u.elapsed += time.Since(start)
+	u.mu.Unlock()
+	return id
+}
+
+// RecordUserStackResult is RecordUserStack without the recorder-wide
+// counts: it also returns the walk's outcome, for a probe set that keeps
+// its own (mem, beside cpu on the same recorder).
+func (r *StackRecorder) RecordUserStackResult(pid uint32, kernel []uint64, us UserStack, mode UnwindMode) (uint64, unwind.Result) {
+	u := r.unwinder()
 	proc := r.processModules(u, pid)
 	res := unwind.Unwind(proc, us.Regs, unwind.Stack{Base: us.Regs.SP, Data: us.Bytes},
 		unwind.Options{FramePointerFallback: mode != UnwindDWARF, LeafIsReturnAddress: us.LeafIsReturnAddress})
-	u.counts.Add(res)
 	user := res.PCs
 	if us.Regs.SP == 0 {
 		user = nil
@@ -122,10 +134,7 @@ func (r *StackRecorder) RecordUserStack(pid uint32, kernel []uint64, us UserStac
 			adj[i] = pc - 1
 		}
 	}
-	u.mu.Lock()
-	u.elapsed += time.Since(start)
-	u.mu.Unlock()
-	return r.Record(pid, kernel, adj)
+	return r.Record(pid, kernel, adj), res
 }
 
 // processModules returns the CFI modules of pid's current mappings.

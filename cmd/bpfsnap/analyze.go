@@ -142,5 +142,23 @@ func printSummary(out io.Writer, s *analyze.Summary) {
 			fmt.Fprintf(out, "  %10s in %6d blocks, oldest %5.1fs, %-7s %s [%d]: %s\n", report.HumanBytes(int64(l.Bytes)), l.Allocations,
 				l.OldestAgeS, trend, safe(l.Process), l.PID, safe(site))
 		}
+		if mem.Estimated {
+			fmt.Fprintf(out, "  (estimates: byte-sampled, one sample per %s allocated on average)\n", report.HumanBytes(int64(mem.SampleBytes)))
+		}
+		if mem.Maps > 0 || mem.Unmaps > 0 {
+			fmt.Fprintf(out, "Mappings: %d mmap/brk, %d munmap (%d of memory from before the window); outstanding: %s mapped by the program, %s by the allocator\n",
+				mem.Maps, mem.Unmaps, mem.UnmapsOfUnknown, report.HumanBytes(int64(mem.MappedBytes)), report.HumanBytes(int64(mem.AllocatorMappedBytes)))
+			for i, l := range mem.Mappings {
+				if i == 5 || l.ByAllocator {
+					break
+				}
+				site := "[no stack]"
+				if len(l.Stack) > 0 {
+					site = strings.Join(l.Stack[:min(3, len(l.Stack))], " < ")
+				}
+				fmt.Fprintf(out, "  %10s in %6d %-4s regions, oldest %5.1fs, %s [%d]: %s\n", report.HumanBytes(int64(l.Bytes)), l.Allocations,
+					l.Kind, l.OldestAgeS, safe(l.Process), l.PID, safe(site))
+			}
+		}
 	}
 }
