@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -50,6 +51,11 @@ type Options struct {
 	// TargetExtra records non-pid selectors (pod, namespace...) in the
 	// manifest's Targets.Extra.
 	TargetExtra map[string]string
+	// RingPages, when > 0, shrinks (or grows) every probe set's ring buffer
+	// to this many pages (a power of two). A debug knob for the flood
+	// tests: a tiny ring overflows under load, so the drop accounting can
+	// be checked against a workload that knows what it did.
+	RingPages int
 }
 
 // Status is a snapshot for the live status line.
@@ -185,6 +191,9 @@ func (o *Options) Validate() error {
 	if o.HostRoot == "" {
 		o.HostRoot = "/"
 	}
+	if o.RingPages < 0 || o.RingPages&(o.RingPages-1) != 0 {
+		return fmt.Errorf("--ring-pages %d is not a power of two", o.RingPages)
+	}
 	if o.Output == "" {
 		host, _ := os.Hostname()
 		o.Output = fmt.Sprintf("bpfsnap-%s-%s.bpfsnap", host, time.Now().UTC().Format("20060102T150405Z"))
@@ -284,6 +293,10 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}, formats.CreateOptions{Clock: clock})
 	if err != nil {
 		return nil, err
+	}
+	if opts.RingPages > 0 {
+		// A reader of the archive must know its drops were provoked.
+		w.UpdateManifest(func(m *formats.Manifest) { m.Options["ring_pages"] = strconv.Itoa(opts.RingPages) })
 	}
 	s.writer = w
 	s.procTable = formats.NewTable[formats.ProcessEvent](w, formats.TableProcesses)
