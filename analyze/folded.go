@@ -112,8 +112,9 @@ func (p *CPUProfile) Folded(opts FoldOptions) []FoldedStack {
 	names := map[*formats.Frame]string{}
 	agg := map[string]*FoldedStack{}
 	var key strings.Builder
-	for _, s := range p.Stacks {
-		root := SafeFrameName(p.ProcessName(s.PID))
+	for i := range p.Stacks {
+		s := &p.Stacks[i]
+		root := SafeFrameName(p.StackProcess(s))
 		if opts.WithPID {
 			root = fmt.Sprintf("%s-%d", root, s.PID)
 		}
