@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/bpfsnap/bpfsnap/formats"
@@ -54,8 +55,8 @@ func FrameName(f *formats.Frame) string {
 }
 
 // SafeFrameName makes a workload-supplied name safe inside a folded line:
-// ';' (the frame separator) becomes ':', control characters (newlines would
-// split the line) become '?', invalid UTF-8 becomes U+FFFD. Spaces stay:
+// ';' (the frame separator) becomes ':', control and format characters
+// (newlines would split the line, bidi overrides reorder it) become '?', invalid UTF-8 becomes U+FFFD. Spaces stay:
 // the count is always the text after the last space of a line.
 func SafeFrameName(s string) string {
 	clean := true
@@ -79,7 +80,9 @@ func SafeFrameName(s string) string {
 			b.WriteRune(utf8.RuneError)
 		case r == ';':
 			b.WriteByte(':')
-		case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\u2028' || r == '\u2029':
+		case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\u2028' || r == '\u2029' || unicode.Is(unicode.Cf, r):
+			// Format characters too: a bidi override would reorder the
+			// rest of the line on a terminal or in a flame graph label.
 			b.WriteByte('?')
 		default:
 			b.WriteString(s[i : i+size])
