@@ -75,7 +75,7 @@ func runLongWindow(t *testing.T, window, every time.Duration) ([]rssSample, uint
 	server := buildGo(t, goServerSrc)
 	port := freePort(t)
 	srvPID := startServer(t, exec.Command(server, strconv.Itoa(port)), port)
-	load := exec.Command(steady, fmt.Sprintf("%.0f", (window + time.Minute).Seconds()))
+	load := exec.Command(steady, fmt.Sprintf("%.0f", (window+time.Minute).Seconds()))
 	if err := load.Start(); err != nil {
 		t.Fatal(err)
 	}

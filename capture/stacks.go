@@ -44,10 +44,10 @@ type StackRecorder struct {
 	// one): the raw-stack cache is keyed by it, so a reused pid or a new
 	// program at the same addresses (non-PIE binaries) is not given the
 	// stacks of the previous one.
-	gens map[uint32]uint32
-	stackTab  *formats.TableWriter[formats.Stack]
-	frameTab  *formats.TableWriter[formats.Frame]
-	scratch   []uint64
+	gens     map[uint32]uint32
+	stackTab *formats.TableWriter[formats.Stack]
+	frameTab *formats.TableWriter[formats.Frame]
+	scratch  []uint64
 }
 
 type procState struct {
