@@ -90,6 +90,24 @@ func runLongWindow(t *testing.T, window, every time.Duration) ([]rssSample, uint
 		t.Fatal(err)
 	}
 	watch := watchRSS(cmd.Process.Pid, every)
+	// Uprobe links (perf_event fds) held by the recorder, sampled too: they
+	// cost kernel memory and a synchronize_rcu each when released.
+	var fdTrace []int
+	fdStop := make(chan struct{})
+	fdDone := make(chan struct{})
+	go func() {
+		defer close(fdDone)
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			select {
+			case <-fdStop:
+				return
+			case <-tick.C:
+				fdTrace = append(fdTrace, perfEventFDs(cmd.Process.Pid))
+			}
+		}
+	}()
 
 	// A paced client: ~200 requests/s over distinct ids (one route).
 	var sent atomic.Int64
@@ -114,6 +132,8 @@ func runLongWindow(t *testing.T, window, every time.Duration) ([]rssSample, uint
 	}()
 	err := waitExit(cmd, window+2*time.Minute)
 	close(stop)
+	close(fdStop)
+	<-fdDone
 	samples, peak := watch.finish(cmd.ProcessState)
 	if err != nil {
 		t.Fatalf("capture: %v\n%s", err, stderr.String())
@@ -128,8 +148,14 @@ func runLongWindow(t *testing.T, window, every time.Duration) ([]rssSample, uint
 	for _, s := range samples {
 		trace = append(trace, fmt.Sprintf("%.0fs:%.1f", s.At.Seconds(), mib(s.RSS)))
 	}
-	t.Logf("window %s, %d HTTP requests sent, tables %v, drops %v, peak RSS %.1f MiB; RSS MiB over time: %s",
-		m.Window.Duration().Round(time.Second), sent.Load(), m.Tables, m.Drops, mib(peak), strings.Join(trace, " "))
+	t.Logf("window %s, %d HTTP requests sent, tables %v, drops %v, peak RSS %.1f MiB; RSS MiB over time: %s; perf_event fds over time: %v",
+		m.Window.Duration().Round(time.Second), sent.Load(), m.Tables, m.Drops, mib(peak), strings.Join(trace, " "), fdTrace)
+	if n := len(fdTrace); n >= 4 {
+		early, late := fdTrace[n/4], fdTrace[n-2]
+		if late > early+early/2+10 {
+			t.Errorf("the recorder's uprobe links grow over the window: %d at a quarter, %d at the end (per-process probes of exited targets are not released)", early, late)
+		}
+	}
 	if !m.Complete || m.Tables[formats.TableCPUSamples] == 0 || m.Tables[formats.TableHTTPRequests] == 0 || m.Tables[formats.TableProcesses] == 0 {
 		t.Errorf("the long window did not record every probe set: %v", m.Tables)
 	}

@@ -268,3 +268,79 @@ func TestPIDReuseAttribution(t *testing.T) {
 		t.Errorf("burn_alpha under incarnA: %d samples, burn_beta under incarnB: %d", alphaN, betaN)
 	}
 }
+
+// forkerSrc forks n children that each exec `sleep 1` (alive long enough
+// for the recorder to attach its per-process probes), waits for them,
+// creates a marker file, then sleeps so the recorder can be inspected while
+// it still runs.
+const forkerSrc = `#include <stdlib.h>
+#include <unistd.h>
+#include <fcntl.h>
+#include <sys/wait.h>
+
+int main(int argc, char **argv) {
+	int n = atoi(argv[1]);
+	for (int i = 0; i < n; i++) {
+		pid_t pid = fork();
+		if (pid == 0) {
+			execl("/bin/sleep", "sleep", "1", (char *)0);
+			_exit(127);
+		}
+	}
+	while (wait(0) > 0)
+		;
+	close(creat(argv[3], 0644));
+	sleep(atoi(argv[2]));
+	return 0;
+}
+`
+
+// perfEventFDs counts the perf_event file descriptors a process holds
+// (each uprobe link is one).
+func perfEventFDs(pid int) int {
+	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	n := 0
+	for _, fd := range fds {
+		if target, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())); err == nil && target == "anon_inode:[perf_event]" {
+			n++
+		}
+	}
+	return n
+}
+
+// A target that forks and execs many short-lived children under -p mem:
+// the per-process uprobes of children that exited are released, so the
+// recorder's file descriptors (and the kernel's uprobe list, and the time
+// to detach at the end) stay proportional to the live targets, not to every
+// process the window ever saw.
+func TestMemUprobesOfExitedChildrenReleased(t *testing.T) {
+	testenv.RequireBPF(t)
+	bin := buildSelf(t)
+	forker := buildC(t, "forker", forkerSrc)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "mem-forks.bpfsnap")
+	done := filepath.Join(dir, "children-done")
+	const children = 30
+	cmd := exec.Command(bin, "capture", "-p", "mem", "-d", "2m", "-o", out, "--", forker, fmt.Sprint(children), "4", done)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// The forker is asleep once its children are done; its own probes
+	// (one libc: a handful of uprobes) are all that should be attached.
+	waitFor(t, "the forker's children", 60*time.Second, func() bool {
+		_, err := os.Stat(done)
+		return err == nil
+	})
+	time.Sleep(1500 * time.Millisecond) // let the process reader catch up with the last exits
+	held := perfEventFDs(cmd.Process.Pid)
+	err := waitExit(cmd, 5*time.Minute)
+	if err != nil {
+		t.Fatalf("capture: %v\n%s", err, stderr.String())
+	}
+	t.Logf("%d children forked and exited; the recorder held %d perf_event fds (uprobe links) afterwards", children, held)
+	if held > 50 {
+		t.Errorf("the recorder still holds %d uprobe links after %d children exited: per-pid probes of exited processes are never released (capture/mem.go attach/Stop)", held, children)
+	}
+}

@@ -85,6 +85,7 @@ type Session struct {
 	targetMu      sync.Mutex
 	targetPIDs    map[uint32]bool
 	events        atomic.Uint64
+	warnings      atomic.Uint64
 
 	procTable *formats.TableWriter[formats.ProcessEvent]
 	subMu     sync.Mutex
@@ -129,10 +130,27 @@ func (s *Session) ProcRoot() string { return s.procRoot }
 // Cgroups resolves cgroup ids to paths.
 func (s *Session) Cgroups() *CgroupResolver { return s.cgroups }
 
+// maxWarnings bounds the warnings a capture keeps and prints: a probe set
+// that warns per process (a target forking thousands of short-lived
+// children) must not grow the manifest, the recorder's memory and the
+// terminal without limit. Further warnings are counted in the drops.
+const maxWarnings = 100
+
 // Warnf reports a problem that makes the data incomplete: to the user now,
-// and to the manifest's warnings for the report.
+// and to the manifest's warnings for the report (the first maxWarnings;
+// the rest are counted as capture.warnings_suppressed).
 func (s *Session) Warnf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
+	n := s.warnings.Add(1)
+	if n > maxWarnings {
+		if s.writer != nil {
+			s.writer.UpdateManifest(func(m *formats.Manifest) { m.Drops["capture.warnings_suppressed"]++ })
+		}
+		if n == maxWarnings+1 && s.opts.Warn != nil {
+			s.opts.Warn(fmt.Sprintf("more than %d warnings: further ones are only counted (capture.warnings_suppressed)", maxWarnings))
+		}
+		return
+	}
 	if s.opts.Warn != nil {
 		s.opts.Warn(msg)
 	}
