@@ -8,7 +8,7 @@ BIN       := bin/bpfsnap
 # Packages that must build on every OS (checked by cross-build).
 PORTABLE  := ./formats/... ./analyze/... ./report/... ./cmd/bpfsnap/
 
-.PHONY: all build generate generate-check vmlinux test test-short fuzz lint cross-build demo bench deps tracefs clean
+.PHONY: all build generate generate-check vmlinux test test-short stress fuzz lint cross-build demo bench deps tracefs clean
 
 all: build
 
@@ -36,6 +36,13 @@ test: tracefs
 	$(GO) test -p 1 -count=1 -timeout 40m ./...
 	$(GO) test -run '^$$' -fuzz FuzzOpenArchive -fuzztime 20s ./formats/
 	$(GO) test -run '^$$' -fuzz FuzzOpenBinary -fuzztime 10s ./internal/symbolize/
+
+# The long forms of the reliability suite (docs/reliability.md): a minute
+# of fork/exec + sampling + HTTP flood through one-page rings, and a
+# 10-minute capture of a steady workload whose recorder RSS must stay flat.
+# Needs root; takes ~15 minutes.
+stress: tracefs
+	BPFSNAP_STRESS=1 $(GO) test -p 1 -count=1 -timeout 40m -run 'Stress' -v ./capture/
 
 test-short:
 	$(GO) test -short -count=1 ./...

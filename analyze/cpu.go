@@ -42,10 +42,23 @@ func (p *CPUProfile) ProcessName(pid uint32) string {
 	return fmt.Sprintf("pid %d", pid)
 }
 
-// CPUStack is one distinct (pid, stack) with its sample count.
+// StackProcess is the process name of one aggregated stack: the program
+// of the life its samples came from when the pid was reused in the window,
+// else ProcessName.
+func (p *CPUProfile) StackProcess(s *CPUStack) string {
+	if s.Process != "" {
+		return s.Process
+	}
+	return p.ProcessName(s.PID)
+}
+
+// CPUStack is one distinct (pid life, stack) with its sample count.
 type CPUStack struct {
 	PID   uint32
 	Count uint64
+	// Process names the life of a pid that was reused within the window
+	// (its comm then); empty for a pid with one life (see ProcessName).
+	Process string
 	// Frames are leaf first, kernel frames before user frames; nil when
 	// the sample had no stack.
 	Frames []*formats.Frame
@@ -70,7 +83,37 @@ type cpuSampleComm struct {
 
 type sampleKey struct {
 	pid   uint32
+	life  int32 // index in the pid's lives when it was reused; 0 otherwise
 	stack uint64
+}
+
+// pidLives tells the lives of reused pids apart by time: a sample belongs
+// to the last life that began at or before it.
+type pidLives map[uint32][]Process
+
+func newPIDLives(procs []Process) pidLives {
+	count := map[uint32]int{}
+	for _, p := range procs {
+		count[p.PID]++
+	}
+	l := pidLives{}
+	for _, p := range procs { // ordered by first sighting
+		if count[p.PID] > 1 {
+			l[p.PID] = append(l[p.PID], p)
+		}
+	}
+	return l
+}
+
+func (l pidLives) life(pid uint32, t uint64) int32 {
+	ls := l[pid]
+	i := 0
+	for j := 1; j < len(ls); j++ {
+		if ls[j].FirstSeen <= t {
+			i = j
+		}
+	}
+	return int32(i)
 }
 
 // LoadCPU reads the cpu_samples, stacks and frames tables, keeping the
@@ -78,6 +121,14 @@ type sampleKey struct {
 // samples reference are held in memory.
 func LoadCPU(a *formats.Archive, opts Options) (*CPUProfile, error) {
 	bound := opts.Filter.Bind(a.Manifest())
+	var procs []Process
+	if a.HasTable(formats.TableProcesses) {
+		var err error
+		if procs, err = Processes(a); err != nil {
+			return nil, err
+		}
+	}
+	lives := newPIDLives(procs)
 	counts := map[sampleKey]uint64{}
 	var total uint64
 	tl := newTimeline(a.Manifest().Window, opts.Filter)
@@ -87,7 +138,11 @@ func LoadCPU(a *formats.Archive, opts Options) (*CPUProfile, error) {
 			if !bound.Keep(r.PID, r.TimeNs) {
 				continue
 			}
-			counts[sampleKey{r.PID, r.StackID}]++
+			var life int32
+			if lives[r.PID] != nil {
+				life = lives.life(r.PID, r.TimeNs)
+			}
+			counts[sampleKey{r.PID, life, r.StackID}]++
 			total++
 			tl.add(r.TimeNs)
 		}
@@ -106,11 +161,11 @@ func LoadCPU(a *formats.Archive, opts Options) (*CPUProfile, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := buildCPUProfile(counts, stacks)
+	p := buildCPUProfile(counts, stacks, lives)
 	p.Samples = total
 	p.Timeline = tl.Timeline
 	p.PeriodNs = samplingPeriodNs(a.Manifest())
-	if err := p.nameProcesses(a, bound); err != nil {
+	if err := p.nameProcesses(a, bound, procs); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -119,19 +174,15 @@ func LoadCPU(a *formats.Archive, opts Options) (*CPUProfile, error) {
 // nameProcesses names every sampled pid: the comm of its processes-table
 // record (the program it last ran), else, in a second pass over the
 // samples, its most frequent thread name.
-func (p *CPUProfile) nameProcesses(a *formats.Archive, bound Bound) error {
+func (p *CPUProfile) nameProcesses(a *formats.Archive, bound Bound, procs []Process) error {
 	for _, s := range p.Stacks {
 		p.Names[s.PID] = ""
 	}
-	if a.HasTable(formats.TableProcesses) {
-		procs, err := Processes(a)
-		if err != nil {
-			return err
-		}
-		for _, pr := range procs {
-			if _, sampled := p.Names[pr.PID]; sampled && pr.Comm != "" {
-				p.Names[pr.PID] = pr.Comm // the latest life of a reused pid wins
-			}
+	for _, pr := range procs {
+		if _, sampled := p.Names[pr.PID]; sampled && pr.Comm != "" {
+			// The latest life of a reused pid names the pid; each
+			// stack carries its own life's name (CPUStack.Process).
+			p.Names[pr.PID] = pr.Comm
 		}
 	}
 	votes := map[uint32]map[string]uint64{}
@@ -168,10 +219,13 @@ func (p *CPUProfile) nameProcesses(a *formats.Archive, bound Bound) error {
 
 // buildCPUProfile joins aggregated sample counts with their stacks.
 // Samples whose stack is missing from the archive count as NoStack.
-func buildCPUProfile(counts map[sampleKey]uint64, stacks *Stacks) *CPUProfile {
+func buildCPUProfile(counts map[sampleKey]uint64, stacks *Stacks, lives pidLives) *CPUProfile {
 	p := &CPUProfile{Names: map[uint32]string{}, Truncated: stacks.Truncated}
 	for k, n := range counts {
 		st := CPUStack{PID: k.pid, Count: n}
+		if ls := lives[k.pid]; ls != nil {
+			st.Process = ls[k.life].Comm
+		}
 		fr, ok := stacks.Frames[k.stack]
 		if k.stack == 0 || !ok {
 			p.NoStack += n
@@ -187,6 +241,9 @@ func buildCPUProfile(counts map[sampleKey]uint64, stacks *Stacks) *CPUProfile {
 		}
 		if a.PID != b.PID {
 			return a.PID < b.PID
+		}
+		if a.Process != b.Process {
+			return a.Process < b.Process
 		}
 		return stackLess(a.Frames, b.Frames)
 	})

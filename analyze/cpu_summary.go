@@ -65,13 +65,19 @@ func (p *CPUProfile) Summarize() *CPUSummary {
 		}
 		return 100 * float64(n) / float64(p.Samples)
 	}
-	perPID := map[uint32]uint64{}
+	// Per process life: a pid reused within the window is listed once per
+	// program that ran under it.
+	type procKey struct {
+		pid  uint32
+		name string
+	}
+	perPID := map[procKey]uint64{}
 	self := map[string]uint64{}
 	total := map[string]uint64{}
 	names := map[*formats.Frame]string{}
 	seen := map[string]bool{}
 	for _, st := range p.Stacks {
-		perPID[st.PID] += st.Count
+		perPID[procKey{st.PID, p.StackProcess(&st)}] += st.Count
 		if len(st.Frames) == 0 {
 			continue
 		}
@@ -92,15 +98,18 @@ func (p *CPUProfile) Summarize() *CPUSummary {
 			}
 		}
 	}
-	for pid, n := range perPID {
-		s.Processes = append(s.Processes, CPUProcess{PID: pid, Comm: p.ProcessName(pid), Samples: n, Pct: pct(n)})
+	for k, n := range perPID {
+		s.Processes = append(s.Processes, CPUProcess{PID: k.pid, Comm: k.name, Samples: n, Pct: pct(n)})
 	}
 	sort.Slice(s.Processes, func(i, j int) bool {
 		a, b := s.Processes[i], s.Processes[j]
 		if a.Samples != b.Samples {
 			return a.Samples > b.Samples
 		}
-		return a.PID < b.PID
+		if a.PID != b.PID {
+			return a.PID < b.PID
+		}
+		return a.Comm < b.Comm
 	})
 	all := make([]CPUFunction, 0, len(total))
 	for n, t := range total {

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/bpfsnap/bpfsnap/formats"
@@ -68,8 +69,8 @@ func FunctionName(f *formats.Frame) string {
 }
 
 // SafeFrameName makes a workload-supplied name safe inside a folded line:
-// ';' (the frame separator) becomes ':', control characters (newlines would
-// split the line) become '?', invalid UTF-8 becomes U+FFFD. Spaces stay:
+// ';' (the frame separator) becomes ':', control and format characters
+// (newlines would split the line, bidi overrides reorder it) become '?', invalid UTF-8 becomes U+FFFD. Spaces stay:
 // the count is always the text after the last space of a line.
 func SafeFrameName(s string) string {
 	clean := true
@@ -93,7 +94,9 @@ func SafeFrameName(s string) string {
 			b.WriteRune(utf8.RuneError)
 		case r == ';':
 			b.WriteByte(':')
-		case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\u2028' || r == '\u2029':
+		case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\u2028' || r == '\u2029' || unicode.Is(unicode.Cf, r):
+			// Format characters too: a bidi override would reorder the
+			// rest of the line on a terminal or in a flame graph label.
 			b.WriteByte('?')
 		default:
 			b.WriteString(s[i : i+size])
@@ -126,8 +129,9 @@ func (p *CPUProfile) Folded(opts FoldOptions) []FoldedStack {
 	names := map[*formats.Frame]string{}
 	agg := map[string]*FoldedStack{}
 	var key strings.Builder
-	for _, s := range p.Stacks {
-		root := SafeFrameName(p.ProcessName(s.PID))
+	for i := range p.Stacks {
+		s := &p.Stacks[i]
+		root := SafeFrameName(p.StackProcess(s))
 		if opts.WithPID {
 			root = fmt.Sprintf("%s-%d", root, s.PID)
 		}

@@ -76,6 +76,7 @@ func Warnings(m *formats.Manifest) []string {
 // are events that were lost.
 var dropMeanings = map[string]string{
 	"stacks.unsymbolized_frames":    "distinct stack frames could not be symbolized (shown as module+offset)",
+	"capture.warnings_suppressed":   "further capture warnings were not kept (the first 100 are listed)",
 	"http.no_response":              "HTTP requests had no response before the window ended",
 	"http.response_without_request": "HTTP responses had no request in the window (connection began earlier); not counted as requests",
 	"http.unparsed":                 "HTTP-looking messages could not be parsed",

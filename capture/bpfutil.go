@@ -36,6 +36,13 @@ func (s *Session) LoadObjects(spec *ebpf.CollectionSpec, objs any) error {
 			return fmt.Errorf("setting filter_targets: %w", err)
 		}
 	}
+	if n := s.opts.RingPages; n > 0 {
+		for _, m := range spec.Maps {
+			if m.Type == ebpf.RingBuf {
+				m.MaxEntries = uint32(n * os.Getpagesize())
+			}
+		}
+	}
 	opts := &ebpf.CollectionOptions{}
 	if _, ok := spec.Maps["targets"]; ok && s.targets != nil {
 		opts.MapReplacements = map[string]*ebpf.Map{"targets": s.targets}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -54,6 +55,11 @@ type Options struct {
 	// their processes now and, in the kernel, any process that joins their
 	// cgroups during the window.
 	K8s K8sSelector
+	// RingPages, when > 0, shrinks (or grows) every probe set's ring buffer
+	// to this many pages (a power of two). A debug knob for the flood
+	// tests: a tiny ring overflows under load, so the drop accounting can
+	// be checked against a workload that knows what it did.
+	RingPages int
 }
 
 // Status is a snapshot for the live status line.
@@ -85,6 +91,7 @@ type Session struct {
 	targetCgroups map[uint64]string // cgroup v2 id -> path, for K8s selectors
 	k8s           k8sState          // attribution caches and counters (k8s_enrich.go)
 	events        atomic.Uint64
+	warnings      atomic.Uint64
 
 	procTable *formats.TableWriter[formats.ProcessEvent]
 	subMu     sync.Mutex
@@ -129,10 +136,27 @@ func (s *Session) ProcRoot() string { return s.procRoot }
 // Cgroups resolves cgroup ids to paths.
 func (s *Session) Cgroups() *CgroupResolver { return s.cgroups }
 
+// maxWarnings bounds the warnings a capture keeps and prints: a probe set
+// that warns per process (a target forking thousands of short-lived
+// children) must not grow the manifest, the recorder's memory and the
+// terminal without limit. Further warnings are counted in the drops.
+const maxWarnings = 100
+
 // Warnf reports a problem that makes the data incomplete: to the user now,
-// and to the manifest's warnings for the report.
+// and to the manifest's warnings for the report (the first maxWarnings;
+// the rest are counted as capture.warnings_suppressed).
 func (s *Session) Warnf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
+	n := s.warnings.Add(1)
+	if n > maxWarnings {
+		if s.writer != nil {
+			s.writer.UpdateManifest(func(m *formats.Manifest) { m.Drops["capture.warnings_suppressed"]++ })
+		}
+		if n == maxWarnings+1 && s.opts.Warn != nil {
+			s.opts.Warn(fmt.Sprintf("more than %d warnings: further ones are only counted (capture.warnings_suppressed)", maxWarnings))
+		}
+		return
+	}
 	if s.opts.Warn != nil {
 		s.opts.Warn(msg)
 	}
@@ -190,6 +214,9 @@ func (o *Options) Validate() error {
 	}
 	if o.HostRoot == "" {
 		o.HostRoot = "/"
+	}
+	if o.RingPages < 0 || o.RingPages&(o.RingPages-1) != 0 {
+		return fmt.Errorf("--ring-pages %d is not a power of two", o.RingPages)
 	}
 	if o.Output == "" {
 		host, _ := os.Hostname()
@@ -297,6 +324,10 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}, formats.CreateOptions{Clock: clock})
 	if err != nil {
 		return nil, err
+	}
+	if opts.RingPages > 0 {
+		// A reader of the archive must know its drops were provoked.
+		w.UpdateManifest(func(m *formats.Manifest) { m.Options["ring_pages"] = strconv.Itoa(opts.RingPages) })
 	}
 	s.writer = w
 	s.procTable = formats.NewTable[formats.ProcessEvent](w, formats.TableProcesses)

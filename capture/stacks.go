@@ -39,10 +39,15 @@ type StackRecorder struct {
 	frames    map[uint64]*pendingFrame
 	frameIDs  []uint64 // in first-seen order, for a stable frames table
 	stacks    map[uint64]bool
-	rawStacks map[uint64]uint64 // hash(pid, raw ips) -> stack id
-	stackTab  *formats.TableWriter[formats.Stack]
-	frameTab  *formats.TableWriter[formats.Frame]
-	scratch   []uint64
+	rawStacks map[uint64]uint64 // hash(pid, generation, raw ips) -> stack id
+	// gens counts the programs a pid has run (fork and exec start a new
+	// one): the raw-stack cache is keyed by it, so a reused pid or a new
+	// program at the same addresses (non-PIE binaries) is not given the
+	// stacks of the previous one.
+	gens     map[uint32]uint32
+	stackTab *formats.TableWriter[formats.Stack]
+	frameTab *formats.TableWriter[formats.Frame]
+	scratch  []uint64
 }
 
 type procState struct {
@@ -84,6 +89,7 @@ func (s *Session) Stacks() *StackRecorder {
 			frames:    map[uint64]*pendingFrame{},
 			stacks:    map[uint64]bool{},
 			rawStacks: map[uint64]uint64{},
+			gens:      map[uint32]uint32{},
 			stackTab:  formats.NewTable[formats.Stack](s.writer, formats.TableStacks),
 			frameTab:  formats.NewTable[formats.Frame](s.writer, formats.TableFrames),
 		}
@@ -95,8 +101,10 @@ func (s *Session) Stacks() *StackRecorder {
 			}
 			r.mu.Lock()
 			if ev.Kind == formats.ProcessExec || ev.Kind == formats.ProcessFork {
-				// A new program (or a pid reused): earlier mappings are void.
+				// A new program (or a pid reused): earlier mappings and
+				// cached stacks are void.
 				delete(r.procs, ev.PID)
+				r.gens[ev.PID]++
 			}
 			r.snapshot(ev.PID)
 			r.mu.Unlock()
@@ -114,9 +122,9 @@ func (r *StackRecorder) Record(pid uint32, kernel, user []uint64) uint64 {
 	if len(kernel) == 0 && len(user) == 0 {
 		return 0
 	}
-	raw := hashIPs(pid, kernel, user)
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	raw := hashIPs(pid, r.gens[pid], kernel, user)
 	if id, ok := r.rawStacks[raw]; ok {
 		return id
 	}
@@ -381,7 +389,7 @@ func hashU64s(vs []uint64) uint64 {
 	return nonZero(h.Sum64())
 }
 
-func hashIPs(pid uint32, kernel, user []uint64) uint64 {
+func hashIPs(pid, gen uint32, kernel, user []uint64) uint64 {
 	h := fnv.New64a()
 	var buf [8]byte
 	put := func(v uint64) {
@@ -390,7 +398,7 @@ func hashIPs(pid uint32, kernel, user []uint64) uint64 {
 		}
 		h.Write(buf[:])
 	}
-	put(uint64(pid))
+	put(uint64(pid) | uint64(gen)<<32)
 	for _, v := range kernel {
 		put(v)
 	}

@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/bpfsnap/bpfsnap/analyze"
 	"github.com/bpfsnap/bpfsnap/formats"
@@ -330,7 +332,51 @@ func WriteHTML(w io.Writer, archives []*HTMLArchive, opts HTMLOptions) error {
 	if err != nil {
 		return err
 	}
-	return t.Execute(w, p)
+	var page bytes.Buffer
+	if err := t.Execute(&page, p); err != nil {
+		return err
+	}
+	_, err = io.WriteString(w, pageSafe(page.String()))
+	return err
+}
+
+// pageSafe writes control characters (but tab and newlines), C1 controls,
+// Unicode format characters (bidi overrides) and invalid UTF-8 as visible
+// escapes, like TerminalSafe. html/template escapes markup but passes
+// those through from workload strings, and they have no business in a page:
+// they are parse errors, and bidi overrides reorder what the reader sees.
+// The page's own markup, styles and scripts contain none of them, and the
+// embedded JSON already escapes them, so this only touches workload text.
+func pageSafe(page string) string {
+	var b strings.Builder
+	last := 0
+	for i := 0; i < len(page); {
+		r, size := utf8.DecodeRuneInString(page[i:])
+		var esc string
+		switch {
+		case r == '\t' || r == '\n' || r == '\r':
+		case r == utf8.RuneError && size == 1:
+			esc = fmt.Sprintf(`\x%02x`, page[i])
+		case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0):
+			esc = fmt.Sprintf(`\x%02x`, r)
+		case unicode.Is(unicode.Cf, r):
+			esc = fmt.Sprintf(`\u%04x`, r)
+		}
+		if esc != "" {
+			if b.Len() == 0 {
+				b.Grow(len(page) + 64)
+			}
+			b.WriteString(page[last:i])
+			b.WriteString(esc)
+			last = i + size
+		}
+		i += size
+	}
+	if last == 0 {
+		return page
+	}
+	b.WriteString(page[last:])
+	return b.String()
 }
 
 // worseEndpoint ranks endpoints for the "worst endpoint" card: a server's

@@ -96,10 +96,11 @@ func BuildPprof(p *analyze.CPUProfile, opts PprofOptions) *profile.Profile {
 		}
 		return loc
 	}
-	for _, s := range p.Stacks {
+	for i := range p.Stacks {
+		s := &p.Stacks[i]
 		sample := &profile.Sample{
 			Value:    []int64{int64(s.Count), int64(s.Count) * period},
-			Label:    map[string][]string{"process": {p.ProcessName(s.PID)}},
+			Label:    map[string][]string{"process": {p.StackProcess(s)}},
 			NumLabel: map[string][]int64{"pid": {int64(s.PID)}},
 		}
 		for i := 0; i < len(s.Frames); i++ {

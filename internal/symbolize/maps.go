@@ -67,11 +67,26 @@ func parseMapsLine(line string) (Mapping, bool) {
 	}
 	m.Perms, m.Dev = fields[1], fields[3]
 	if len(fields) > 5 {
-		// Keep the path exactly, spaces included: find it after the inode.
-		idx := strings.Index(line, fields[4]) + len(fields[4])
-		m.Path = strings.TrimSpace(line[idx:])
+		// Keep the path exactly, spaces included: it is what follows the
+		// fifth field. (Searching for the inode's text instead finds an
+		// inode of "0" inside the address of [vdso] and [stack] lines.)
+		m.Path = strings.TrimSpace(afterFields(line, 5))
 	}
 	return m, true
+}
+
+// afterFields returns line after its first n space-separated fields.
+func afterFields(line string, n int) string {
+	i := 0
+	for ; n > 0; n-- {
+		for i < len(line) && (line[i] == ' ' || line[i] == '\t') {
+			i++
+		}
+		for i < len(line) && line[i] != ' ' && line[i] != '\t' {
+			i++
+		}
+	}
+	return line[i:]
 }
 
 // Find returns the mapping that contains addr.

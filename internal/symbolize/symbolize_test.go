@@ -117,6 +117,15 @@ func TestParseMaps(t *testing.T) {
 	if maps[1].FileBacked() {
 		t.Errorf("vdso is not file backed")
 	}
+	// The inode's text ("0") also occurs in the address: the path is still
+	// what follows the fifth field, not what follows the first "0".
+	if maps[1].Path != "[vdso]" {
+		t.Errorf("vdso path %q", maps[1].Path)
+	}
+	odd, _ := ParseMaps(strings.NewReader("1234000-1235000 r-xp 00000000 fd:01 1234 /opt/a b\n"))
+	if len(odd) != 1 || odd[0].Path != "/opt/a b" {
+		t.Errorf("path after an inode that also occurs in the address: %+v", odd)
+	}
 	if _, ok := Find(maps, 0x7ffd1500); !ok {
 		t.Errorf("find in vdso")
 	}
