@@ -33,7 +33,9 @@ static __always_inline bool is_target(__u32 tgid)
 
 // Each object counts what it loses in a per-CPU array indexed by a
 // probe-set specific reason; user space sums the CPUs and stores the totals
-// in the manifest.
+// in the manifest. The add is atomic: per-CPU does not mean exclusive, as
+// two programs can interleave on one CPU (a preempted tracepoint program
+// and the next one), and a plain ++ lost counts under a flood.
 #define DECLARE_DROPS(n)                                   \
 	struct {                                           \
 		__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);   \
@@ -45,7 +47,7 @@ static __always_inline bool is_target(__u32 tgid)
 	{                                                  \
 		__u64 *v = bpf_map_lookup_elem(&drops, &reason); \
 		if (v)                                     \
-			(*v)++;                            \
+			__sync_fetch_and_add(v, 1);        \
 	}
 
 // submit_flags decides whether a ring buffer submit wakes the reader. A
