@@ -251,32 +251,6 @@ static __always_inline int enter(__u32 kind, __u64 size, __u64 old)
 	return 0;
 }
 
-SEC("uprobe")
-int BPF_KPROBE(malloc_enter, __u64 size) { return enter(MEM_MALLOC, size, 0); }
-
-SEC("uprobe")
-int BPF_KPROBE(calloc_enter, __u64 n, __u64 size) { return enter(MEM_CALLOC, n * size, 0); }
-
-SEC("uprobe")
-int BPF_KPROBE(realloc_enter, __u64 ptr, __u64 size) { return enter(MEM_REALLOC, size, ptr); }
-
-SEC("uprobe")
-int BPF_KPROBE(reallocarray_enter, __u64 ptr, __u64 n, __u64 size) { return enter(MEM_REALLOC, n * size, ptr); }
-
-// aligned_alloc(align, size) and memalign(align, size).
-SEC("uprobe")
-int BPF_KPROBE(memalign_enter, __u64 align, __u64 size) { return enter(MEM_MEMALIGN, size, 0); }
-
-// valloc(size) and pvalloc(size).
-SEC("uprobe")
-int BPF_KPROBE(valloc_enter, __u64 size) { return enter(MEM_MEMALIGN, size, 0); }
-
-SEC("uprobe")
-int BPF_KPROBE(posix_memalign_enter, __u64 memptr, __u64 align, __u64 size)
-{
-	return enter(MEM_POSIX_MEMALIGN, size, memptr);
-}
-
 static __always_inline void fill_head(struct mem_head *h, __u64 id, __u32 kind)
 {
 	__builtin_memset(h, 0, sizeof(*h));
@@ -383,7 +357,7 @@ static __always_inline void send_stacked(struct mem_head *head, struct pt_regs *
 		count_drop(MEM_DROP_RINGBUF);
 }
 
-SEC("uretprobe")
+SEC("uretprobe.multi")
 int BPF_KRETPROBE(alloc_return, __u64 ret)
 {
 	struct inflight *f = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0, 0);
@@ -448,8 +422,7 @@ int BPF_KRETPROBE(alloc_return, __u64 ret)
 
 // free may be probed after its first instruction (see capture/mem.go): the
 // argument register is still intact there.
-SEC("uprobe")
-int BPF_KPROBE(free_enter, __u64 ptr)
+static __always_inline int free_hit(__u64 ptr)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	if (ptr == 0 || !is_target(id >> 32))
@@ -460,6 +433,47 @@ int BPF_KPROBE(free_enter, __u64 ptr)
 			return 0;
 	}
 	send_head(id, MEM_FREE, ptr, 0);
+	return 0;
+}
+
+// Which allocator function an entry probe sits on: the BPF cookie of each
+// address of the one uprobe.multi link per process (capture/mem.go
+// allocFuncs). One link per process instead of one per function matters
+// when processes exit: the kernel waits an RCU grace period (~100 ms here)
+// per link it tears down, one at a time.
+enum alloc_fn {
+	FN_MALLOC = 0,
+	FN_CALLOC = 1,
+	FN_REALLOC = 2,
+	FN_REALLOCARRAY = 3,
+	FN_MEMALIGN = 4,       // aligned_alloc(align, size), memalign(align, size)
+	FN_VALLOC = 5,         // valloc(size), pvalloc(size)
+	FN_POSIX_MEMALIGN = 6, // posix_memalign(memptr, align, size)
+	FN_FREE = 7,
+};
+
+SEC("uprobe.multi")
+int BPF_KPROBE(alloc_enter)
+{
+	__u64 a1 = PT_REGS_PARM1(ctx), a2 = PT_REGS_PARM2(ctx), a3 = PT_REGS_PARM3(ctx);
+	switch (bpf_get_attach_cookie(ctx)) {
+	case FN_MALLOC:
+		return enter(MEM_MALLOC, a1, 0);
+	case FN_CALLOC:
+		return enter(MEM_CALLOC, a1 * a2, 0);
+	case FN_REALLOC:
+		return enter(MEM_REALLOC, a2, a1);
+	case FN_REALLOCARRAY:
+		return enter(MEM_REALLOC, a2 * a3, a1);
+	case FN_MEMALIGN:
+		return enter(MEM_MEMALIGN, a2, 0);
+	case FN_VALLOC:
+		return enter(MEM_MEMALIGN, a1, 0);
+	case FN_POSIX_MEMALIGN:
+		return enter(MEM_POSIX_MEMALIGN, a3, a1);
+	case FN_FREE:
+		return free_hit(a1);
+	}
 	return 0;
 }
 

@@ -72,34 +72,27 @@ type MemSysInflight struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	MemMapDrops               = "drops"
-	MemMapInflight            = "inflight"
-	MemMapMemEvents           = "mem_events"
-	MemMapSampleState         = "sample_state"
-	MemMapSampled             = "sampled"
-	MemMapScratch             = "scratch"
-	MemMapSysInflight         = "sys_inflight"
-	MemMapTargets             = "targets"
-	MemProgAllocReturn        = "alloc_return"
-	MemProgBrkEnter           = "brk_enter"
-	MemProgCallocEnter        = "calloc_enter"
-	MemProgFreeEnter          = "free_enter"
-	MemProgMallocEnter        = "malloc_enter"
-	MemProgMemSysExit         = "mem_sys_exit"
-	MemProgMemalignEnter      = "memalign_enter"
-	MemProgMmapEnter          = "mmap_enter"
-	MemProgMremapEnter        = "mremap_enter"
-	MemProgMunmapEnter        = "munmap_enter"
-	MemProgPosixMemalignEnter = "posix_memalign_enter"
-	MemProgReallocEnter       = "realloc_enter"
-	MemProgReallocarrayEnter  = "reallocarray_enter"
-	MemProgVallocEnter        = "valloc_enter"
-	MemVarFilterTargets       = "filter_targets"
-	MemVarLog2Mantissa        = "log2_mantissa"
-	MemVarSampleBytes         = "sample_bytes"
-	MemVarStackSize           = "stack_size"
-	MemVarSysStackSize        = "sys_stack_size"
-	MemVarUnusedMemEvent      = "unused_mem_event"
+	MemMapDrops          = "drops"
+	MemMapInflight       = "inflight"
+	MemMapMemEvents      = "mem_events"
+	MemMapSampleState    = "sample_state"
+	MemMapSampled        = "sampled"
+	MemMapScratch        = "scratch"
+	MemMapSysInflight    = "sys_inflight"
+	MemMapTargets        = "targets"
+	MemProgAllocEnter    = "alloc_enter"
+	MemProgAllocReturn   = "alloc_return"
+	MemProgBrkEnter      = "brk_enter"
+	MemProgMemSysExit    = "mem_sys_exit"
+	MemProgMmapEnter     = "mmap_enter"
+	MemProgMremapEnter   = "mremap_enter"
+	MemProgMunmapEnter   = "munmap_enter"
+	MemVarFilterTargets  = "filter_targets"
+	MemVarLog2Mantissa   = "log2_mantissa"
+	MemVarSampleBytes    = "sample_bytes"
+	MemVarStackSize      = "stack_size"
+	MemVarSysStackSize   = "sys_stack_size"
+	MemVarUnusedMemEvent = "unused_mem_event"
 )
 
 // LoadMem returns the embedded CollectionSpec for Mem.
@@ -144,20 +137,13 @@ type MemSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type MemProgramSpecs struct {
-	AllocReturn        *ebpf.ProgramSpec `ebpf:"alloc_return"`
-	BrkEnter           *ebpf.ProgramSpec `ebpf:"brk_enter"`
-	CallocEnter        *ebpf.ProgramSpec `ebpf:"calloc_enter"`
-	FreeEnter          *ebpf.ProgramSpec `ebpf:"free_enter"`
-	MallocEnter        *ebpf.ProgramSpec `ebpf:"malloc_enter"`
-	MemSysExit         *ebpf.ProgramSpec `ebpf:"mem_sys_exit"`
-	MemalignEnter      *ebpf.ProgramSpec `ebpf:"memalign_enter"`
-	MmapEnter          *ebpf.ProgramSpec `ebpf:"mmap_enter"`
-	MremapEnter        *ebpf.ProgramSpec `ebpf:"mremap_enter"`
-	MunmapEnter        *ebpf.ProgramSpec `ebpf:"munmap_enter"`
-	PosixMemalignEnter *ebpf.ProgramSpec `ebpf:"posix_memalign_enter"`
-	ReallocEnter       *ebpf.ProgramSpec `ebpf:"realloc_enter"`
-	ReallocarrayEnter  *ebpf.ProgramSpec `ebpf:"reallocarray_enter"`
-	VallocEnter        *ebpf.ProgramSpec `ebpf:"valloc_enter"`
+	AllocEnter  *ebpf.ProgramSpec `ebpf:"alloc_enter"`
+	AllocReturn *ebpf.ProgramSpec `ebpf:"alloc_return"`
+	BrkEnter    *ebpf.ProgramSpec `ebpf:"brk_enter"`
+	MemSysExit  *ebpf.ProgramSpec `ebpf:"mem_sys_exit"`
+	MmapEnter   *ebpf.ProgramSpec `ebpf:"mmap_enter"`
+	MremapEnter *ebpf.ProgramSpec `ebpf:"mremap_enter"`
+	MunmapEnter *ebpf.ProgramSpec `ebpf:"munmap_enter"`
 }
 
 // MemMapSpecs contains maps before they are loaded into the kernel.
@@ -245,38 +231,24 @@ type MemVariables struct {
 //
 // It can be passed to LoadMemObjects or ebpf.CollectionSpec.LoadAndAssign.
 type MemPrograms struct {
-	AllocReturn        *ebpf.Program `ebpf:"alloc_return"`
-	BrkEnter           *ebpf.Program `ebpf:"brk_enter"`
-	CallocEnter        *ebpf.Program `ebpf:"calloc_enter"`
-	FreeEnter          *ebpf.Program `ebpf:"free_enter"`
-	MallocEnter        *ebpf.Program `ebpf:"malloc_enter"`
-	MemSysExit         *ebpf.Program `ebpf:"mem_sys_exit"`
-	MemalignEnter      *ebpf.Program `ebpf:"memalign_enter"`
-	MmapEnter          *ebpf.Program `ebpf:"mmap_enter"`
-	MremapEnter        *ebpf.Program `ebpf:"mremap_enter"`
-	MunmapEnter        *ebpf.Program `ebpf:"munmap_enter"`
-	PosixMemalignEnter *ebpf.Program `ebpf:"posix_memalign_enter"`
-	ReallocEnter       *ebpf.Program `ebpf:"realloc_enter"`
-	ReallocarrayEnter  *ebpf.Program `ebpf:"reallocarray_enter"`
-	VallocEnter        *ebpf.Program `ebpf:"valloc_enter"`
+	AllocEnter  *ebpf.Program `ebpf:"alloc_enter"`
+	AllocReturn *ebpf.Program `ebpf:"alloc_return"`
+	BrkEnter    *ebpf.Program `ebpf:"brk_enter"`
+	MemSysExit  *ebpf.Program `ebpf:"mem_sys_exit"`
+	MmapEnter   *ebpf.Program `ebpf:"mmap_enter"`
+	MremapEnter *ebpf.Program `ebpf:"mremap_enter"`
+	MunmapEnter *ebpf.Program `ebpf:"munmap_enter"`
 }
 
 func (p *MemPrograms) Close() error {
 	return _MemClose(
+		p.AllocEnter,
 		p.AllocReturn,
 		p.BrkEnter,
-		p.CallocEnter,
-		p.FreeEnter,
-		p.MallocEnter,
 		p.MemSysExit,
-		p.MemalignEnter,
 		p.MmapEnter,
 		p.MremapEnter,
 		p.MunmapEnter,
-		p.PosixMemalignEnter,
-		p.ReallocEnter,
-		p.ReallocarrayEnter,
-		p.VallocEnter,
 	)
 }
 

@@ -57,6 +57,30 @@ func (s *Session) LoadObjects(spec *ebpf.CollectionSpec, objs any) error {
 	return nil
 }
 
+// dropCounters reads a probe set's kernel loss counters, and keeps their
+// final values when the probe stops: Drops is read once more after Stop,
+// when the map is closed, and the last second's losses went missing
+// before (the flood test caught it).
+type dropCounters struct {
+	final map[string]uint64
+}
+
+// read returns the frozen totals after freeze, else reads the map live.
+func (d *dropCounters) read(m *ebpf.Map, names []string) map[string]uint64 {
+	if d.final != nil {
+		out := make(map[string]uint64, len(d.final))
+		for k, v := range d.final {
+			out[k] = v
+		}
+		return out
+	}
+	return SumPerCPU(m, names)
+}
+
+// freeze reads the totals one last time; call it after the programs are
+// detached and before the map is closed.
+func (d *dropCounters) freeze(m *ebpf.Map, names []string) { d.final = SumPerCPU(m, names) }
+
 // SumPerCPU reads a per-CPU array of u64 counters and sums each slot across
 // CPUs; names maps slot index to counter name.
 func SumPerCPU(m *ebpf.Map, names []string) map[string]uint64 {

@@ -18,6 +18,7 @@ func init() { Register("cpu", func() ProbeSet { return &cpuProbe{} }) }
 // cpuProbe samples on-CPU stacks with a perf_event program on the software
 // cpu-clock event of every CPU.
 type cpuProbe struct {
+	drops dropCounters
 	freq  uint64
 	objs  bpf.CPUObjects
 	perf  *PerfLinks
@@ -119,7 +120,7 @@ func (c *cpuProbe) Drops() map[string]uint64 {
 	if c.dwarf != nil {
 		return c.dwarf.drops()
 	}
-	return SumPerCPU(c.objs.Drops, cpuDropNames)
+	return c.drops.read(c.objs.Drops, cpuDropNames)
 }
 
 func (c *cpuProbe) Stop(s *Session) error {
@@ -128,5 +129,6 @@ func (c *cpuProbe) Stop(s *Session) error {
 	}
 	c.perf.Close()
 	c.ring.Stop()
+	c.drops.freeze(c.objs.Drops, cpuDropNames)
 	return c.objs.Close()
 }

@@ -27,6 +27,7 @@ var unwindDropNames = []string{"cpu.ringbuf_full", "cpu.kernel_stack_failed", "c
 // reader unwinds each sample with the binaries' CFI as it arrives (bounded
 // memory: the raw bytes never outlive the callback).
 type dwarfSampler struct {
+	kdrops    dropCounters
 	mode      UnwindMode
 	stackSize int
 	objs      bpf.UnwindObjects
@@ -111,7 +112,7 @@ func (c *cpuProbe) handleDWARF(raw []byte) {
 }
 
 func (d *dwarfSampler) drops() map[string]uint64 {
-	out := SumPerCPU(d.objs.Drops, unwindDropNames)
+	out := d.kdrops.read(d.objs.Drops, unwindDropNames)
 	if d.stacks != nil {
 		for k, v := range d.stacks.UnwindDrops("cpu") {
 			out[k] = v
@@ -126,5 +127,6 @@ func (d *dwarfSampler) stop(s *Session) error {
 	if d.stacks != nil {
 		mergeProbeDetails(s, "cpu", d.stacks.UnwindDetails(d.mode, d.stackSize))
 	}
+	d.kdrops.freeze(d.objs.Drops, unwindDropNames)
 	return d.objs.Close()
 }

@@ -30,6 +30,7 @@ const maxPending = 64
 // on the cgroup v2 root and pairs requests with responses per socket. See
 // docs/architecture.md for why this hook and not syscall tracepoints.
 type httpProbe struct {
+	drops     dropCounters
 	keepQuery bool
 
 	objs  bpf.HTTPObjects
@@ -381,7 +382,7 @@ func ipOf(family uint8, b [16]uint8) netip.Addr {
 func (h *httpProbe) Drops() map[string]uint64 {
 	// The pairing counters belong to the reader goroutine; they are copied
 	// into the manifest after Stop (see Stop), the kernel's counters live.
-	return SumPerCPU(h.objs.Drops, httpDropNames)
+	return h.drops.read(h.objs.Drops, httpDropNames)
 }
 
 func (h *httpProbe) Stop(s *Session) error {
@@ -418,5 +419,6 @@ func (h *httpProbe) Stop(s *Session) error {
 			}
 		})
 	}
+	h.drops.freeze(h.objs.Drops, httpDropNames)
 	return h.objs.Close()
 }

@@ -40,6 +40,7 @@ func init() {
 // the libc each process maps, attached per pid so no other process on the
 // node takes a trap.
 type memProbe struct {
+	drops dropCounters
 	s     *Session
 	objs  bpf.MemObjects
 	ring  *RingReader
@@ -57,35 +58,40 @@ type memProbe struct {
 	hdr         bpf.MemMemEvent // decoding buffer of the ring reader
 
 	mu       sync.Mutex
-	links    []link.Link
-	attached map[string]bool // "pid:dev:inode" of the libc attached
+	links    []link.Link            // the syscall tracepoints
+	pidLinks map[uint32][]link.Link // per-pid allocator uprobes
+	attached map[string]bool        // "pid:dev:inode" of the libc attached
+	closer   linkCloser
 	libcs    map[string]*libcPlan
 	pids     map[uint32]string // pid -> libc it was attached to
 	seen     map[uint32]uint64 // pid -> allocation events
 	details  map[string]string
 }
 
-// allocFunc is one allocator entry point and the programs that trace it.
+// allocFunc is one allocator entry point. All entry points of a process
+// are one uprobe.multi link to alloc_enter, which tells them apart by the
+// BPF cookie (enum alloc_fn in bpf/mem.bpf.c); those that return a block
+// are one uretprobe.multi link to alloc_return.
 type allocFunc struct {
 	name   string
-	enter  func(*bpf.MemObjects) *ebpf.Program
-	ret    bool // also a uretprobe for the returned block
-	placed bool // the entry probe may move past the first instruction
+	cookie uint64 // enum alloc_fn
+	ret    bool   // also a return probe for the returned block
+	placed bool   // the entry probe may move past the first instruction
 }
 
 var allocFuncs = []allocFunc{
-	{"malloc", func(o *bpf.MemObjects) *ebpf.Program { return o.MallocEnter }, true, false},
-	{"calloc", func(o *bpf.MemObjects) *ebpf.Program { return o.CallocEnter }, true, false},
-	{"realloc", func(o *bpf.MemObjects) *ebpf.Program { return o.ReallocEnter }, true, false},
-	{"reallocarray", func(o *bpf.MemObjects) *ebpf.Program { return o.ReallocarrayEnter }, true, false},
-	{"aligned_alloc", func(o *bpf.MemObjects) *ebpf.Program { return o.MemalignEnter }, true, false},
-	{"memalign", func(o *bpf.MemObjects) *ebpf.Program { return o.MemalignEnter }, true, false},
-	{"valloc", func(o *bpf.MemObjects) *ebpf.Program { return o.VallocEnter }, true, false},
-	{"pvalloc", func(o *bpf.MemObjects) *ebpf.Program { return o.VallocEnter }, true, false},
-	{"posix_memalign", func(o *bpf.MemObjects) *ebpf.Program { return o.PosixMemalignEnter }, true, false},
+	{"malloc", 0, true, false},
+	{"calloc", 1, true, false},
+	{"realloc", 2, true, false},
+	{"reallocarray", 3, true, false},
+	{"aligned_alloc", 4, true, false},
+	{"memalign", 4, true, false},
+	{"valloc", 5, true, false},
+	{"pvalloc", 5, true, false},
+	{"posix_memalign", 6, true, false},
 	// free needs no return probe, so its entry probe can sit on the first
 	// emulated instruction (probeplace).
-	{"free", func(o *bpf.MemObjects) *ebpf.Program { return o.FreeEnter }, false, true},
+	{"free", 7, false, true},
 }
 
 // libcPlan is where each allocator function of one libc file gets probed.
@@ -141,6 +147,7 @@ const memMaxSample = 1 << 40
 func (m *memProbe) Start(s *Session) (map[string]string, error) {
 	m.s = s
 	m.attached, m.libcs, m.pids, m.seen = map[string]bool{}, map[string]*libcPlan{}, map[uint32]string{}, map[uint32]uint64{}
+	m.pidLinks = map[uint32][]link.Link{}
 	m.details = map[string]string{}
 	if !s.Filtered() {
 		return nil, errors.New("mem needs targets: give --pid PID or -- COMMAND (allocation tracing costs every traced allocation a trap)")
@@ -224,15 +231,18 @@ func (m *memProbe) Start(s *Session) (map[string]string, error) {
 	// New processes of the targets (forks keep the parent's libc; an exec
 	// may map another) get their own per-pid probes.
 	s.OnProcess(func(ev formats.ProcessEvent) {
-		if ev.Kind == formats.ProcessFork || ev.Kind == formats.ProcessExec {
+		switch ev.Kind {
+		case formats.ProcessFork, formats.ProcessExec:
 			if err := m.attach(ev.PID); err != nil {
 				s.Warnf("mem: pid %d: %v", ev.PID, err)
 			}
+		case formats.ProcessExit:
+			m.detach(ev.PID)
 		}
 	})
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if len(m.links) == 0 {
+	if len(m.links) == 0 && len(m.pidLinks) == 0 {
 		return m.details, errors.New("no allocator probe could be attached to any target")
 	}
 	return m.details, nil
@@ -293,32 +303,43 @@ func (m *memProbe) attach(pid uint32) error {
 	if err != nil {
 		return err
 	}
+	var entry, ret link.UprobeMultiOptions
+	entry.PID, ret.PID = pid, pid
 	for _, f := range allocFuncs {
 		at := plan.funcs[f.name]
 		if !at.available || at.aliasOf != "" {
 			continue
 		}
-		enter, ret := f.enter(&m.objs), m.objs.AllocReturn
-		if m.floor {
-			enter, ret = m.empty[ebpf.Kprobe], m.empty[ebpf.Kprobe]
-		}
-		// The return probe goes first: an entry without its return would
-		// leave the thread marked as inside the allocator, and its later
-		// calls would be taken for nested ones.
+		entry.Addresses = append(entry.Addresses, at.addr)
+		entry.Offsets = append(entry.Offsets, at.offset)
+		entry.Cookies = append(entry.Cookies, f.cookie)
 		if f.ret {
-			l, err := ex.Uretprobe(f.name, ret, &link.UprobeOptions{PID: int(pid), Address: at.addr})
-			if err != nil {
-				return fmt.Errorf("uretprobe %s: %w", f.name, err)
-			}
-			m.links = append(m.links, l)
+			ret.Addresses = append(ret.Addresses, at.addr)
+			ret.Offsets = append(ret.Offsets, 0)
 		}
-		opts := &link.UprobeOptions{PID: int(pid), Address: at.addr, Offset: at.offset}
-		l, err := ex.Uprobe(f.name, enter, opts)
-		if err != nil {
-			return fmt.Errorf("uprobe %s: %w", f.name, err)
-		}
-		m.links = append(m.links, l)
 	}
+	if len(entry.Addresses) == 0 {
+		return errors.New("no allocator function found in " + libc)
+	}
+	enterProg, retProg := m.objs.AllocEnter, m.objs.AllocReturn
+	if m.floor {
+		enterProg, retProg = m.empty[ebpf.Kprobe], m.empty[ebpf.Kprobe]
+	}
+	// The return probes go first: an entry without its return would leave
+	// the thread marked as inside the allocator, and its later calls would
+	// be taken for nested ones.
+	if len(ret.Addresses) > 0 {
+		l, err := ex.UretprobeMulti(nil, retProg, &ret)
+		if err != nil {
+			return fmt.Errorf("uretprobe.multi on %s: %w", libc, err)
+		}
+		m.pidLinks[pid] = append(m.pidLinks[pid], l)
+	}
+	l, err := ex.UprobeMulti(nil, enterProg, &entry)
+	if err != nil {
+		return fmt.Errorf("uprobe.multi on %s: %w", libc, err)
+	}
+	m.pidLinks[pid] = append(m.pidLinks[pid], l)
 	m.attached[key] = true
 	m.pids[pid] = libc
 	return nil
@@ -523,14 +544,18 @@ func (m *memProbe) attachSyscalls() error {
 // emptyProgram is a program that does nothing, for --mem-floor: what the
 // traps alone cost at the places bpfsnap probes.
 func emptyProgram(typ ebpf.ProgramType) (*ebpf.Program, error) {
+	var attach ebpf.AttachType
+	if typ == ebpf.Kprobe {
+		attach = ebpf.AttachTraceUprobeMulti // attached as the real ones are
+	}
 	return ebpf.NewProgram(&ebpf.ProgramSpec{
-		Name: "mem_floor", Type: typ, License: "GPL",
+		Name: "mem_floor", Type: typ, AttachType: attach, License: "GPL",
 		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()},
 	})
 }
 
 func (m *memProbe) Drops() map[string]uint64 {
-	out := SumPerCPU(m.objs.Drops, memDropNames)
+	out := m.drops.read(m.objs.Drops, memDropNames)
 	for reason, n := range m.unwound.Map() {
 		if reason != unwind.ReasonEnd.String() {
 			out["mem.unwind_"+reason] = n
@@ -539,13 +564,40 @@ func (m *memProbe) Drops() map[string]uint64 {
 	return out
 }
 
+// detach releases the uprobes of a process that exited. Its pid-bound
+// probes can never fire again, but each one holds a perf event and a
+// kernel uprobe until closed: a target forking short-lived children left
+// hundreds open, and closing them all at the end took minutes. Closing
+// waits for the kernel (an RCU grace period per probe), so it happens on
+// the closer's goroutine, not on the process reader's.
+func (m *memProbe) detach(pid uint32) {
+	m.mu.Lock()
+	ls := m.pidLinks[pid]
+	delete(m.pidLinks, pid)
+	prefix := itoa(pid) + ":"
+	for key := range m.attached {
+		if strings.HasPrefix(key, prefix) {
+			delete(m.attached, key)
+		}
+	}
+	m.mu.Unlock()
+	m.closer.close(ls)
+}
+
 func (m *memProbe) Stop(s *Session) error {
 	m.mu.Lock()
 	for _, l := range m.links {
 		l.Close()
 	}
 	m.links = nil
+	var rest []link.Link
+	for pid, ls := range m.pidLinks {
+		rest = append(rest, ls...)
+		delete(m.pidLinks, pid)
+	}
 	m.mu.Unlock()
+	m.closer.close(rest)
+	m.closer.wait()
 	m.ring.Stop()
 	// Honest limits: a target whose allocations never reached libc (a Go
 	// binary, a static or custom allocator) gets a warning, not an empty
@@ -566,5 +618,61 @@ func (m *memProbe) Stop(s *Session) error {
 	for _, p := range m.empty {
 		p.Close()
 	}
+	m.drops.freeze(m.objs.Drops, memDropNames)
 	return m.objs.Close()
+}
+
+// linkCloser closes links in the background, so the caller never waits
+// for the kernel. Closing a uprobe waits for an RCU grace period (~100 ms
+// here), and one goroutine closing 30 exited children's probes in turn
+// took 100 s; concurrent closes share grace periods, so a pool of them
+// closes hundreds per second. The zero value is ready to use.
+type linkCloser struct {
+	mu      sync.Mutex
+	queue   []link.Link
+	workers int
+	idle    sync.Cond
+}
+
+const linkClosers = 64
+
+func (c *linkCloser) close(ls []link.Link) {
+	if len(ls) == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.queue = append(c.queue, ls...)
+	for c.workers < linkClosers && c.workers < len(c.queue) {
+		c.workers++
+		go c.run()
+	}
+}
+
+func (c *linkCloser) run() {
+	c.mu.Lock()
+	for len(c.queue) > 0 {
+		l := c.queue[0]
+		c.queue = c.queue[1:]
+		c.mu.Unlock()
+		l.Close()
+		c.mu.Lock()
+	}
+	c.workers--
+	if c.workers == 0 && c.idle.L != nil {
+		c.idle.Broadcast()
+	}
+	c.mu.Unlock()
+}
+
+// wait returns once every queued link is closed.
+func (c *linkCloser) wait() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.idle.L == nil {
+		c.idle.L = &c.mu
+	}
+	for c.workers > 0 {
+		c.idle.Wait()
+	}
 }

@@ -25,11 +25,12 @@ const maxCmdline = 4096
 // plus a /proc scan of what already runs. Every other probe set attributes
 // its events through the rows it writes.
 type processProbe struct {
-	s     *Session
-	objs  bpf.ProcessObjects
-	links []link.Link
-	ring  *RingReader
-	table *formats.TableWriter[formats.ProcessEvent]
+	kdrops dropCounters
+	s      *Session
+	objs   bpf.ProcessObjects
+	links  []link.Link
+	ring   *RingReader
+	table  *formats.TableWriter[formats.ProcessEvent]
 }
 
 var processDropNames = []string{"process.ringbuf_full", "process.targets_full"}
@@ -133,7 +134,7 @@ func (p *processProbe) handle(s *Session, raw []byte) {
 }
 
 func (p *processProbe) drops() map[string]uint64 {
-	d := SumPerCPU(p.objs.Drops, processDropNames)
+	d := p.kdrops.read(p.objs.Drops, processDropNames)
 	if p.s != nil {
 		d[k8sDropName] = p.s.k8s.unresolved.Load()
 	}
@@ -146,6 +147,7 @@ func (p *processProbe) stop() {
 	}
 	p.links = nil
 	p.ring.Stop()
+	p.kdrops.freeze(p.objs.Drops, processDropNames)
 	p.objs.Close()
 }
 
