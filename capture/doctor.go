@@ -79,8 +79,8 @@ func Doctor() DoctorReport {
 			return closerFunc(pl.Close), nil
 		})
 	}))
-	add(liveCheck("uprobe", false, "mem", func() error { return uprobeCheck(false) }))
-	add(liveCheck("uretprobe", false, "mem", func() error { return uprobeCheck(true) }))
+	add(liveCheck("uprobe.multi", false, "mem", func() error { return uprobeCheck(false) }))
+	add(liveCheck("uretprobe.multi", false, "mem", func() error { return uprobeCheck(true) }))
 	add(liveCheck("cgroup_skb", false, "http", func() error {
 		root := NewCgroupResolver("/").Root()
 		if root == "" {
@@ -180,12 +180,14 @@ func uprobeCheck(ret bool) error {
 	}
 	// The ELF entry point runs once, long before this, so the test probe
 	// never fires; an address works even in a binary stripped of symbols.
-	opts := &link.UprobeOptions{Address: off}
-	return withProgram(ebpf.Kprobe, "", 0, func(p *ebpf.Program) (io.Closer, error) {
+	// The mem probe set attaches multi-links (one per process; Linux 6.6),
+	// with a pid, as here.
+	opts := &link.UprobeMultiOptions{Addresses: []uint64{off}, PID: uint32(os.Getpid())}
+	return withProgram(ebpf.Kprobe, "", ebpf.AttachTraceUprobeMulti, func(p *ebpf.Program) (io.Closer, error) {
 		if ret {
-			return ex.Uretprobe("_start", p, opts)
+			return ex.UretprobeMulti(nil, p, opts)
 		}
-		return ex.Uprobe("_start", p, opts)
+		return ex.UprobeMulti(nil, p, opts)
 	})
 }
 

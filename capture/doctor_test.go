@@ -18,7 +18,7 @@ func TestDoctorOnThisKernel(t *testing.T) {
 	for _, c := range r.Checks {
 		byName[c.Name] = c
 	}
-	for _, need := range []string{"btf", "privileges", "tracefs", "ringbuf", "tracepoint", "tp_btf", "perf_event", "uprobe", "uretprobe", "cgroup_skb"} {
+	for _, need := range []string{"btf", "privileges", "tracefs", "ringbuf", "tracepoint", "tp_btf", "perf_event", "uprobe.multi", "uretprobe.multi", "cgroup_skb"} {
 		c, ok := byName[need]
 		if !ok || !c.OK {
 			t.Errorf("%s: %+v", need, c)
