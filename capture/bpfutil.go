@@ -157,6 +157,9 @@ func (r *RingReader) loop(handle func([]byte)) {
 	}
 }
 
+// Pending reports whether records wait in the ring.
+func (r *RingReader) Pending() bool { return r.rd.AvailableBytes() > 0 }
+
 // Stop drains the ring and closes it. Detach the programs first, so nothing
 // new arrives while it drains.
 func (r *RingReader) Stop() {

@@ -19,6 +19,7 @@ func init() { Register("cpu", func() ProbeSet { return &cpuProbe{} }) }
 // cpu-clock event of every CPU.
 type cpuProbe struct {
 	drops dropCounters
+	s     *Session
 	freq  uint64
 	objs  bpf.CPUObjects
 	perf  *PerfLinks
@@ -48,6 +49,7 @@ func (c *cpuProbe) BindFlags(fs *pflag.FlagSet) {
 }
 
 func (c *cpuProbe) Start(s *Session) (map[string]string, error) {
+	c.s = s
 	if c.freq == 0 || c.freq > 10000 {
 		return nil, fmt.Errorf("--freq %d is outside 1..10000 Hz", c.freq)
 	}
@@ -84,6 +86,7 @@ func (c *cpuProbe) handle(stacks *StackRecorder, raw []byte) {
 		return
 	}
 	ev := (*bpf.CPUCpuSample)(unsafe.Pointer(&raw[0]))
+	c.s.awaitProcesses(ev.TimeNs)
 	kernel := returnAddresses(ev.Kstack[:], ev.KstackBytes)
 	user := returnAddresses(ev.Ustack[:], ev.UstackBytes)
 	_ = c.table.Write(formats.CPUSample{

@@ -86,6 +86,7 @@ func (c *cpuProbe) handleDWARF(raw []byte) {
 	n := min(int(hdr.StackBytes), len(raw)-unwindHeaderSize)
 	stack := raw[unwindHeaderSize : unwindHeaderSize+n]
 	d := c.dwarf
+	c.s.awaitProcesses(hdr.TimeNs)
 	kernel := returnAddresses(hdr.Kstack[:], hdr.KstackBytes)
 	var fp []uint64
 	if hdr.UstackBytes > 0 {

@@ -85,6 +85,7 @@ func (p *processProbe) start(s *Session) error {
 		}
 	}
 	p.ring, err = s.ReadRing(p.objs.ProcessEvents, func(raw []byte) { p.handle(s, raw) })
+	s.procRing = p.ring
 	return err
 }
 
@@ -131,6 +132,7 @@ func (p *processProbe) handle(s *Session, raw []byte) {
 	}
 	row.CgroupPath = s.cgroups.Path(ev.CgroupId)
 	s.emitProcess(row)
+	s.procDone.Store(ev.TimeNs)
 }
 
 func (p *processProbe) drops() map[string]uint64 {

@@ -98,6 +98,13 @@ type Session struct {
 	subs      []func(formats.ProcessEvent)
 	atEnd     []func() error
 
+	// Process events and samples come through separate rings. A sample
+	// handled before the fork/exec that began its program would be
+	// resolved with the previous life of its pid (pid reuse), so sample
+	// readers wait for the process reader (awaitProcesses).
+	procRing *RingReader
+	procDone atomic.Uint64 // time of the last process event handled
+
 	stacksOnce sync.Once
 	stacks     *StackRecorder
 }
@@ -509,4 +516,19 @@ func joinRoot(root, p string) string {
 		return "/" + strings.TrimPrefix(p, "/")
 	}
 	return strings.TrimRight(root, "/") + "/" + strings.TrimPrefix(p, "/")
+}
+
+// awaitProcesses waits, briefly, until the process reader has handled the
+// process events that happened before t (or has none waiting). Sample
+// readers call it before resolving a stack, so a reused pid's new program
+// is never resolved with the old one's mappings. It costs nothing while the
+// process ring is empty, and is bounded when it is flooded.
+func (s *Session) awaitProcesses(t uint64) {
+	if s.procRing == nil || s.procDone.Load() >= t || !s.procRing.Pending() {
+		return
+	}
+	deadline := time.Now().Add(50 * time.Millisecond)
+	for s.procDone.Load() < t && s.procRing.Pending() && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Microsecond)
+	}
 }
