@@ -98,6 +98,9 @@ struct {
 // writes to). A request/response pair on an unmarked socket costs no ring
 // record: most of a targeted capture's traffic on a busy node is other
 // processes'. User space still checks the owner of what does arrive.
+// Once an exchange on a socket was found not to be a target's, the socket
+// is marked SOCK_OTHER and its later requests are not even held, until a
+// target is seen writing on it.
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
@@ -105,18 +108,26 @@ struct {
 	__type(value, __u8);
 } target_socks SEC(".maps");
 
-static __always_inline bool sock_targeted(struct __sk_buff *skb, __u64 cookie, __u8 egress)
+enum sock_mark {
+	SOCK_UNKNOWN = 0,
+	SOCK_TARGET = 1,
+	SOCK_OTHER = 2,
+};
+
+static __always_inline __u8 sock_mark(struct __sk_buff *skb, __u64 cookie, __u8 egress)
 {
 	if (!filter_targets)
-		return true;
-	if (bpf_map_lookup_elem(&target_socks, &cookie))
-		return true;
+		return SOCK_TARGET;
+	__u8 *m = bpf_map_lookup_elem(&target_socks, &cookie);
+	__u8 mark = m ? *m : SOCK_UNKNOWN;
+	if (mark == SOCK_TARGET)
+		return SOCK_TARGET;
 	if (!egress || bpf_get_current_cgroup_id() != bpf_skb_cgroup_id(skb) ||
 	    !is_target(bpf_get_current_pid_tgid() >> 32))
-		return false;
-	__u8 one = 1;
-	bpf_map_update_elem(&target_socks, &cookie, &one, BPF_ANY);
-	return true;
+		return mark;
+	__u8 target = SOCK_TARGET;
+	bpf_map_update_elem(&target_socks, &cookie, &target, BPF_ANY);
+	return SOCK_TARGET;
 }
 
 // scratch builds a pending value off the 512-byte BPF stack.
@@ -221,8 +232,10 @@ static __always_inline void single(struct __sk_buff *skb, __u32 off, __u64 cooki
 	bpf_ringbuf_submit(e, submit_flags(&http_events));
 }
 
-static __always_inline void on_request(struct __sk_buff *skb, __u32 off, __u64 cookie, __u8 egress, __u32 seg_len, const struct conn_head *h)
+static __always_inline void on_request(struct __sk_buff *skb, __u32 off, __u64 cookie, __u8 egress, __u32 seg_len, const struct conn_head *h, __u8 mark)
 {
+	if (mark == SOCK_OTHER)
+		return;
 	struct http_event *old = (struct http_event *)bpf_map_lookup_elem(&pending, &cookie);
 	if (old) {
 		// TCP resends a segment the peer has not acknowledged in time
@@ -254,14 +267,19 @@ static __always_inline void on_request(struct __sk_buff *skb, __u32 off, __u64 c
 	}
 }
 
-static __always_inline void on_response(struct __sk_buff *skb, __u32 off, __u64 cookie, __u8 egress, __u32 seg_len, const struct conn_head *h, bool targeted)
+static __always_inline void on_response(struct __sk_buff *skb, __u32 off, __u64 cookie, __u8 egress, __u32 seg_len, const struct conn_head *h, __u8 mark)
 {
 	struct http_event *req = (struct http_event *)bpf_map_lookup_elem(&pending, &cookie);
-	if (req && !req->pipelined && !targeted) {
-		// Another process's exchange: forget it without a record.
+	if (req && !req->pipelined && mark != SOCK_TARGET) {
+		// Another process's exchange: forget it without a record, and
+		// its socket's next ones too.
 		bpf_map_delete_elem(&pending, &cookie);
+		__u8 other = SOCK_OTHER;
+		bpf_map_update_elem(&target_socks, &cookie, &other, BPF_ANY);
 		return;
 	}
+	if (!req && mark == SOCK_OTHER)
+		return;
 	if (!req || req->pipelined) {
 		single(skb, off, cookie, HTTP_RESPONSE, egress, seg_len, h);
 		return;
@@ -332,11 +350,11 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 egress)
 	__u32 seg_len = skb->len - payload;
 	// Marks the socket on a target's writes, requests (a client) or
 	// responses (a server).
-	bool targeted = sock_targeted(skb, cookie, egress);
+	__u8 mark = sock_mark(skb, cookie, egress);
 	if (kind == HTTP_REQUEST)
-		on_request(skb, payload, cookie, egress, seg_len, &h);
+		on_request(skb, payload, cookie, egress, seg_len, &h, mark);
 	else
-		on_response(skb, payload, cookie, egress, seg_len, &h, targeted);
+		on_response(skb, payload, cookie, egress, seg_len, &h, mark);
 	return 1;
 }
 
@@ -362,7 +380,8 @@ int http_release(struct bpf_sock *sk)
 	if (!req)
 		return 1;
 	__u64 id = bpf_get_current_pid_tgid();
-	bool targeted = !filter_targets || is_target(id >> 32) || bpf_map_lookup_elem(&target_socks, &cookie);
+	__u8 *m = bpf_map_lookup_elem(&target_socks, &cookie);
+	bool targeted = !filter_targets || is_target(id >> 32) || (m && *m == SOCK_TARGET);
 	bpf_map_delete_elem(&target_socks, &cookie);
 	if (!req->pipelined && targeted) {
 		// The release runs in the context of the task closing the socket:
