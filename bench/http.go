@@ -252,7 +252,9 @@ func benchHTTPServer(env *Env, server string) ([]Row, error) {
 		return w.rate, t0 * 1e4 / w.requests, n0 / w.requests / 1000, nil
 	}
 	var ours, whole, theirs, bare, recorderUs, bpfUs, wholeRecorderUs, wholeBpfUs []float64
-	for i := 0; i < env.Reps; i++ {
+	// Three rounds, not env.Reps: a round is seven 4-second wrk runs, and
+	// the spread between rounds is small next to the effect measured.
+	for i := 0; i < min(env.Reps, 3); i++ {
 		b1, err := runWrk(url)
 		if err != nil {
 			return nil, err

@@ -40,6 +40,11 @@ int main(int argc, char **argv) {
 }
 `
 
+// unwindRounds sizes the workload: ~7 s of CPU per run on this machine,
+// enough for ~7000 samples at 999 Hz; four variants × Reps runs of it keep
+// the row under four minutes.
+const unwindRounds = "3750"
+
 // benchUnwind: run time of the workload bare, under bpfsnap capture -p cpu
 // (--unwind dwarf and fp) and under perf record --call-graph dwarf, all at
 // 999 Hz, interleaved; plus output bytes per sample of each recorder.
@@ -113,13 +118,13 @@ func benchUnwind(env *Env) ([]Row, error) {
 	}
 	variants := []*variant{
 		{name: "bpfsnap --unwind dwarf", argv: func(out string) []string {
-			return []string{env.Bpfsnap, "capture", "-p", "cpu", "--freq", freq, "--unwind", "dwarf", "-d", "5m", "-o", out, "--", bin, "7500", timing}
+			return []string{env.Bpfsnap, "capture", "-p", "cpu", "--freq", freq, "--unwind", "dwarf", "-d", "5m", "-o", out, "--", bin, unwindRounds, timing}
 		}, size: bpfsnapSize},
 		{name: "bpfsnap --unwind fp", argv: func(out string) []string {
-			return []string{env.Bpfsnap, "capture", "-p", "cpu", "--freq", freq, "--unwind", "fp", "-d", "5m", "-o", out, "--", bin, "7500", timing}
+			return []string{env.Bpfsnap, "capture", "-p", "cpu", "--freq", freq, "--unwind", "fp", "-d", "5m", "-o", out, "--", bin, unwindRounds, timing}
 		}, size: bpfsnapSize},
 		{name: "perf record --call-graph dwarf", argv: func(out string) []string {
-			return []string{"perf", "record", "-q", "-F", freq, "--call-graph", "dwarf", "-o", out, "--", bin, "7500", timing}
+			return []string{"perf", "record", "-q", "-F", freq, "--call-graph", "dwarf", "-o", out, "--", bin, unwindRounds, timing}
 		}, size: func(out string) (float64, float64, error) {
 			st, err := os.Stat(out)
 			if err != nil {
@@ -134,7 +139,7 @@ func benchUnwind(env *Env) ([]Row, error) {
 	}
 	var bare []float64
 	for i := 0; i < env.Reps; i++ {
-		b, err := runNs(bin, "7500", timing)
+		b, err := runNs(bin, unwindRounds, timing)
 		if err != nil {
 			return nil, err
 		}
