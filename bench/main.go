@@ -47,7 +47,7 @@ func main() {
 	var (
 		bin  = flag.String("bpfsnap", "bin/bpfsnap", "bpfsnap binary to measure")
 		out  = flag.String("o", "docs/benchmarks.md", "markdown file to write")
-		reps = flag.Int("reps", 5, "interleaved repetitions per comparison")
+		reps = flag.Int("reps", 4, "interleaved repetitions per comparison (4 keeps make bench under 20 minutes)")
 		only = flag.String("only", "", "run only benchmarks whose name contains this")
 	)
 	flag.Parse()
@@ -64,7 +64,9 @@ func main() {
 			continue
 		}
 		fmt.Fprintf(os.Stderr, "bench: %s ...\n", b.name)
+		t0 := time.Now()
 		r, err := b.run(env)
+		fmt.Fprintf(os.Stderr, "bench: %s took %s\n", b.name, time.Since(t0).Round(time.Second))
 		if err != nil {
 			rows = append(rows, Row{Name: b.name, Result: "failed", Note: err.Error()})
 			continue
