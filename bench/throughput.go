@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -94,7 +93,6 @@ type tpResult struct {
 
 var (
 	captureEvents = regexp.MustCompile(`, ([0-9]+) events,`)
-	tpWrkRate     = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
 )
 
 // tpCapture runs `bpfsnap capture ARGS` around load, which runs once the
@@ -222,11 +220,11 @@ func benchThroughput(env *Env) ([]Row, error) {
 		s, _ := strconv.ParseFloat(f[1], 64)
 		return n * perOp / s, nil
 	}
-	nginx, err := tpStartNginx(env.Dir)
+	url, _, stopNginx, err := startHTTPServer(env, "nginx") // bench/http.go
 	if err != nil {
 		return nil, err
 	}
-	defer nginx.stop()
+	defer stopNginx()
 
 	sets := []tpSet{
 		{name: "process", table: "processes", unit: "fork+exec+exit events", levels: []string{"4", "1"},
@@ -259,11 +257,11 @@ func benchThroughput(env *Env) ([]Row, error) {
 		{name: "http", table: "http_requests", unit: "requests", levels: []string{"64", "4"},
 			note: "nginx (1 worker) under wrk -t2 -cC on loopback, whole-host capture -p http; offered = wrk requests/s; each request is 2 rows (wrk's client side and nginx's server side) and 2 ring records (paired in the kernel)",
 			run: func(c string) (float64, error) {
-				out, err := exec.Command("wrk", "-t2", "-c"+c, "-d"+secs+"s", nginx.url).CombinedOutput()
+				out, err := exec.Command("wrk", "-t2", "-c"+c, "-d"+secs+"s", url).CombinedOutput()
 				if err != nil {
 					return 0, fmt.Errorf("wrk: %v: %s", err, out)
 				}
-				m := tpWrkRate.FindSubmatch(out)
+				m := wrkRate.FindSubmatch(out)
 				if m == nil {
 					return 0, fmt.Errorf("wrk printed no rate: %s", out)
 				}
@@ -378,47 +376,4 @@ func tpMem(env *Env, storm, secs, rate string) (tpResult, error) {
 		s, _ := strconv.ParseFloat(f[1], 64)
 		return 2 * n / s, nil
 	})
-}
-
-type tpNginx struct {
-	cmd *exec.Cmd
-	url string
-}
-
-func (n *tpNginx) stop() {
-	syscall.Kill(-n.cmd.Process.Pid, syscall.SIGKILL)
-	n.cmd.Wait()
-}
-
-func tpStartNginx(scratch string) (*tpNginx, error) {
-	dir := filepath.Join(scratch, "tp-nginx")
-	os.MkdirAll(dir, 0o755)
-	os.WriteFile(filepath.Join(dir, "index.html"), []byte("hello from nginx\n"), 0o644)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	conf := fmt.Sprintf(`daemon off; master_process on; worker_processes 1; pid %[1]s/nginx.pid; error_log %[1]s/error.log;
-events { worker_connections 1024; }
-http { access_log off; client_body_temp_path %[1]s; proxy_temp_path %[1]s; fastcgi_temp_path %[1]s; uwsgi_temp_path %[1]s; scgi_temp_path %[1]s;
-  server { listen 127.0.0.1:%[2]d; root %[1]s; } }
-`, dir, port)
-	os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o644)
-	cmd := exec.Command("nginx", "-c", filepath.Join(dir, "nginx.conf"), "-p", dir)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("nginx: %w", err)
-	}
-	n := &tpNginx{cmd: cmd, url: fmt.Sprintf("http://127.0.0.1:%d/index.html", port)}
-	for i := 0; i < 50; i++ {
-		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-			c.Close()
-			return n, nil
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	n.stop()
-	return nil, fmt.Errorf("nginx did not listen on %d", port)
 }
