@@ -229,6 +229,10 @@ int BPF_PROG(handle_exit, struct task_struct *p)
 		return 0;
 	if (!is_target(pid))
 		return 0;
+	// The pid leaves the targets even when its exit event is lost: under a
+	// flood, a stale entry made the next process to reuse the pid a target.
+	if (filter_targets)
+		bpf_map_delete_elem(&targets, &pid);
 	struct process_event *e = reserve(PROC_EXIT);
 	if (!e)
 		return 0;
@@ -238,8 +242,6 @@ int BPF_PROG(handle_exit, struct task_struct *p)
 	e->exit_code = BPF_CORE_READ(p, exit_code);
 	BPF_CORE_READ_STR_INTO(&e->comm, p, comm);
 	bpf_ringbuf_submit(e, submit_flags(&process_events));
-	if (filter_targets)
-		bpf_map_delete_elem(&targets, &pid);
 	return 0;
 }
 
