@@ -316,11 +316,3 @@ func benchHTTPServer(env *Env, server string) ([]Row, error) {
 	}
 	return rows, nil
 }
-
-func div(xs []float64, d float64) []float64 {
-	out := make([]float64, len(xs))
-	for i, x := range xs {
-		out[i] = x / d
-	}
-	return out
-}

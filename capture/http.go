@@ -139,10 +139,7 @@ func (h *httpProbe) handle(raw []byte) {
 	if ev.Kind == kindPair && len(raw) < int(unsafe.Sizeof(*ev)) {
 		return
 	}
-	c := h.conn(ev.Cookie)
-	if c.local == "" {
-		c.local, c.remote = addrs(ev)
-	}
+	c := h.conn(ev)
 	if !c.fresh(&ev.Msg) || (ev.Kind == kindPair && !c.fresh(&ev.Req)) {
 		h.countFor(c, "retransmitted")
 		return
@@ -303,10 +300,7 @@ func respond(row *formats.HTTPRequest, r parsedResponse) {
 
 // handleHeld queues a request the kernel still held at the end.
 func (h *httpProbe) handleHeld(ev *bpf.HTTPHttpEvent) {
-	c := h.conn(ev.Cookie)
-	if c.local == "" {
-		c.local, c.remote = addrs(ev)
-	}
+	c := h.conn(ev)
 	h.learnOwner(c, ev, &ev.Msg)
 	if row, ok := h.requestRow(ev, &ev.Msg, c); ok {
 		c.pending = append(c.pending, pendingRequest{row: row})
@@ -339,7 +333,10 @@ func (h *httpProbe) emit(row formats.HTTPRequest, c *httpConn) {
 	_ = h.table.Write(row)
 }
 
-func (h *httpProbe) conn(cookie uint64) *httpConn {
+// conn returns the state of ev's connection, made on its first record
+// (with the addresses, which never change for a socket).
+func (h *httpProbe) conn(ev *bpf.HTTPHttpEvent) *httpConn {
+	cookie := ev.Cookie
 	c := h.conns[cookie]
 	if c == nil {
 		if len(h.conns) >= maxConnections {
@@ -356,6 +353,7 @@ func (h *httpProbe) conn(cookie uint64) *httpConn {
 			}
 		}
 		c = &httpConn{}
+		c.local, c.remote = addrs(ev)
 		h.conns[cookie] = c
 	}
 	return c

@@ -477,15 +477,7 @@ func TestK8sNamespaceFollowsNewPods(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	a, err := formats.Open(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	ps, err := analyze.Processes(a)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, ps := openProcesses(t, out)
 	byPID := map[uint32]analyze.Process{}
 	var lateChild *analyze.Process
 	for i, p := range ps {
