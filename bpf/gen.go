@@ -8,4 +8,4 @@ package bpf
 //go:generate go tool bpf2go -tags linux -target amd64 -type cpu_sample CPU cpu.bpf.c -- -I./include -Wall -Werror
 //go:generate go tool bpf2go -tags linux -target amd64 -type http_event -type http_msg HTTP http.bpf.c -- -I./include -Wall -Werror
 //go:generate go tool bpf2go -tags linux -target amd64 -type unwind_sample Unwind unwind.bpf.c -- -I./include -Wall -Werror
-//go:generate go tool bpf2go -tags linux -target amd64 -type mem_event Mem mem.bpf.c -- -I./include -Wall -Werror
+//go:generate go tool bpf2go -tags linux -target amd64 -type mem_event -type free_batch Mem mem.bpf.c -- -I./include -Wall -Werror

@@ -32,6 +32,7 @@ enum mem_kind {
 	MEM_MUNMAP = 8,
 	MEM_MREMAP = 9,
 	MEM_BRK = 10,
+	MEM_FREES = 11, // a batch of frees (struct free_batch)
 };
 
 // Event flags.
@@ -64,18 +65,20 @@ const volatile __u32 sys_stack_size = 4096;
 // by user space: the table behind the exponential draw below.
 const volatile __u32 log2_mantissa[256];
 
-// The fixed part of every event; frees and unmaps send only this.
+// The fixed part of every event; unmaps send only this, and frees only its
+// first MEM_EVENT_FREE bytes (user space reads the rest as zeros).
 struct mem_head {
 	__u64 time_ns;
-	__u64 addr;     // returned / freed / mapped / unmapped address; brk: the new break
-	__u64 old_addr; // realloc/mremap: the block given back; brk: the old break
-	__u64 size;     // requested bytes; munmap: length; mremap: new length
-	__u64 old_size; // mremap: old length
+	__u64 addr; // returned / freed / mapped / unmapped address; brk: the new break
 	__u32 pid;
 	__u32 tid;
 	__u16 kind;
 	__u16 flags;
 	__s32 ustack_bytes;
+	// A free's record ends here.
+	__u64 old_addr; // realloc/mremap: the block given back; brk: the old break
+	__u64 size;     // requested bytes; munmap: length; mremap: new length
+	__u64 old_size; // mremap: old length
 	// DWARF unwinding (stack_size > 0): user registers at the event and
 	// the number of stack bytes that follow ustack.
 	__u64 ip;
@@ -97,6 +100,8 @@ const struct mem_event *unused_mem_event __attribute__((unused));
 // event: they are the most frequent events and the ring's bandwidth
 // matters.
 #define MEM_EVENT_HEAD sizeof(struct mem_head)
+// Frees are half of all events: their record is a third of a head.
+#define MEM_EVENT_FREE __builtin_offsetof(struct mem_head, old_addr)
 #define MEM_EVENT_FP __builtin_offsetof(struct mem_event, stack)
 
 struct inflight {
@@ -223,11 +228,11 @@ static __always_inline bool sample(__u64 size)
 	return true;
 }
 
+// The allocator probes need no is_target check: each uprobe.multi link is
+// made for one pid, and the kernel runs its programs only in that thread
+// group (a map lookup saved on every call).
 static __always_inline int enter(__u32 kind, __u64 size, __u64 old)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	if (!is_target(id >> 32))
-		return 0;
 	struct inflight *f = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!f) {
 		count_drop(MEM_DROP_INFLIGHT_FULL);
@@ -260,16 +265,109 @@ static __always_inline void fill_head(struct mem_head *h, __u64 id, __u32 kind)
 	h->kind = kind;
 }
 
-// send_head sends an event without a stack (free, munmap, a free made for
-// an unsampled realloc).
-static __always_inline void send_head(__u64 id, __u32 kind, __u64 addr, __u64 size)
+// Frees are batched: a free is half of every malloc/free pair, and a ring
+// record per free (reserve, lock, commit) was a sixth of what -p mem costs
+// a pair over empty programs at the same probes. Each CPU fills a batch
+// of FREE_BATCH frees and sends it as one record (kind MEM_FREES, the
+// count in n). User space reads the partly filled batches from the map
+// after the probes are detached; the replay sorts by time, so a free sent
+// late still lands in its place.
+#define FREE_BATCH 32
+
+struct free_item {
+	__u64 time_ns;
+	__u64 addr;
+	__u32 pid;
+	__u32 tid;
+};
+
+struct free_batch {
+	// Laid out like the start of mem_head, so that kind sits where user
+	// space looks for it.
+	__u64 time_ns; // unused (each item has its own)
+	__u64 n;       // items filled
+	__u64 busy;    // a program is filling this batch (meaningless in a record)
+	__u16 kind;    // MEM_FREES
+	__u16 flags;
+	__u32 pad;
+	struct free_item items[FREE_BATCH];
+};
+
+const struct free_batch *unused_free_batch __attribute__((unused));
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct free_batch);
+} free_batches SEC(".maps");
+
+static __always_inline void send_free_now(__u64 id, __u64 addr);
+
+// send_free records a free (or the free made for an unsampled realloc).
+static __always_inline void send_free(__u64 id, __u64 addr)
+{
+	__u32 zero = 0;
+	struct free_batch *b = bpf_map_lookup_elem(&free_batches, &zero);
+	if (!b)
+		return;
+	// Per-CPU is not exclusive: a program preempted while filling the
+	// batch would have it overwritten. The one that finds it busy sends
+	// its free on its own.
+	if (__sync_lock_test_and_set(&b->busy, 1)) {
+		send_free_now(id, addr);
+		return;
+	}
+	__u64 n = b->n;
+	if (n >= FREE_BATCH)
+		n = 0;
+	struct free_item *it = &b->items[n];
+	it->time_ns = bpf_ktime_get_ns();
+	it->addr = addr;
+	it->pid = id >> 32;
+	it->tid = (__u32)id;
+	n++;
+	if (n == FREE_BATCH) {
+		b->n = n;
+		b->kind = MEM_FREES;
+		if (bpf_ringbuf_output(&mem_events, b, sizeof(*b), submit_flags(&mem_events)) < 0)
+			count_drops(MEM_DROP_RINGBUF, FREE_BATCH);
+		n = 0;
+	}
+	b->n = n;
+	// Only programs on this CPU share the batch: ordering the stores for
+	// the compiler is enough.
+	asm volatile("" ::: "memory");
+	*(volatile __u64 *)&b->busy = 0;
+}
+
+// send_free_now sends one free as a record of its own: the short head.
+static __always_inline void send_free_now(__u64 id, __u64 addr)
+{
+	struct mem_head *h = bpf_ringbuf_reserve(&mem_events, MEM_EVENT_FREE, 0);
+	if (!h) {
+		count_drop(MEM_DROP_RINGBUF);
+		return;
+	}
+	h->time_ns = bpf_ktime_get_ns();
+	h->addr = addr;
+	h->pid = id >> 32;
+	h->tid = (__u32)id;
+	h->kind = MEM_FREE;
+	h->flags = 0;
+	h->ustack_bytes = 0;
+	bpf_ringbuf_submit(h, submit_flags(&mem_events));
+}
+
+// send_unmap sends a munmap: a head without a stack.
+static __always_inline void send_unmap(__u64 id, __u64 addr, __u64 size)
 {
 	struct mem_event *e = bpf_ringbuf_reserve(&mem_events, MEM_EVENT_HEAD, 0);
 	if (!e) {
 		count_drop(MEM_DROP_RINGBUF);
 		return;
 	}
-	fill_head(&e->h, id, kind);
+	fill_head(&e->h, id, MEM_MUNMAP);
 	e->h.addr = addr;
 	e->h.size = size;
 	bpf_ringbuf_submit(e, submit_flags(&mem_events));
@@ -392,7 +490,7 @@ int BPF_KRETPROBE(alloc_return, __u64 ret)
 		}
 		if (addr == 0 || !in.sampled) {
 			if (in.old_addr)
-				send_head(id, MEM_FREE, in.old_addr, 0);
+				send_free(id, in.old_addr);
 			return 0;
 		}
 	}
@@ -406,7 +504,7 @@ int BPF_KRETPROBE(alloc_return, __u64 ret)
 			// Its free could not be matched: better lost and counted.
 			count_drop(MEM_DROP_SAMPLED_FULL);
 			if (in.old_addr)
-				send_head(id, MEM_FREE, in.old_addr, 0);
+				send_free(id, in.old_addr);
 			return 0;
 		}
 	}
@@ -424,15 +522,15 @@ int BPF_KRETPROBE(alloc_return, __u64 ret)
 // argument register is still intact there.
 static __always_inline int free_hit(__u64 ptr)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	if (ptr == 0 || !is_target(id >> 32))
+	if (ptr == 0)
 		return 0;
+	__u64 id = bpf_get_current_pid_tgid();
 	if (sample_bytes) {
 		struct sampled_key k = {.pid = id >> 32, .addr = ptr};
 		if (bpf_map_delete_elem(&sampled, &k) != 0)
 			return 0;
 	}
-	send_head(id, MEM_FREE, ptr, 0);
+	send_free(id, ptr);
 	return 0;
 }
 
@@ -550,7 +648,7 @@ static __always_inline int sys_exit(long ret)
 		return 0;
 	switch (f.kind) {
 	case MEM_MUNMAP:
-		send_head(id, MEM_MUNMAP, f.addr, f.len);
+		send_unmap(id, f.addr, f.len);
 		return 0;
 	case MEM_BRK:
 		// brk returns the break it ended with (the old one on failure).

@@ -13,6 +13,23 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type MemFreeBatch struct {
+	_      structs.HostLayout
+	TimeNs uint64
+	N      uint64
+	Busy   uint64
+	Kind   uint16
+	Flags  uint16
+	Pad    uint32
+	Items  [32]struct {
+		_      structs.HostLayout
+		TimeNs uint64
+		Addr   uint64
+		Pid    uint32
+		Tid    uint32
+	}
+}
+
 type MemInflight struct {
 	_       structs.HostLayout
 	Size    uint64
@@ -28,14 +45,14 @@ type MemMemEvent struct {
 		_           structs.HostLayout
 		TimeNs      uint64
 		Addr        uint64
-		OldAddr     uint64
-		Size        uint64
-		OldSize     uint64
 		Pid         uint32
 		Tid         uint32
 		Kind        uint16
 		Flags       uint16
 		UstackBytes int32
+		OldAddr     uint64
+		Size        uint64
+		OldSize     uint64
 		Ip          uint64
 		Sp          uint64
 		Bp          uint64
@@ -72,27 +89,29 @@ type MemSysInflight struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	MemMapDrops          = "drops"
-	MemMapInflight       = "inflight"
-	MemMapMemEvents      = "mem_events"
-	MemMapSampleState    = "sample_state"
-	MemMapSampled        = "sampled"
-	MemMapScratch        = "scratch"
-	MemMapSysInflight    = "sys_inflight"
-	MemMapTargets        = "targets"
-	MemProgAllocEnter    = "alloc_enter"
-	MemProgAllocReturn   = "alloc_return"
-	MemProgBrkEnter      = "brk_enter"
-	MemProgMemSysExit    = "mem_sys_exit"
-	MemProgMmapEnter     = "mmap_enter"
-	MemProgMremapEnter   = "mremap_enter"
-	MemProgMunmapEnter   = "munmap_enter"
-	MemVarFilterTargets  = "filter_targets"
-	MemVarLog2Mantissa   = "log2_mantissa"
-	MemVarSampleBytes    = "sample_bytes"
-	MemVarStackSize      = "stack_size"
-	MemVarSysStackSize   = "sys_stack_size"
-	MemVarUnusedMemEvent = "unused_mem_event"
+	MemMapDrops           = "drops"
+	MemMapFreeBatches     = "free_batches"
+	MemMapInflight        = "inflight"
+	MemMapMemEvents       = "mem_events"
+	MemMapSampleState     = "sample_state"
+	MemMapSampled         = "sampled"
+	MemMapScratch         = "scratch"
+	MemMapSysInflight     = "sys_inflight"
+	MemMapTargets         = "targets"
+	MemProgAllocEnter     = "alloc_enter"
+	MemProgAllocReturn    = "alloc_return"
+	MemProgBrkEnter       = "brk_enter"
+	MemProgMemSysExit     = "mem_sys_exit"
+	MemProgMmapEnter      = "mmap_enter"
+	MemProgMremapEnter    = "mremap_enter"
+	MemProgMunmapEnter    = "munmap_enter"
+	MemVarFilterTargets   = "filter_targets"
+	MemVarLog2Mantissa    = "log2_mantissa"
+	MemVarSampleBytes     = "sample_bytes"
+	MemVarStackSize       = "stack_size"
+	MemVarSysStackSize    = "sys_stack_size"
+	MemVarUnusedFreeBatch = "unused_free_batch"
+	MemVarUnusedMemEvent  = "unused_mem_event"
 )
 
 // LoadMem returns the embedded CollectionSpec for Mem.
@@ -151,6 +170,7 @@ type MemProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type MemMapSpecs struct {
 	Drops       *ebpf.MapSpec `ebpf:"drops"`
+	FreeBatches *ebpf.MapSpec `ebpf:"free_batches"`
 	Inflight    *ebpf.MapSpec `ebpf:"inflight"`
 	MemEvents   *ebpf.MapSpec `ebpf:"mem_events"`
 	SampleState *ebpf.MapSpec `ebpf:"sample_state"`
@@ -164,12 +184,13 @@ type MemMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type MemVariableSpecs struct {
-	FilterTargets  *ebpf.VariableSpec `ebpf:"filter_targets"`
-	Log2Mantissa   *ebpf.VariableSpec `ebpf:"log2_mantissa"`
-	SampleBytes    *ebpf.VariableSpec `ebpf:"sample_bytes"`
-	StackSize      *ebpf.VariableSpec `ebpf:"stack_size"`
-	SysStackSize   *ebpf.VariableSpec `ebpf:"sys_stack_size"`
-	UnusedMemEvent *ebpf.VariableSpec `ebpf:"unused_mem_event"`
+	FilterTargets   *ebpf.VariableSpec `ebpf:"filter_targets"`
+	Log2Mantissa    *ebpf.VariableSpec `ebpf:"log2_mantissa"`
+	SampleBytes     *ebpf.VariableSpec `ebpf:"sample_bytes"`
+	StackSize       *ebpf.VariableSpec `ebpf:"stack_size"`
+	SysStackSize    *ebpf.VariableSpec `ebpf:"sys_stack_size"`
+	UnusedFreeBatch *ebpf.VariableSpec `ebpf:"unused_free_batch"`
+	UnusedMemEvent  *ebpf.VariableSpec `ebpf:"unused_mem_event"`
 }
 
 // MemObjects contains all objects after they have been loaded into the kernel.
@@ -193,6 +214,7 @@ func (o *MemObjects) Close() error {
 // It can be passed to LoadMemObjects or ebpf.CollectionSpec.LoadAndAssign.
 type MemMaps struct {
 	Drops       *ebpf.Map `ebpf:"drops"`
+	FreeBatches *ebpf.Map `ebpf:"free_batches"`
 	Inflight    *ebpf.Map `ebpf:"inflight"`
 	MemEvents   *ebpf.Map `ebpf:"mem_events"`
 	SampleState *ebpf.Map `ebpf:"sample_state"`
@@ -205,6 +227,7 @@ type MemMaps struct {
 func (m *MemMaps) Close() error {
 	return _MemClose(
 		m.Drops,
+		m.FreeBatches,
 		m.Inflight,
 		m.MemEvents,
 		m.SampleState,
@@ -219,12 +242,13 @@ func (m *MemMaps) Close() error {
 //
 // It can be passed to LoadMemObjects or ebpf.CollectionSpec.LoadAndAssign.
 type MemVariables struct {
-	FilterTargets  *ebpf.Variable `ebpf:"filter_targets"`
-	Log2Mantissa   *ebpf.Variable `ebpf:"log2_mantissa"`
-	SampleBytes    *ebpf.Variable `ebpf:"sample_bytes"`
-	StackSize      *ebpf.Variable `ebpf:"stack_size"`
-	SysStackSize   *ebpf.Variable `ebpf:"sys_stack_size"`
-	UnusedMemEvent *ebpf.Variable `ebpf:"unused_mem_event"`
+	FilterTargets   *ebpf.Variable `ebpf:"filter_targets"`
+	Log2Mantissa    *ebpf.Variable `ebpf:"log2_mantissa"`
+	SampleBytes     *ebpf.Variable `ebpf:"sample_bytes"`
+	StackSize       *ebpf.Variable `ebpf:"stack_size"`
+	SysStackSize    *ebpf.Variable `ebpf:"sys_stack_size"`
+	UnusedFreeBatch *ebpf.Variable `ebpf:"unused_free_batch"`
+	UnusedMemEvent  *ebpf.Variable `ebpf:"unused_mem_event"`
 }
 
 // MemPrograms contains all programs after they have been loaded into the kernel.

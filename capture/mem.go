@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -56,6 +57,7 @@ type memProbe struct {
 	empty       map[ebpf.ProgramType]*ebpf.Program
 	unwound     unwind.Counts   // DWARF walks of mem's stacks
 	hdr         bpf.MemMemEvent // decoding buffer of the ring reader
+	events      *atomic.Uint64  // the session's event count
 
 	mu       sync.Mutex
 	links    []link.Link            // the syscall tracepoints
@@ -206,6 +208,7 @@ func (m *memProbe) Start(s *Session) (map[string]string, error) {
 	}
 	m.table = formats.NewTable[formats.MemEvent](s.Writer(), formats.TableMemEvents)
 	stacks := s.Stacks()
+	m.events = &s.events
 	if m.ring, err = s.ReadRing(m.objs.MemEvents, func(raw []byte) { m.handle(stacks, raw) }); err != nil {
 		return nil, err
 	}
@@ -433,17 +436,29 @@ const (
 
 var (
 	memHeadSize = int(unsafe.Sizeof(bpf.MemMemEvent{}.H))
+	// A free's record is the head up to old_addr (MEM_EVENT_FREE).
+	memFreeSize = int(unsafe.Offsetof(bpf.MemMemEvent{}.H.OldAddr))
 	memFPSize   = int(unsafe.Offsetof(bpf.MemMemEvent{}.Stack))
 )
 
 func (m *memProbe) handle(stacks *StackRecorder, raw []byte) {
-	if len(raw) < memHeadSize {
+	if len(raw) < memFreeSize {
 		return
 	}
-	// Records are shorter than the Go struct: copy the head out instead
-	// of casting past their end (handle runs on the ring's one reader).
-	copy(unsafe.Slice((*byte)(unsafe.Pointer(&m.hdr.H)), memHeadSize), raw[:memHeadSize])
+	// Records are shorter than the Go struct (a free's even than the
+	// head): copy the head out, zero-extended, instead of casting past
+	// their end (handle runs on the ring's one reader).
+	head := unsafe.Slice((*byte)(unsafe.Pointer(&m.hdr.H)), memHeadSize)
+	clear(head[copy(head, raw):])
 	h := m.hdr.H
+	if h.Kind == memFreesKind {
+		if len(raw) >= int(unsafe.Sizeof(bpf.MemFreeBatch{})) {
+			if n := m.writeFrees((*bpf.MemFreeBatch)(unsafe.Pointer(&raw[0]))); n > 1 {
+				m.events.Add(n - 1)
+			}
+		}
+		return
+	}
 	kind, ok := memKinds[h.Kind]
 	if !ok {
 		return
@@ -496,6 +511,33 @@ func (m *memProbe) handle(stacks *StackRecorder, raw []byte) {
 		m.mu.Unlock()
 	}
 	_ = m.table.Write(row)
+}
+
+// memFreesKind marks a batch of frees (struct free_batch in
+// bpf/mem.bpf.c): the kernel sends frees in batches, each with its own time.
+const memFreesKind = 11
+
+// writeFrees writes a batch's frees and returns how many. The session
+// counts ring records as events; callers add the rest.
+func (m *memProbe) writeFrees(b *bpf.MemFreeBatch) uint64 {
+	items := b.Items[:min(b.N, uint64(len(b.Items)))]
+	for _, it := range items {
+		_ = m.table.Write(formats.MemEvent{TimeNs: it.TimeNs, PID: it.Pid, TID: it.Tid, Kind: formats.MemFree, Addr: it.Addr, Weight: 1})
+	}
+	return uint64(len(items))
+}
+
+// flushFrees writes the frees still in the kernel's per-CPU batches: the
+// probes are detached and the ring drained, so nothing adds to them.
+func (m *memProbe) flushFrees(s *Session) {
+	var batches []bpf.MemFreeBatch
+	if err := m.objs.FreeBatches.Lookup(uint32(0), &batches); err != nil {
+		s.Warnf("mem: the last frees of each CPU could not be read (%v): some blocks freed late in the window show as outstanding", err)
+		return
+	}
+	for i := range batches {
+		m.events.Add(m.writeFrees(&batches[i]))
+	}
 }
 
 // log2MantissaTable is the kernel's table for the exponential draw:
@@ -599,6 +641,7 @@ func (m *memProbe) Stop(s *Session) error {
 	m.closer.close(rest)
 	m.closer.wait()
 	m.ring.Stop()
+	m.flushFrees(s)
 	// Honest limits: a target whose allocations never reached libc (a Go
 	// binary, a static or custom allocator) gets a warning, not an empty
 	// and reassuring leak list.

@@ -43,12 +43,13 @@ static __always_inline bool is_target(__u32 tgid)
 		__type(key, __u32);                        \
 		__type(value, __u64);                      \
 	} drops SEC(".maps");                              \
-	static __always_inline void count_drop(__u32 reason) \
+	static __always_inline void count_drops(__u32 reason, __u64 n) \
 	{                                                  \
 		__u64 *v = bpf_map_lookup_elem(&drops, &reason); \
 		if (v)                                     \
-			__sync_fetch_and_add(v, 1);        \
-	}
+			__sync_fetch_and_add(v, n);        \
+	}                                                  \
+	static __always_inline void count_drop(__u32 reason) { count_drops(reason, 1); }
 
 // submit_flags decides whether a ring buffer submit wakes the reader. A
 // wakeup per event costs the recorder a context switch; instead the reader
