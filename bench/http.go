@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -251,7 +252,7 @@ func benchHTTPServer(env *Env, server string) ([]Row, error) {
 		}
 		return w.rate, t0 * 1e4 / w.requests, n0 / w.requests / 1000, nil
 	}
-	var ours, whole, theirs, bare, recorderUs, bpfUs, wholeRecorderUs, wholeBpfUs []float64
+	var ours, whole, floor, theirs, bare, recorderUs, bpfUs, wholeRecorderUs, wholeBpfUs []float64
 	// Three rounds, not env.Reps: a round is seven 4-second wrk runs, and
 	// the spread between rounds is small next to the effect measured.
 	for i := 0; i < min(env.Reps, 3); i++ {
@@ -276,6 +277,14 @@ func benchHTTPServer(env *Env, server string) ([]Row, error) {
 			}
 			whole, wholeRecorderUs, wholeBpfUs = append(whole, r/b.rate), append(wholeRecorderUs, rec), append(wholeBpfUs, bpf)
 			bare = append(bare, b.rate)
+			// The floor: empty programs at the same hooks.
+			if b, err = runWrk(url); err != nil {
+				return nil, err
+			}
+			if r, _, _, err = capture("--pid", strconv.Itoa(pid), "--http-floor"); err != nil {
+				return nil, err
+			}
+			floor, bare = append(floor, r/b.rate), append(bare, b.rate)
 		}
 		b2, err := runWrk(url)
 		if err != nil {
@@ -303,6 +312,20 @@ func benchHTTPServer(env *Env, server string) ([]Row, error) {
 		Result: stats(recorderUs).Format("%.2f") + " / " + stats(bpfUs).Format("%.2f"),
 		Note:   "recorder's user+system CPU, and run_time_ns of its BPF programs (kernel.bpf_stats_enabled), during the wrk run / requests served",
 	}}
+	if len(floor) > 0 {
+		// The workload keeps every CPU busy, so what a capture costs per
+		// request comes straight out of throughput: 0.95 kept leaves it
+		// 1/0.95 - 1 of the CPU time a request takes bare.
+		perReq := float64(runtime.NumCPU()) * 1e6 / stats(bare).Median
+		cost := func(kept float64) float64 { return (1/kept - 1) * perReq }
+		f := stats(floor)
+		rows = append(rows, Row{
+			Name:   fmt.Sprintf("HTTP capture: %s throughput kept under wrk, the hooks alone (empty programs where -p http attaches), --pid", label),
+			Result: f.Format("%.3f"),
+			Note: how + fmt.Sprintf("; capture -p http --http-floor. The %d CPUs are saturated: a request takes %.1f µs of CPU bare, so ≥ 0.95 kept allows %.2f µs of capture per request; the hooks alone take %.2f, leaving %.2f for the programs' work and the recorder; -p http takes %.2f",
+				runtime.NumCPU(), perReq, cost(0.95), cost(f.Median), cost(0.95)-cost(f.Median), cost(o.Median)),
+		})
+	}
 	if len(whole) > 0 {
 		rows = append(rows, Row{
 			Name:   fmt.Sprintf("HTTP capture: %s throughput kept under wrk, whole-host capture", label),

@@ -32,9 +32,11 @@ const maxPending = 64
 type httpProbe struct {
 	drops     dropCounters
 	keepQuery bool
+	floor     bool // --http-floor (hidden): empty programs, for the bench
 
 	objs  bpf.HTTPObjects
 	links []link.Link
+	empty []*ebpf.Program // --http-floor's programs
 	ring  *RingReader
 	table *formats.TableWriter[formats.HTTPRequest]
 	s     *Session
@@ -71,6 +73,8 @@ func (*httpProbe) Default() bool { return true }
 
 func (h *httpProbe) BindFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&h.keepQuery, "keep-query", false, "http: keep URL query strings in the archive (they may hold personal data or secrets)")
+	fs.BoolVar(&h.floor, "http-floor", false, "http: attach empty programs at the same hooks (benchmark floor)")
+	_ = fs.MarkHidden("http-floor")
 }
 
 func (h *httpProbe) Start(s *Session) (map[string]string, error) {
@@ -95,9 +99,20 @@ func (h *httpProbe) Start(s *Session) (map[string]string, error) {
 	}
 	for _, p := range []struct {
 		prog   *ebpf.Program
+		typ    ebpf.ProgramType
 		attach ebpf.AttachType
-	}{{h.objs.HttpEgress, ebpf.AttachCGroupInetEgress}, {h.objs.HttpIngress, ebpf.AttachCGroupInetIngress}, {h.objs.HttpRelease, ebpf.AttachCgroupInetSockRelease}} {
-		l, err := link.AttachCgroup(link.CgroupOptions{Path: root, Attach: p.attach, Program: p.prog})
+	}{{h.objs.HttpEgress, ebpf.CGroupSKB, ebpf.AttachCGroupInetEgress}, {h.objs.HttpIngress, ebpf.CGroupSKB, ebpf.AttachCGroupInetIngress},
+		{h.objs.HttpRelease, ebpf.CGroupSock, ebpf.AttachCgroupInetSockRelease}} {
+		prog := p.prog
+		if h.floor {
+			// Returning 1 lets every packet through, as ours do.
+			if prog, err = emptyProgram(p.typ, p.attach, 1); err != nil {
+				return details, err
+			}
+			h.empty = append(h.empty, prog)
+			details["floor"] = "empty programs at the same hooks (benchmark)"
+		}
+		l, err := link.AttachCgroup(link.CgroupOptions{Path: root, Attach: p.attach, Program: prog})
 		if err != nil {
 			return details, err
 		}
@@ -416,6 +431,9 @@ func (h *httpProbe) Stop(s *Session) error {
 				m.Drops[k] = v
 			}
 		})
+	}
+	for _, p := range h.empty {
+		p.Close()
 	}
 	h.drops.freeze(h.objs.Drops, httpDropNames)
 	return h.objs.Close()

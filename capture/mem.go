@@ -201,7 +201,11 @@ func (m *memProbe) Start(s *Session) (map[string]string, error) {
 	if m.floor {
 		m.empty = map[ebpf.ProgramType]*ebpf.Program{}
 		for _, typ := range []ebpf.ProgramType{ebpf.Kprobe, ebpf.TracePoint} {
-			if m.empty[typ], err = emptyProgram(typ); err != nil {
+			var attach ebpf.AttachType
+			if typ == ebpf.Kprobe {
+				attach = ebpf.AttachTraceUprobeMulti // attached as the real ones are
+			}
+			if m.empty[typ], err = emptyProgram(typ, attach, 0); err != nil {
 				return nil, err
 			}
 		}
@@ -583,16 +587,13 @@ func (m *memProbe) attachSyscalls() error {
 	return nil
 }
 
-// emptyProgram is a program that does nothing, for --mem-floor: what the
-// traps alone cost at the places bpfsnap probes.
-func emptyProgram(typ ebpf.ProgramType) (*ebpf.Program, error) {
-	var attach ebpf.AttachType
-	if typ == ebpf.Kprobe {
-		attach = ebpf.AttachTraceUprobeMulti // attached as the real ones are
-	}
+// emptyProgram is a program that does nothing but return ret, for the
+// hidden --mem-floor and --http-floor flags: what the hooks alone cost
+// where bpfsnap attaches, the floor its own programs are measured against.
+func emptyProgram(typ ebpf.ProgramType, attach ebpf.AttachType, ret int32) (*ebpf.Program, error) {
 	return ebpf.NewProgram(&ebpf.ProgramSpec{
-		Name: "mem_floor", Type: typ, AttachType: attach, License: "GPL",
-		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()},
+		Name: "bpfsnap_floor", Type: typ, AttachType: attach, License: "GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, ret), asm.Return()},
 	})
 }
 
