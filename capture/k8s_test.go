@@ -79,14 +79,7 @@ func TestK8sAttributionRealCgroups(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			a, err := formats.Open(out)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ps, err := analyze.Processes(a)
-			if err != nil {
-				t.Fatal(err)
-			}
+			_, ps := openProcesses(t, out)
 			for _, p := range ps {
 				if p.PID != uint32(pid) {
 					continue
@@ -239,15 +232,7 @@ func TestK8sShortLivedJoiners(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	a, err := formats.Open(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	ps, err := analyze.Processes(a)
-	if err != nil {
-		t.Fatal(err)
-	}
+	man, ps := openProcesses(t, out)
 	byPID := map[uint32]analyze.Process{}
 	for _, p := range ps {
 		byPID[p.PID] = p
@@ -267,15 +252,15 @@ func TestK8sShortLivedJoiners(t *testing.T) {
 			t.Errorf("joiner %d namespaces from the kernel: %+v", i, p)
 		}
 	}
-	unresolved := a.Manifest().Drops[k8sDropName]
+	unresolved := man.Drops[k8sDropName]
 	p2, ok := byPID[uint32(pid2)]
 	if !ok {
 		t.Fatalf("joiner of the removed cgroup (pid %d) not captured", pid2)
 	}
 	if p2.Pod != "cart-7" && unresolved == 0 {
-		t.Errorf("joiner of the removed cgroup neither attributed nor counted: %+v, drops %v", p2, a.Manifest().Drops)
+		t.Errorf("joiner of the removed cgroup neither attributed nor counted: %+v, drops %v", p2, man.Drops)
 	}
-	t.Logf("removed-cgroup joiner: pod %q, k8s.unresolved %d; targets %v", p2.Pod, unresolved, a.Manifest().Targets.Extra)
+	t.Logf("removed-cgroup joiner: pod %q, k8s.unresolved %d; targets %v", p2.Pod, unresolved, man.Targets.Extra)
 }
 
 // enrichK8s attributes a row from its cgroup id alone when the process is
