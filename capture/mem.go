@@ -66,8 +66,13 @@ type memProbe struct {
 	closer   linkCloser
 	libcs    map[string]*libcPlan
 	pids     map[uint32]string // pid -> libc it was attached to
-	seen     map[uint32]uint64 // pid -> allocation events
-	details  map[string]string
+	// pid -> time of its last allocation event, and of its last exec:
+	// the allocations before an exec were another program's (the held
+	// child of `-- COMMAND` is bpfsnap until it execs, and a test binary
+	// built with cgo allocates through libc while it waits).
+	lastAlloc map[uint32]uint64
+	execAt    map[uint32]uint64
+	details   map[string]string
 }
 
 // allocFunc is one allocator entry point. All entry points of a process
@@ -148,7 +153,8 @@ const memMaxSample = 1 << 40
 
 func (m *memProbe) Start(s *Session) (map[string]string, error) {
 	m.s = s
-	m.attached, m.libcs, m.pids, m.seen = map[string]bool{}, map[string]*libcPlan{}, map[uint32]string{}, map[uint32]uint64{}
+	m.attached, m.libcs, m.pids = map[string]bool{}, map[string]*libcPlan{}, map[uint32]string{}
+	m.lastAlloc, m.execAt = map[uint32]uint64{}, map[uint32]uint64{}
 	m.pidLinks = map[uint32][]link.Link{}
 	m.details = map[string]string{}
 	if !s.Filtered() {
@@ -240,6 +246,11 @@ func (m *memProbe) Start(s *Session) (map[string]string, error) {
 	s.OnProcess(func(ev formats.ProcessEvent) {
 		switch ev.Kind {
 		case formats.ProcessFork, formats.ProcessExec:
+			if ev.Kind == formats.ProcessExec {
+				m.mu.Lock()
+				m.execAt[ev.PID] = ev.TimeNs
+				m.mu.Unlock()
+			}
 			if err := m.attach(ev.PID); err != nil {
 				s.Warnf("mem: pid %d: %v", ev.PID, err)
 			}
@@ -511,7 +522,7 @@ func (m *memProbe) handle(stacks *StackRecorder, raw []byte) {
 	}
 	if h.Kind <= 6 && h.Kind != 4 { // a C allocator call (not free, not a syscall)
 		m.mu.Lock()
-		m.seen[h.Pid]++
+		m.lastAlloc[h.Pid] = max(m.lastAlloc[h.Pid], h.TimeNs)
 		m.mu.Unlock()
 	}
 	_ = m.table.Write(row)
@@ -648,7 +659,7 @@ func (m *memProbe) Stop(s *Session) error {
 	// and reassuring leak list.
 	m.mu.Lock()
 	for pid := range m.pids {
-		if m.seen[pid] == 0 {
+		if t := m.lastAlloc[pid]; t == 0 || t < m.execAt[pid] {
 			s.Warnf("mem: no libc allocation seen from pid %d during the window: if it allocates through another allocator (Go runtime, static or custom malloc), its memory is not traced (its anonymous mmaps and brk are, with --mem-mmap)", pid)
 		}
 	}

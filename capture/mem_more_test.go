@@ -42,21 +42,18 @@ func captureMem(t *testing.T, flags []string, argv ...string) (*analyze.MemSumma
 	if err := fs.Parse(flags); err != nil {
 		t.Fatal(err)
 	}
-	out := filepath.Join(t.TempDir(), "mem.bpfsnap")
-	if _, err := Run(context.Background(), Options{Output: out, Duration: 2 * time.Minute, Probes: []string{"mem"}, Sets: sets,
-		Command: argv, Version: "test"}); err != nil {
+	return runMemCapture(t, Options{Duration: 2 * time.Minute, Probes: []string{"mem"}, Sets: sets, Command: argv, Version: "test"})
+}
+
+// runMemCapture runs a capture with o (its output in a temporary
+// directory) and returns the archive's mem analysis and manifest.
+func runMemCapture(t *testing.T, o Options) (*analyze.MemSummary, *formats.Manifest) {
+	t.Helper()
+	o.Output = filepath.Join(t.TempDir(), "mem.bpfsnap")
+	if _, err := Run(context.Background(), o); err != nil {
 		t.Fatal(err)
 	}
-	a, err := formats.Open(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	s, err := analyze.Analyze(a, analyze.Options{})
-	if err != nil || s.Mem == nil {
-		t.Fatalf("analysis: %v, mem %v", err, s.Mem)
-	}
-	return s.Mem, a.Manifest()
+	return openMem(t, o.Output)
 }
 
 // bySite sums groups by their leaf frame (the call site).
@@ -232,25 +229,11 @@ func TestMemFloodAccounted(t *testing.T) {
 	testenv.RequireBPF(t)
 	bin := buildMemC(t, "pairs", "-O2", "-fno-omit-frame-pointer")
 	const pairs = 300000
-	sets := NewProbeSets()
-	out := filepath.Join(t.TempDir(), "flood.bpfsnap")
-	if _, err := Run(context.Background(), Options{Output: out, Duration: 2 * time.Minute, Probes: []string{"mem"}, Sets: sets,
-		Command: []string{bin, itoa(pairs)}, RingPages: 1, Version: "test"}); err != nil {
-		t.Fatal(err)
-	}
-	a, err := formats.Open(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	s, err := analyze.Analyze(a, analyze.Options{})
-	if err != nil || s.Mem == nil {
-		t.Fatalf("analysis: %v, mem %v", err, s.Mem)
-	}
-	drops := a.Manifest().Drops
-	lost := drops["mem.ringbuf_full"]
-	got := s.Mem.Allocations + s.Mem.Frees + lost
-	t.Logf("%d allocations + %d frees recorded, %d lost: %d of %d calls; drops %v", s.Mem.Allocations, s.Mem.Frees, lost, got, 2*pairs, drops)
+	mem, man := runMemCapture(t, Options{Duration: 2 * time.Minute, Probes: []string{"mem"}, Sets: NewProbeSets(),
+		Command: []string{bin, itoa(pairs)}, RingPages: 1, Version: "test"})
+	lost := man.Drops["mem.ringbuf_full"]
+	got := mem.Allocations + mem.Frees + lost
+	t.Logf("%d allocations + %d frees recorded, %d lost: %d of %d calls; drops %v", mem.Allocations, mem.Frees, lost, got, 2*pairs, man.Drops)
 	if lost == 0 {
 		t.Errorf("a one-page ring lost nothing: the test no longer floods it")
 	}
