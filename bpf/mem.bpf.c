@@ -273,6 +273,7 @@ static __always_inline void fill_head(struct mem_head *h, __u64 id, __u32 kind)
 // after the probes are detached; the replay sorts by time, so a free sent
 // late still lands in its place.
 #define FREE_BATCH 32
+#define FREE_BATCH_AGE_NS 1000000000ULL
 
 struct free_item {
 	__u64 time_ns;
@@ -321,17 +322,21 @@ static __always_inline void send_free(__u64 id, __u64 addr)
 	__u64 n = b->n;
 	if (n >= FREE_BATCH)
 		n = 0;
+	__u64 now = bpf_ktime_get_ns();
 	struct free_item *it = &b->items[n];
-	it->time_ns = bpf_ktime_get_ns();
+	it->time_ns = now;
 	it->addr = addr;
 	it->pid = id >> 32;
 	it->tid = (__u32)id;
 	n++;
-	if (n == FREE_BATCH) {
+	// A batch also goes when its oldest free is a second old, so that
+	// what a crash loses stays about what the archive's once-a-second
+	// seals lose (a CPU that stops freeing keeps its last few until stop).
+	if (n == FREE_BATCH || now - b->items[0].time_ns > FREE_BATCH_AGE_NS) {
 		b->n = n;
 		b->kind = MEM_FREES;
 		if (bpf_ringbuf_output(&mem_events, b, sizeof(*b), submit_flags(&mem_events)) < 0)
-			count_drops(MEM_DROP_RINGBUF, FREE_BATCH);
+			count_drops(MEM_DROP_RINGBUF, n);
 		n = 0;
 	}
 	b->n = n;
