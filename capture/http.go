@@ -3,9 +3,12 @@
 package capture
 
 import (
+	"encoding/json"
 	"errors"
 	"net/netip"
+	"path/filepath"
 	"strconv"
+	"sync"
 	"unsafe"
 
 	"github.com/cilium/ebpf"
@@ -34,12 +37,15 @@ type httpProbe struct {
 	keepQuery bool
 	floor     bool // --http-floor (hidden): empty programs, for the bench
 
-	objs  bpf.HTTPObjects
-	links []link.Link
-	empty []*ebpf.Program // --http-floor's programs
-	ring  *RingReader
-	table *formats.TableWriter[formats.HTTPRequest]
-	s     *Session
+	objs   bpf.HTTPObjects
+	progs  []hookProgram // what attachAt attaches
+	linkMu sync.Mutex    // links grow when a new pod is selected
+	links  []link.Link
+	scoped bool            // attached to the selected pods' cgroups, not the root
+	empty  []*ebpf.Program // --http-floor's programs
+	ring   *RingReader
+	table  *formats.TableWriter[formats.HTTPRequest]
+	s      *Session
 
 	// Touched only by the ring reader goroutine, then by Stop after it.
 	conns    map[uint64]*httpConn
@@ -82,9 +88,22 @@ func (h *httpProbe) Start(s *Session) (map[string]string, error) {
 	h.conns = map[uint64]*httpConn{}
 	h.counters = map[string]uint64{}
 	root := s.Cgroups().Root()
-	details := map[string]string{"hook": "cgroup_skb ingress+egress on " + root, "keep_query": strconv.FormatBool(h.keepQuery), "max_path": strconv.Itoa(httpparse.MaxPath)}
+	details := map[string]string{"keep_query": strconv.FormatBool(h.keepQuery), "max_path": strconv.Itoa(httpparse.MaxPath)}
 	if root == "" {
 		return details, errors.New("no cgroup v2 hierarchy is mounted (needed to attach cgroup_skb programs)")
+	}
+	// Where the programs attach. A Kubernetes selector's pods own their
+	// sockets (a socket belongs to the cgroup of the task that created
+	// it, an accepted one to its listener's), so the programs attach to
+	// the pod cgroups, and the rest of the node's traffic costs nothing,
+	// not even the hook's own dispatch. Anything else attaches to the
+	// root: a --pid target may serve a listener created in another cgroup
+	// (systemd socket activation), which a narrower attach would miss
+	// without a trace.
+	at := []string{"/"}
+	if !s.opts.K8s.Empty() && (len(s.TargetCgroups()) > 0 || s.opts.K8s.followsNewPods()) {
+		at = append([]string{}, s.TargetCgroups()...)
+		h.scoped = true
 	}
 	spec, err := bpf.LoadHTTP()
 	if err != nil {
@@ -97,28 +116,62 @@ func (h *httpProbe) Start(s *Session) (map[string]string, error) {
 	if h.ring, err = s.ReadRing(h.objs.HttpEvents, h.handle); err != nil {
 		return details, err
 	}
-	for _, p := range []struct {
-		prog   *ebpf.Program
-		typ    ebpf.ProgramType
-		attach ebpf.AttachType
-	}{{h.objs.HttpEgress, ebpf.CGroupSKB, ebpf.AttachCGroupInetEgress}, {h.objs.HttpIngress, ebpf.CGroupSKB, ebpf.AttachCGroupInetIngress},
-		{h.objs.HttpRelease, ebpf.CGroupSock, ebpf.AttachCgroupInetSockRelease}} {
-		prog := p.prog
-		if h.floor {
+	h.progs = []hookProgram{{h.objs.HttpEgress, ebpf.AttachCGroupInetEgress}, {h.objs.HttpIngress, ebpf.AttachCGroupInetIngress},
+		{h.objs.HttpRelease, ebpf.AttachCgroupInetSockRelease}}
+	if h.floor {
+		details["floor"] = "empty programs at the same hooks (benchmark)"
+		for i, p := range h.progs {
+			typ := ebpf.CGroupSKB
+			if p.attach == ebpf.AttachCgroupInetSockRelease {
+				typ = ebpf.CGroupSock
+			}
 			// Returning 1 lets every packet through, as ours do.
-			if prog, err = emptyProgram(p.typ, p.attach, 1); err != nil {
+			empty, err := emptyProgram(typ, p.attach, 1)
+			if err != nil {
 				return details, err
 			}
-			h.empty = append(h.empty, prog)
-			details["floor"] = "empty programs at the same hooks (benchmark)"
+			h.empty = append(h.empty, empty)
+			h.progs[i].prog = empty
 		}
-		l, err := link.AttachCgroup(link.CgroupOptions{Path: root, Attach: p.attach, Program: prog})
-		if err != nil {
+	}
+	for _, cg := range at {
+		if err := h.attachAt(root, cg); err != nil {
 			return details, err
+		}
+	}
+	if h.scoped {
+		// Pods the selector matches later get the programs too (the
+		// session's rescan); their first second of traffic is not seen.
+		s.OnTargetCgroup(func(cg string) {
+			if err := h.attachAt(root, cg); err != nil {
+				s.Warnf("http: attaching to the new pod cgroup %s: %v (its HTTP is not captured)", cg, err)
+			}
+		})
+		b, _ := json.Marshal(at)
+		details["hook"] = "cgroup_skb ingress+egress on the selected pods' cgroups " + string(b) + " (and on pods selected later)"
+	} else {
+		details["hook"] = "cgroup_skb ingress+egress on " + root
+	}
+	return details, nil
+}
+
+type hookProgram struct {
+	prog   *ebpf.Program
+	attach ebpf.AttachType
+}
+
+// attachAt attaches the three programs to cgroup cg (a path below root).
+func (h *httpProbe) attachAt(root, cg string) error {
+	h.linkMu.Lock()
+	defer h.linkMu.Unlock()
+	for _, p := range h.progs {
+		l, err := link.AttachCgroup(link.CgroupOptions{Path: filepath.Join(root, cg), Attach: p.attach, Program: p.prog})
+		if err != nil {
+			return err
 		}
 		h.links = append(h.links, l)
 	}
-	return details, nil
+	return nil
 }
 
 func (h *httpProbe) count(reason string) { h.counters["http."+reason]++ }
@@ -399,9 +452,12 @@ func (h *httpProbe) Drops() map[string]uint64 {
 }
 
 func (h *httpProbe) Stop(s *Session) error {
+	h.linkMu.Lock()
 	for _, l := range h.links {
 		l.Close()
 	}
+	h.links = nil
+	h.linkMu.Unlock()
 	h.ring.Stop()
 	// Requests still waiting for a response at the end of the window are
 	// kept (response_ns = 0) and counted: first those the kernel holds,

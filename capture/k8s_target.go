@@ -184,6 +184,19 @@ func cgroupMatches(lines []k8smeta.CgroupLine, want string) bool {
 	return false
 }
 
+// outermostCgroups sorts paths and drops those below another one.
+func outermostCgroups(paths []string) []string {
+	sort.Strings(paths)
+	var out []string
+	for _, p := range paths {
+		if len(out) > 0 && underCgroup(p, out[len(out)-1]) {
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
 // underCgroup reports whether cgroup path p is dir or below it.
 func underCgroup(p, dir string) bool {
 	return dir == "/" || p == dir || strings.HasPrefix(p, dir+"/")
@@ -284,8 +297,17 @@ func (s *Session) rescanK8s(procs *processProbe) {
 		if s.targetCgroups == nil {
 			s.targetCgroups = map[uint64]string{}
 		}
+		covered := s.inTargetCgroup(p)
 		s.targetCgroups[id] = p
 		added = true
+		if !covered {
+			s.subMu.Lock()
+			subs := s.cgSubs
+			s.subMu.Unlock()
+			for _, fn := range subs {
+				fn(p)
+			}
+		}
 	}
 	if added {
 		s.scanProc(false)

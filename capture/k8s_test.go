@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
 	"github.com/bpfsnap/bpfsnap/analyze"
 	"github.com/bpfsnap/bpfsnap/formats"
 	"github.com/bpfsnap/bpfsnap/internal/testenv"
@@ -386,6 +389,47 @@ func cgroupnsHelper(t *testing.T) {
 	fmt.Printf("cgroupns helper ok: %q -> %q\n", raw, r.Abs(raw))
 }
 
+// fakePod is a pod as kubelet and containerd leave it on a node: a pod
+// cgroup holding a container cgroup, and the container's config.json with
+// the pod's annotations below the runtime root.
+type fakePod struct{ ns, name, uid, cid string }
+
+func (p fakePod) dir(v2 string) string {
+	return filepath.Join(v2, "kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod"+strings.ReplaceAll(p.uid, "-", "_")+".slice")
+}
+
+func (p fakePod) leaf(v2 string) string {
+	return filepath.Join(p.dir(v2), "cri-containerd-"+p.cid+".scope")
+}
+
+// startInFakePod creates p's cgroups and runtime state below rt and runs
+// script in its container cgroup. The process is killed and the cgroups
+// removed when the test ends.
+func startInFakePod(t *testing.T, v2, rt string, p fakePod, script string) *exec.Cmd {
+	t.Helper()
+	cfg := filepath.Join(rt, "run/containerd/io.containerd.runtime.v2.task/k8s.io", p.cid, "config.json")
+	os.MkdirAll(filepath.Dir(cfg), 0o755)
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`{"annotations":{"io.kubernetes.cri.sandbox-namespace":%q,"io.kubernetes.cri.sandbox-name":%q,"io.kubernetes.cri.container-name":"app","io.kubernetes.cri.sandbox-uid":%q}}`, p.ns, p.name, p.uid)), 0o644)
+	if err := os.MkdirAll(p.leaf(v2), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		os.Remove(p.leaf(v2))
+		for d := p.dir(v2); len(d) > len(v2); d = filepath.Dir(d) {
+			os.Remove(d)
+		}
+	})
+	c := exec.Command("sh", "-c", "echo $$ > "+filepath.Join(p.leaf(v2), "cgroup.procs")+" && "+script)
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.Process.Kill()
+		c.Wait()
+	})
+	return c
+}
+
 // --namespace follows pods that appear during the window (a new pod, or a
 // StatefulSet pod created again in a new cgroup): their cgroups are added
 // to the kernel's target map by the rescan, their running processes are
@@ -395,45 +439,12 @@ func TestK8sNamespaceFollowsNewPods(t *testing.T) {
 	testenv.RequireBPF(t)
 	v2 := cgroupV2Root()
 	rt := t.TempDir()
-	type pod struct{ ns, name, uid, cid string }
-	pods := []pod{
+	pods := []fakePod{
 		{"shop", "cart-0", "7e57a11e-0000-4000-8000-0000000000a0", fmt.Sprintf("%064x", 0x5200)},
 		{"shop", "cart-1", "7e57a11e-0000-4000-8000-0000000000a1", fmt.Sprintf("%064x", 0x5201)},
 		{"other", "db-0", "7e57a11e-0000-4000-8000-0000000000a2", fmt.Sprintf("%064x", 0x5202)},
 	}
-	podDir := func(p pod) string {
-		return filepath.Join(v2, "kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod"+strings.ReplaceAll(p.uid, "-", "_")+".slice")
-	}
-	leaf := func(p pod) string { return filepath.Join(podDir(p), "cri-containerd-"+p.cid+".scope") }
-	var procs []*exec.Cmd
-	t.Cleanup(func() {
-		for _, c := range procs {
-			c.Process.Kill()
-			c.Wait()
-		}
-		for _, p := range pods {
-			os.Remove(leaf(p))
-			for d := podDir(p); len(d) > len(v2); d = filepath.Dir(d) {
-				os.Remove(d)
-			}
-		}
-	})
-	// start creates the pod's cgroup and runtime state and runs script in
-	// its container cgroup; it returns the shell's pid.
-	start := func(p pod, script string) int {
-		cfg := filepath.Join(rt, "run/containerd/io.containerd.runtime.v2.task/k8s.io", p.cid, "config.json")
-		os.MkdirAll(filepath.Dir(cfg), 0o755)
-		os.WriteFile(cfg, []byte(fmt.Sprintf(`{"annotations":{"io.kubernetes.cri.sandbox-namespace":%q,"io.kubernetes.cri.sandbox-name":%q,"io.kubernetes.cri.container-name":"app","io.kubernetes.cri.sandbox-uid":%q}}`, p.ns, p.name, p.uid)), 0o644)
-		if err := os.MkdirAll(leaf(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		c := exec.Command("sh", "-c", "echo $$ > "+filepath.Join(leaf(p), "cgroup.procs")+" && "+script)
-		if err := c.Start(); err != nil {
-			t.Fatal(err)
-		}
-		procs = append(procs, c)
-		return c.Process.Pid
-	}
+	start := func(p fakePod, script string) int { return startInFakePod(t, v2, rt, p, script).Process.Pid }
 	// cart-0 runs before the capture starts; cart-1 and db-0 start after.
 	first := start(pods[0], "exec sleep 30")
 	time.Sleep(200 * time.Millisecond)
@@ -494,5 +505,117 @@ func TestK8sNamespaceFollowsNewPods(t *testing.T) {
 	}
 	if lateChild.Pod != "cart-1" || lateChild.PPID != uint32(late) {
 		t.Errorf("late child: %+v", *lateChild)
+	}
+}
+
+// With a Kubernetes selector the HTTP programs attach to the selected
+// pods' cgroups, not the root: another pod's traffic never runs them (not
+// even the hook's own dispatch), a pod selected during the window gets
+// them at the rescan, and the selected pods' requests are all recorded.
+func TestK8sHTTPScopedToPods(t *testing.T) {
+	testenv.RequireBPF(t)
+	py := testenv.RequireTool(t, "python3")
+	v2 := cgroupV2Root()
+	rt, www := t.TempDir(), t.TempDir()
+	os.WriteFile(filepath.Join(www, "index.html"), []byte("hello\n"), 0o644)
+	pods := []fakePod{
+		{"shop", "web-0", "7e57a11e-0000-4000-8000-0000000000b0", fmt.Sprintf("%064x", 0x5300)},
+		{"other", "web-1", "7e57a11e-0000-4000-8000-0000000000b1", fmt.Sprintf("%064x", 0x5301)},
+		{"shop", "web-2", "7e57a11e-0000-4000-8000-0000000000b2", fmt.Sprintf("%064x", 0x5302)},
+	}
+	ports := []int{freePort(t), freePort(t), freePort(t)}
+	pids := make([]int, len(pods))
+	serve := func(i int) {
+		// http.server answers HTTP/1.0: a connection per request.
+		c := startInFakePod(t, v2, rt, pods[i], fmt.Sprintf("exec %s -m http.server %d --bind 127.0.0.1 --directory %s", py, ports[i], www))
+		pids[i] = c.Process.Pid
+		waitListening(t, ports[i])
+	}
+	serve(0)
+	serve(1)
+	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		t.Fatalf("enabling BPF run statistics: %v", err)
+	}
+	defer stats.Close()
+	// runs counts the runs of every program named like ours (the capture's,
+	// as tests run one at a time).
+	runs := func() uint64 {
+		var sum uint64
+		for id := ebpf.ProgramID(0); ; {
+			var err error
+			if id, err = ebpf.ProgramGetNextID(id); err != nil {
+				return sum
+			}
+			p, err := ebpf.NewProgramFromID(id)
+			if err != nil {
+				continue
+			}
+			if info, err := p.Info(); err == nil && (info.Name == "http_egress" || info.Name == "http_ingress") {
+				if st, err := p.Stats(); err == nil {
+					sum += st.RunCount
+				}
+			}
+			p.Close()
+		}
+	}
+
+	out := filepath.Join(t.TempDir(), "pods.bpfsnap")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready, done := make(chan struct{}), make(chan error, 1)
+	var res *Result
+	go func() {
+		r, err := Run(ctx, Options{Output: out, Duration: time.Minute, Probes: []string{"http"}, Sets: NewProbeSets(), RuntimeRoot: rt,
+			Warn: func(string) {}, K8s: K8sSelector{Namespace: "shop"}, Ready: func() { close(ready) }, Version: "test"})
+		res = r
+		done <- err
+	}()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("capture ended early: %v", err)
+	}
+	const n = 100
+	before := runs()
+	clientLoad(t, ports[1], n, 2, "/index.html")
+	if d := runs() - before; d != 0 {
+		t.Errorf("another namespace's %d requests ran the HTTP programs %d times", n, d)
+	}
+	clientLoad(t, ports[0], n, 2, "/index.html")
+	if d := runs() - before; d < 2*n {
+		t.Errorf("the selected pod's %d requests ran the HTTP programs %d times, want >= %d (request and response)", n, d, 2*n)
+	}
+	serve(2)
+	time.Sleep(2500 * time.Millisecond) // the rescan runs every second
+	clientLoad(t, ports[2], n/2, 2, "/index.html")
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if hook := probeDetails(res.Manifest.Probes, "http")["hook"]; !strings.Contains(hook, pods[0].dir(v2)[len(v2):]) {
+		t.Errorf("http hook: %q, want the pod's cgroup", hook)
+	}
+	a, err := formats.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	procs, _ := analyze.Processes(a)
+	h, err := analyze.HTTP(a, analyze.Options{}, procs)
+	if err != nil || h == nil {
+		t.Fatalf("http analysis: %v", err)
+	}
+	served := map[uint32]int64{}
+	for _, e := range h.Endpoints {
+		if e.Role == formats.RoleServer {
+			served[e.PID] += e.Count
+		}
+	}
+	t.Logf("server rows by pid %v (pods' servers %v); drops %v", served, pids, res.Manifest.Drops)
+	for i, want := range []int64{n, 0, n / 2} {
+		if got := served[uint32(pids[i])]; got != want {
+			t.Errorf("%s/%s served %d requests in the archive, want %d", pods[i].ns, pods[i].name, got, want)
+		}
 	}
 }

@@ -96,6 +96,7 @@ type Session struct {
 	procTable *formats.TableWriter[formats.ProcessEvent]
 	subMu     sync.Mutex
 	subs      []func(formats.ProcessEvent)
+	cgSubs    []func(path string) // OnTargetCgroup
 	atEnd     []func() error
 
 	// Process events and samples come through separate rings. A sample
@@ -179,6 +180,26 @@ func (s *Session) OnProcess(fn func(formats.ProcessEvent)) {
 	s.subMu.Lock()
 	defer s.subMu.Unlock()
 	s.subs = append(s.subs, fn)
+}
+
+// TargetCgroups returns the cgroup v2 paths (below Cgroups().Root()) a
+// Kubernetes selector targets, outermost only: a path below another one
+// is left out. Empty without a selector.
+func (s *Session) TargetCgroups() []string {
+	var paths []string
+	for _, p := range s.targetCgroups {
+		paths = append(paths, p)
+	}
+	return outermostCgroups(paths)
+}
+
+// OnTargetCgroup subscribes to cgroups a Kubernetes selector adds during
+// the window (a pod created in the namespace): fn runs on the session's
+// loop goroutine with the new path.
+func (s *Session) OnTargetCgroup(fn func(path string)) {
+	s.subMu.Lock()
+	defer s.subMu.Unlock()
+	s.cgSubs = append(s.cgSubs, fn)
 }
 
 func (s *Session) emitProcess(row formats.ProcessEvent) {
