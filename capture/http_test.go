@@ -193,9 +193,9 @@ func captureHTTPPids(t *testing.T, pids []int, load func()) string {
 	return out
 }
 
-// compareWithClient checks bpfsnap's server-side view of each path against
-// the client's: every request counted, p50 and p99 within 5% or 0.5 ms.
-func compareWithClient(t *testing.T, path string, serverPID int, client map[string][]float64) {
+// openHTTP returns an archive's HTTP analysis, rows attributed to its
+// processes.
+func openHTTP(t *testing.T, path string) *analyze.HTTPSummary {
 	t.Helper()
 	a, err := formats.Open(path)
 	if err != nil {
@@ -207,6 +207,14 @@ func compareWithClient(t *testing.T, path string, serverPID int, client map[stri
 	if err != nil || h == nil {
 		t.Fatalf("http analysis: %v", err)
 	}
+	return h
+}
+
+// compareWithClient checks bpfsnap's server-side view of each path against
+// the client's: every request counted, p50 and p99 within 5% or 0.5 ms.
+func compareWithClient(t *testing.T, path string, serverPID int, client map[string][]float64) {
+	t.Helper()
+	h := openHTTP(t, path)
 	got := map[string]analyze.HTTPEndpoint{}
 	for _, e := range h.Endpoints {
 		if e.Role != formats.RoleServer {
@@ -395,14 +403,8 @@ func main() {
 		Command: []string{cli, fmt.Sprint(port)}, Version: "test"}); err != nil {
 		t.Fatal(err)
 	}
-	a, err := formats.Open(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	procs, _ := analyze.Processes(a)
-	h, _ := analyze.HTTP(a, analyze.Options{}, procs)
-	if h == nil || len(h.Endpoints) != 1 {
+	h := openHTTP(t, out)
+	if len(h.Endpoints) != 1 {
 		t.Fatalf("endpoints: %+v", h)
 	}
 	e := h.Endpoints[0]

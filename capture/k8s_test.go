@@ -596,18 +596,8 @@ func TestK8sHTTPScopedToPods(t *testing.T) {
 	if hook := probeDetails(res.Manifest.Probes, "http")["hook"]; !strings.Contains(hook, pods[0].dir(v2)[len(v2):]) {
 		t.Errorf("http hook: %q, want the pod's cgroup", hook)
 	}
-	a, err := formats.Open(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	procs, _ := analyze.Processes(a)
-	h, err := analyze.HTTP(a, analyze.Options{}, procs)
-	if err != nil || h == nil {
-		t.Fatalf("http analysis: %v", err)
-	}
 	served := map[uint32]int64{}
-	for _, e := range h.Endpoints {
+	for _, e := range openHTTP(t, out).Endpoints {
 		if e.Role == formats.RoleServer {
 			served[e.PID] += e.Count
 		}
