@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/pprof"
+	"time"
 
 	"github.com/spf13/cobra"
 )
@@ -26,7 +27,15 @@ percentiles, flame graphs, leak reports and a self-contained HTML report.`,
 	var profileFile *os.File
 	root.PersistentFlags().StringVar(&cpuProfile, "cpuprofile", "", "write a Go CPU profile of this bpfsnap run to FILE")
 	root.PersistentFlags().MarkHidden("cpuprofile")
+	// --memprofile writes the live heap every 10 s (the last one taken
+	// before the window ends shows what a long capture holds).
+	var memProfile string
+	root.PersistentFlags().StringVar(&memProfile, "memprofile", "", "write a Go heap profile of this bpfsnap run to FILE every 10 s")
+	root.PersistentFlags().MarkHidden("memprofile")
 	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+		if memProfile != "" {
+			go writeHeapProfiles(memProfile, 10*time.Second)
+		}
 		if cpuProfile == "" {
 			return nil
 		}
@@ -55,4 +64,20 @@ percentiles, flame graphs, leak reports and a self-contained HTML report.`,
 		newVersionCmd(),
 	)
 	return root
+}
+
+// writeHeapProfiles replaces file with a heap profile every interval.
+func writeHeapProfiles(file string, interval time.Duration) {
+	for {
+		time.Sleep(interval)
+		f, err := os.Create(file + ".tmp")
+		if err != nil {
+			return
+		}
+		err = pprof.WriteHeapProfile(f)
+		f.Close()
+		if err == nil {
+			os.Rename(file+".tmp", file)
+		}
+	}
 }
