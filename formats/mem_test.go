@@ -24,29 +24,11 @@ type memEventV1 struct {
 // Archives written before byte sampling still read: the weight column
 // converts and the new columns read as zero.
 func TestMemEventsOfFirstVersionRead(t *testing.T) {
-	out := filepath.Join(t.TempDir(), "old.bpfsnap")
-	w, err := Create(out, testManifest(), CreateOptions{SealInterval: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tw := NewTable[memEventV1](w, TableMemEvents)
+	var old []memEventV1
 	for i := 0; i < 3; i++ {
-		if err := tw.Write(memEventV1{TimeNs: uint64(i), PID: 7, Kind: MemMalloc, Addr: 0x1000 + uint64(i), Size: 64, StackID: 9, Weight: 1}); err != nil {
-			t.Fatal(err)
-		}
+		old = append(old, memEventV1{TimeNs: uint64(i), PID: 7, Kind: MemMalloc, Addr: 0x1000 + uint64(i), Size: 64, StackID: 9, Weight: 1})
 	}
-	if err := w.Finish(nil); err != nil {
-		t.Fatal(err)
-	}
-	a, err := Open(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	rows, err := ReadAll[MemEvent](a, TableMemEvents)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rows := readBackAs[MemEvent](t, TableMemEvents, old)
 	if len(rows) != 3 {
 		t.Fatalf("%d rows", len(rows))
 	}
@@ -73,4 +55,35 @@ func TestMemSampleWeight(t *testing.T) {
 	if w := MemSampleWeight(4096, 4096); math.Abs(w-1/(1-math.Exp(-1))) > 1e-12 {
 		t.Errorf("weight at N %v", w)
 	}
+}
+
+// readBackAs writes rows of an older row type O to table in a new archive
+// and reads the table back as the current row type R: how an archive
+// written by an earlier bpfsnap reads today.
+func readBackAs[R, O any](t *testing.T, table string, rows []O) []R {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "old.bpfsnap")
+	w, err := Create(out, testManifest(), CreateOptions{SealInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tw := NewTable[O](w, table)
+	for _, r := range rows {
+		if err := tw.Write(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Finish(nil); err != nil {
+		t.Fatal(err)
+	}
+	a, err := Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	got, err := ReadAll[R](a, table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
 }

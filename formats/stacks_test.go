@@ -31,27 +31,7 @@ type frameV1 struct {
 // Archives from before the inline columns read with the current Frame:
 // the missing columns read as zero (every frame is a stack's own frame).
 func TestFramesWithoutInlineColumns(t *testing.T) {
-	out := filepath.Join(t.TempDir(), "old.bpfsnap")
-	w, err := Create(out, testManifest(), CreateOptions{SealInterval: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tw := NewTable[frameV1](w, TableFrames)
-	if err := tw.Write(frameV1{FrameID: 7, Module: "/bin/x", FileOffset: 0x40, Function: "main", File: "x.c", Line: 3}); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Finish(nil); err != nil {
-		t.Fatal(err)
-	}
-	a, err := Open(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	rows, err := ReadAll[Frame](a, TableFrames)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rows := readBackAs[Frame](t, TableFrames, []frameV1{{FrameID: 7, Module: "/bin/x", FileOffset: 0x40, Function: "main", File: "x.c", Line: 3}})
 	if len(rows) != 1 || rows[0].FrameID != 7 || rows[0].Function != "main" || rows[0].Line != 3 || rows[0].InlineOf != 0 || rows[0].InlineDepth != 0 || rows[0].Inlined {
 		t.Fatalf("old frames row read as %+v", rows)
 	}
