@@ -75,10 +75,6 @@ func freeLoopbackPort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// httpServerCgroup maps a server started by startHTTPServer to its cgroup
-// (a path below the cgroup v2 root, as `capture --cgroup` takes it).
-var httpServerCgroup = map[int]string{}
-
 // cgroupV2 is the cgroup v2 mount (hybrid hosts mount it at unified/).
 func cgroupV2() string {
 	if _, err := os.Stat("/sys/fs/cgroup/unified/cgroup.procs"); err == nil {
@@ -87,12 +83,19 @@ func cgroupV2() string {
 	return "/sys/fs/cgroup"
 }
 
-// startHTTPServer starts the server and returns its URL, its pid (nginx:
-// the master; `--pid` follows its worker) and a stop func.
-func startHTTPServer(env *Env, server string) (string, int, func(), error) {
+// httpServer is a server started by startHTTPServer.
+type httpServer struct {
+	url    string
+	pid    int    // nginx: the master; `--pid` follows its worker
+	cgroup string // its own cgroup, below the v2 root (as `capture --cgroup` takes it)
+	stop   func()
+}
+
+// startHTTPServer starts the server in a cgroup of its own.
+func startHTTPServer(env *Env, server string) (*httpServer, error) {
 	port, err := freeLoopbackPort()
 	if err != nil {
-		return "", 0, nil, err
+		return nil, err
 	}
 	dir := filepath.Join(env.Dir, server)
 	os.MkdirAll(dir, 0o755)
@@ -113,7 +116,7 @@ http { access_log off; client_body_temp_path %[1]s; proxy_temp_path %[1]s; fastc
 		build := exec.Command("go", "build", "-o", "gohttp", ".")
 		build.Dir = dir
 		if out, err := build.CombinedOutput(); err != nil {
-			return "", 0, nil, fmt.Errorf("go build: %v: %s", err, out)
+			return nil, fmt.Errorf("go build: %v: %s", err, out)
 		}
 		cmd = exec.Command(filepath.Join(dir, "gohttp"), strconv.Itoa(port))
 	}
@@ -124,19 +127,19 @@ http { access_log off; client_body_temp_path %[1]s; proxy_temp_path %[1]s; fastc
 	// costs nothing). --pid captures attach to the root either way.
 	cg, err := os.MkdirTemp(cgroupV2(), "bpfsnap-bench-"+server+"-")
 	if err != nil {
-		return "", 0, nil, err
+		return nil, err
 	}
 	cgDir, err := os.Open(cg)
 	if err != nil {
-		return "", 0, nil, err
+		os.Remove(cg)
+		return nil, err
 	}
 	defer cgDir.Close()
 	cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, int(cgDir.Fd())
 	if err := cmd.Start(); err != nil {
 		os.Remove(cg)
-		return "", 0, nil, fmt.Errorf("%s: %w", server, err)
+		return nil, fmt.Errorf("%s: %w", server, err)
 	}
-	httpServerCgroup[cmd.Process.Pid] = strings.TrimPrefix(cg, cgroupV2())
 	stop := func() {
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		cmd.Wait()
@@ -151,7 +154,8 @@ http { access_log off; client_body_temp_path %[1]s; proxy_temp_path %[1]s; fastc
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return fmt.Sprintf("http://127.0.0.1:%d/index.html", port), cmd.Process.Pid, stop, nil
+	return &httpServer{url: fmt.Sprintf("http://127.0.0.1:%d/index.html", port), pid: cmd.Process.Pid,
+		cgroup: strings.TrimPrefix(cg, cgroupV2()), stop: stop}, nil
 }
 
 type wrkResult struct{ rate, requests float64 }
@@ -225,11 +229,12 @@ func bpfRunNs(pid int) float64 {
 }
 
 func benchHTTPServer(env *Env, server string) ([]Row, error) {
-	url, pid, stop, err := startHTTPServer(env, server)
+	srv, err := startHTTPServer(env, server)
 	if err != nil {
 		return nil, err
 	}
-	defer stop()
+	defer srv.stop()
+	url, pid := srv.url, srv.pid
 	time.Sleep(500 * time.Millisecond)
 	// under runs wrk while cmd runs, once cmd has printed readyLine (or
 	// after ready when it prints nothing to wait for); measure, if given,
@@ -323,7 +328,7 @@ func benchHTTPServer(env *Env, server string) ([]Row, error) {
 			if b, err = runWrk(url); err != nil {
 				return nil, err
 			}
-			r, rec, bpf, err = capture("--cgroup", httpServerCgroup[pid])
+			r, rec, bpf, err = capture("--cgroup", srv.cgroup)
 			if err != nil {
 				return nil, err
 			}

@@ -220,11 +220,12 @@ func benchThroughput(env *Env) ([]Row, error) {
 		s, _ := strconv.ParseFloat(f[1], 64)
 		return n * perOp / s, nil
 	}
-	url, _, stopNginx, err := startHTTPServer(env, "nginx") // bench/http.go
+	nginx, err := startHTTPServer(env, "nginx") // bench/http.go
 	if err != nil {
 		return nil, err
 	}
-	defer stopNginx()
+	defer nginx.stop()
+	url := nginx.url
 
 	sets := []tpSet{
 		{name: "process", table: "processes", unit: "fork+exec+exit events", levels: []string{"4", "1"},
