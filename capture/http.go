@@ -101,9 +101,10 @@ func (h *httpProbe) Start(s *Session) (map[string]string, error) {
 	// (systemd socket activation), which a narrower attach would miss
 	// without a trace.
 	at := []string{"/"}
-	if !s.opts.K8s.Empty() && (len(s.TargetCgroups()) > 0 || s.opts.K8s.followsNewPods()) {
-		at = append([]string{}, s.TargetCgroups()...)
-		h.scoped = true
+	if sel := s.opts.K8s; !sel.Empty() {
+		if paths := s.TargetCgroups(); len(paths) > 0 || sel.followsNewPods() {
+			at, h.scoped = append([]string{}, paths...), true // [] not null in the details
+		}
 	}
 	spec, err := bpf.LoadHTTP()
 	if err != nil {
@@ -116,17 +117,14 @@ func (h *httpProbe) Start(s *Session) (map[string]string, error) {
 	if h.ring, err = s.ReadRing(h.objs.HttpEvents, h.handle); err != nil {
 		return details, err
 	}
-	h.progs = []hookProgram{{h.objs.HttpEgress, ebpf.AttachCGroupInetEgress}, {h.objs.HttpIngress, ebpf.AttachCGroupInetIngress},
-		{h.objs.HttpRelease, ebpf.AttachCgroupInetSockRelease}}
+	h.progs = []hookProgram{{h.objs.HttpEgress, ebpf.CGroupSKB, ebpf.AttachCGroupInetEgress},
+		{h.objs.HttpIngress, ebpf.CGroupSKB, ebpf.AttachCGroupInetIngress},
+		{h.objs.HttpRelease, ebpf.CGroupSock, ebpf.AttachCgroupInetSockRelease}}
 	if h.floor {
 		details["floor"] = "empty programs at the same hooks (benchmark)"
 		for i, p := range h.progs {
-			typ := ebpf.CGroupSKB
-			if p.attach == ebpf.AttachCgroupInetSockRelease {
-				typ = ebpf.CGroupSock
-			}
 			// Returning 1 lets every packet through, as ours do.
-			empty, err := emptyProgram(typ, p.attach, 1)
+			empty, err := emptyProgram(p.typ, p.attach, 1)
 			if err != nil {
 				return details, err
 			}
@@ -157,6 +155,7 @@ func (h *httpProbe) Start(s *Session) (map[string]string, error) {
 
 type hookProgram struct {
 	prog   *ebpf.Program
+	typ    ebpf.ProgramType // for --http-floor's empty stand-in
 	attach ebpf.AttachType
 }
 
