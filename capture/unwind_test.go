@@ -429,23 +429,6 @@ func TestUnwindStackBytesStayOnTheNode(t *testing.T) {
 // (always_inline) -> step (always_inline) -> spin.
 const inlineSource = "../internal/symbolize/testdata/inline.c"
 
-// sourceLine returns the 1-based line of the first line of src holding
-// marker.
-func sourceLine(t *testing.T, src, marker string) int {
-	t.Helper()
-	text, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, l := range strings.Split(string(text), "\n") {
-		if strings.Contains(l, marker) {
-			return i + 1
-		}
-	}
-	t.Fatalf("%q not in %s", marker, src)
-	return 0
-}
-
 // Functions inlined into their caller (always_inline, -O2 -g) appear as
 // frames of their own between the caller and their callee, marked inlined,
 // each with the line of the call it made, with frame pointers and with
@@ -455,10 +438,10 @@ func TestInlinedFramesInCapture(t *testing.T) {
 	testenv.RequireBPF(t)
 	testenv.RequireTool(t, "gcc")
 	a2l := testenv.RequireTool(t, "addr2line")
-	lineSpin := sourceLine(t, inlineSource, "INLINE-CALL-SPIN")
-	lineStep := sourceLine(t, inlineSource, "INLINE-CALL-STEP")
-	lineMix := sourceLine(t, inlineSource, "INLINE-CALL-MIX")
-	stepFirst := sourceLine(t, inlineSource, "unsigned long step(unsigned long x)")
+	lineSpin := testenv.SourceLine(t, inlineSource, "INLINE-CALL-SPIN")
+	lineStep := testenv.SourceLine(t, inlineSource, "INLINE-CALL-STEP")
+	lineMix := testenv.SourceLine(t, inlineSource, "INLINE-CALL-MIX")
+	stepFirst := testenv.SourceLine(t, inlineSource, "unsigned long step(unsigned long x)")
 	for _, mode := range []struct {
 		unwind string
 		cflags []string

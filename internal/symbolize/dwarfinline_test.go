@@ -93,21 +93,6 @@ func addr2lineFrames(t *testing.T, bin string, addrs []uint64) [][]string {
 	return res
 }
 
-func markerLine(t *testing.T, src, marker string) int {
-	t.Helper()
-	text, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, l := range strings.Split(string(text), "\n") {
-		if strings.Contains(l, marker) {
-			return i + 1
-		}
-	}
-	t.Fatalf("%s not in %s", marker, src)
-	return 0
-}
-
 // Every address of a function holding two levels of inlined code resolves
 // to the frames binutils' addr2line -i gives: the same functions, innermost
 // first, each with the same file and line; the inlined ones are marked.
@@ -155,7 +140,7 @@ func TestInlinedFramesMatchAddr2line(t *testing.T) {
 	src, _ := filepath.Abs("testdata/inline.c")
 	call := callReturnAddress(t, bin, "run", "spin")
 	fr := b.ResolveFramesVaddr(call - 1)
-	wantLines := []int{markerLine(t, src, "INLINE-CALL-SPIN"), markerLine(t, src, "INLINE-CALL-STEP"), markerLine(t, src, "INLINE-CALL-MIX")}
+	wantLines := []int{testenv.SourceLine(t, src, "INLINE-CALL-SPIN"), testenv.SourceLine(t, src, "INLINE-CALL-STEP"), testenv.SourceLine(t, src, "INLINE-CALL-MIX")}
 	if len(fr) != 3 || fr[0].Line != wantLines[0] || fr[1].Line != wantLines[1] || fr[2].Line != wantLines[2] {
 		t.Errorf("call of spin resolves to %+v, want step:%d mix:%d run:%d", fr, wantLines[0], wantLines[1], wantLines[2])
 	}

@@ -7,6 +7,7 @@ package testenv
 import (
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 )
 
@@ -41,4 +42,22 @@ func RequireTool(t testing.TB, name string) string {
 		Skip(t, name+" is not installed")
 	}
 	return p
+}
+
+// SourceLine returns the 1-based number of the first line of file src
+// that holds marker: tests name source lines by a comment on them, so the
+// expectations survive edits above.
+func SourceLine(t testing.TB, src, marker string) int {
+	t.Helper()
+	text, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, l := range strings.Split(string(text), "\n") {
+		if strings.Contains(l, marker) {
+			return i + 1
+		}
+	}
+	t.Fatalf("%q not in %s", marker, src)
+	return 0
 }
