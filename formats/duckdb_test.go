@@ -13,19 +13,27 @@ import (
 	"github.com/bpfsnap/bpfsnap/internal/testenv"
 )
 
-// TestIndependentReader proves the archive is plain zip + Parquet: the real
-// `unzip` extracts it and DuckDB (a separate Parquet implementation, from
-// tools/duckdb) reads every table with the documented column names.
-func TestIndependentReader(t *testing.T) {
+// requireDuckDB returns the DuckDB query tool (tools/duckdb, run by node)
+// and unzip, or skips the test without them.
+func requireDuckDB(t *testing.T) (tool, unzip string) {
+	t.Helper()
 	if runtime.GOOS != "linux" {
 		t.Skip("the DuckDB tool is installed by scripts/deps.sh on Linux")
 	}
 	testenv.RequireTool(t, "node")
-	unzip := testenv.RequireTool(t, "unzip")
-	tool, _ := filepath.Abs("../tools/duckdb/query.mjs")
+	unzip = testenv.RequireTool(t, "unzip")
+	tool, _ = filepath.Abs("../tools/duckdb/query.mjs")
 	if _, err := os.Stat(filepath.Join(filepath.Dir(tool), "node_modules", "@duckdb")); err != nil {
 		testenv.Skip(t, "DuckDB is not installed (run scripts/deps.sh, which runs npm ci in tools/duckdb)")
 	}
+	return tool, unzip
+}
+
+// TestIndependentReader proves the archive is plain zip + Parquet: the real
+// `unzip` extracts it and DuckDB (a separate Parquet implementation, from
+// tools/duckdb) reads every table with the documented column names.
+func TestIndependentReader(t *testing.T) {
+	tool, unzip := requireDuckDB(t)
 
 	dir := t.TempDir()
 	out := filepath.Join(dir, "a.bpfsnap")

@@ -5,12 +5,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/bpfsnap/bpfsnap/internal/testenv"
 )
 
 // frameV1 is the frames row as archives written before inline support
@@ -60,15 +57,7 @@ func TestInlineFrameID(t *testing.T) {
 // independent reader: docs/format.md's DuckDB query, on an archive with
 // two inlined levels, lists the logical frames leaf first.
 func TestInlinedFramesWithDuckDB(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("the DuckDB tool is installed by scripts/deps.sh on Linux")
-	}
-	testenv.RequireTool(t, "node")
-	unzip := testenv.RequireTool(t, "unzip")
-	tool, _ := filepath.Abs("../tools/duckdb/query.mjs")
-	if _, err := os.Stat(filepath.Join(filepath.Dir(tool), "node_modules", "@duckdb")); err != nil {
-		testenv.Skip(t, "DuckDB is not installed (run scripts/deps.sh, which runs npm ci in tools/duckdb)")
-	}
+	tool, unzip := requireDuckDB(t)
 	doc, err := os.ReadFile("../docs/format.md")
 	if err != nil {
 		t.Fatal(err)
