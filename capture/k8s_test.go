@@ -151,13 +151,6 @@ func TestK8sTargetsRealCgroups(t *testing.T) {
 	}
 }
 
-func cgroupV2Root() string {
-	if _, err := os.Stat("/sys/fs/cgroup/unified/cgroup.procs"); err == nil {
-		return "/sys/fs/cgroup/unified"
-	}
-	return "/sys/fs/cgroup"
-}
-
 // TestK8sShortLivedJoiners targets a pod's cgroup while it has no process,
 // then, during the window, runs processes that are not children of any
 // target: each moves itself into a container cgroup of the pod and execs a
@@ -169,7 +162,7 @@ func cgroupV2Root() string {
 // attributed or counted in k8s.unresolved, never silently blank.
 func TestK8sShortLivedJoiners(t *testing.T) {
 	testenv.RequireBPF(t)
-	v2 := cgroupV2Root()
+	v2 := testenv.CgroupV2Root()
 	const uid = "7e57a11e-0000-4000-8000-00000000beef"
 	podDir := filepath.Join(v2, "kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod"+strings.ReplaceAll(uid, "-", "_")+".slice")
 	cids := []string{fmt.Sprintf("%064x", 0x5107), fmt.Sprintf("%064x", 0x5108), fmt.Sprintf("%064x", 0x5109)}
@@ -269,7 +262,7 @@ func TestK8sShortLivedJoiners(t *testing.T) {
 // enrichK8s attributes a row from its cgroup id alone when the process is
 // gone, and counts a row it cannot attribute at all.
 func TestK8sEnrichWithoutProc(t *testing.T) {
-	v2 := cgroupV2Root()
+	v2 := testenv.CgroupV2Root()
 	cid := fmt.Sprintf("%064x", 0xdead01)
 	leaf := filepath.Join(v2, "kubepods/burstable/pod0badf00d-0000-4000-8000-000000000001", cid)
 	if err := os.MkdirAll(leaf, 0o755); err != nil {
@@ -322,7 +315,7 @@ func TestK8sCgroupNamespace(t *testing.T) {
 	testenv.RequireBPF(t) // root
 	unshare := testenv.RequireTool(t, "unshare")
 	testenv.RequireTool(t, "mount")
-	v2 := cgroupV2Root()
+	v2 := testenv.CgroupV2Root()
 	const uid = "c9a5e000-0000-4000-8000-000000000001"
 	cid := fmt.Sprintf("%064x", 0xc95)
 	podDir := filepath.Join(v2, "kubepods/besteffort/pod"+uid)
@@ -389,47 +382,6 @@ func cgroupnsHelper(t *testing.T) {
 	fmt.Printf("cgroupns helper ok: %q -> %q\n", raw, r.Abs(raw))
 }
 
-// fakePod is a pod as kubelet and containerd leave it on a node: a pod
-// cgroup holding a container cgroup, and the container's config.json with
-// the pod's annotations below the runtime root.
-type fakePod struct{ ns, name, uid, cid string }
-
-func (p fakePod) dir(v2 string) string {
-	return filepath.Join(v2, "kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod"+strings.ReplaceAll(p.uid, "-", "_")+".slice")
-}
-
-func (p fakePod) leaf(v2 string) string {
-	return filepath.Join(p.dir(v2), "cri-containerd-"+p.cid+".scope")
-}
-
-// startInFakePod creates p's cgroups and runtime state below rt and runs
-// script in its container cgroup. The process is killed and the cgroups
-// removed when the test ends.
-func startInFakePod(t *testing.T, v2, rt string, p fakePod, script string) *exec.Cmd {
-	t.Helper()
-	cfg := filepath.Join(rt, "run/containerd/io.containerd.runtime.v2.task/k8s.io", p.cid, "config.json")
-	os.MkdirAll(filepath.Dir(cfg), 0o755)
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`{"annotations":{"io.kubernetes.cri.sandbox-namespace":%q,"io.kubernetes.cri.sandbox-name":%q,"io.kubernetes.cri.container-name":"app","io.kubernetes.cri.sandbox-uid":%q}}`, p.ns, p.name, p.uid)), 0o644)
-	if err := os.MkdirAll(p.leaf(v2), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		os.Remove(p.leaf(v2))
-		for d := p.dir(v2); len(d) > len(v2); d = filepath.Dir(d) {
-			os.Remove(d)
-		}
-	})
-	c := exec.Command("sh", "-c", "echo $$ > "+filepath.Join(p.leaf(v2), "cgroup.procs")+" && "+script)
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c.Process.Kill()
-		c.Wait()
-	})
-	return c
-}
-
 // --namespace follows pods that appear during the window (a new pod, or a
 // StatefulSet pod created again in a new cgroup): their cgroups are added
 // to the kernel's target map by the rescan, their running processes are
@@ -437,14 +389,14 @@ func startInFakePod(t *testing.T, v2, rt string, p fakePod, script string) *exec
 // another namespace started at the same time is not captured.
 func TestK8sNamespaceFollowsNewPods(t *testing.T) {
 	testenv.RequireBPF(t)
-	v2 := cgroupV2Root()
+	v2 := testenv.CgroupV2Root()
 	rt := t.TempDir()
-	pods := []fakePod{
-		{"shop", "cart-0", "7e57a11e-0000-4000-8000-0000000000a0", fmt.Sprintf("%064x", 0x5200)},
-		{"shop", "cart-1", "7e57a11e-0000-4000-8000-0000000000a1", fmt.Sprintf("%064x", 0x5201)},
-		{"other", "db-0", "7e57a11e-0000-4000-8000-0000000000a2", fmt.Sprintf("%064x", 0x5202)},
+	pods := []testenv.FakePod{
+		{NS: "shop", Name: "cart-0", UID: "7e57a11e-0000-4000-8000-0000000000a0", CID: fmt.Sprintf("%064x", 0x5200)},
+		{NS: "shop", Name: "cart-1", UID: "7e57a11e-0000-4000-8000-0000000000a1", CID: fmt.Sprintf("%064x", 0x5201)},
+		{NS: "other", Name: "db-0", UID: "7e57a11e-0000-4000-8000-0000000000a2", CID: fmt.Sprintf("%064x", 0x5202)},
 	}
-	start := func(p fakePod, script string) int { return startInFakePod(t, v2, rt, p, script).Process.Pid }
+	start := func(p testenv.FakePod, script string) int { return testenv.StartInFakePod(t, v2, rt, p, script).Process.Pid }
 	// cart-0 runs before the capture starts; cart-1 and db-0 start after.
 	first := start(pods[0], "exec sleep 30")
 	time.Sleep(200 * time.Millisecond)
@@ -515,19 +467,19 @@ func TestK8sNamespaceFollowsNewPods(t *testing.T) {
 func TestK8sHTTPScopedToPods(t *testing.T) {
 	testenv.RequireBPF(t)
 	py := testenv.RequireTool(t, "python3")
-	v2 := cgroupV2Root()
+	v2 := testenv.CgroupV2Root()
 	rt, www := t.TempDir(), t.TempDir()
 	os.WriteFile(filepath.Join(www, "index.html"), []byte("hello\n"), 0o644)
-	pods := []fakePod{
-		{"shop", "web-0", "7e57a11e-0000-4000-8000-0000000000b0", fmt.Sprintf("%064x", 0x5300)},
-		{"other", "web-1", "7e57a11e-0000-4000-8000-0000000000b1", fmt.Sprintf("%064x", 0x5301)},
-		{"shop", "web-2", "7e57a11e-0000-4000-8000-0000000000b2", fmt.Sprintf("%064x", 0x5302)},
+	pods := []testenv.FakePod{
+		{NS: "shop", Name: "web-0", UID: "7e57a11e-0000-4000-8000-0000000000b0", CID: fmt.Sprintf("%064x", 0x5300)},
+		{NS: "other", Name: "web-1", UID: "7e57a11e-0000-4000-8000-0000000000b1", CID: fmt.Sprintf("%064x", 0x5301)},
+		{NS: "shop", Name: "web-2", UID: "7e57a11e-0000-4000-8000-0000000000b2", CID: fmt.Sprintf("%064x", 0x5302)},
 	}
 	ports := []int{freePort(t), freePort(t), freePort(t)}
 	pids := make([]int, len(pods))
 	serve := func(i int) {
 		// http.server answers HTTP/1.0: a connection per request.
-		c := startInFakePod(t, v2, rt, pods[i], fmt.Sprintf("exec %s -m http.server %d --bind 127.0.0.1 --directory %s", py, ports[i], www))
+		c := testenv.StartInFakePod(t, v2, rt, pods[i], fmt.Sprintf("exec %s -m http.server %d --bind 127.0.0.1 --directory %s", py, ports[i], www))
 		pids[i] = c.Process.Pid
 		waitListening(t, ports[i])
 	}
@@ -593,7 +545,7 @@ func TestK8sHTTPScopedToPods(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if hook := probeDetails(res.Manifest.Probes, "http")["hook"]; !strings.Contains(hook, pods[0].dir(v2)[len(v2):]) {
+	if hook := probeDetails(res.Manifest.Probes, "http")["hook"]; !strings.Contains(hook, pods[0].Dir(v2)[len(v2):]) {
 		t.Errorf("http hook: %q, want the pod's cgroup", hook)
 	}
 	served := map[uint32]int64{}
@@ -605,7 +557,7 @@ func TestK8sHTTPScopedToPods(t *testing.T) {
 	t.Logf("server rows by pid %v (pods' servers %v); drops %v", served, pids, res.Manifest.Drops)
 	for i, want := range []int64{n, 0, n / 2} {
 		if got := served[uint32(pids[i])]; got != want {
-			t.Errorf("%s/%s served %d requests in the archive, want %d", pods[i].ns, pods[i].name, got, want)
+			t.Errorf("%s/%s served %d requests in the archive, want %d", pods[i].NS, pods[i].Name, got, want)
 		}
 	}
 }
