@@ -396,7 +396,9 @@ func TestK8sNamespaceFollowsNewPods(t *testing.T) {
 		{NS: "shop", Name: "cart-1", UID: "7e57a11e-0000-4000-8000-0000000000a1", CID: fmt.Sprintf("%064x", 0x5201)},
 		{NS: "other", Name: "db-0", UID: "7e57a11e-0000-4000-8000-0000000000a2", CID: fmt.Sprintf("%064x", 0x5202)},
 	}
-	start := func(p testenv.FakePod, script string) int { return testenv.StartInFakePod(t, v2, rt, p, script).Process.Pid }
+	start := func(p testenv.FakePod, script string) int {
+		return testenv.StartInFakePod(t, v2, rt, p, script).Process.Pid
+	}
 	// cart-0 runs before the capture starts; cart-1 and db-0 start after.
 	first := start(pods[0], "exec sleep 30")
 	time.Sleep(200 * time.Millisecond)
