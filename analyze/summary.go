@@ -72,32 +72,16 @@ func Warnings(m *formats.Manifest) []string {
 	return out
 }
 
-// dropMeanings says in words what a counter means; counters not listed
-// are events that were lost.
-var dropMeanings = map[string]string{
-	"stacks.unsymbolized_frames":    "distinct stack frames could not be symbolized (shown as module+offset)",
-	"capture.warnings_suppressed":   "further capture warnings were not kept (the first 100 are listed)",
-	"http.no_response":              "HTTP requests had no response before the window ended",
-	"http.response_without_request": "HTTP responses had no request in the window (connection began earlier); not counted as requests",
-	"http.unparsed":                 "HTTP-looking messages could not be parsed",
-	"http.truncated_path":           "HTTP paths were longer than the captured bytes and are cut",
-	"http.unattributed":             "HTTP requests could not be attributed to a process (no message seen in the owner's context); a targeted capture leaves them out",
-	"http.coalesced":                "TCP segments carried more than one HTTP message; only the first of each was seen, so pairing on those connections may be off",
-	"http.retransmitted":            "HTTP messages were seen again in TCP retransmissions and counted once (not lost)",
-	"http.pending_full":             "HTTP requests were paired in user space because the kernel's pending table was full (not lost)",
-	"cpu.unwind_no_module":          "user stacks stopped at code outside any mapped file (JIT, vdso); kept up to there",
-	"cpu.unwind_no_cfi":             "user stacks stopped at a function without unwind info (.eh_frame); kept up to there",
-	"cpu.unwind_outside_stack":      "user stacks were deeper than the copied stack (--stack-size); kept up to there",
-	"cpu.unwind_depth":              "user stacks were cut at the depth limit",
-	"cpu.unwind_loop":               "user stacks stopped at a corrupt frame (stack pointer did not move); kept up to there",
-	"cpu.unwind_bad_cfi":            "user stacks stopped at malformed unwind info; kept up to there",
-	"cpu.unwind_unknown_register":   "user stacks stopped at a frame whose unwind rule needs a register not sampled; kept up to there",
-	"cpu.user_regs_missing":         "samples had no user registers (no user stack copied)",
-}
-
+// formatDrop says in words what a counter means (formats' drop catalog).
+// Lost events are said to be lost, so a reader never takes a stack cut
+// short for data loss or the other way round.
 func formatDrop(d formats.DropCount) string {
-	if m, ok := dropMeanings[d.Reason]; ok {
-		return fmt.Sprintf("%s: %d %s", d.Reason, d.Count, m)
+	r, _ := formats.LookupDrop(d.Reason)
+	if r.Class == formats.DropLost {
+		if r.Meaning == "" {
+			return fmt.Sprintf("%s: %d events lost", d.Reason, d.Count)
+		}
+		return fmt.Sprintf("%s: %d events lost (%s)", d.Reason, d.Count, r.Meaning)
 	}
-	return fmt.Sprintf("%s: %d events lost", d.Reason, d.Count)
+	return fmt.Sprintf("%s: %d %s", d.Reason, d.Count, r.Meaning)
 }

@@ -1,0 +1,126 @@
+package formats
+
+import (
+	"sort"
+	"strings"
+)
+
+// DropClass says what a counter of the manifest's Drops means for the data:
+// whether something is missing from the archive, only partly recorded, or
+// merely noted. The status line, inspect, analyze and the report keep the
+// classes apart, so a stack cut short is never read as an event lost.
+type DropClass string
+
+const (
+	// DropLost counts events that never reached the archive (a ring or a
+	// kernel map was full).
+	DropLost DropClass = "lost"
+	// DropIncomplete counts rows that are in the archive but partly: a stack
+	// that stops early, a frame without a name, a request without response.
+	DropIncomplete DropClass = "incomplete"
+	// DropNoted counts things worth knowing that lose nothing (a
+	// retransmission counted once, a pair made in user space).
+	DropNoted DropClass = "noted"
+)
+
+// DropReason is one counter name with its one meaning. The catalog below is
+// the only place a reason is described; the recorder's kernel counters are
+// named from it by index of their C enum (each probe set checks that in a
+// test), so the C source, the recorder and every reader agree.
+type DropReason struct {
+	Name    string    `json:"name"`
+	Class   DropClass `json:"class"`
+	Meaning string    `json:"meaning"`
+}
+
+// unwindStops are the reasons a user-stack walk ends early
+// (internal/unwind's stop reasons other than "end"); cpu and mem count them
+// under their own prefix.
+var unwindStops = []struct{ reason, meaning string }{
+	{"no_module", "stopped at code outside any mapped file (JIT, vdso); kept up to there"},
+	{"no_cfi", "stopped at a function without unwind info (.eh_frame); kept up to there"},
+	{"outside_stack", "were deeper than the copied stack (--stack-size); kept up to there"},
+	{"depth", "were cut at the depth limit"},
+	{"loop", "stopped at a corrupt frame (stack pointer did not move); kept up to there"},
+	{"bad_cfi", "stopped at malformed unwind info; kept up to there"},
+	{"unknown_register", "stopped at a frame whose unwind rule needs a register not sampled; kept up to there"},
+}
+
+var dropCatalog = func() map[string]DropReason {
+	list := []DropReason{
+		{"capture.warnings_suppressed", DropNoted, "further capture warnings were not kept (the first 100 are listed)"},
+		{"process.ringbuf_full", DropLost, "process events (fork, exec, exit) were lost: the ring buffer was full"},
+		{"process.targets_full", DropLost, "forked children of targets were not followed: the kernel's target map was full"},
+		{"k8s.unresolved", DropIncomplete, "process rows have no pod or container: their cgroup was gone before it could be resolved"},
+		{"stacks.unsymbolized_frames", DropIncomplete, "distinct stack frames could not be symbolized (shown as module+offset)"},
+		{"cpu.ringbuf_full", DropLost, "CPU samples were lost: the ring buffer was full"},
+		{"cpu.kernel_stack_failed", DropIncomplete, "CPU samples have no kernel stack (the kernel could not walk it)"},
+		{"cpu.user_stack_failed", DropIncomplete, "CPU samples have no user stack (the kernel could not walk it)"},
+		{"cpu.user_regs_missing", DropIncomplete, "samples had no user registers (no user stack copied)"},
+		{"http.ringbuf_full", DropLost, "HTTP messages were lost: the ring buffer was full"},
+		{"http.pending_full", DropNoted, "HTTP requests were paired in user space because the kernel's pending table was full (not lost)"},
+		{"http.no_response", DropIncomplete, "HTTP requests had no response before the window ended"},
+		{"http.response_without_request", DropIncomplete, "HTTP responses had no request in the window (connection began earlier); not counted as requests"},
+		{"http.unparsed", DropIncomplete, "HTTP-looking messages could not be parsed"},
+		{"http.truncated_path", DropIncomplete, "HTTP paths were longer than the captured bytes and are cut"},
+		{"http.unattributed", DropIncomplete, "HTTP requests could not be attributed to a process (no message seen in the owner's context); a targeted capture leaves them out"},
+		{"http.coalesced", DropIncomplete, "TCP segments carried more than one HTTP message; only the first of each was seen, so pairing on those connections may be off"},
+		{"http.retransmitted", DropNoted, "HTTP messages were seen again in TCP retransmissions and counted once (not lost)"},
+		{"http.state_evicted", DropIncomplete, "HTTP connections' user-space state was evicted (too many open connections); their later messages may be unpaired"},
+		{"mem.ringbuf_full", DropLost, "allocator events were lost: the ring buffer was full"},
+		{"mem.inflight_full", DropLost, "allocations were lost: the kernel's table of calls in progress was full"},
+		{"mem.stack_failed", DropIncomplete, "allocations have no stack (the walk failed)"},
+		{"mem.sampled_set_full", DropLost, "sampled allocations were dropped: the kernel's set of live sampled blocks was full"},
+		{"mem.user_regs_missing", DropIncomplete, "allocations had no user registers (no user stack copied)"},
+	}
+	for _, u := range unwindStops {
+		list = append(list,
+			DropReason{"cpu.unwind_" + u.reason, DropIncomplete, "user stacks " + u.meaning},
+			DropReason{"mem.unwind_" + u.reason, DropIncomplete, "allocation stacks " + u.meaning})
+	}
+	m := make(map[string]DropReason, len(list))
+	for _, r := range list {
+		if _, dup := m[r.Name]; dup {
+			panic("formats: drop reason listed twice: " + r.Name)
+		}
+		m[r.Name] = r
+	}
+	return m
+}()
+
+// LookupDrop returns the catalog entry of a counter. A name the catalog does
+// not know (an archive written by a newer recorder) is taken as events lost,
+// the cautious reading, with no meaning.
+func LookupDrop(name string) (DropReason, bool) {
+	if r, ok := dropCatalog[name]; ok {
+		return r, true
+	}
+	return DropReason{Name: name, Class: DropLost}, false
+}
+
+// DropReasons lists the catalog, sorted by name (for docs and tests).
+func DropReasons() []DropReason {
+	out := make([]DropReason, 0, len(dropCatalog))
+	for _, r := range dropCatalog {
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// DropNames returns the catalog names of a probe set's kernel counters in
+// the order of its C enum: prefix "cpu" and reasons "ringbuf_full",
+// "kernel_stack_failed" give "cpu.ringbuf_full", "cpu.kernel_stack_failed".
+// It panics on a name the catalog lacks, so a counter added to a C enum
+// without a meaning fails the probe set's first test.
+func DropNames(prefix string, reasons ...string) []string {
+	out := make([]string, len(reasons))
+	for i, r := range reasons {
+		name := prefix + "." + r
+		if _, ok := dropCatalog[name]; !ok || strings.ContainsAny(r, ". ") {
+			panic("formats: drop reason not in the catalog: " + name)
+		}
+		out[i] = name
+	}
+	return out
+}
