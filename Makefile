@@ -15,18 +15,19 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/bpfsnap
 
-# Regenerate the committed eBPF objects (needs clang, llvm-strip, libbpf-dev).
+# Regenerate the committed eBPF objects of every probe set (needs clang,
+# llvm-strip, libbpf-dev); each capture/probes/NAME/gen.go has its line.
 generate:
-	cd bpf && $(GO) generate ./...
+	cd capture/probes && $(GO) generate ./...
 
 # Fails when the committed objects do not match their sources.
 generate-check: generate
-	git diff --exit-code -- bpf/ || (echo "bpf/ objects are stale: run make generate and commit" >&2; exit 1)
+	git diff --exit-code -- capture/probes/ || (echo "capture/probes/ objects are stale: run make generate and commit" >&2; exit 1)
 
 # Refresh bpf/include/vmlinux.h from this kernel's BTF (rarely needed: CO-RE
 # relocates field offsets at load time).
 vmlinux:
-	bpftool btf dump file /sys/kernel/btf/vmlinux format c > bpf/include/vmlinux.h
+	bpftool btf dump file /sys/kernel/btf/vmlinux format c > capture/probes/include/vmlinux.h
 
 # The test suite: unit tests, real-kernel tests (root), fuzz seeds. Kernel
 # tests skip without root/BTF unless BPFSNAP_REQUIRE_BPF=1. Packages run one
@@ -54,8 +55,8 @@ lint:
 cross-build:
 	GOOS=darwin GOARCH=arm64 CGO_ENABLED=0 $(GO) build $(PORTABLE)
 	GOOS=windows GOARCH=amd64 CGO_ENABLED=0 $(GO) build $(PORTABLE)
-	@if GOOS=darwin $(GO) list -deps $(PORTABLE) | grep -E 'bpfsnap/(capture|bpf)$$'; then \
-		echo "portable packages must not import capture/ or bpf/" >&2; exit 1; fi
+	@if GOOS=darwin $(GO) list -deps $(PORTABLE) | grep -E 'bpfsnap/capture(/|$$)'; then \
+		echo "portable packages must not import capture/ or its probe sets" >&2; exit 1; fi
 
 # Mount tracefs if it is missing (tracepoint ids live there).
 tracefs:

@@ -7,7 +7,8 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/bpfsnap/bpfsnap/bpf"
+	"github.com/bpfsnap/bpfsnap/capture/probes/cpu"
+	"github.com/bpfsnap/bpfsnap/capture/probes/mem"
 	"github.com/bpfsnap/bpfsnap/formats"
 	"github.com/bpfsnap/bpfsnap/internal/httpparse"
 )
@@ -31,14 +32,14 @@ func benchRecorderAlone(env *Env) ([]Row, error) {
 	kinds := []kind{
 		{"mem", func(w *formats.Writer) func(int) error {
 			t := formats.NewTable[formats.MemEvent](w, formats.TableMemEvents)
-			raw := make([]byte, unsafe.Sizeof(bpf.MemMemEvent{}))
-			ev := (*bpf.MemMemEvent)(unsafe.Pointer(&raw[0]))
+			raw := make([]byte, unsafe.Sizeof(mem.Event{}))
+			ev := (*mem.Event)(unsafe.Pointer(&raw[0]))
 			copy(ev.Ustack[:], user[:])
 			ev.H.UstackBytes, ev.H.Pid, ev.H.Tid = int32(8*len(user)), 4242, 4243
 			kinds := [...]string{"", formats.MemMalloc, formats.MemCalloc, formats.MemRealloc, formats.MemFree}
 			return func(i int) error {
 				ev.H.TimeNs, ev.H.Kind, ev.H.Addr, ev.H.Size = uint64(i)*500, uint16(1+3*(i&1)), 0x5500000000+uint64(i%4096)*64, uint64(32+i%256)
-				e := (*bpf.MemMemEvent)(unsafe.Pointer(&raw[0]))
+				e := (*mem.Event)(unsafe.Pointer(&raw[0]))
 				row := formats.MemEvent{TimeNs: e.H.TimeNs, PID: e.H.Pid, TID: e.H.Tid, Kind: kinds[e.H.Kind], Addr: e.H.Addr, Size: e.H.Size, Weight: 1}
 				if e.H.Kind != 4 {
 					frames := make([]uint64, 0, e.H.UstackBytes/8)
@@ -52,15 +53,15 @@ func benchRecorderAlone(env *Env) ([]Row, error) {
 		}},
 		{"cpu", func(w *formats.Writer) func(int) error {
 			t := formats.NewTable[formats.CPUSample](w, formats.TableCPUSamples)
-			raw := make([]byte, unsafe.Sizeof(bpf.CPUCpuSample{}))
-			ev := (*bpf.CPUCpuSample)(unsafe.Pointer(&raw[0]))
+			raw := make([]byte, unsafe.Sizeof(cpu.Sample{}))
+			ev := (*cpu.Sample)(unsafe.Pointer(&raw[0]))
 			copy(ev.Ustack[:], user[:])
 			copy(ev.Kstack[:], []uint64{0xffffffff81000000, 0xffffffff81000100, 0xffffffff81000200})
 			ev.UstackBytes, ev.KstackBytes, ev.Pid, ev.Tid, ev.CgroupId = int32(8*len(user)), 24, 4242, 4243, 777
 			copy(ev.Comm[:], []int8{'w', 'o', 'r', 'k', 'e', 'r'})
 			return func(i int) error {
 				ev.TimeNs, ev.Cpu = uint64(i)*50_000, uint32(i&1)
-				e := (*bpf.CPUCpuSample)(unsafe.Pointer(&raw[0]))
+				e := (*cpu.Sample)(unsafe.Pointer(&raw[0]))
 				k := append([]uint64(nil), e.Kstack[:e.KstackBytes/8]...)
 				u := append([]uint64(nil), e.Ustack[:e.UstackBytes/8]...)
 				comm := make([]byte, 0, 16)

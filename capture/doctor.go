@@ -7,6 +7,7 @@ import (
 	"debug/elf"
 	"errors"
 	"fmt"
+	"github.com/bpfsnap/bpfsnap/capture/recorder"
 	"io"
 	"os"
 	"strconv"
@@ -41,7 +42,7 @@ type DoctorReport struct {
 // every kind bpfsnap uses, so "it should work" becomes "it worked here".
 // It mounts tracefs when it is missing and we are root.
 func Doctor() DoctorReport {
-	r := DoctorReport{Kernel: kernelRelease()}
+	r := DoctorReport{Kernel: recorder.KernelRelease()}
 	add := func(c Check) { r.Checks = append(r.Checks, c) }
 
 	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err == nil {
@@ -72,7 +73,7 @@ func Doctor() DoctorReport {
 	}))
 	add(liveCheck("perf_event", false, "cpu", func() error {
 		return withProgram(ebpf.PerfEvent, "", 0, func(p *ebpf.Program) (io.Closer, error) {
-			pl, err := AttachCPUClock(p, 99)
+			pl, err := recorder.AttachCPUClock(p, 99)
 			if err != nil {
 				return nil, err
 			}
@@ -82,7 +83,7 @@ func Doctor() DoctorReport {
 	add(liveCheck("uprobe.multi", false, "mem", func() error { return uprobeCheck(false) }))
 	add(liveCheck("uretprobe.multi", false, "mem", func() error { return uprobeCheck(true) }))
 	add(liveCheck("cgroup_skb", false, "http", func() error {
-		root := NewCgroupResolver("/").Root()
+		root := recorder.NewCgroupResolver("/").Root()
 		if root == "" {
 			return errors.New("no cgroup v2 hierarchy mounted")
 		}

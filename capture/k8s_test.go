@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bpfsnap/bpfsnap/analyze"
+	"github.com/bpfsnap/bpfsnap/capture/recorder"
 	"github.com/bpfsnap/bpfsnap/formats"
 	"github.com/bpfsnap/bpfsnap/internal/testenv"
 )
@@ -248,7 +249,7 @@ func TestK8sShortLivedJoiners(t *testing.T) {
 			t.Errorf("joiner %d namespaces from the kernel: %+v", i, p)
 		}
 	}
-	unresolved := man.Drops[k8sDropName]
+	unresolved := man.Drops["k8s.unresolved"]
 	p2, ok := byPID[uint32(pid2)]
 	if !ok {
 		t.Fatalf("joiner of the removed cgroup (pid %d) not captured", pid2)
@@ -257,48 +258,6 @@ func TestK8sShortLivedJoiners(t *testing.T) {
 		t.Errorf("joiner of the removed cgroup neither attributed nor counted: %+v, drops %v", p2, man.Drops)
 	}
 	t.Logf("removed-cgroup joiner: pod %q, k8s.unresolved %d; targets %v", p2.Pod, unresolved, man.Targets.Extra)
-}
-
-// enrichK8s attributes a row from its cgroup id alone when the process is
-// gone, and counts a row it cannot attribute at all.
-func TestK8sEnrichWithoutProc(t *testing.T) {
-	v2 := testenv.CgroupV2Root()
-	cid := fmt.Sprintf("%064x", 0xdead01)
-	leaf := filepath.Join(v2, "kubepods/burstable/pod0badf00d-0000-4000-8000-000000000001", cid)
-	if err := os.MkdirAll(leaf, 0o755); err != nil {
-		t.Skipf("cannot make a cgroup: %v", err)
-	}
-	t.Cleanup(func() {
-		for d := leaf; len(d) > len(v2); d = filepath.Dir(d) {
-			os.Remove(d)
-		}
-	})
-	rt := t.TempDir()
-	cfg := filepath.Join(rt, "run/containerd/io.containerd.runtime.v2.task/k8s.io", cid, "config.json")
-	os.MkdirAll(filepath.Dir(cfg), 0o755)
-	os.WriteFile(cfg, []byte(`{"annotations":{"io.kubernetes.cri.sandbox-namespace":"ns1","io.kubernetes.cri.sandbox-name":"p1","io.kubernetes.cri.container-name":"c1"}}`), 0o644)
-	// A fresh procRoot with no pid directories: /proc is "gone".
-	s := &Session{opts: Options{HostRoot: "/", RuntimeRoot: rt}, procRoot: t.TempDir(), cgroups: NewCgroupResolver("/")}
-	defer s.cgroups.Close()
-	id, ok := s.cgroups.ID(strings.TrimPrefix(leaf, v2))
-	if !ok {
-		t.Fatal("no id for the cgroup")
-	}
-	// Created after any walk: resolved by file handle.
-	row := formats.ProcessEvent{Kind: formats.ProcessExec, PID: 4242, CgroupID: id, CgroupPath: s.cgroups.Path(id)}
-	s.enrichK8s(&row)
-	if row.Namespace != "ns1" || row.Pod != "p1" || row.Container != "c1" || row.ContainerID != cid || row.PodUID != "0badf00d-0000-4000-8000-000000000001" {
-		t.Fatalf("%+v", row)
-	}
-	if n := s.k8s.unresolved.Load(); n != 0 {
-		t.Fatalf("unresolved %d after a resolved row", n)
-	}
-	gone := formats.ProcessEvent{Kind: formats.ProcessExec, PID: 4243, CgroupID: 1 << 62}
-	gone.CgroupPath = s.cgroups.Path(gone.CgroupID)
-	s.enrichK8s(&gone)
-	if gone.CgroupPath != "" || gone.Pod != "" || s.k8s.unresolved.Load() != 1 {
-		t.Fatalf("unknown cgroup, no /proc: %+v, unresolved %d", gone, s.k8s.unresolved.Load())
-	}
 }
 
 // TestK8sCgroupNamespace runs the resolver the way it runs in a pod with a
@@ -365,16 +324,16 @@ func TestK8sCgroupNamespace(t *testing.T) {
 func cgroupnsHelper(t *testing.T) {
 	host := os.Getenv("BPFSNAP_CGNS_HOST")
 	pid, _ := strconv.Atoi(os.Getenv("BPFSNAP_CGNS_PID"))
-	raw := ProcCgroupV2(filepath.Join(host, "proc"), uint32(pid))
+	raw := recorder.ProcCgroupV2(filepath.Join(host, "proc"), uint32(pid))
 	if !strings.HasPrefix(raw, "/..") {
 		t.Fatalf("not in a cgroup namespace: /proc/%d/cgroup says %q", pid, raw)
 	}
-	r := NewCgroupResolver(host)
+	r := recorder.NewCgroupResolver(host)
 	defer r.Close()
-	if r.NSProblem != "" || r.nsRoot != "/bpfsnap-cgns-test" {
-		t.Fatalf("namespace root %q, problem %q", r.nsRoot, r.NSProblem)
+	if r.NSProblem != "" || r.NSRoot() != "/bpfsnap-cgns-test" {
+		t.Fatalf("namespace root %q, problem %q", r.NSRoot(), r.NSProblem)
 	}
-	res, err := ResolveK8s(filepath.Join(host, "proc"), os.Getenv("BPFSNAP_CGNS_RT"), r, K8sSelector{Pod: "shop/ns-pod"})
+	res, err := recorder.ResolveK8s(filepath.Join(host, "proc"), os.Getenv("BPFSNAP_CGNS_RT"), r, K8sSelector{Pod: "shop/ns-pod"})
 	want := os.Getenv("BPFSNAP_CGNS_WANT")
 	if err != nil || len(res.PIDs) != 1 || res.PIDs[0] != uint32(pid) || len(res.Cgroups) != 1 || res.Cgroups[0] != want {
 		t.Fatalf("resolved %+v, %v; want pid %d, cgroup %s (raw /proc path %q)", res, err, pid, want, raw)

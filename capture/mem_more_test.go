@@ -4,6 +4,7 @@ package capture
 
 import (
 	"context"
+	"github.com/bpfsnap/bpfsnap/capture/recorder"
 	"math"
 	"os/exec"
 	"path/filepath"
@@ -102,7 +103,7 @@ const (
 func TestMemThreadsExact(t *testing.T) {
 	testenv.RequireBPF(t)
 	bin := buildMemC(t, "threads", "-O2", "-fno-omit-frame-pointer")
-	mem, man := captureMem(t, nil, bin, itoa(memThreads), itoa(memRounds), itoa(memChurn))
+	mem, man := captureMem(t, nil, bin, recorder.Itoa(memThreads), recorder.Itoa(memRounds), recorder.Itoa(memChurn))
 	n := uint64(memThreads * memRounds)
 	sites := bySite(mem.Leaks)
 	t.Logf("heap sites %v; %d allocations, %d frees; drops %v", sites, mem.Allocations, mem.Frees, man.Drops)
@@ -151,7 +152,7 @@ func TestMemSampledEstimate(t *testing.T) {
 	// 4 × 2000 rounds of 100 churned blocks: 800,000 allocations (~290
 	// MB). One sample per 1 KiB keeps ~1 in 3 of the 300-byte leaks.
 	const rounds, churn, every = 2000, 100, 1024
-	mem, man := captureMem(t, []string{"--mem-sample", itoa(every)}, bin, itoa(memThreads), itoa(rounds), itoa(churn))
+	mem, man := captureMem(t, []string{"--mem-sample", recorder.Itoa(every)}, bin, recorder.Itoa(memThreads), recorder.Itoa(rounds), recorder.Itoa(churn))
 	n := float64(memThreads * rounds)
 	sites := bySite(mem.Leaks)
 	t.Logf("sites %v; %d allocations (est.), %d rows; details %v", sites, mem.Allocations, man.Tables[formats.TableMemEvents], probeDetails(man.Probes, "mem"))
@@ -192,7 +193,7 @@ func TestMemDWARFChain(t *testing.T) {
 	bin := buildMemC(t, "chain", "-O2", "-fomit-frame-pointer")
 	const leaks = 500
 	for _, mode := range []string{"dwarf", "auto", "fp"} {
-		mem, man := captureMem(t, []string{"--mem-unwind", mode}, bin, itoa(leaks), "300")
+		mem, man := captureMem(t, []string{"--mem-unwind", mode}, bin, recorder.Itoa(leaks), "300")
 		var chain []string
 		var bytes, count uint64
 		for _, l := range mem.Leaks {
@@ -230,7 +231,7 @@ func TestMemFloodAccounted(t *testing.T) {
 	bin := buildMemC(t, "pairs", "-O2", "-fno-omit-frame-pointer")
 	const pairs = 300000
 	mem, man := runMemCapture(t, Options{Duration: 2 * time.Minute, Probes: []string{"mem"}, Sets: NewProbeSets(),
-		Command: []string{bin, itoa(pairs)}, RingPages: 1, Version: "test"})
+		Command: []string{bin, recorder.Itoa(pairs)}, RingPages: 1, Version: "test"})
 	lost := man.Drops["mem.ringbuf_full"]
 	got := mem.Allocations + mem.Frees + lost
 	t.Logf("%d allocations + %d frees recorded, %d lost: %d of %d calls; drops %v", mem.Allocations, mem.Frees, lost, got, 2*pairs, man.Drops)
@@ -255,7 +256,7 @@ func TestMemKill9KeepsSlowFrees(t *testing.T) {
 	prog := buildMemC(t, "slowfree", "-O2", "-fno-omit-frame-pointer")
 	const frees, gapMs = 20, 200
 	out := filepath.Join(t.TempDir(), "killed.bpfsnap")
-	cmd := exec.Command(bin, "capture", "-p", "mem", "-d", "60s", "-o", out, "--", prog, itoa(frees), itoa(gapMs))
+	cmd := exec.Command(bin, "capture", "-p", "mem", "-d", "60s", "-o", out, "--", prog, recorder.Itoa(frees), recorder.Itoa(gapMs))
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,8 @@
+//go:build linux
+
+package http
+
+// The stem is lowercase so the generated objects and types stay inside this
+// package; -type gives Go twins of the records and of the C enums (record
+// kinds, drop reasons), so the contract has one source: http.bpf.c.
+//go:generate go tool bpf2go -tags linux -target amd64 -type http_event -type http_msg -type http_kind -type http_drop bpf http.bpf.c -- -I../include -Wall -Werror

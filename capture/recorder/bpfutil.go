@@ -1,0 +1,188 @@
+//go:build linux
+
+package recorder
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
+)
+
+// MonoNow reads CLOCK_MONOTONIC, the clock bpf_ktime_get_ns uses.
+func MonoNow() uint64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return uint64(ts.Nano())
+}
+
+// clock reads wall and monotonic time together, for the manifest window.
+func clock() (time.Time, uint64) {
+	return time.Now().UTC(), MonoNow()
+}
+
+// LoadObjects loads a bpf2go spec into objs with the session's shared
+// target map and filter setting. Every bpfsnap object declares `targets` and
+// `filter_targets` (capture/probes/include/common.h).
+func (s *Session) LoadObjects(spec *ebpf.CollectionSpec, objs any) error {
+	if v, ok := spec.Variables["filter_targets"]; ok {
+		if err := v.Set(s.filterTargets); err != nil {
+			return fmt.Errorf("setting filter_targets: %w", err)
+		}
+	}
+	if n := s.opts.RingPages; n > 0 {
+		for _, m := range spec.Maps {
+			if m.Type == ebpf.RingBuf {
+				m.MaxEntries = uint32(n * os.Getpagesize())
+			}
+		}
+	}
+	opts := &ebpf.CollectionOptions{}
+	if _, ok := spec.Maps["targets"]; ok && s.targets != nil {
+		opts.MapReplacements = map[string]*ebpf.Map{"targets": s.targets}
+	}
+	if err := spec.LoadAndAssign(objs, opts); err != nil {
+		var verr *ebpf.VerifierError
+		if errors.As(err, &verr) {
+			return fmt.Errorf("the kernel's verifier rejected the program: %v", verr)
+		}
+		return err
+	}
+	return nil
+}
+
+// DropCounters reads a probe set's kernel loss counters, and keeps their
+// final values when the probe stops: Drops is read once more after Stop,
+// when the map is closed, and the last second's losses went missing
+// before (the flood test caught it).
+type DropCounters struct {
+	final map[string]uint64
+}
+
+// Read returns the frozen totals after freeze, else reads the map live.
+func (d *DropCounters) Read(m *ebpf.Map, names []string) map[string]uint64 {
+	if d.final != nil {
+		out := make(map[string]uint64, len(d.final))
+		for k, v := range d.final {
+			out[k] = v
+		}
+		return out
+	}
+	return SumPerCPU(m, names)
+}
+
+// Freeze reads the totals one last time; call it after the programs are
+// detached and before the map is closed.
+func (d *DropCounters) Freeze(m *ebpf.Map, names []string) { d.final = SumPerCPU(m, names) }
+
+// SumPerCPU reads a per-CPU array of u64 counters and sums each slot across
+// CPUs; names maps slot index to counter name.
+func SumPerCPU(m *ebpf.Map, names []string) map[string]uint64 {
+	out := make(map[string]uint64, len(names))
+	if m == nil {
+		return out
+	}
+	for i, name := range names {
+		var per []uint64
+		if err := m.Lookup(uint32(i), &per); err != nil {
+			continue
+		}
+		var sum uint64
+		for _, v := range per {
+			sum += v
+		}
+		out[name] = sum
+	}
+	return out
+}
+
+// ringPollInterval bounds how long an event submitted without a wakeup
+// waits in the ring.
+const ringPollInterval = 100 * time.Millisecond
+
+// RingReader drains one ring buffer on its own goroutine, handing each record
+// to handle. Stop lets it empty what the kernel already wrote before it
+// returns, so the end of the window is not lost.
+type RingReader struct {
+	rd     *ringbuf.Reader
+	done   chan struct{}
+	events *atomic.Uint64
+	once   sync.Once
+}
+
+// ReadRing starts reading m. handle runs on the reader goroutine only, so
+// it needs no locking of its own state.
+func (s *Session) ReadRing(m *ebpf.Map, handle func(raw []byte)) (*RingReader, error) {
+	rd, err := ringbuf.NewReader(m)
+	if err != nil {
+		return nil, fmt.Errorf("opening ring buffer: %w", err)
+	}
+	r := &RingReader{rd: rd, done: make(chan struct{}), events: &s.events}
+	go r.loop(handle)
+	return r, nil
+}
+
+func (r *RingReader) loop(handle func([]byte)) {
+	defer close(r.done)
+	var rec ringbuf.Record
+	// Programs submit without waking us (submit_flags in common.h) until
+	// the ring fills; the deadline makes us collect quiet rings too. The
+	// deadline only matters when the reader has drained the ring and
+	// blocks, so it is renewed when it expires rather than per record (a
+	// clock read per record showed in the recorder's profile). A deadline
+	// that lapsed while records streamed in costs one extra, non-blocking
+	// round.
+	r.rd.SetDeadline(time.Now().Add(ringPollInterval))
+	for {
+		err := r.rd.ReadInto(&rec)
+		switch {
+		case err == nil:
+			r.events.Add(1)
+			handle(rec.RawSample)
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			r.rd.SetDeadline(time.Now().Add(ringPollInterval))
+			continue
+		case errors.Is(err, ringbuf.ErrFlushed), errors.Is(err, ringbuf.ErrClosed), errors.Is(err, os.ErrClosed):
+			return
+		default:
+			// Corrupt records cannot come from the kernel; keep going.
+			continue
+		}
+	}
+}
+
+// Pending reports whether records wait in the ring.
+func (r *RingReader) Pending() bool { return r.rd.AvailableBytes() > 0 }
+
+// Stop drains the ring and closes it. Detach the programs first, so nothing
+// new arrives while it drains.
+func (r *RingReader) Stop() {
+	if r == nil {
+		return
+	}
+	r.once.Do(func() {
+		// Flush makes the reader return every record already in the ring,
+		// then ErrFlushed, which ends the loop.
+		r.rd.Flush()
+		<-r.done
+		r.rd.Close()
+	})
+}
+
+// CString converts a NUL-terminated C char array to a Go string.
+func CString[T int8 | uint8](b []T) string {
+	out := make([]byte, 0, len(b))
+	for _, c := range b {
+		if c == 0 {
+			break
+		}
+		out = append(out, byte(c))
+	}
+	return string(out)
+}

@@ -1,0 +1,429 @@
+//go:build linux
+
+package recorder
+
+import (
+	"fmt"
+	"hash/fnv"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/bpfsnap/bpfsnap/formats"
+	"github.com/bpfsnap/bpfsnap/internal/symbolize"
+)
+
+// maxOpenBinaries bounds the file handles the recorder keeps for
+// symbolization; binaries beyond it are reopened by path at the end.
+const maxOpenBinaries = 2048
+
+// mapsRefreshEvery rate-limits re-reading a process's maps when an address
+// falls outside every known mapping (the dynamic loader mapped a library
+// after we looked, or a JIT).
+const mapsRefreshEvery = 200 * time.Millisecond
+
+// StackRecorder deduplicates call stacks into the `stacks` table and
+// collects the distinct frames, which it symbolizes at the end of the
+// window into the `frames` table. Mappings are snapshotted and binaries
+// opened when a process is first seen, so processes that exit within the
+// window are still symbolized. Shared by every probe set that records
+// stacks; safe for concurrent use.
+type StackRecorder struct {
+	s *Session
+
+	mu        sync.Mutex
+	procs     map[uint32]*procState
+	binaries  map[binaryKey]*binaryRef
+	frames    map[uint64]*pendingFrame
+	frameIDs  []uint64 // in first-seen order, for a stable frames table
+	stacks    map[uint64]bool
+	rawStacks map[uint64]uint64 // hash(pid, generation, raw ips) -> stack id
+	// gens counts the programs a pid has run (fork and exec start a new
+	// one): the raw-stack cache is keyed by it, so a reused pid or a new
+	// program at the same addresses (non-PIE binaries) is not given the
+	// stacks of the previous one.
+	gens     map[uint32]uint32
+	stackTab *formats.TableWriter[formats.Stack]
+	frameTab *formats.TableWriter[formats.Frame]
+	scratch  []uint64
+}
+
+type procState struct {
+	maps      []symbolize.Mapping
+	refreshed time.Time
+	refreshes int
+	// bins holds the binary opened for each mapping (by start address)
+	// while the process was alive: samples read after it exited still
+	// find their binary here.
+	bins map[uint64]*binaryRef
+}
+
+type binaryKey struct{ dev, ino uint64 }
+
+type binaryRef struct {
+	file    *os.File // nil once over maxOpenBinaries: reopen by path
+	path    string   // as the process saw it
+	reopen  string   // host path to reopen it by
+	buildID string
+	parsed  *symbolize.Binary
+	err     error
+}
+
+type pendingFrame struct {
+	kernel bool
+	addr   uint64
+	offset uint64
+	module string
+	bin    *binaryRef
+}
+
+// Stacks returns the session's stack recorder, creating it on first use.
+func (s *Session) Stacks() *StackRecorder {
+	s.stacksOnce.Do(func() {
+		r := &StackRecorder{
+			s:         s,
+			procs:     map[uint32]*procState{},
+			binaries:  map[binaryKey]*binaryRef{},
+			frames:    map[uint64]*pendingFrame{},
+			stacks:    map[uint64]bool{},
+			rawStacks: map[uint64]uint64{},
+			gens:      map[uint32]uint32{},
+			stackTab:  formats.NewTable[formats.Stack](s.writer, formats.TableStacks),
+			frameTab:  formats.NewTable[formats.Frame](s.writer, formats.TableFrames),
+		}
+		// Snapshot mappings as soon as a process appears: an exec'd
+		// program may be gone before its first sample is read.
+		s.OnProcess(func(ev formats.ProcessEvent) {
+			if ev.Kind == formats.ProcessExit {
+				return
+			}
+			r.mu.Lock()
+			if ev.Kind == formats.ProcessExec || ev.Kind == formats.ProcessFork {
+				// A new program (or a pid reused): earlier mappings and
+				// cached stacks are void.
+				delete(r.procs, ev.PID)
+				r.gens[ev.PID]++
+			}
+			r.snapshot(ev.PID)
+			r.mu.Unlock()
+		})
+		s.AtEnd(r.symbolize)
+		s.stacks = r
+	})
+	return s.stacks
+}
+
+// Record returns the id of the stack made of kernel and user instruction
+// pointers (leaf first, as bpf_get_stack returns them) seen in process pid.
+// It returns 0 for an empty stack.
+func (r *StackRecorder) Record(pid uint32, kernel, user []uint64) uint64 {
+	if len(kernel) == 0 && len(user) == 0 {
+		return 0
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	raw := hashIPs(pid, r.gens[pid], kernel, user)
+	if id, ok := r.rawStacks[raw]; ok {
+		return id
+	}
+	ids := r.scratch[:0]
+	for _, ip := range kernel {
+		ids = append(ids, r.kernelFrame(ip))
+	}
+	unmapped := false
+	for _, ip := range user {
+		id, ok := r.userFrame(pid, ip)
+		ids = append(ids, id)
+		unmapped = unmapped || !ok
+	}
+	r.scratch = ids
+	id := hashU64s(ids)
+	// A stack with an address outside every known mapping is not cached:
+	// the next sighting may resolve once the maps have been re-read.
+	if !unmapped {
+		r.rawStacks[raw] = id
+	}
+	if !r.stacks[id] {
+		r.stacks[id] = true
+		_ = r.stackTab.Write(formats.Stack{StackID: id, PID: pid, FrameIDs: append([]uint64(nil), ids...)})
+	}
+	return id
+}
+
+func (r *StackRecorder) kernelFrame(ip uint64) uint64 {
+	id := hashU64s([]uint64{1, ip})
+	if _, ok := r.frames[id]; !ok {
+		r.frames[id] = &pendingFrame{kernel: true, addr: ip}
+		r.frameIDs = append(r.frameIDs, id)
+	}
+	return id
+}
+
+// userFrame returns the frame id of a user address and whether the address
+// fell in a known mapping.
+func (r *StackRecorder) userFrame(pid uint32, ip uint64) (uint64, bool) {
+	p := r.snapshot(pid)
+	m, ok := symbolize.Find(p.maps, ip)
+	// The first misses of a process re-read its maps at once (it may have
+	// exec'd or loaded libraries since the snapshot); later ones at most
+	// every mapsRefreshEvery.
+	if !ok && (p.refreshes < 4 || time.Since(p.refreshed) > mapsRefreshEvery) {
+		r.refresh(pid, p)
+		m, ok = symbolize.Find(p.maps, ip)
+	}
+	var id uint64
+	var f pendingFrame
+	switch {
+	case ok && m.FileBacked():
+		bin := p.bins[m.Start]
+		if bin == nil {
+			bin = r.binary(pid, m)
+			p.bins[m.Start] = bin
+		}
+		key := bin.buildID
+		if key == "" {
+			key = bin.path
+		}
+		off := m.FileOffset(ip)
+		id = hashString(key, off)
+		f = pendingFrame{addr: ip, offset: off, module: m.Path, bin: bin}
+	case ok:
+		// Anonymous or special mapping ([vdso], JIT code): the address
+		// only means something inside this process.
+		id = hashU64s([]uint64{2, uint64(pid), ip})
+		f = pendingFrame{addr: ip, module: m.Path}
+	default:
+		id = hashU64s([]uint64{3, uint64(pid), ip})
+		f = pendingFrame{addr: ip, module: "[unknown]"}
+	}
+	if _, seen := r.frames[id]; !seen {
+		r.frames[id] = &f
+		r.frameIDs = append(r.frameIDs, id)
+	}
+	return id, ok
+}
+
+// snapshot returns the process's mappings, reading them on first sight.
+func (r *StackRecorder) snapshot(pid uint32) *procState {
+	p := r.procs[pid]
+	if p == nil {
+		p = &procState{bins: map[uint64]*binaryRef{}}
+		r.procs[pid] = p
+		r.refresh(pid, p)
+	}
+	return p
+}
+
+func (r *StackRecorder) refresh(pid uint32, p *procState) {
+	p.refreshed = time.Now()
+	p.refreshes++
+	f, err := os.Open(filepath.Join(r.s.procRoot, Itoa(pid), "maps"))
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	maps, err := symbolize.ParseMaps(f)
+	if err != nil {
+		return
+	}
+	var exec []symbolize.Mapping
+	for _, m := range maps {
+		if m.Executable() {
+			exec = append(exec, m)
+		}
+	}
+	p.maps = exec
+	p.bins = map[uint64]*binaryRef{}
+	for _, m := range exec {
+		if m.FileBacked() {
+			p.bins[m.Start] = r.binary(pid, m)
+		}
+	}
+}
+
+// binary opens the file behind a mapping once per (device, inode). The
+// map_files link works for deleted files and container paths alike; the
+// path under /proc/PID/root is the fallback.
+func (r *StackRecorder) binary(pid uint32, m symbolize.Mapping) *binaryRef {
+	pidDir := filepath.Join(r.s.procRoot, Itoa(pid))
+	candidates := []string{
+		filepath.Join(pidDir, "map_files", fmt.Sprintf("%x-%x", m.Start, m.End)),
+		filepath.Join(pidDir, "root", m.Path),
+	}
+	for _, c := range candidates {
+		st, err := os.Stat(c)
+		if err != nil {
+			continue
+		}
+		sys, ok := st.Sys().(*syscall.Stat_t)
+		if !ok {
+			continue
+		}
+		key := binaryKey{uint64(sys.Dev), sys.Ino}
+		if b := r.binaries[key]; b != nil {
+			return b
+		}
+		b := &binaryRef{path: m.Path, reopen: filepath.Join(pidDir, "root", m.Path)}
+		if len(r.binaries) < maxOpenBinaries {
+			// Keep the file open (it outlives the process) but parse its
+			// symbols only at the end, for binaries that have frames.
+			if f, err := os.Open(c); err == nil {
+				b.file = f
+				b.buildID = symbolize.ReadBuildID(f)
+			}
+		}
+		r.binaries[key] = b
+		return b
+	}
+	// The process is gone and nothing can be opened: keep the path so a
+	// debug file may still resolve it later.
+	key := binaryKey{dev: ^uint64(0), ino: uint64(hashString(m.Path, 0))}
+	if b := r.binaries[key]; b != nil {
+		return b
+	}
+	b := &binaryRef{path: m.Path}
+	r.binaries[key] = b
+	return b
+}
+
+// symbolize resolves every distinct frame and writes the frames table. It
+// runs once, after the probe sets stopped.
+func (r *StackRecorder) symbolize() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var ksyms *symbolize.Kallsyms
+	if f, err := os.Open(filepath.Join(r.s.procRoot, "kallsyms")); err == nil {
+		ksyms, _ = symbolize.ParseKallsyms(f)
+		f.Close()
+	}
+	unresolved := uint64(0)
+	rows := make([]formats.Frame, 0, len(r.frameIDs))
+	for _, id := range r.frameIDs {
+		pf := r.frames[id]
+		row := formats.Frame{FrameID: id, Kernel: pf.kernel, Address: pf.addr, Module: pf.module, FileOffset: pf.offset}
+		switch {
+		case pf.kernel:
+			row.Module = "[kernel]"
+			if ksyms != nil {
+				if name, mod, ok := ksyms.Resolve(pf.addr); ok {
+					row.Function = name
+					if mod != "" {
+						row.Module = "[" + mod + "]"
+					}
+				}
+			}
+		case pf.bin != nil:
+			row.BuildID = pf.bin.buildID
+			if b := pf.bin.open(); b != nil {
+				rows = appendInlined(rows, row, b.ResolveFrames(pf.offset), &row)
+			}
+		}
+		if row.Function == "" {
+			unresolved++
+		}
+		rows = append(rows, row)
+	}
+	for _, b := range r.binaries {
+		if b.file != nil {
+			b.file.Close()
+		}
+	}
+	if unresolved > 0 {
+		r.s.writer.UpdateManifest(func(m *formats.Manifest) { m.Drops["stacks.unsymbolized_frames"] = unresolved })
+	}
+	return r.frameTab.Write(rows...)
+}
+
+// appendInlined fills phys from the outermost of frames (innermost first,
+// as symbolize.ResolveFrames gives them) and appends one row per inlined
+// function before it, linked to phys by inline_of (formats.Frame).
+func appendInlined(rows []formats.Frame, base formats.Frame, frames []symbolize.Location, phys *formats.Frame) []formats.Frame {
+	if len(frames) == 0 {
+		return rows
+	}
+	outer := frames[len(frames)-1]
+	phys.Function, phys.File, phys.Line = outer.Function, outer.File, uint32(max(outer.Line, 0))
+	inl := frames[:len(frames)-1]
+	if len(inl) > formats.MaxInlineDepth {
+		inl = inl[len(inl)-formats.MaxInlineDepth:] // keep the outer ones
+	}
+	for i, loc := range inl {
+		depth := uint32(len(inl) - i) // the innermost is the deepest
+		row := base
+		row.FrameID = formats.InlineFrameID(base.FrameID, depth)
+		row.Function, row.File, row.Line = loc.Function, loc.File, uint32(max(loc.Line, 0))
+		row.Inlined, row.InlineOf, row.InlineDepth = true, base.FrameID, depth
+		rows = append(rows, row)
+	}
+	return rows
+}
+
+// open returns the parsed binary: from the file kept open, or reopened by
+// path when it was not kept.
+func (b *binaryRef) open() *symbolize.Binary {
+	if b.parsed != nil || b.err != nil {
+		return b.parsed
+	}
+	switch {
+	case b.file != nil:
+		b.parsed, b.err = symbolize.OpenBinary(b.file)
+	case b.reopen != "":
+		b.parsed, b.err = symbolize.OpenFile(b.reopen)
+	default:
+		b.err = fmt.Errorf("%s: not reachable", b.path)
+	}
+	return b.parsed
+}
+
+func hashU64s(vs []uint64) uint64 {
+	h := fnv.New64a()
+	var buf [8]byte
+	for _, v := range vs {
+		for i := range buf {
+			buf[i] = byte(v >> (8 * i))
+		}
+		h.Write(buf[:])
+	}
+	return nonZero(h.Sum64())
+}
+
+func hashIPs(pid, gen uint32, kernel, user []uint64) uint64 {
+	h := fnv.New64a()
+	var buf [8]byte
+	put := func(v uint64) {
+		for i := range buf {
+			buf[i] = byte(v >> (8 * i))
+		}
+		h.Write(buf[:])
+	}
+	put(uint64(pid) | uint64(gen)<<32)
+	for _, v := range kernel {
+		put(v)
+	}
+	put(^uint64(0)) // separator: the same ips split differently differ
+	for _, v := range user {
+		put(v)
+	}
+	return h.Sum64()
+}
+
+func hashString(s string, v uint64) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(s))
+	var buf [8]byte
+	for i := range buf {
+		buf[i] = byte(v >> (8 * i))
+	}
+	h.Write(buf[:])
+	return nonZero(h.Sum64())
+}
+
+// nonZero keeps 0 free to mean "no stack".
+func nonZero(v uint64) uint64 {
+	if v == 0 {
+		return 1
+	}
+	return v
+}

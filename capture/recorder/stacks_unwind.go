@@ -1,0 +1,237 @@
+//go:build linux
+
+package recorder
+
+import (
+	"io"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bpfsnap/bpfsnap/formats"
+	"github.com/bpfsnap/bpfsnap/internal/symbolize"
+	"github.com/bpfsnap/bpfsnap/internal/unwind"
+)
+
+// UnwindMode chooses how user stacks are walked (capture --unwind).
+type UnwindMode string
+
+const (
+	// UnwindAuto uses the CFI (.eh_frame/.debug_frame) of mappings that
+	// have it and follows frame pointers through mappings that do not
+	// (Go binaries, JIT code); the decision is per mapping.
+	UnwindAuto UnwindMode = "auto"
+	// UnwindFP walks frame pointers in the kernel (bpf_get_stack) only.
+	UnwindFP UnwindMode = "fp"
+	// UnwindDWARF uses CFI only: frames without CFI end the walk.
+	UnwindDWARF UnwindMode = "dwarf"
+)
+
+// ParseUnwindMode validates a --unwind value.
+func ParseUnwindMode(s string) (UnwindMode, bool) {
+	switch m := UnwindMode(s); m {
+	case UnwindAuto, UnwindFP, UnwindDWARF:
+		return m, true
+	}
+	return "", false
+}
+
+// UserStack is what a probe copied at a sample so user space can walk the
+// stack with the binaries' CFI: the user registers, the stack bytes from SP
+// up, and (optional) the kernel's frame-pointer walk of the same stack.
+// The bytes are only read here, never stored in the archive.
+type UserStack struct {
+	Regs         unwind.Regs
+	Bytes        []byte
+	FramePointer []uint64 // raw return addresses, leaf first, as bpf_get_stack returns them
+	// LeafIsReturnAddress is set when the registers were read at a return
+	// (a uretprobe on an allocator): Regs.PC is then a return address and
+	// is named by its call instruction like the other frames.
+	LeafIsReturnAddress bool
+}
+
+// maxUnwindDecisions bounds the per-binary decision list in the manifest.
+const maxUnwindDecisions = 64
+
+// userUnwinder is the DWARF-unwinding state of one StackRecorder: CFI
+// tables per binary (loaded through the recorder's open files, so they
+// outlive the process) and a module list per process.
+type userUnwinder struct {
+	mu        sync.Mutex
+	cache     *unwind.Cache
+	procs     map[uint32]*unwoundProc
+	decisions map[string]string // binary path -> "dwarf" | "fp"
+	counts    unwind.Counts
+	fpUsed    uint64 // auto: the kernel's frame-pointer stack was longer and used
+	elapsed   time.Duration
+}
+
+type unwoundProc struct {
+	version time.Time // procState.refreshed the module list was built from
+	proc    *unwind.Process
+}
+
+// The unwinder hangs off the recorder without a field in StackRecorder so
+// this file stays separate from the frame-pointer recorder.
+var recorderUnwinders sync.Map // *StackRecorder -> *userUnwinder
+
+func (r *StackRecorder) unwinder() *userUnwinder {
+	if u, ok := recorderUnwinders.Load(r); ok {
+		return u.(*userUnwinder)
+	}
+	u, _ := recorderUnwinders.LoadOrStore(r, &userUnwinder{
+		cache:     unwind.NewCache(),
+		procs:     map[uint32]*unwoundProc{},
+		decisions: map[string]string{},
+	})
+	return u.(*userUnwinder)
+}
+
+// RecordUserStack unwinds a copied user stack with the binaries' CFI and
+// records the result like Record (kernel frames raw, leaf first). Probe sets
+// that sample stacks without frame pointers (cpu, mem) call it instead of
+// Record; the walk's outcome is counted in UnwindStats.
+func (r *StackRecorder) RecordUserStack(pid uint32, kernel []uint64, us UserStack, mode UnwindMode) uint64 {
+	u := r.unwinder()
+	start := time.Now()
+	id, res := r.RecordUserStackResult(pid, kernel, us, mode)
+	u.counts.Add(res)
+	u.mu.Lock()
+	u.elapsed += time.Since(start)
+	u.mu.Unlock()
+	return id
+}
+
+// RecordUserStackResult is RecordUserStack without the recorder-wide
+// counts: it also returns the walk's outcome, for a probe set that keeps
+// its own (mem, beside cpu on the same recorder).
+func (r *StackRecorder) RecordUserStackResult(pid uint32, kernel []uint64, us UserStack, mode UnwindMode) (uint64, unwind.Result) {
+	u := r.unwinder()
+	proc := r.processModules(u, pid)
+	res := unwind.Unwind(proc, us.Regs, unwind.Stack{Base: us.Regs.SP, Data: us.Bytes},
+		unwind.Options{FramePointerFallback: mode != UnwindDWARF, LeafIsReturnAddress: us.LeafIsReturnAddress})
+	user := res.PCs
+	if us.Regs.SP == 0 {
+		user = nil
+	}
+	if mode == UnwindAuto && !res.Complete() && len(us.FramePointer) > len(user) {
+		// The kernel's frame-pointer walk is not limited by the copied
+		// window: deep stacks of frame-pointer code (Go) keep it.
+		user = us.FramePointer
+		u.mu.Lock()
+		u.fpUsed++
+		u.mu.Unlock()
+	}
+	// Return addresses point after their call: move them back one byte, as
+	// the frame-pointer path does, so they resolve to the call's function.
+	adj := make([]uint64, len(user))
+	for i, pc := range user {
+		adj[i] = pc
+		if (i > 0 || us.LeafIsReturnAddress) && pc > 0 {
+			adj[i] = pc - 1
+		}
+	}
+	return r.Record(pid, kernel, adj), res
+}
+
+// processModules returns the CFI modules of pid's current mappings.
+func (r *StackRecorder) processModules(u *userUnwinder, pid uint32) *unwind.Process {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p := r.snapshot(pid)
+	u.mu.Lock()
+	up := u.procs[pid]
+	u.mu.Unlock()
+	if up != nil && up.version.Equal(p.refreshed) {
+		return up.proc
+	}
+	proc := unwind.NewProcess(p.maps, func(m symbolize.Mapping) *unwind.Binary {
+		bin := r.binary(pid, m)
+		b := u.cache.Get(bin, func() (io.ReaderAt, error) {
+			if bin.file != nil {
+				// Shared with the symbolizer: read through a section
+				// reader, which the cache will not close.
+				return io.NewSectionReader(bin.file, 0, 1<<62), nil
+			}
+			if bin.reopen == "" {
+				return nil, os.ErrNotExist
+			}
+			return os.Open(bin.reopen)
+		})
+		u.mu.Lock()
+		if _, ok := u.decisions[m.Path]; !ok && len(u.decisions) < maxUnwindDecisions {
+			if b.Table != nil {
+				u.decisions[m.Path] = "dwarf"
+			} else {
+				u.decisions[m.Path] = "fp"
+			}
+		}
+		u.mu.Unlock()
+		return b
+	})
+	u.mu.Lock()
+	u.procs[pid] = &unwoundProc{version: p.refreshed, proc: proc}
+	u.mu.Unlock()
+	return proc
+}
+
+// UnwindDrops returns the walks that did not reach the outermost frame, by
+// reason, as "<set>.unwind_<reason>" drop counters.
+func (r *StackRecorder) UnwindDrops(set string) map[string]uint64 {
+	u := r.unwinder()
+	out := map[string]uint64{}
+	for reason, n := range u.counts.Map() {
+		if reason != unwind.ReasonEnd.String() {
+			out[set+".unwind_"+reason] = n
+		}
+	}
+	return out
+}
+
+// UnwindDetails summarizes the walks for the manifest's probe details: the
+// mode, how many walks reached the root, and the per-binary decision.
+func (r *StackRecorder) UnwindDetails(mode UnwindMode, stackSize int) map[string]string {
+	u := r.unwinder()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	total := u.counts.Total()
+	complete := u.counts.Map()[unwind.ReasonEnd.String()]
+	var bins []string
+	for path, how := range u.decisions {
+		bins = append(bins, path+"="+how)
+	}
+	sort.Strings(bins)
+	d := map[string]string{
+		"unwind":             string(mode),
+		"unwind.stack_bytes": strconv.Itoa(stackSize),
+		"unwind.walks":       strconv.FormatUint(total, 10),
+		"unwind.complete":    strconv.FormatUint(complete, 10),
+		"unwind.fp_fallback": strconv.FormatUint(u.fpUsed, 10),
+		"unwind.user_cpu_us": strconv.FormatInt(u.elapsed.Microseconds(), 10),
+		"unwind.binaries":    strings.Join(bins, " "),
+	}
+	if total > 0 {
+		d["unwind.complete_pct"] = strconv.FormatFloat(100*float64(complete)/float64(total), 'f', 1, 64)
+	}
+	return d
+}
+
+// MergeProbeDetails adds details to a probe set's manifest entry.
+func MergeProbeDetails(s *Session, name string, details map[string]string) {
+	s.Writer().UpdateManifest(func(m *formats.Manifest) {
+		for i := range m.Probes {
+			if m.Probes[i].Name != name {
+				continue
+			}
+			if m.Probes[i].Details == nil {
+				m.Probes[i].Details = map[string]string{}
+			}
+			for k, v := range details {
+				m.Probes[i].Details[k] = v
+			}
+		}
+	})
+}
