@@ -33,7 +33,11 @@ func (f *analysisFlags) bind(cmd *cobra.Command) {
 	fl.StringVar(&f.debugDir, "debug-dir", "", "directory of debug files, looked up by build id, for unresolved frames")
 }
 
-func (f *analysisFlags) options(m *formats.Manifest) (analyze.Options, error) {
+// options resolves the flags against one archive: the time bounds against
+// its window and the Kubernetes selectors against its processes. Every
+// reading verb calls it, so each of them honours every selector.
+func (f *analysisFlags) options(a *formats.Archive) (analyze.Options, error) {
+	m := a.Manifest()
 	var o analyze.Options
 	for _, p := range f.pids {
 		o.Filter.PIDs = append(o.Filter.PIDs, uint32(p))
@@ -50,6 +54,9 @@ func (f *analysisFlags) options(m *formats.Manifest) (analyze.Options, error) {
 	}
 	o.DebugDir = f.debugDir
 	o.Filter.Namespace, o.Filter.Pod = f.namespace, f.pod
+	if err := analyze.ResolveK8sArchive(a, &o.Filter); err != nil {
+		return o, err
+	}
 	return o, nil
 }
 
@@ -60,11 +67,8 @@ func openAndAnalyze(path string, flags *analysisFlags) (*analyze.Summary, error)
 		return nil, err
 	}
 	defer a.Close()
-	opts, err := flags.options(a.Manifest())
+	opts, err := flags.options(a)
 	if err != nil {
-		return nil, err
-	}
-	if err := analyze.ResolveK8sArchive(a, &opts.Filter); err != nil {
 		return nil, err
 	}
 	return analyze.Analyze(a, opts)

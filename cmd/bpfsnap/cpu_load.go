@@ -30,7 +30,7 @@ func loadCPU(path string, flags *analysisFlags) (*cpuInput, error) {
 	}
 	defer a.Close()
 	m := a.Manifest()
-	opts, err := flags.options(m)
+	opts, err := flags.options(a)
 	if err != nil {
 		return nil, err
 	}
@@ -55,6 +55,12 @@ func filtered(f analyze.Filter) bool { return len(f.PIDs) > 0 || f.From > 0 || f
 // describeFilter says in words what the analysis was restricted to.
 func describeFilter(f analyze.Filter) string {
 	var parts []string
+	if f.Namespace != "" {
+		parts = append(parts, "namespace "+f.Namespace)
+	}
+	if f.Pod != "" {
+		parts = append(parts, "pod "+f.Pod)
+	}
 	if len(f.PIDs) > 0 {
 		var ps []string
 		for _, p := range f.PIDs {

@@ -30,7 +30,7 @@ folded stacks and JSON summary. It opens offline in any current browser.`,
 				if err != nil {
 					return err
 				}
-				opts, err := flags.options(a.Manifest())
+				opts, err := flags.options(a)
 				if err != nil {
 					a.Close()
 					return err
