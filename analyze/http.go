@@ -30,13 +30,21 @@ type HTTPEndpoint struct {
 	Count   int64            `json:"count"`
 	Errors  int64            `json:"errors"` // 5xx
 	Status  map[string]int64 `json:"status"`
-	RateRPS float64          `json:"rate_rps"`
-	P50     float64          `json:"p50_ms"`
-	P90     float64          `json:"p90_ms"`
-	P99     float64          `json:"p99_ms"`
-	P999    float64          `json:"p999_ms"`
-	Max     float64          `json:"max_ms"`
-	Mean    float64          `json:"mean_ms"`
+	// RateRPS is the count over the whole window (or filtered range);
+	// BusyRPS is the count over the span the endpoint was seen, first
+	// request start to last response end, which is the rate a burst
+	// really ran at.
+	RateRPS    float64 `json:"rate_rps"`
+	BusyRPS    float64 `json:"busy_rps"`
+	BusySpanMs float64 `json:"busy_span_ms"`
+	// firstReq and lastResp bound the busy span (monotonic ns).
+	firstReq, lastResp uint64
+	P50                float64 `json:"p50_ms"`
+	P90                float64 `json:"p90_ms"`
+	P99                float64 `json:"p99_ms"`
+	P999               float64 `json:"p999_ms"`
+	Max                float64 `json:"max_ms"`
+	Mean               float64 `json:"mean_ms"`
 	// Latencies is every request's latency in ms, sorted; kept out of the
 	// JSON (the report draws histograms from it).
 	Latencies []float64 `json:"-"`
@@ -218,6 +226,12 @@ func HTTP(a *formats.Archive, opts Options, procs []Process) (*HTTPSummary, erro
 			}
 			ms := float64(resp-req) / 1e6
 			st := uint32(status[i])
+			if ep.Count == 0 || req < ep.firstReq {
+				ep.firstReq = req
+			}
+			if resp > ep.lastResp {
+				ep.lastResp = resp
+			}
 			ep.Count++
 			ep.Latencies = append(ep.Latencies, ms)
 			ep.Series = append(ep.Series, [2]float64{float64(int64(req)-int64(m.Window.StartMonoNs)) / 1e9, ms})
@@ -259,6 +273,10 @@ func HTTP(a *formats.Archive, opts Options, procs []Process) (*HTTPSummary, erro
 		ep.Mean = sum / float64(len(ep.Latencies))
 		if window > 0 {
 			ep.RateRPS = float64(ep.Count) / window
+		}
+		ep.BusySpanMs = float64(ep.lastResp-ep.firstReq) / 1e6
+		if ep.BusySpanMs > 0 {
+			ep.BusyRPS = float64(ep.Count) / (ep.BusySpanMs / 1e3)
 		}
 		s.Endpoints = append(s.Endpoints, *ep)
 	}

@@ -44,6 +44,7 @@ var unwindStops = []struct{ reason, meaning string }{
 	{"loop", "stopped at a corrupt frame (stack pointer did not move); kept up to there"},
 	{"bad_cfi", "stopped at malformed unwind info; kept up to there"},
 	{"unknown_register", "stopped at a frame whose unwind rule needs a register not sampled; kept up to there"},
+	{"fp_untrusted", "had the kernel's frame-pointer walk cut where it left executable code or disagreed with the CFI walk (code without frame pointers); kept up to there"},
 }
 
 var dropCatalog = func() map[string]DropReason {

@@ -66,6 +66,7 @@ type userUnwinder struct {
 	decisions map[string]string // binary path -> "dwarf" | "fp"
 	counts    unwind.Counts
 	fpUsed    uint64 // auto: the kernel's frame-pointer stack was longer and used
+	fpCut     uint64 // auto: the kernel's frame-pointer stack was cut or rejected as garbage
 	elapsed   time.Duration
 }
 
@@ -119,10 +120,17 @@ func (r *StackRecorder) RecordUserStackResult(pid uint32, kernel []uint64, us Us
 	}
 	if mode == UnwindAuto && !res.Complete() && len(us.FramePointer) > len(user) {
 		// The kernel's frame-pointer walk is not limited by the copied
-		// window: deep stacks of frame-pointer code (Go) keep it.
-		user = us.FramePointer
+		// window: deep stacks of frame-pointer code (Go) keep it, but only
+		// the part that is believable (see unwind.TrustedFramePointer).
+		fp, cut := unwind.TrustedFramePointer(proc, res.PCs, us.FramePointer)
 		u.mu.Lock()
-		u.fpUsed++
+		if cut {
+			u.fpCut++
+		}
+		if len(fp) > len(user) {
+			user = fp
+			u.fpUsed++
+		}
 		u.mu.Unlock()
 	}
 	// Return addresses point after their call: move them back one byte, as
@@ -188,6 +196,11 @@ func (r *StackRecorder) UnwindDrops(set string) map[string]uint64 {
 			out[set+".unwind_"+reason] = n
 		}
 	}
+	u.mu.Lock()
+	if u.fpCut > 0 {
+		out[set+".unwind_fp_untrusted"] = u.fpCut
+	}
+	u.mu.Unlock()
 	return out
 }
 

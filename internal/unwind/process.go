@@ -84,6 +84,7 @@ func LoadBias(loads []elf.ProgHeader, mapStart, mapOffset uint64) (uint64, bool)
 // Process is the set of executable mappings of one process, for Unwind.
 type Process struct {
 	maps []procMapping // sorted by start
+	exec [][2]uint64   // every executable mapping, with or without CFI
 }
 
 type procMapping struct {
@@ -98,6 +99,9 @@ type procMapping struct {
 func NewProcess(maps []symbolize.Mapping, binary func(symbolize.Mapping) *Binary) *Process {
 	p := &Process{}
 	for _, m := range maps {
+		if m.Executable() {
+			p.exec = append(p.exec, [2]uint64{m.Start, m.End})
+		}
 		if !m.Executable() || !m.FileBacked() {
 			continue
 		}
