@@ -24,7 +24,7 @@ generate:
 generate-check: generate
 	git diff --exit-code -- capture/probes/ || (echo "capture/probes/ objects are stale: run make generate and commit" >&2; exit 1)
 
-# Refresh bpf/include/vmlinux.h from this kernel's BTF (rarely needed: CO-RE
+# Refresh capture/probes/include/vmlinux.h from this kernel's BTF (rarely needed: CO-RE
 # relocates field offsets at load time).
 vmlinux:
 	bpftool btf dump file /sys/kernel/btf/vmlinux format c > capture/probes/include/vmlinux.h
