@@ -192,10 +192,11 @@ func (h *httpProbe) countFor(c *httpConn, reason string) {
 // the record without its trailing request half.
 var singleSize = int(unsafe.Offsetof(bpfHttpEvent{}.Req))
 
+// The record kinds of enum http_kind, through bpf2go.
 const (
-	kindRequest  = 1
-	kindResponse = 2
-	kindPair     = 3
+	kindRequest  = uint8(bpfHttpKindHTTP_REQUEST)
+	kindResponse = uint8(bpfHttpKindHTTP_RESPONSE)
+	kindPair     = uint8(bpfHttpKindHTTP_PAIR)
 )
 
 func (h *httpProbe) handle(raw []byte) {
