@@ -332,6 +332,9 @@ func (o *Options) Validate() error {
 			sort.Strings(names)
 			return fmt.Errorf("unknown probe set %q (available: %s)", name, strings.Join(names, ", "))
 		}
+		if err := known[name].Validate(); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -79,6 +79,9 @@ var httpDropNames = formats.DropNames("http", "ringbuf_full", "pending_full")
 func (*httpProbe) Name() string  { return "http" }
 func (*httpProbe) Default() bool { return true }
 
+// Validate has nothing to check: http's flags are booleans.
+func (*httpProbe) Validate() error { return nil }
+
 func (h *httpProbe) BindFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&h.keepQuery, "keep-query", false, "http: keep URL query strings in the archive (they may hold personal data or secrets)")
 	fs.BoolVar(&h.floor, "http-floor", false, "http: attach empty programs at the same hooks (benchmark floor)")

@@ -147,6 +147,22 @@ func (m *memProbe) BindFlags(fs *pflag.FlagSet) {
 // not overflow (sample_bytes × 2^21 < 2^64).
 const memMaxSample = 1 << 40
 
+func (m *memProbe) Validate() error {
+	mode, ok := recorder.ParseUnwindMode(m.unwindFlag)
+	if !ok {
+		return fmt.Errorf("--mem-unwind %q: want fp, auto or dwarf", m.unwindFlag)
+	}
+	m.unwindMode = mode
+	if m.sampleBytes > memMaxSample {
+		return fmt.Errorf("--mem-sample %d: at most %d", m.sampleBytes, uint64(memMaxSample))
+	}
+	if mode != recorder.UnwindFP {
+		return recorder.CheckStackCopy("--mem-stack-size", m.stackSize)
+	}
+	return nil
+}
+
+// Start runs after Validate (the unwind mode is parsed there).
 func (m *memProbe) Start(s *recorder.Session) (map[string]string, error) {
 	m.s = s
 	m.attached, m.libcs, m.pids = map[string]bool{}, map[string]*libcPlan{}, map[uint32]string{}
@@ -156,19 +172,9 @@ func (m *memProbe) Start(s *recorder.Session) (map[string]string, error) {
 	if !s.Filtered() {
 		return nil, errors.New("mem needs targets: give --pid PID or -- COMMAND (allocation tracing costs every traced allocation a trap)")
 	}
-	mode, ok := recorder.ParseUnwindMode(m.unwindFlag)
-	if !ok {
-		return nil, fmt.Errorf("--mem-unwind %q: want fp, auto or dwarf", m.unwindFlag)
-	}
-	m.unwindMode = mode
-	if m.sampleBytes > memMaxSample {
-		return nil, fmt.Errorf("--mem-sample %d: at most %d", m.sampleBytes, uint64(memMaxSample))
-	}
+	mode := m.unwindMode // parsed by Validate
 	copyBytes := uint32(0)
 	if mode != recorder.UnwindFP {
-		if m.stackSize < recorder.MinStackCopy || m.stackSize > recorder.MaxStackCopy || m.stackSize%recorder.StackChunk != 0 {
-			return nil, fmt.Errorf("--mem-stack-size %d: want a multiple of %d between %d and %d", m.stackSize, recorder.StackChunk, recorder.MinStackCopy, recorder.MaxStackCopy)
-		}
 		copyBytes = uint32(m.stackSize)
 		m.details["unwind.stack_bytes"] = strconv.Itoa(m.stackSize)
 	}
