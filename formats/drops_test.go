@@ -26,3 +26,17 @@ func TestDropCatalog(t *testing.T) {
 	}()
 	DropNames("cpu", "no_such_reason")
 }
+
+// The status line and the capture summary read these sums: a stack cut
+// short must not be counted as an event lost.
+func TestDropsByClass(t *testing.T) {
+	m := &Manifest{Drops: map[string]uint64{
+		"cpu.ringbuf_full": 3, "mem.inflight_full": 2,
+		"cpu.unwind_outside_stack": 5, "stacks.unsymbolized_frames": 9,
+		"http.retransmitted": 4, "future.counter": 1,
+	}}
+	got := m.DropsByClass()
+	if got[DropLost] != 6 || got[DropIncomplete] != 14 || got[DropNoted] != 4 {
+		t.Errorf("DropsByClass = %v; want lost 6 (an unknown counter counts as lost), incomplete 14, noted 4", got)
+	}
+}

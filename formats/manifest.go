@@ -89,13 +89,15 @@ type Targets struct {
 	Extra map[string]string `json:"extra,omitempty"`
 }
 
-// DropsTotal sums every drop counter.
-func (m *Manifest) DropsTotal() uint64 {
-	var n uint64
-	for _, v := range m.Drops {
-		n += v
+// DropsByClass sums the drop counters per class of the drop catalog:
+// events lost apart from rows recorded incompletely and things only noted.
+func (m *Manifest) DropsByClass() map[DropClass]uint64 {
+	out := map[DropClass]uint64{}
+	for k, v := range m.Drops {
+		r, _ := LookupDrop(k)
+		out[r.Class] += v
 	}
-	return n
+	return out
 }
 
 // SortedDrops returns the non-zero drop counters sorted by name.

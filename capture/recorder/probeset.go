@@ -31,6 +31,10 @@ type ProbeSet interface {
 	Default() bool
 	// BindFlags adds the set's own capture flags (e.g. --freq).
 	BindFlags(fs *pflag.FlagSet)
+	// Validate checks the set's flags. It runs in Options.Validate, before
+	// anything is loaded, attached or started, so a bad flag fails the
+	// command at once instead of costing the user the window.
+	Validate() error
 }
 
 // ProcessProbe is the always-on probe of process lifecycle. Its records

@@ -66,8 +66,12 @@ type Options struct {
 type Status struct {
 	Elapsed, Total time.Duration
 	Events         uint64
-	Drops          uint64
-	Bytes          int64
+	// Lost counts events that never reached the archive (rings or kernel
+	// maps full); Incomplete counts recorded rows that are partial (a
+	// stack cut short, a frame without a name). They are kept apart so a
+	// stack that stopped early is not read as data loss.
+	Lost, Incomplete uint64
+	Bytes            int64
 }
 
 // Result summarizes a finished capture.
@@ -332,6 +336,9 @@ func (o *Options) Validate() error {
 			sort.Strings(names)
 			return fmt.Errorf("unknown probe set %q (available: %s)", name, strings.Join(names, ", "))
 		}
+		if err := known[name].Validate(); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -536,15 +543,16 @@ func (s *Session) loop(ctx context.Context, child *heldCommand, follower, procs 
 			drops := s.updateDrops(procs, running)
 			if s.opts.Status != nil {
 				s.opts.Status(Status{Elapsed: time.Since(start), Total: s.opts.Duration,
-					Events: s.events.Load(), Drops: drops, Bytes: s.writer.BytesWritten()})
+					Events: s.events.Load(), Lost: drops[formats.DropLost],
+					Incomplete: drops[formats.DropIncomplete], Bytes: s.writer.BytesWritten()})
 			}
 		}
 	}
 }
 
 // updateDrops copies every probe set's loss counters into the manifest and
-// returns their sum.
-func (s *Session) updateDrops(procs ProcessProbe, running []ProbeSet) uint64 {
+// returns their sums per class (formats' drop catalog).
+func (s *Session) updateDrops(procs ProcessProbe, running []ProbeSet) map[formats.DropClass]uint64 {
 	all := procs.Drops()
 	all[k8sDropName] = s.k8s.unresolved.Load()
 	for _, ps := range running {
@@ -552,16 +560,16 @@ func (s *Session) updateDrops(procs ProcessProbe, running []ProbeSet) uint64 {
 			all[k] = v
 		}
 	}
-	var total uint64
+	var byClass map[formats.DropClass]uint64
 	s.writer.UpdateManifest(func(m *formats.Manifest) {
 		for k, v := range all {
 			if v > 0 || m.Drops[k] > 0 {
 				m.Drops[k] = v
 			}
 		}
-		total = m.DropsTotal()
+		byClass = m.DropsByClass()
 	})
-	return total
+	return byClass
 }
 
 func diskError(w *formats.Writer, err error) error {

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/bpfsnap/bpfsnap/capture"
+	"github.com/bpfsnap/bpfsnap/formats"
 	"github.com/bpfsnap/bpfsnap/report"
 )
 
@@ -87,9 +88,10 @@ early; the archive is still finalized. Needs root (or CAP_BPF + CAP_PERFMON).`,
 				return err
 			}
 			m := res.Manifest
-			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: %s window (%s), %d events, %s, %d lost or incomplete (bpfsnap inspect shows which)\n",
+			drops := m.DropsByClass()
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: %s window (%s), %d events, %s; %s, %d incomplete (stacks cut short, unnamed frames, unanswered requests; bpfsnap inspect shows which)\n",
 				report.TerminalSafe(res.Output), m.Window.Duration().Round(time.Millisecond), m.Window.EndReason,
-				res.Events, report.HumanBytes(res.Bytes), m.DropsTotal())
+				res.Events, report.HumanBytes(res.Bytes), lostShare(drops[formats.DropLost], res.Events), drops[formats.DropIncomplete])
 			return nil
 		},
 	}
@@ -119,8 +121,17 @@ func statusLine(s capture.Status) string {
 	if remain < 0 {
 		remain = 0
 	}
-	return fmt.Sprintf("capturing %s elapsed, %s left | %d events | %d dropped | %s written",
-		s.Elapsed.Round(time.Second), remain.Round(time.Second), s.Events, s.Drops, report.HumanBytes(s.Bytes))
+	return fmt.Sprintf("capturing %s elapsed, %s left | %d events | %s | %d incomplete | %s written",
+		s.Elapsed.Round(time.Second), remain.Round(time.Second), s.Events, lostShare(s.Lost, s.Events), s.Incomplete, report.HumanBytes(s.Bytes))
+}
+
+// lostShare says how many events were lost and what share of all events
+// (recorded + lost) that is.
+func lostShare(lost, recorded uint64) string {
+	if lost == 0 {
+		return "0 lost"
+	}
+	return fmt.Sprintf("%d lost (%.2g%%)", lost, 100*float64(lost)/float64(lost+recorded))
 }
 
 func isTerminal(w any) bool {

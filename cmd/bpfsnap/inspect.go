@@ -116,7 +116,14 @@ func printInspect(out io.Writer, path string, doc inspectOutput) {
 		fmt.Fprintln(out, "  none")
 	}
 	for _, d := range drops {
-		fmt.Fprintf(out, "  %-32s %d\n", safe(d.Reason), d.Count)
+		// The class and meaning come from formats' drop catalog: lost
+		// events read differently from a stack cut short.
+		r, _ := formats.LookupDrop(d.Reason)
+		meaning := r.Meaning
+		if meaning == "" {
+			meaning = "not in this version's catalog"
+		}
+		fmt.Fprintf(out, "  %-32s %d  %s: %s\n", safe(d.Reason), d.Count, r.Class, meaning)
 	}
 	for _, w := range m.Warnings {
 		fmt.Fprintf(out, "warning: %s\n", safe(w))

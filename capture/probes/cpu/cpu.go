@@ -50,18 +50,26 @@ func (c *cpuProbe) BindFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&c.keepStack, "keep-stack-bytes", false, "cpu: also store the raw user stack copies in the archive (they may hold secrets)")
 }
 
-func (c *cpuProbe) Start(s *recorder.Session) (map[string]string, error) {
-	c.s = s
+func (c *cpuProbe) Validate() error {
 	if c.freq == 0 || c.freq > 10000 {
-		return nil, fmt.Errorf("--freq %d is outside 1..10000 Hz", c.freq)
+		return fmt.Errorf("--freq %d is outside 1..10000 Hz", c.freq)
 	}
-	details := map[string]string{"freq": strconv.FormatUint(c.freq, 10), "event": "cpu-clock", "unwind": "frame pointers"}
 	mode, ok := recorder.ParseUnwindMode(c.unwindFlag)
 	if !ok {
-		return nil, fmt.Errorf("--unwind %q: want auto, fp or dwarf", c.unwindFlag)
+		return fmt.Errorf("--unwind %q: want auto, fp or dwarf", c.unwindFlag)
 	}
 	c.unwindMode = mode
 	if mode != recorder.UnwindFP {
+		return recorder.CheckStackCopy("--stack-size", c.stackSize)
+	}
+	return nil
+}
+
+// Start runs after Validate (the unwind mode is parsed there).
+func (c *cpuProbe) Start(s *recorder.Session) (map[string]string, error) {
+	c.s = s
+	details := map[string]string{"freq": strconv.FormatUint(c.freq, 10), "event": "cpu-clock", "unwind": "frame pointers"}
+	if c.unwindMode != recorder.UnwindFP {
 		return details, c.startDWARF(s, details)
 	}
 	spec, err := loadBpf()

@@ -33,9 +33,6 @@ type dwarfSampler struct {
 func (c *cpuProbe) startDWARF(s *recorder.Session, details map[string]string) error {
 	d := &dwarfSampler{mode: c.unwindMode, stackSize: c.stackSize}
 	c.dwarf = d
-	if d.stackSize < recorder.MinStackCopy || d.stackSize > recorder.MaxStackCopy || d.stackSize%recorder.StackChunk != 0 {
-		return fmt.Errorf("--stack-size %d: want a multiple of %d between %d and %d", d.stackSize, recorder.StackChunk, recorder.MinStackCopy, recorder.MaxStackCopy)
-	}
 	details["unwind"] = string(d.mode)
 	details["unwind.stack_bytes"] = strconv.Itoa(d.stackSize)
 	details["unwind.keep_stack_bytes"] = strconv.FormatBool(c.keepStack)

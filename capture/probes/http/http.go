@@ -79,6 +79,9 @@ var httpDropNames = formats.DropNames("http", "ringbuf_full", "pending_full")
 func (*httpProbe) Name() string  { return "http" }
 func (*httpProbe) Default() bool { return true }
 
+// Validate has nothing to check: http's flags are booleans.
+func (*httpProbe) Validate() error { return nil }
+
 func (h *httpProbe) BindFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&h.keepQuery, "keep-query", false, "http: keep URL query strings in the archive (they may hold personal data or secrets)")
 	fs.BoolVar(&h.floor, "http-floor", false, "http: attach empty programs at the same hooks (benchmark floor)")
@@ -192,10 +195,11 @@ func (h *httpProbe) countFor(c *httpConn, reason string) {
 // the record without its trailing request half.
 var singleSize = int(unsafe.Offsetof(bpfHttpEvent{}.Req))
 
+// The record kinds of enum http_kind, through bpf2go.
 const (
-	kindRequest  = 1
-	kindResponse = 2
-	kindPair     = 3
+	kindRequest  = uint8(bpfHttpKindHTTP_REQUEST)
+	kindResponse = uint8(bpfHttpKindHTTP_RESPONSE)
+	kindPair     = uint8(bpfHttpKindHTTP_PAIR)
 )
 
 func (h *httpProbe) handle(raw []byte) {

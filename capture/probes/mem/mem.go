@@ -147,6 +147,22 @@ func (m *memProbe) BindFlags(fs *pflag.FlagSet) {
 // not overflow (sample_bytes × 2^21 < 2^64).
 const memMaxSample = 1 << 40
 
+func (m *memProbe) Validate() error {
+	mode, ok := recorder.ParseUnwindMode(m.unwindFlag)
+	if !ok {
+		return fmt.Errorf("--mem-unwind %q: want fp, auto or dwarf", m.unwindFlag)
+	}
+	m.unwindMode = mode
+	if m.sampleBytes > memMaxSample {
+		return fmt.Errorf("--mem-sample %d: at most %d", m.sampleBytes, uint64(memMaxSample))
+	}
+	if mode != recorder.UnwindFP {
+		return recorder.CheckStackCopy("--mem-stack-size", m.stackSize)
+	}
+	return nil
+}
+
+// Start runs after Validate (the unwind mode is parsed there).
 func (m *memProbe) Start(s *recorder.Session) (map[string]string, error) {
 	m.s = s
 	m.attached, m.libcs, m.pids = map[string]bool{}, map[string]*libcPlan{}, map[uint32]string{}
@@ -156,19 +172,9 @@ func (m *memProbe) Start(s *recorder.Session) (map[string]string, error) {
 	if !s.Filtered() {
 		return nil, errors.New("mem needs targets: give --pid PID or -- COMMAND (allocation tracing costs every traced allocation a trap)")
 	}
-	mode, ok := recorder.ParseUnwindMode(m.unwindFlag)
-	if !ok {
-		return nil, fmt.Errorf("--mem-unwind %q: want fp, auto or dwarf", m.unwindFlag)
-	}
-	m.unwindMode = mode
-	if m.sampleBytes > memMaxSample {
-		return nil, fmt.Errorf("--mem-sample %d: at most %d", m.sampleBytes, uint64(memMaxSample))
-	}
+	mode := m.unwindMode // parsed by Validate
 	copyBytes := uint32(0)
 	if mode != recorder.UnwindFP {
-		if m.stackSize < recorder.MinStackCopy || m.stackSize > recorder.MaxStackCopy || m.stackSize%recorder.StackChunk != 0 {
-			return nil, fmt.Errorf("--mem-stack-size %d: want a multiple of %d between %d and %d", m.stackSize, recorder.StackChunk, recorder.MinStackCopy, recorder.MaxStackCopy)
-		}
 		copyBytes = uint32(m.stackSize)
 		m.details["unwind.stack_bytes"] = strconv.Itoa(m.stackSize)
 	}
@@ -428,10 +434,38 @@ func readAtVaddr(f *elf.File, vaddr uint64, buf []byte) (int, error) {
 	return 0, fmt.Errorf("address %#x is in no loaded segment", vaddr)
 }
 
-var memKinds = map[uint16]string{1: formats.MemMalloc, 2: formats.MemCalloc, 3: formats.MemRealloc, 4: formats.MemFree,
-	5: formats.MemMemalign, 6: formats.MemPosixMemalign, 7: formats.MemMmap, 8: formats.MemMunmap, 9: formats.MemMremap, 10: formats.MemBrk}
+// memKinds names the table's kind of each record kind of enum mem_kind
+// (bpfMemKind* come from the C enum through bpf2go).
+var memKinds = map[bpfMemKind]string{
+	bpfMemKindMEM_MALLOC: formats.MemMalloc, bpfMemKindMEM_CALLOC: formats.MemCalloc,
+	bpfMemKindMEM_REALLOC: formats.MemRealloc, bpfMemKindMEM_FREE: formats.MemFree,
+	bpfMemKindMEM_MEMALIGN: formats.MemMemalign, bpfMemKindMEM_POSIX_MEMALIGN: formats.MemPosixMemalign,
+	bpfMemKindMEM_MMAP: formats.MemMmap, bpfMemKindMEM_MUNMAP: formats.MemMunmap,
+	bpfMemKindMEM_MREMAP: formats.MemMremap, bpfMemKindMEM_BRK: formats.MemBrk,
+}
 
-// Event flags (bpf/mem.bpf.c).
+// isAllocatorCall reports whether a record kind is a C allocator call
+// (read at its uretprobe), as opposed to free or a mapping syscall.
+func isAllocatorCall(k bpfMemKind) bool {
+	switch k {
+	case bpfMemKindMEM_MALLOC, bpfMemKindMEM_CALLOC, bpfMemKindMEM_REALLOC,
+		bpfMemKindMEM_MEMALIGN, bpfMemKindMEM_POSIX_MEMALIGN:
+		return true
+	}
+	return false
+}
+
+// isMapping reports whether a record kind is a mapping syscall
+// (mmap, munmap, mremap, brk).
+func isMapping(k bpfMemKind) bool {
+	switch k {
+	case bpfMemKindMEM_MMAP, bpfMemKindMEM_MUNMAP, bpfMemKindMEM_MREMAP, bpfMemKindMEM_BRK:
+		return true
+	}
+	return false
+}
+
+// Event flags (mem.bpf.c).
 const (
 	memFlagInAlloc = 1
 	memFlagSampled = 2
@@ -454,7 +488,8 @@ func (m *memProbe) handle(stacks *recorder.StackRecorder, raw []byte) {
 	head := unsafe.Slice((*byte)(unsafe.Pointer(&m.hdr.H)), memHeadSize)
 	clear(head[copy(head, raw):])
 	h := m.hdr.H
-	if h.Kind == memFreesKind {
+	kindOf := bpfMemKind(h.Kind)
+	if kindOf == bpfMemKindMEM_FREES {
 		if len(raw) >= int(unsafe.Sizeof(bpfFreeBatch{})) {
 			if n := m.writeFrees((*bpfFreeBatch)(unsafe.Pointer(&raw[0]))); n > 1 {
 				m.s.CountEvents(n - 1)
@@ -462,7 +497,7 @@ func (m *memProbe) handle(stacks *recorder.StackRecorder, raw []byte) {
 		}
 		return
 	}
-	kind, ok := memKinds[h.Kind]
+	kind, ok := memKinds[kindOf]
 	if !ok {
 		return
 	}
@@ -471,7 +506,7 @@ func (m *memProbe) handle(stacks *recorder.StackRecorder, raw []byte) {
 	if h.Flags&memFlagSampled != 0 {
 		row.Weight = formats.MemSampleWeight(h.Size, m.sampleBytes)
 	}
-	if h.Kind != 4 && h.Kind != 8 {
+	if kindOf != bpfMemKindMEM_FREE && kindOf != bpfMemKindMEM_MUNMAP {
 		// Events with a stack: allocations (read at the allocator's
 		// return, so every frame, the leaf too, is a return address) and
 		// mappings (read at the syscall's exit). The frames follow the
@@ -482,7 +517,7 @@ func (m *memProbe) handle(stacks *recorder.StackRecorder, raw []byte) {
 			fp[i] = binary.LittleEndian.Uint64(raw[memHeadSize+8*i:])
 		}
 		mode := m.unwindMode
-		if mode == recorder.UnwindFP && h.Kind > 6 {
+		if mode == recorder.UnwindFP && isMapping(kindOf) {
 			// The program's own mappings come with a stack copy in every
 			// mode (sys_stack_size): CFI sees through libc's frameless
 			// syscall wrappers, which hide the caller from frame pointers.
@@ -502,23 +537,19 @@ func (m *memProbe) handle(stacks *recorder.StackRecorder, raw []byte) {
 				Regs:                unwind.Regs{PC: h.Ip, SP: h.Sp, BP: h.Bp},
 				Bytes:               raw[memFPSize : memFPSize+nb],
 				FramePointer:        fp,
-				LeafIsReturnAddress: h.Kind <= 6, // read at a uretprobe
+				LeafIsReturnAddress: isAllocatorCall(kindOf), // read at a uretprobe
 			}, mode)
 			m.unwound.Add(res)
 			row.StackID = id
 		}
 	}
-	if h.Kind <= 6 && h.Kind != 4 { // a C allocator call (not free, not a syscall)
+	if isAllocatorCall(kindOf) {
 		m.mu.Lock()
 		m.lastAlloc[h.Pid] = max(m.lastAlloc[h.Pid], h.TimeNs)
 		m.mu.Unlock()
 	}
 	_ = m.table.Write(row)
 }
-
-// memFreesKind marks a batch of frees (struct free_batch in
-// bpf/mem.bpf.c): the kernel sends frees in batches, each with its own time.
-const memFreesKind = 11
 
 // writeFrees writes a batch's frees and returns how many. The session
 // counts ring records as events; callers add the rest.
