@@ -10,11 +10,11 @@ import (
 	"sort"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/bpfsnap/bpfsnap/analyze"
 	"github.com/bpfsnap/bpfsnap/formats"
+	"github.com/bpfsnap/bpfsnap/internal/safetext"
 )
 
 var (
@@ -357,9 +357,9 @@ func pageSafe(page string) string {
 		case r == '\t' || r == '\n' || r == '\r':
 		case r == utf8.RuneError && size == 1:
 			esc = fmt.Sprintf(`\x%02x`, page[i])
-		case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0):
+		case r < 0x100 && safetext.Unsafe(r):
 			esc = fmt.Sprintf(`\x%02x`, r)
-		case unicode.Is(unicode.Cf, r):
+		case safetext.Unsafe(r):
 			esc = fmt.Sprintf(`\u%04x`, r)
 		}
 		if esc != "" {
