@@ -3,6 +3,7 @@ package analyze
 import (
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/bpfsnap/bpfsnap/formats"
 )
@@ -32,6 +33,32 @@ type CPUProfile struct {
 	// table (the program it last ran), else its most frequent thread name
 	// in the samples.
 	Names map[uint32]string
+	// Slices are the profiles of Options.Slices equal parts of the
+	// filtered window, oldest first (none unless asked for).
+	Slices []CPUSlice
+}
+
+// CPUSlice is the part of a profile whose samples fall in [From, To),
+// offsets from the window start. Its profile shares the frames and the
+// names of the whole; it has no timeline and no slices of its own.
+type CPUSlice struct {
+	From, To time.Duration
+	Profile  *CPUProfile
+}
+
+// sliceBounds divides the filtered part of the window into n equal slices
+// and returns their start and length, as offsets in ns from the window
+// start; step is 0 when there is nothing to divide.
+func sliceBounds(m *formats.Manifest, f Filter, n int) (from, step time.Duration) {
+	win := m.Window.Duration()
+	from, to := f.From, f.To
+	if to == 0 || to > win {
+		to = win
+	}
+	if n <= 0 || to <= from {
+		return from, 0
+	}
+	return from, (to - from) / time.Duration(n)
 }
 
 // ProcessName is the name the profile shows for pid.
@@ -132,6 +159,15 @@ func LoadCPU(a *formats.Archive, opts Options) (*CPUProfile, error) {
 	counts := map[sampleKey]uint64{}
 	var total uint64
 	tl := newTimeline(a.Manifest().Window, opts.Filter)
+	sliceFrom, step := sliceBounds(a.Manifest(), opts.Filter, opts.Slices)
+	var sliceCounts []map[sampleKey]uint64
+	if step > 0 {
+		sliceCounts = make([]map[sampleKey]uint64, opts.Slices)
+		for i := range sliceCounts {
+			sliceCounts[i] = map[sampleKey]uint64{}
+		}
+	}
+	start := a.Manifest().Window.StartMonoNs
 	err := formats.ReadTable(a, formats.TableCPUSamples, func(rows []cpuSampleColumns) error {
 		for i := range rows {
 			r := &rows[i]
@@ -142,9 +178,23 @@ func LoadCPU(a *formats.Archive, opts Options) (*CPUProfile, error) {
 			if lives[r.PID] != nil {
 				life = lives.life(r.PID, r.TimeNs)
 			}
-			counts[sampleKey{r.PID, life, r.StackID}]++
+			key := sampleKey{r.PID, life, r.StackID}
+			counts[key]++
 			total++
 			tl.add(r.TimeNs)
+			if sliceCounts != nil {
+				// The filter kept only samples at or after its From;
+				// with From 0 a sample stamped before the window start
+				// belongs to the first slice. Slices end at whole steps,
+				// so the last few ns of an uneven window belong to none.
+				i := 0
+				if r.TimeNs > start {
+					i = int((time.Duration(r.TimeNs-start) - sliceFrom) / step)
+				}
+				if i >= 0 && i < len(sliceCounts) {
+					sliceCounts[i][key]++
+				}
+			}
 		}
 		return nil
 	})
@@ -167,6 +217,16 @@ func LoadCPU(a *formats.Archive, opts Options) (*CPUProfile, error) {
 	p.PeriodNs = samplingPeriodNs(a.Manifest())
 	if err := p.nameProcesses(a, bound, procs); err != nil {
 		return nil, err
+	}
+	for i, sc := range sliceCounts {
+		sp := buildCPUProfile(sc, stacks, lives)
+		sp.Truncated = 0 // counted once, by the whole profile
+		for _, n := range sc {
+			sp.Samples += n
+		}
+		sp.PeriodNs, sp.Names = p.PeriodNs, p.Names
+		from := sliceFrom + time.Duration(i)*step
+		p.Slices = append(p.Slices, CPUSlice{From: from, To: from + step, Profile: sp})
 	}
 	return p, nil
 }

@@ -8,10 +8,10 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/bpfsnap/bpfsnap/formats"
+	"github.com/bpfsnap/bpfsnap/internal/safetext"
 )
 
 // KernelSuffix marks kernel frames in folded stacks, as perf's and
@@ -73,14 +73,7 @@ func FunctionName(f *formats.Frame) string {
 // (newlines would split the line, bidi overrides reorder it) become '?', invalid UTF-8 becomes U+FFFD. Spaces stay:
 // the count is always the text after the last space of a line.
 func SafeFrameName(s string) string {
-	clean := true
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c == ';' || c < 0x20 || c == 0x7f || c >= 0x80 {
-			clean = false
-			break
-		}
-	}
-	if clean {
+	if safetext.PlainASCII(s) && !strings.Contains(s, ";") {
 		if s == "" {
 			return "[unknown]"
 		}
@@ -94,7 +87,7 @@ func SafeFrameName(s string) string {
 			b.WriteRune(utf8.RuneError)
 		case r == ';':
 			b.WriteByte(':')
-		case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\u2028' || r == '\u2029' || unicode.Is(unicode.Cf, r):
+		case safetext.Unsafe(r):
 			// Format characters too: a bidi override would reorder the
 			// rest of the line on a terminal or in a flame graph label.
 			b.WriteByte('?')

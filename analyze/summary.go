@@ -18,7 +18,16 @@ type Summary struct {
 	CPU       *CPUSummary       `json:"cpu,omitempty"`
 	HTTP      *HTTPSummary      `json:"http,omitempty"`
 	Mem       *MemSummary       `json:"mem,omitempty"`
+
+	// cpuProfile is the profile the cpu section was made from, kept so
+	// renderers (flame graphs, the report's slices) need no second pass.
+	cpuProfile *CPUProfile
 }
+
+// CPUProfile returns the filtered CPU profile the summary was made from
+// (with its time slices when Options.Slices asked for them), nil when the
+// archive has no CPU samples.
+func (s *Summary) CPUProfile() *CPUProfile { return s.cpuProfile }
 
 // Options configures Analyze.
 type Options struct {
@@ -26,6 +35,10 @@ type Options struct {
 	// DebugDir holds debug files looked up by build id, for frames the
 	// capture could not resolve.
 	DebugDir string
+	// Slices, when > 0, also splits the CPU profile into this many equal
+	// time slices of the filtered window (CPUProfile.Slices), counted in
+	// the same pass over the samples.
+	Slices int
 }
 
 // Analyze runs every analysis that applies to the archive.
@@ -43,6 +56,7 @@ func Analyze(a *formats.Archive, opts Options) (*Summary, error) {
 			return nil, err
 		}
 		s.CPU = prof.Summarize()
+		s.cpuProfile = prof
 	}
 	if s.HTTP, err = HTTP(a, opts, s.Processes); err != nil {
 		return nil, err

@@ -10,11 +10,11 @@ import (
 	"sort"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/bpfsnap/bpfsnap/analyze"
 	"github.com/bpfsnap/bpfsnap/formats"
+	"github.com/bpfsnap/bpfsnap/internal/safetext"
 )
 
 var (
@@ -110,6 +110,7 @@ func BuildHTMLArchive(a *formats.Archive, opts HTMLOptions) (*HTMLArchive, error
 	if opts.Slices <= 0 {
 		opts.Slices = 6
 	}
+	opts.Analysis.Slices = opts.Slices
 	s, err := analyze.Analyze(a, opts.Analysis)
 	if err != nil {
 		return nil, err
@@ -168,18 +169,18 @@ func BuildHTMLArchive(a *formats.Archive, opts HTMLOptions) (*HTMLArchive, error
 		h.Mem = mv
 	}
 	if s.CPU != nil && s.CPU.Samples > 0 {
-		if h.CPU, h.Folded, err = buildCPUView(a, s, opts); err != nil {
+		if h.CPU, h.Folded, err = buildCPUView(s, opts); err != nil {
 			return nil, err
 		}
 	}
 	return h, nil
 }
 
-func buildCPUView(a *formats.Archive, s *analyze.Summary, opts HTMLOptions) (*cpuView, string, error) {
-	prof, err := analyze.LoadCPU(a, opts.Analysis)
-	if err != nil {
-		return nil, "", err
-	}
+// buildCPUView draws the CPU section from the profile the summary was
+// made from: the whole window and its slices come from one pass over the
+// samples (analyze.Options.Slices), not one pass per graph.
+func buildCPUView(s *analyze.Summary, opts HTMLOptions) (*cpuView, string, error) {
+	prof := s.CPUProfile()
 	folded := prof.Folded(analyze.FoldOptions{})
 	var fb bytes.Buffer
 	if err := analyze.WriteFolded(&fb, folded); err != nil {
@@ -197,29 +198,15 @@ func buildCPUView(a *formats.Archive, s *analyze.Summary, opts HTMLOptions) (*cp
 		return nil, "", err
 	}
 	v.Flame = flame
-	// One flame graph per time slice, each from its own pass over the
-	// samples, so a reader can compare before and during a spike.
-	win := s.Manifest.Window.Duration()
-	from, to := opts.Analysis.Filter.From, opts.Analysis.Filter.To
-	if to == 0 || to > win {
-		to = win
-	}
-	step := (to - from) / time.Duration(opts.Slices)
-	if step > 0 {
-		for i := 0; i < opts.Slices; i++ {
-			o := opts.Analysis
-			o.Filter.From, o.Filter.To = from+time.Duration(i)*step, from+time.Duration(i+1)*step
-			sp, err := analyze.LoadCPU(a, o)
-			if err != nil {
-				return nil, "", err
-			}
-			label := fmt.Sprintf("%.1f–%.1f s", o.Filter.From.Seconds(), o.Filter.To.Seconds())
-			fl, err := flameHTML(sp.Folded(analyze.FoldOptions{}), "CPU: "+label, sliceMinWidth)
-			if err != nil {
-				return nil, "", err
-			}
-			v.Slices = append(v.Slices, sliceView{Label: label, Flame: fl})
+	// One flame graph per time slice, so a reader can compare before and
+	// during a spike.
+	for _, sl := range prof.Slices {
+		label := fmt.Sprintf("%.1f–%.1f s", sl.From.Seconds(), sl.To.Seconds())
+		fl, err := flameHTML(sl.Profile.Folded(analyze.FoldOptions{}), "CPU: "+label, sliceMinWidth)
+		if err != nil {
+			return nil, "", err
 		}
+		v.Slices = append(v.Slices, sliceView{Label: label, Flame: fl})
 	}
 	tl := s.CPU.Timeline
 	v.Timeline = template.HTML(timelineChart(tl.Samples, opts.Slices, 1160, 60, float64(tl.StepNs)/1e9))
@@ -357,9 +344,9 @@ func pageSafe(page string) string {
 		case r == '\t' || r == '\n' || r == '\r':
 		case r == utf8.RuneError && size == 1:
 			esc = fmt.Sprintf(`\x%02x`, page[i])
-		case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0):
+		case r < 0x100 && safetext.Unsafe(r):
 			esc = fmt.Sprintf(`\x%02x`, r)
-		case unicode.Is(unicode.Cf, r):
+		case safetext.Unsafe(r):
 			esc = fmt.Sprintf(`\u%04x`, r)
 		}
 		if esc != "" {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/bpfsnap/bpfsnap/analyze"
 	"github.com/bpfsnap/bpfsnap/formats"
+	"github.com/bpfsnap/bpfsnap/internal/safetext"
 )
 
 // PprofOptions describes the capture the profile came from.
@@ -131,7 +132,7 @@ func BuildPprof(p *analyze.CPUProfile, opts PprofOptions) *profile.Profile {
 func printable(s string) string {
 	s = strings.ToValidUTF8(s, "\uFFFD")
 	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+		if safetext.Unsafe(r) {
 			return '?'
 		}
 		return r

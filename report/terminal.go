@@ -3,8 +3,9 @@ package report
 import (
 	"fmt"
 	"strings"
-	"unicode"
 	"unicode/utf8"
+
+	"github.com/bpfsnap/bpfsnap/internal/safetext"
 )
 
 // TerminalSafe makes a workload-supplied string safe to print on a
@@ -12,7 +13,7 @@ import (
 // Unicode format characters (bidi overrides) are written as escapes, so a
 // process name cannot move the cursor, retitle the window or hide text.
 func TerminalSafe(s string) string {
-	if isPlain(s) {
+	if safetext.PlainASCII(s) {
 		return s
 	}
 	var b strings.Builder
@@ -21,9 +22,9 @@ func TerminalSafe(s string) string {
 		switch {
 		case r == utf8.RuneError && size == 1:
 			fmt.Fprintf(&b, `\x%02x`, s[i])
-		case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0):
+		case r < 0x100 && safetext.Unsafe(r):
 			fmt.Fprintf(&b, `\x%02x`, r)
-		case unicode.Is(unicode.Cf, r):
+		case safetext.Unsafe(r):
 			fmt.Fprintf(&b, `\u%04x`, r)
 		default:
 			b.WriteString(s[i : i+size])
@@ -31,13 +32,4 @@ func TerminalSafe(s string) string {
 		i += size
 	}
 	return b.String()
-}
-
-func isPlain(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x7f {
-			return false
-		}
-	}
-	return true
 }
