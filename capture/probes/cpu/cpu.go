@@ -14,7 +14,13 @@ import (
 )
 
 // New returns the cpu probe set; its flags are bound by BindFlags.
-func New() recorder.ProbeSet { return &cpuProbe{} }
+func New() recorder.ProbeSet {
+	// The defaults live here, not only in BindFlags, so a set made without
+	// flags (the in-process tests, a library user) samples like the CLI.
+	// 99 Hz, as perf's users do: not a multiple of common timer ticks, so
+	// sampling does not lock step with periodic work, and cheap (<1%).
+	return &cpuProbe{freq: 99, unwindFlag: string(recorder.UnwindAuto), stackSize: 8192}
+}
 
 // cpuProbe samples on-CPU stacks with a perf_event program on the software
 // cpu-clock event of every CPU.
@@ -42,11 +48,9 @@ func (*cpuProbe) Name() string  { return "cpu" }
 func (*cpuProbe) Default() bool { return true }
 
 func (c *cpuProbe) BindFlags(fs *pflag.FlagSet) {
-	// 99 Hz, as perf's users do: not a multiple of common timer ticks, so
-	// sampling does not lock step with periodic work, and cheap (<1%).
-	fs.Uint64Var(&c.freq, "freq", 99, "cpu: samples per second per CPU")
-	fs.StringVar(&c.unwindFlag, "unwind", "auto", "cpu: user stack unwinding: auto (CFI where the binary has it, frame pointers elsewhere), fp, dwarf")
-	fs.IntVar(&c.stackSize, "stack-size", 8192, "cpu: bytes of user stack copied per sample for --unwind auto|dwarf (like perf --call-graph dwarf,SIZE)")
+	fs.Uint64Var(&c.freq, "freq", c.freq, "cpu: samples per second per CPU")
+	fs.StringVar(&c.unwindFlag, "unwind", c.unwindFlag, "cpu: user stack unwinding: auto (CFI where the binary has it, frame pointers elsewhere), fp, dwarf")
+	fs.IntVar(&c.stackSize, "stack-size", c.stackSize, "cpu: bytes of user stack copied per sample for --unwind auto|dwarf (like perf --call-graph dwarf,SIZE)")
 	fs.BoolVar(&c.keepStack, "keep-stack-bytes", false, "cpu: also store the raw user stack copies in the archive (they may hold secrets)")
 }
 
