@@ -461,7 +461,11 @@ func main() {
 			PIDs: []uint32{uint32(pid)}, Version: "test", Ready: func() { close(ready) }})
 		done <- err
 	}()
-	<-ready
+	select {
+	case <-ready:
+	case err := <-done: // Run failed before attaching: say why instead of hanging
+		t.Fatalf("capture ended before it was ready: %v", err)
+	}
 	deadline := time.Now().Add(10 * time.Second)
 	var sent int
 	for time.Now().Before(deadline) {
