@@ -1,9 +1,9 @@
 package main
 
 import (
-	"github.com/bpfsnap/bpfsnap/capture/probes/cpu"
 	"unsafe"
 
+	"github.com/bpfsnap/bpfsnap/capture/probes/cpu"
 	"github.com/bpfsnap/bpfsnap/formats"
 )
 

@@ -1,9 +1,9 @@
 package main
 
 import (
-	"github.com/bpfsnap/bpfsnap/capture/probes/mem"
 	"unsafe"
 
+	"github.com/bpfsnap/bpfsnap/capture/probes/mem"
 	"github.com/bpfsnap/bpfsnap/formats"
 )
 
