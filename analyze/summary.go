@@ -22,6 +22,8 @@ type Summary struct {
 	// cpuProfile is the profile the cpu section was made from, kept so
 	// renderers (flame graphs, the report's slices) need no second pass.
 	cpuProfile *CPUProfile
+	// filter is the resolved filter, for renderers that describe it.
+	filter Filter
 }
 
 // CPUProfile returns the filtered CPU profile the summary was made from
@@ -39,18 +41,20 @@ type Options struct {
 	// time slices of the filtered window (CPUProfile.Slices), counted in
 	// the same pass over the samples.
 	Slices int
+	// Sections limits the analyses run; zero runs all of them.
+	Sections Sections
 }
 
 // Analyze runs every analysis that applies to the archive.
 func Analyze(a *formats.Archive, opts Options) (*Summary, error) {
 	m := a.Manifest()
-	s := &Summary{Archive: a.Path(), Manifest: m}
+	s := &Summary{Archive: a.Path(), Manifest: m, filter: opts.Filter}
 	var err error
 	if s.Processes, err = Processes(a); err != nil {
 		return nil, err
 	}
 	s.Warnings = Warnings(m)
-	if a.HasTable(formats.TableCPUSamples) {
+	if opts.Sections.has(SectionCPU) && a.HasTable(formats.TableCPUSamples) {
 		prof, err := LoadCPU(a, opts)
 		if err != nil {
 			return nil, err
@@ -58,11 +62,15 @@ func Analyze(a *formats.Archive, opts Options) (*Summary, error) {
 		s.CPU = prof.Summarize()
 		s.cpuProfile = prof
 	}
-	if s.HTTP, err = HTTP(a, opts, s.Processes); err != nil {
-		return nil, err
+	if opts.Sections.has(SectionHTTP) {
+		if s.HTTP, err = HTTP(a, opts, s.Processes); err != nil {
+			return nil, err
+		}
 	}
-	if s.Mem, err = Mem(a, opts, s.Processes); err != nil {
-		return nil, err
+	if opts.Sections.has(SectionMem) {
+		if s.Mem, err = Mem(a, opts, s.Processes); err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
 }

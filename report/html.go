@@ -26,12 +26,13 @@ var (
 	reportJS string
 )
 
+// DefaultSlices is how many time slices of the window get their own flame
+// graph in the report (selected from the samples-over-time chart): the
+// report's callers ask the analysis for them (analyze.Request.Slices).
+const DefaultSlices = 6
+
 // HTMLOptions configures the HTML report.
 type HTMLOptions struct {
-	Analysis analyze.Options
-	// Slices is how many time slices of the window get their own flame
-	// graph (selected from the samples-over-time chart); 6 when 0.
-	Slices  int
 	Version string
 	// Now stamps the page; time.Now when zero (tests pin it).
 	Now time.Time
@@ -104,20 +105,15 @@ type sliceView struct {
 	Flame template.HTML
 }
 
-// BuildHTMLArchive analyzes one archive for the report: the summary, charts
-// for the worst endpoints, and the flame graphs (whole window and slices).
-func BuildHTMLArchive(a *formats.Archive, opts HTMLOptions) (*HTMLArchive, error) {
-	if opts.Slices <= 0 {
-		opts.Slices = 6
-	}
-	opts.Analysis.Slices = opts.Slices
-	s, err := analyze.Analyze(a, opts.Analysis)
-	if err != nil {
-		return nil, err
-	}
+// BuildHTMLArchive lays out one archive's analysis for the report: the
+// summary, charts for the worst endpoints, and the flame graphs (whole
+// window and the time slices the summary was analyzed with, see
+// DefaultSlices). It runs no analysis of its own.
+func BuildHTMLArchive(s *analyze.Summary) (*HTMLArchive, error) {
+	var err error
 	m := s.Manifest
 	h := &HTMLArchive{
-		Name:     filepath.Base(a.Path()),
+		Name:     filepath.Base(s.Archive),
 		Summary:  s,
 		Start:    m.Window.StartWall.UTC().Format("2006-01-02 15:04:05 UTC"),
 		Duration: m.Window.Duration().Round(time.Millisecond).String(),
@@ -169,7 +165,7 @@ func BuildHTMLArchive(a *formats.Archive, opts HTMLOptions) (*HTMLArchive, error
 		h.Mem = mv
 	}
 	if s.CPU != nil && s.CPU.Samples > 0 {
-		if h.CPU, h.Folded, err = buildCPUView(s, opts); err != nil {
+		if h.CPU, h.Folded, err = buildCPUView(s); err != nil {
 			return nil, err
 		}
 	}
@@ -179,7 +175,7 @@ func BuildHTMLArchive(a *formats.Archive, opts HTMLOptions) (*HTMLArchive, error
 // buildCPUView draws the CPU section from the profile the summary was
 // made from: the whole window and its slices come from one pass over the
 // samples (analyze.Options.Slices), not one pass per graph.
-func buildCPUView(s *analyze.Summary, opts HTMLOptions) (*cpuView, string, error) {
+func buildCPUView(s *analyze.Summary) (*cpuView, string, error) {
 	prof := s.CPUProfile()
 	folded := prof.Folded(analyze.FoldOptions{})
 	var fb bytes.Buffer
@@ -209,7 +205,7 @@ func buildCPUView(s *analyze.Summary, opts HTMLOptions) (*cpuView, string, error
 		v.Slices = append(v.Slices, sliceView{Label: label, Flame: fl})
 	}
 	tl := s.CPU.Timeline
-	v.Timeline = template.HTML(timelineChart(tl.Samples, opts.Slices, 1160, 60, float64(tl.StepNs)/1e9))
+	v.Timeline = template.HTML(timelineChart(tl.Samples, len(prof.Slices), 1160, 60, float64(tl.StepNs)/1e9))
 	return v, fb.String(), nil
 }
 

@@ -1,7 +1,7 @@
 package main
 
 import (
-	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 
@@ -38,30 +38,18 @@ func newExportCmd() *cobra.Command {
 					return errNoOutput
 				}
 			}
-			in, err := loadCPU(args[0], &flags)
+			s, err := analyze.Load(args[0], flags.request(analyze.SectionCPU))
 			if err != nil {
+				return err
+			}
+			if _, err := s.RequireCPU(); err != nil {
 				return err
 			}
 			w, finish, err := openOutput(cmd, out)
 			if err != nil {
 				return err
 			}
-			switch format {
-			case "pprof":
-				start, d := in.slice()
-				err = report.WritePprof(w, in.profile, report.PprofOptions{Start: start, Duration: d})
-			case "folded":
-				err = analyze.WriteFolded(w, in.profile.Folded(analyze.FoldOptions{}))
-			case "json":
-				doc := struct {
-					Archive string                `json:"archive"`
-					CPU     *analyze.CPUSummary   `json:"cpu"`
-					Folded  []analyze.FoldedStack `json:"folded"`
-				}{in.path, in.profile.Summarize(), in.profile.Folded(analyze.FoldOptions{})}
-				enc := json.NewEncoder(w)
-				enc.SetIndent("", "  ")
-				err = enc.Encode(doc)
-			}
+			err = report.WriteCPUExport(w, s, format)
 			return finish(err)
 		},
 	}
@@ -70,3 +58,5 @@ func newExportCmd() *cobra.Command {
 	cmd.Flags().StringVar(&format, "format", "pprof", "pprof, folded or json")
 	return cmd
 }
+
+var errNoOutput = errors.New("refusing to write a binary profile to a terminal: use -o FILE")

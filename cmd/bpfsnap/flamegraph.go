@@ -1,9 +1,6 @@
 package main
 
 import (
-	"fmt"
-	"path/filepath"
-
 	"github.com/spf13/cobra"
 
 	"github.com/bpfsnap/bpfsnap/analyze"
@@ -32,27 +29,18 @@ kernel frames suffixed _[k]) for other tools.`,
 			"  bpfsnap flamegraph incident.bpfsnap --folded > cpu.folded",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			in, err := loadCPU(args[0], &flags)
+			s, err := analyze.Load(args[0], flags.request(analyze.SectionCPU))
 			if err != nil {
 				return err
 			}
-			stacks := in.profile.Folded(analyze.FoldOptions{WithPID: perPID})
+			if _, err := s.RequireCPU(); err != nil {
+				return err
+			}
 			w, finish, err := openOutput(cmd, out)
 			if err != nil {
 				return err
 			}
-			if folded {
-				err = analyze.WriteFolded(w, stacks)
-			} else {
-				if title == "" {
-					title = "CPU flame graph: " + filepath.Base(in.path)
-				}
-				err = report.WriteFlameGraph(w, report.FlameTreeFromFolded(stacks), report.FlameOptions{
-					Title:    title,
-					Subtitle: subtitle(in),
-					MinWidth: minWide,
-				})
-			}
+			err = report.WriteCPUFlameGraph(w, s, report.CPUFlameOptions{Folded: folded, PerPID: perPID, Title: title, MinWidth: minWide})
 			return finish(err)
 		},
 	}
@@ -64,15 +52,4 @@ kernel frames suffixed _[k]) for other tools.`,
 	f.StringVar(&title, "title", "", "title of the graph")
 	f.Float64Var(&minWide, "min-width", 0.1, "omit frames narrower than this many pixels")
 	return cmd
-}
-
-// subtitle describes the samples drawn: how many, from which host and slice.
-func subtitle(in *cpuInput) string {
-	start, d := in.slice()
-	s := fmt.Sprintf("%d samples on %s, %s from %s", in.profile.Samples, in.manifest.Host,
-		d.Round(1e6), start.UTC().Format("2006-01-02 15:04:05 MST"))
-	if filtered(in.opts.Filter) {
-		s += " (" + describeFilter(in.opts.Filter) + ")"
-	}
-	return s
 }

@@ -5,7 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/bpfsnap/bpfsnap/formats"
+	"github.com/bpfsnap/bpfsnap/analyze"
 	"github.com/bpfsnap/bpfsnap/report"
 )
 
@@ -24,19 +24,15 @@ folded stacks and JSON summary. It opens offline in any current browser.`,
 		Example: "  bpfsnap report incident.bpfsnap -o incident.html\n  bpfsnap report node-a.bpfsnap node-b.bpfsnap -o incident.html",
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			req := flags.request(analyze.AllSections)
+			req.Slices = report.DefaultSlices
 			var parts []*report.HTMLArchive
 			for _, path := range args {
-				a, err := formats.Open(path)
+				s, err := analyze.Load(path, req)
 				if err != nil {
 					return err
 				}
-				opts, err := flags.options(a)
-				if err != nil {
-					a.Close()
-					return err
-				}
-				part, err := report.BuildHTMLArchive(a, report.HTMLOptions{Analysis: opts, Version: version})
-				a.Close()
+				part, err := report.BuildHTMLArchive(s)
 				if err != nil {
 					return err
 				}
