@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -38,19 +39,9 @@ func newExportCmd() *cobra.Command {
 					return errNoOutput
 				}
 			}
-			s, err := analyze.Load(args[0], flags.request(analyze.SectionCPU))
-			if err != nil {
-				return err
-			}
-			if _, err := s.RequireCPU(); err != nil {
-				return err
-			}
-			w, finish, err := openOutput(cmd, out)
-			if err != nil {
-				return err
-			}
-			err = report.WriteCPUExport(w, s, format)
-			return finish(err)
+			return writeCPU(cmd, args[0], out, &flags, func(w io.Writer, s *analyze.Summary) error {
+				return report.WriteCPUExport(w, s, format)
+			})
 		},
 	}
 	flags.bind(cmd)

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"io"
+
 	"github.com/spf13/cobra"
 
 	"github.com/bpfsnap/bpfsnap/analyze"
@@ -29,19 +31,9 @@ kernel frames suffixed _[k]) for other tools.`,
 			"  bpfsnap flamegraph incident.bpfsnap --folded > cpu.folded",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := analyze.Load(args[0], flags.request(analyze.SectionCPU))
-			if err != nil {
-				return err
-			}
-			if _, err := s.RequireCPU(); err != nil {
-				return err
-			}
-			w, finish, err := openOutput(cmd, out)
-			if err != nil {
-				return err
-			}
-			err = report.WriteCPUFlameGraph(w, s, report.CPUFlameOptions{Folded: folded, PerPID: perPID, Title: title, MinWidth: minWide})
-			return finish(err)
+			return writeCPU(cmd, args[0], out, &flags, func(w io.Writer, s *analyze.Summary) error {
+				return report.WriteCPUFlameGraph(w, s, report.CPUFlameOptions{Folded: folded, PerPID: perPID, Title: title, MinWidth: minWide})
+			})
 		},
 	}
 	flags.bind(cmd)

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 
 	"github.com/spf13/cobra"
+
+	"github.com/bpfsnap/bpfsnap/analyze"
 )
 
 // openOutput returns where a verb writes: standard output when path is
@@ -35,4 +37,22 @@ func openOutput(cmd *cobra.Command, path string) (io.Writer, func(error) error, 
 		return err
 	}
 	return f, finish, nil
+}
+
+// writeCPU is the path of the verbs that draw one archive's CPU profile:
+// load it (CPU section only), refuse an archive or filter without samples
+// before creating the output file, then render into path.
+func writeCPU(cmd *cobra.Command, archive, path string, flags *analysisFlags, render func(io.Writer, *analyze.Summary) error) error {
+	s, err := analyze.Load(archive, flags.request(analyze.SectionCPU))
+	if err != nil {
+		return err
+	}
+	if _, err := s.RequireCPU(); err != nil {
+		return err
+	}
+	w, finish, err := openOutput(cmd, path)
+	if err != nil {
+		return err
+	}
+	return finish(render(w, s))
 }
