@@ -21,7 +21,7 @@ func aloneHTTP(w *formats.Writer) func(int) error {
 			return fmt.Errorf("synthetic HTTP heads do not parse")
 		}
 		path, cut := httpparse.CleanTarget(r.Target, false)
-		return t.Write(formats.HTTPRequest{RequestNs: uint64(i) * 20_000, ResponseNs: uint64(i)*20_000 + 50_000, PID: 4242, TID: 4242, CgroupID: 777,
+		return t.Write(formats.HTTPRequest{RequestNs: uint64(i) * 20_000, ResponseNs: uint64(i)*20_000 + 50_000, ResponseEndNs: uint64(i)*20_000 + 60_000, PID: 4242, TID: 4242, CgroupID: 777,
 			Role: formats.RoleServer, Method: r.Method, Path: path, PathTruncated: cut, Status: uint32(st), LocalAddr: "127.0.0.1:8080",
 			RemoteAddr: "127.0.0.1:" + fmt.Sprint(40000+i%1000), Connection: uint64(i / 100), RequestBytes: -1, ResponseBytes: httpparse.ContentLength(resp)})
 	}

@@ -4,7 +4,6 @@ package capture
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -49,22 +48,34 @@ func waitListening(t *testing.T, port int) {
 	})
 }
 
+// clientTimes are a client's own figures for the requests of one path, in
+// ms: time to the response's first byte and to its last.
+type clientTimes struct {
+	ttfb, total []float64
+}
+
+func (c *clientTimes) count() int {
+	if c == nil {
+		return 0
+	}
+	return len(c.total)
+}
+
 // clientLoad sends n requests to each path from workers goroutines, each
 // over its own keep-alive connection (or a new connection per request when
 // the server closes them), and records the client's latency of each: from
-// writing the request to reading the response's first byte, the same
-// definition bpfsnap uses, measured with as little client machinery as
-// possible (raw sockets, no HTTP library).
-func clientLoad(t *testing.T, port, n, workers int, paths ...string) map[string][]float64 {
+// writing the request to the response's first byte and to its last, the
+// definitions bpfsnap uses, measured with as little client machinery as
+// possible (raw sockets, no HTTP library timing).
+func clientLoad(t *testing.T, port, n, workers int, paths ...string) map[string]*clientTimes {
 	var mu sync.Mutex
-	out := map[string][]float64{}
+	out := map[string]*clientTimes{}
 	var wg sync.WaitGroup
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			var conn net.Conn
-			var br *bufio.Reader
 			defer func() {
 				if conn != nil {
 					conn.Close()
@@ -78,19 +89,25 @@ func clientLoad(t *testing.T, port, n, workers int, paths ...string) map[string]
 							t.Errorf("dial: %v", err)
 							return
 						}
-						conn, br = c, bufio.NewReader(c)
+						conn = c
 					}
-					ms, keep, err := rawGet(conn, br, p)
+					r, err := rawGet(conn, p)
 					if err != nil {
 						t.Errorf("GET %s: %v", p, err)
 						return
 					}
-					if !keep {
+					if !r.keep {
 						conn.Close()
 						conn = nil
 					}
 					mu.Lock()
-					out[p] = append(out[p], ms)
+					ct := out[p]
+					if ct == nil {
+						ct = &clientTimes{}
+						out[p] = ct
+					}
+					ct.ttfb = append(ct.ttfb, r.ttfb)
+					ct.total = append(ct.total, r.total)
 					mu.Unlock()
 				}
 			}
@@ -100,58 +117,87 @@ func clientLoad(t *testing.T, port, n, workers int, paths ...string) map[string]
 	return out
 }
 
+// timedReader reads a socket with recvmsg and keeps the kernel's receive
+// timestamp (SO_TIMESTAMPNS) of the first and the last read, so the
+// client's figures do not include its own wake-up delays on this busy
+// 2-core machine.
+type timedReader struct {
+	raw         syscall.RawConn
+	buf, oob    []byte
+	first, last time.Time
+}
+
+func (r *timedReader) Read(p []byte) (int, error) {
+	var n, oobn int
+	var serr error
+	rerr := r.raw.Read(func(fd uintptr) bool {
+		n, oobn, _, _, serr = unix.Recvmsg(int(fd), p, r.oob, 0)
+		return serr != unix.EAGAIN
+	})
+	if rerr != nil {
+		return 0, rerr
+	}
+	if serr != nil {
+		return 0, serr
+	}
+	if n == 0 {
+		return 0, io.EOF
+	}
+	rx := time.Now()
+	msgs, _ := unix.ParseSocketControlMessage(r.oob[:oobn])
+	for _, m := range msgs {
+		if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SO_TIMESTAMPNS && len(m.Data) >= 16 {
+			ts := (*unix.Timespec)(unsafe.Pointer(&m.Data[0]))
+			// The kernel enables receive timestamps lazily (a deferred
+			// static key), so the first reads after enabling may come
+			// without one: then the time of the read stands in.
+			rx = time.Unix(ts.Sec, ts.Nsec)
+		}
+	}
+	if r.first.IsZero() {
+		r.first = rx
+	}
+	r.last = rx
+	return n, nil
+}
+
+type getResult struct {
+	ttfb, total float64 // ms
+	keep        bool    // the connection stays open
+}
+
 // rawGet sends one GET and reads the whole response; it returns the time
-// from just before the write to the kernel's receive timestamp of the
-// response's first segment (SO_TIMESTAMPNS), so the client's figure does
-// not include its own wake-up delay on this busy 2-core machine; and
-// whether the connection stays open.
-func rawGet(conn net.Conn, _ *bufio.Reader, path string) (float64, bool, error) {
+// from just before the write to the receive timestamps of the response's
+// first and last bytes.
+func rawGet(conn net.Conn, path string) (getResult, error) {
 	conn.SetDeadline(time.Now().Add(10 * time.Second))
 	raw, err := conn.(*net.TCPConn).SyscallConn()
 	if err != nil {
-		return 0, false, err
+		return getResult{}, err
 	}
 	var serr error
 	raw.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1) })
 	if serr != nil {
-		return 0, false, serr
+		return getResult{}, serr
 	}
 	req := "GET " + path + " HTTP/1.1\r\nHost: test\r\nUser-Agent: bpfsnap-test\r\n\r\n"
 	start := time.Now()
 	if _, err := io.WriteString(conn, req); err != nil {
-		return 0, false, err
+		return getResult{}, err
 	}
-	buf, oob := make([]byte, 64*1024), make([]byte, 256)
-	var n, oobn int
-	var rx time.Time
-	rerr := raw.Read(func(fd uintptr) bool {
-		n, oobn, _, _, serr = unix.Recvmsg(int(fd), buf, oob, 0)
-		return serr != unix.EAGAIN
-	})
-	if rerr != nil || serr != nil || n == 0 {
-		return 0, false, fmt.Errorf("recvmsg: %v %v (%d bytes)", rerr, serr, n)
-	}
-	msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
-	for _, m := range msgs {
-		if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SO_TIMESTAMPNS && len(m.Data) >= 16 {
-			ts := (*unix.Timespec)(unsafe.Pointer(&m.Data[0]))
-			rx = time.Unix(ts.Sec, ts.Nsec)
-		}
-	}
-	if rx.IsZero() {
-		// The kernel enables receive timestamps lazily (a deferred static
-		// key), so the first responses after enabling may come without
-		// one: fall back to the time we read it.
-		rx = time.Now()
-	}
-	ms := float64(rx.UnixNano()-start.UnixNano()) / 1e6
-	resp, err := http.ReadResponse(bufio.NewReader(io.MultiReader(bytes.NewReader(buf[:n]), conn)), nil)
+	tr := &timedReader{raw: raw, oob: make([]byte, 256)}
+	// A small buffer: the reads follow the segments, and the last one is
+	// the read that completes the body.
+	resp, err := http.ReadResponse(bufio.NewReaderSize(tr, 16), nil)
 	if err != nil {
-		return 0, false, err
+		return getResult{}, err
 	}
-	io.Copy(io.Discard, resp.Body)
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return getResult{}, err
+	}
 	resp.Body.Close()
-	return ms, !resp.Close, nil
+	ms := func(t time.Time) float64 { return float64(t.UnixNano()-start.UnixNano()) / 1e6 }
+	return getResult{ttfb: ms(tr.first), total: ms(tr.last), keep: !resp.Close}, nil
 }
 
 // captureHTTP records the http probe set on server pid while load runs.
@@ -211,8 +257,9 @@ func openHTTP(t *testing.T, path string) *analyze.HTTPSummary {
 }
 
 // compareWithClient checks bpfsnap's server-side view of each path against
-// the client's: every request counted, p50 and p99 within 5% or 0.5 ms.
-func compareWithClient(t *testing.T, path string, serverPID int, client map[string][]float64) {
+// the client's: every request counted; p50 and p99 within 5% or 0.5 ms,
+// end to end (to the response's last byte) and to the first byte.
+func compareWithClient(t *testing.T, path string, serverPID int, client map[string]*clientTimes) {
 	t.Helper()
 	h := openHTTP(t, path)
 	got := map[string]analyze.HTTPEndpoint{}
@@ -223,22 +270,28 @@ func compareWithClient(t *testing.T, path string, serverPID int, client map[stri
 		}
 		got[e.Route] = e
 	}
-	for p, lat := range client {
-		sort.Float64s(lat)
+	for p, ct := range client {
+		sort.Float64s(ct.total)
+		sort.Float64s(ct.ttfb)
 		e, ok := got[analyze.NormalizeRoute(p)]
 		if !ok {
 			t.Errorf("%s: not seen; endpoints: %+v", p, h.Endpoints)
 			continue
 		}
-		cp50, cp99 := analyze.Quantile(lat, 0.5), analyze.Quantile(lat, 0.99)
-		t.Logf("%s: client n=%d p50 %.3f p99 %.3f ms | bpfsnap n=%d p50 %.3f p99 %.3f ms (pid %d)", p, len(lat), cp50, cp99, e.Count, e.P50, e.P99, e.PID)
-		if e.Count != int64(len(lat)) {
-			t.Errorf("%s: bpfsnap counted %d requests, the client sent %d", p, e.Count, len(lat))
+		cp50, cp99 := analyze.Quantile(ct.total, 0.5), analyze.Quantile(ct.total, 0.99)
+		tp50, tp99 := analyze.Quantile(ct.ttfb, 0.5), analyze.Quantile(ct.ttfb, 0.99)
+		t.Logf("%s: client n=%d p50 %.3f p99 %.3f ms (ttfb %.3f %.3f) | bpfsnap n=%d p50 %.3f p99 %.3f ms (ttfb %.3f %.3f) (pid %d)",
+			p, ct.count(), cp50, cp99, tp50, tp99, e.Count, e.P50, e.P99, e.TTFBP50, e.TTFBP99, e.PID)
+		if e.Count != int64(ct.count()) {
+			t.Errorf("%s: bpfsnap counted %d requests, the client sent %d", p, e.Count, ct.count())
+		}
+		if e.Protocol != formats.ProtocolHTTP1 {
+			t.Errorf("%s: protocol %q", p, e.Protocol)
 		}
 		for _, q := range []struct {
 			name       string
 			ours, them float64
-		}{{"p50", e.P50, cp50}, {"p99", e.P99, cp99}} {
+		}{{"p50", e.P50, cp50}, {"p99", e.P99, cp99}, {"ttfb p50", e.TTFBP50, tp50}, {"ttfb p99", e.TTFBP99, tp99}} {
 			if d := math.Abs(q.ours - q.them); d > 0.5 && d > 0.05*q.them {
 				t.Errorf("%s %s: bpfsnap %.3f ms, client %.3f ms", p, q.name, q.ours, q.them)
 			}
@@ -249,6 +302,9 @@ func compareWithClient(t *testing.T, path string, serverPID int, client map[stri
 	}
 	if h.Unanswered != 0 {
 		t.Errorf("%d requests without response", h.Unanswered)
+	}
+	if h.EndUnknown != 0 {
+		t.Errorf("%d responses without their last byte", h.EndUnknown)
 	}
 }
 
@@ -305,7 +361,7 @@ func TestHTTPGoServer(t *testing.T) {
 	bin := buildGo(t, goServerSrc)
 	port := freePort(t)
 	pid := startServer(t, exec.Command(bin, fmt.Sprint(port)), port)
-	var client map[string][]float64
+	var client map[string]*clientTimes
 	path := captureHTTP(t, pid, func() { client = clientLoad(t, port, 400, 2, "/fast", "/slow/12345", "/fail") })
 	compareWithClient(t, path, pid, client)
 	a, _ := formats.Open(path)
@@ -334,7 +390,7 @@ http { access_log off; client_body_temp_path %[1]s; proxy_temp_path %[1]s; fastc
 `, dir, port)
 	os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o644)
 	pid := startServer(t, exec.Command(nginx, "-c", filepath.Join(dir, "nginx.conf"), "-p", dir), port)
-	var client map[string][]float64
+	var client map[string]*clientTimes
 	path := captureHTTP(t, pid, func() { client = clientLoad(t, port, 400, 2, "/index.html", "/missing") })
 	compareWithClient(t, path, pid, client)
 }
@@ -347,7 +403,7 @@ func TestHTTPPython(t *testing.T) {
 	port := freePort(t)
 	cmd := exec.Command(py, "-m", "http.server", fmt.Sprint(port), "--bind", "127.0.0.1", "--directory", dir)
 	pid := startServer(t, cmd, port)
-	var client map[string][]float64
+	var client map[string]*clientTimes
 	// http.server closes each connection (HTTP/1.0): new connection per request.
 	path := captureHTTP(t, pid, func() { client = clientLoad(t, port, 100, 2, "/a.txt", "/nothing/7") })
 	compareWithClient(t, path, pid, client)
@@ -366,7 +422,7 @@ http.createServer((req, res) => {
 `
 	os.WriteFile(filepath.Join(dir, "srv.js"), []byte(js), 0o644)
 	pid := startServer(t, exec.Command(node, filepath.Join(dir, "srv.js"), fmt.Sprint(port)), port)
-	var client map[string][]float64
+	var client map[string]*clientTimes
 	path := captureHTTP(t, pid, func() { client = clientLoad(t, port, 400, 2, "/fast", "/slow/99") })
 	compareWithClient(t, path, pid, client)
 }
@@ -470,7 +526,7 @@ func main() {
 	var sent int
 	for time.Now().Before(deadline) {
 		load := clientLoad(t, port, 40, 2, "/deep", "/panic")
-		sent += len(load["/deep"]) + len(load["/panic"])
+		sent += load["/deep"].count() + load["/panic"].count()
 	}
 	time.Sleep(300 * time.Millisecond)
 	cancel()

@@ -10,7 +10,7 @@ import (
 // FormatVersion is bumped whenever a reader of the previous version would
 // misread an archive written by this one. Adding a table or a column does not
 // bump it; readers ignore what they do not know.
-const FormatVersion = 1
+const FormatVersion = 2
 
 // ManifestName is the name of the manifest entry inside an archive.
 const ManifestName = "manifest.json"
