@@ -37,17 +37,17 @@ const (
 // HTTPEndpoint aggregates one process × role × method × route. Percentiles
 // are exact: computed over every request's latency.
 type HTTPEndpoint struct {
-	PID     uint32           `json:"pid"`
-	Process string           `json:"process"`
-	Role    string           `json:"role"`
-	Method  string           `json:"method"`
-	Route   string           `json:"route"`
-	Count   int64            `json:"count"`
-	Errors  int64            `json:"errors"` // 5xx
+	PID     uint32 `json:"pid"`
+	Process string `json:"process"`
+	Role    string `json:"role"`
+	Method  string `json:"method"`
+	Route   string `json:"route"`
+	Count   int64  `json:"count"`
+	Errors  int64  `json:"errors"` // 5xx
 	// Protocol is "http1" (later also "http2", "grpc"); empty in archives
 	// of format version 1.
-	Protocol string `json:"protocol"`
-	Status  map[string]int64 `json:"status"`
+	Protocol string           `json:"protocol"`
+	Status   map[string]int64 `json:"status"`
 	// RateRPS is the count over the whole window (or filtered range);
 	// BusyRPS is the count over the span the endpoint was seen, first
 	// request start to last response end, which is the rate a burst
