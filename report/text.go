@@ -24,15 +24,24 @@ func WriteSummaryText(out io.Writer, s *analyze.Summary) {
 		fmt.Fprintf(out, "warning: %s\n", safe(w))
 	}
 	if h := s.HTTP; h != nil {
-		fmt.Fprintf(out, "\nHTTP: %d requests (%d unanswered at the end of the window), slowest p99 first\n", h.Requests, h.Unanswered)
+		fmt.Fprintf(out, "\nHTTP: %d requests (%d unanswered at the end of the window", h.Requests, h.Unanswered)
+		if h.EndUnknown > 0 {
+			fmt.Fprintf(out, ", %d without their response's last byte", h.EndUnknown)
+		}
+		fmt.Fprintln(out, "), slowest p99 first")
+		if h.Measure == analyze.MeasureFirstByte {
+			fmt.Fprintln(out, "latency: to the response's first byte (this archive's recorder saw no more)")
+		} else {
+			fmt.Fprintln(out, "latency: request's first byte to response's last byte; ttfb: to its first byte; busy: the rate over the span the endpoint was seen")
+		}
 		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "count\terr\trps\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\tmax ms\t  role method route (process)")
+		fmt.Fprintln(tw, "count\terr\trps\tbusy\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\tmax ms\tttfb p50\tttfb p99\t  role method route (process)")
 		for i, e := range h.Endpoints {
 			if i == 20 {
 				break
 			}
-			fmt.Fprintf(tw, "%d\t%d\t%.1f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t  %s %s %s (%s [%d])\n", e.Count, e.Errors, e.RateRPS,
-				e.P50, e.P90, e.P99, e.P999, e.Max, e.Role, safe(e.Method), safe(e.Route), safe(e.Process), e.PID)
+			fmt.Fprintf(tw, "%d\t%d\t%.1f\t%.1f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t  %s %s %s (%s [%d])\n", e.Count, e.Errors, e.RateRPS, e.BusyRPS,
+				e.P50, e.P90, e.P99, e.P999, e.Max, e.TTFBP50, e.TTFBP99, e.Role, safe(e.Method), safe(e.Route), safe(e.Process), e.PID)
 		}
 		tw.Flush()
 	}
