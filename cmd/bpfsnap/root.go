@@ -61,6 +61,7 @@ percentiles, flame graphs, leak reports and a self-contained HTML report.`,
 		newReportCmd(),
 		newRecoverCmd(),
 		newDoctorCmd(),
+		newTriggerCmd(),
 		newVersionCmd(),
 	)
 	return root
