@@ -1,0 +1,235 @@
+//go:build linux
+
+package capture
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/bpfsnap/bpfsnap/analyze"
+	"github.com/bpfsnap/bpfsnap/formats"
+	"github.com/bpfsnap/bpfsnap/internal/testenv"
+)
+
+// Code without frame pointers (distribution libcrypto, libpython) and JIT
+// stubs without CFI (CPython's -X perf trampolines) under the default
+// `capture -p cpu` (--unwind auto): no stack holds a run of made-up frames,
+// and most stacks reach their thread's root.
+
+// threadRoots are the outermost functions of a thread's stack; nginx is
+// stripped, so its _start shows as libc's start-up function.
+var threadRoots = map[string]bool{"_start": true, "__libc_start_main": true, "__libc_start_call_main": true,
+	"clone": true, "clone3": true, "start_thread": true, "runtime.goexit": true}
+
+// stackShape sums what the tests judge over a capture's CPU stacks.
+type stackShape struct {
+	samples, rooted, withRun int64
+	longestRun               int
+	example                  string // a stack with a run, for the failure message
+}
+
+// maxUnknownRun is the longest run of frames without a module the tests
+// accept: a run of 8 is the tower of placeholders this guards against.
+const maxUnknownRun = 7
+
+func shapeOf(lines []analyze.FoldedStack, process string) stackShape {
+	var s stackShape
+	for _, l := range lines {
+		if len(l.Frames) == 0 || l.Frames[0] != process {
+			continue
+		}
+		s.samples += int64(l.Count)
+		user := userFrames(l.Frames[1:])
+		for i := 0; i < 3 && i < len(user); i++ {
+			if threadRoots[user[i]] {
+				s.rooted += int64(l.Count)
+				break
+			}
+		}
+		run := 0
+		for _, f := range l.Frames {
+			if strings.HasPrefix(f, "[unknown]") || strings.HasSuffix(f, "+0x0") {
+				run++
+			} else {
+				run = 0
+			}
+			if run > s.longestRun {
+				s.longestRun = run
+			}
+			if run == maxUnknownRun+1 {
+				s.withRun += int64(l.Count)
+				s.example = strings.Join(l.Frames, ";")
+			}
+		}
+	}
+	return s
+}
+
+// rootedShare is the manifest's share of user stacks that reached a
+// thread root (cpu probe details).
+func rootedShare(t *testing.T, man *formats.Manifest) (walks, complete uint64) {
+	t.Helper()
+	d := probeDetails(man.Probes, "cpu")
+	walks, err1 := strconv.ParseUint(d["unwind.walks"], 10, 64)
+	complete, err2 := strconv.ParseUint(d["unwind.complete"], 10, 64)
+	if err1 != nil || err2 != nil || walks == 0 {
+		t.Fatalf("cpu probe details lack the walk counts: %v", d)
+	}
+	return walks, complete
+}
+
+// checkShape applies the done-when of issue 24 to one process's stacks.
+func checkShape(t *testing.T, name string, s stackShape, man *formats.Manifest, minSamples int64) {
+	t.Helper()
+	walks, complete := rootedShare(t, man)
+	t.Logf("%s: %d samples, %d reach a thread root by name, longest run of unknown frames %d; manifest: %d of %d walks complete; drops %v",
+		name, s.samples, s.rooted, s.longestRun, complete, walks, man.Drops)
+	if s.samples < minSamples {
+		t.Fatalf("only %d samples of %s", s.samples, name)
+	}
+	if s.withRun > 0 {
+		t.Errorf("%d samples have a run of more than %d unknown frames, e.g. %s", s.withRun, maxUnknownRun, s.example)
+	}
+	if float64(s.rooted) < 0.8*float64(s.samples) {
+		t.Errorf("%d of %d samples reach a thread root, want >= 80%%", s.rooted, s.samples)
+	}
+	if float64(complete) < 0.8*float64(walks) {
+		t.Errorf("the manifest says %d of %d walks reached a thread root, want >= 80%%", complete, walks)
+	}
+	requireIncompleteCounted(t, man, 0)
+}
+
+// runCPUCapture runs `capture -p cpu` (default unwinding, 499 Hz for
+// enough samples in a short test) with o while during runs (or until the
+// command exits), and returns the archive's folded stacks and manifest.
+func runCPUCapture(t *testing.T, o Options, during func()) ([]analyze.FoldedStack, *formats.Manifest) {
+	t.Helper()
+	sets := NewProbeSets()
+	fs := pflag.NewFlagSet("capture", pflag.ContinueOnError)
+	for _, s := range sets {
+		s.BindFlags(fs)
+	}
+	if err := fs.Parse([]string{"--freq", "499"}); err != nil {
+		t.Fatal(err)
+	}
+	o.Output = filepath.Join(t.TempDir(), "cpu.bpfsnap")
+	o.Probes, o.Sets, o.Version = []string{"cpu"}, sets, "test"
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready, done := make(chan struct{}), make(chan error, 1)
+	o.Ready = func() { close(ready) }
+	go func() {
+		_, err := Run(ctx, o)
+		done <- err
+	}()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("capture ended before it was ready: %v", err)
+	}
+	if during != nil {
+		during()
+		cancel()
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	lines, _, man := foldedOf(t, o.Output)
+	return lines, man
+}
+
+// nginx from the distribution (no frame pointers) doing TLS handshakes
+// with OpenSSL 3, one new connection per request: the CPU goes to
+// libcrypto's RSA and elliptic-curve code, whose frames have CFI but no
+// frame pointer; rbp there holds data, which a frame-pointer walk turns into
+// dozens of [unknown] frames.
+func TestUnwindNginxTLSHandshakes(t *testing.T) {
+	testenv.RequireBPF(t)
+	nginx := testenv.RequireTool(t, "nginx")
+	openssl := testenv.RequireTool(t, "openssl")
+	dir := t.TempDir()
+	if out, err := exec.Command(openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+		"-keyout", filepath.Join(dir, "key.pem"), "-out", filepath.Join(dir, "cert.pem")).CombinedOutput(); err != nil {
+		t.Fatalf("openssl req: %v\n%s", err, out)
+	}
+	port := freePort(t)
+	conf := fmt.Sprintf(`daemon off; master_process on; worker_processes 1; pid %[1]s/nginx.pid; error_log %[1]s/error.log;
+events { worker_connections 256; }
+http { access_log off; client_body_temp_path %[1]s; proxy_temp_path %[1]s; fastcgi_temp_path %[1]s; uwsgi_temp_path %[1]s; scgi_temp_path %[1]s;
+  server { listen 127.0.0.1:%[2]d ssl; ssl_certificate %[1]s/cert.pem; ssl_certificate_key %[1]s/key.pem; root %[1]s; } }
+`, dir, port)
+	os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o644)
+	master := startServer(t, exec.Command(nginx, "-c", filepath.Join(dir, "nginx.conf"), "-p", dir), port)
+	t.Cleanup(func() {
+		syscall.Kill(master, syscall.SIGTERM)
+		for i := 0; i < 50 && syscall.Kill(master, 0) == nil; i++ {
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+	load := func() {
+		// A new TLS session per connection: every connection is a full
+		// handshake (RSA signature, ECDHE).
+		out, err := exec.Command(openssl, "s_time", "-connect", fmt.Sprintf("127.0.0.1:%d", port), "-new", "-time", "4").CombinedOutput()
+		if err != nil {
+			t.Errorf("openssl s_time: %v\n%s", err, out)
+		}
+		t.Logf("load: %s", strings.TrimSpace(lastLine(out)))
+	}
+	lines, man := runCPUCapture(t, Options{Duration: time.Minute, PIDs: []uint32{uint32(master)}}, load)
+	checkShape(t, "nginx", shapeOf(lines, "nginx"), man, 500)
+}
+
+// CPython 3.12 under -X perf calls every Python function through a
+// trampoline it copies into anonymous memory (sub $8,%rsp; call *%rcx; add
+// $8,%rsp; ret): no CFI and no frame pointer there, and libpython has no
+// frame pointers either.
+func TestUnwindPython312PerfTrampolines(t *testing.T) {
+	testenv.RequireBPF(t)
+	python := testenv.RequireTool(t, "/root/.pyenv/versions/3.12.1/bin/python3")
+	script := filepath.Join(t.TempDir(), "busy.py")
+	os.WriteFile(script, []byte(`import sys, time
+def inner(n):
+    s = 0
+    for i in range(n):
+        s += i * i % 7
+    return s
+def outer(deadline):
+    t = 0
+    while time.time() < deadline:
+        t += inner(20000)
+    return t
+outer(time.time() + float(sys.argv[1]))
+`), 0o644)
+	lines, man := runCPUCapture(t, Options{Duration: time.Minute, Command: []string{python, "-X", "perf", script, "3"}}, nil)
+	s := shapeOf(lines, "python3")
+	checkShape(t, "python3", s, man, 300)
+	// The trampolines are on the stacks (the walk went through them): the
+	// eval loop's frame under an anonymous one under the evaluator.
+	var through int64
+	for _, l := range lines {
+		for i := 0; i+2 < len(l.Frames); i++ {
+			if l.Frames[i] == "py_trampoline_evaluator" && l.Frames[i+2] == "_PyEval_EvalFrameDefault" {
+				through += int64(l.Count)
+				break
+			}
+		}
+	}
+	if float64(through) < 0.5*float64(s.samples) {
+		t.Errorf("only %d of %d samples went through a -X perf trampoline", through, s.samples)
+	}
+}
+
+func lastLine(b []byte) string {
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return lines[len(lines)-1]
+}
