@@ -233,3 +233,93 @@ func lastLine(b []byte) string {
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 	return lines[len(lines)-1]
 }
+
+// goDeepSource recurses 100 frames of ~300 bytes (30 KiB of stack, beyond
+// the 16 KiB copy) into a CPU-bound leaf, on a goroutine.
+const goDeepSource = `package main
+
+import (
+	"os"
+	"strconv"
+	"time"
+)
+
+//go:noinline
+func spin(n int) int {
+	s := 0
+	for i := 0; i < n; i++ {
+		s += i * i % 7
+	}
+	return s
+}
+
+//go:noinline
+func deep(d, n int) int {
+	var pad [256]byte
+	pad[d%256] = byte(d)
+	if d == 0 {
+		return spin(n) + int(pad[0])
+	}
+	return deep(d-1, n) + int(pad[1])
+}
+
+func main() {
+	secs, _ := strconv.Atoi(os.Args[1])
+	end := time.Now().Add(time.Duration(secs) * time.Second)
+	done := make(chan int)
+	go func() {
+		t := 0
+		for time.Now().Before(end) {
+			t += deep(100, 100000)
+		}
+		done <- t
+	}()
+	<-done
+}
+`
+
+// Go code under --unwind auto: its CFI (.debug_frame) or, stripped
+// (-ldflags=-s -w), its frame pointers, checked. The stack is deeper than
+// the copied window, so the walk goes on with the kernel's frame-pointer
+// walk, joined at the right frame although recursion repeats the same
+// return address; goroutines end at runtime.goexit, a thread root.
+func TestUnwindGoDeepStacks(t *testing.T) {
+	testenv.RequireBPF(t)
+	goTool := testenv.RequireTool(t, "go")
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "main.go"), []byte(goDeepSource), 0o644)
+	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module deep\n\ngo 1.22\n"), 0o644)
+	for _, build := range []struct{ name, ldflags string }{{"deep", ""}, {"deepstrip", "-s -w"}} {
+		t.Run(build.name, func(t *testing.T) {
+			cmd := exec.Command(goTool, "build", "-ldflags="+build.ldflags, "-o", build.name, ".")
+			cmd.Dir = dir
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("go build: %v\n%s", err, out)
+			}
+			lines, man := runCPUCapture(t, Options{Duration: time.Minute, Command: []string{filepath.Join(dir, build.name), "2"}}, nil)
+			s := shapeOf(lines, build.name)
+			checkShape(t, build.name, s, man, 200)
+			// The recursion is whole: 100 or 101 deep frames (the frame
+			// of deep(0) hides when spin is sampled before its frame
+			// pointer is set up, in the stripped binary).
+			var whole int64
+			for _, l := range lines {
+				n := 0
+				for _, f := range l.Frames {
+					if f == "main.deep" {
+						n++
+					}
+				}
+				if n == 100 || n == 101 {
+					whole += int64(l.Count)
+				}
+			}
+			if float64(whole) < 0.8*float64(s.samples) {
+				t.Errorf("only %d of %d samples hold the 100-deep recursion", whole, s.samples)
+			}
+			if d := probeDetails(man.Probes, "cpu"); d["unwind.fp_continued"] == "0" {
+				t.Errorf("no walk was continued by the kernel's frame-pointer walk: %v", d)
+			}
+		})
+	}
+}

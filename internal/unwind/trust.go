@@ -1,5 +1,7 @@
 package unwind
 
+import "slices"
+
 // The kernel's frame-pointer walk (bpf_get_stack) is not limited by the
 // copied stack window, so it can take a walk that ran out of copied stack
 // further (deep stacks of frame-pointer code, Go). But it follows rbp
@@ -10,28 +12,30 @@ package unwind
 
 // ContinueWithFramePointers extends a walk that stopped at the end of the
 // copied stack (ReasonOutsideStack) with the kernel's frame-pointer walk fp
-// (raw return addresses, leaf first). fp is used only where it provably
-// follows the same stack: its frames must match the walk's last two (its
-// last one alone when the walk has one frame), and each frame taken from
-// it must be a return address that checks out (executable, after a call).
+// (raw return addresses, leaf first). fp is used only where it follows the
+// same stack: it starts at the same sampled PC and its frames up to the
+// junction are the walk's last ones, and each frame taken from it must be
+// a return address that checks out (executable, after a call).
 // It returns the extended result and how many frames were added; a walk
 // whose last added frame is the outermost one by its CFI is complete.
 func ContinueWithFramePointers(mods Modules, res Result, fp []uint64) (Result, int) {
 	n := len(res.PCs)
-	if res.Reason != ReasonOutsideStack || n == 0 || len(fp) <= n {
+	if res.Reason != ReasonOutsideStack || n == 0 || len(fp) < 2 {
 		return res, 0
 	}
+	// fp[1..at] must be the walk's last at frames: the same stack, with
+	// the kernel's walk having skipped the frames a frameless leaf hides
+	// (at < n-1). Recursion repeats return addresses, so the longest
+	// match wins: an exact frame-pointer walk matches whole.
 	at := -1
-	for j := range fp {
-		if fp[j] != res.PCs[n-1] {
-			continue
-		}
-		if n == 1 && j == 0 || n > 1 && j > 0 && fp[j-1] == res.PCs[n-2] {
-			at = j
-			break
+	if fp[0] == res.PCs[0] {
+		for j := min(n-1, len(fp)-1); j >= 0 && at < 0; j-- {
+			if slices.Equal(fp[1:j+1], res.PCs[n-j:]) {
+				at = j
+			}
 		}
 	}
-	if at < 0 {
+	if at < 0 || n > 1 && at == 0 {
 		return res, 0
 	}
 	code, _ := mods.(CodeMap)
@@ -49,9 +53,9 @@ func ContinueWithFramePointers(mods Modules, res Result, fp []uint64) (Result, i
 	return res, added
 }
 
-// Outermost reports whether ra, a return address, lies in a frame whose CFI
-// marks the return address undefined: a thread's first frame (_start,
-// clone3, runtime.goexit).
+// Outermost reports whether ra, a return address, is a thread's first
+// frame: one whose CFI marks the return address undefined (_start, clone3),
+// or Go's goroutine root (runtime.goexit+1, see goexitReturn).
 func Outermost(mods Modules, ra uint64) (outer bool) {
 	defer func() {
 		if recover() != nil {
@@ -60,6 +64,9 @@ func Outermost(mods Modules, ra uint64) (outer bool) {
 	}()
 	if ra == 0 {
 		return false
+	}
+	if code, ok := mods.(CodeMap); ok && goexitReturn(code, ra) {
+		return true
 	}
 	mod, ok := mods.ModuleFor(ra - 1)
 	if !ok {

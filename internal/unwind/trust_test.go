@@ -229,3 +229,25 @@ func TestContinueWithFramePointers(t *testing.T) {
 		}
 	}
 }
+
+// Recursion repeats return addresses: the kernel's walk joins where it
+// matches the whole walk, not at the first two equal frames.
+func TestContinueWithFramePointersRecursion(t *testing.T) {
+	code := newFakeCode()
+	leaf := uint64(textStart + 4)
+	// Ours: leaf, then 4 recursive frames (all raText1), out of stack.
+	ours := Result{PCs: []uint64{leaf, raText1, raText1, raText1, raText1}, Reason: ReasonOutsideStack}
+	// The kernel's: the same, 2 more recursive frames, then the caller.
+	fp := []uint64{leaf, raText1, raText1, raText1, raText1, raText1, raText1, raText2}
+	got, added := ContinueWithFramePointers(code, ours, fp)
+	if want := fp; added != 3 || !reflect.DeepEqual(got.PCs, want) {
+		t.Errorf("added %d: %#x, want %#x", added, got.PCs, want)
+	}
+	// A frameless leaf: the kernel's walk skips the leaf's caller.
+	ours = Result{PCs: []uint64{leaf, raTramp, raText1, raText1}, Reason: ReasonOutsideStack}
+	fp = []uint64{leaf, raText1, raText1, raText2}
+	got, added = ContinueWithFramePointers(code, ours, fp)
+	if want := []uint64{leaf, raTramp, raText1, raText1, raText2}; added != 1 || !reflect.DeepEqual(got.PCs, want) {
+		t.Errorf("skipped leaf caller: added %d: %#x, want %#x", added, got.PCs, want)
+	}
+}

@@ -3,6 +3,8 @@ package unwind
 import (
 	"encoding/binary"
 	"sync/atomic"
+
+	"golang.org/x/arch/x86/x86asm"
 )
 
 // Regs is the user register state at the sample: enough to start a walk.
@@ -340,10 +342,22 @@ func checkReturnAddress(code CodeMap, ra uint64) Reason {
 	if exec, _ := code.CodeAt(ra); !exec {
 		return ReasonBadReturnAddress
 	}
-	if call, known := CallPrecedes(code, ra); known && !call {
+	if call, known := CallPrecedes(code, ra); known && !call && !goexitReturn(code, ra) {
 		return ReasonBadReturnAddress
 	}
 	return ReasonEnd
+}
+
+// goexitReturn recognizes the one return address no call made: Go gives
+// each goroutine's first function runtime.goexit+1 as its return address,
+// between the NOP goexit opens with and the call that ends the goroutine.
+func goexitReturn(code CodeMap, ra uint64) bool {
+	var buf [16]byte
+	if code.ReadCode(ra-1, buf[:]) < 6 || buf[0] != 0x90 {
+		return false
+	}
+	in, err := x86asm.Decode(buf[1:], 64)
+	return err == nil && in.Op == x86asm.CALL
 }
 
 func exprReason(err error) Reason {
