@@ -58,6 +58,14 @@ func WriteSummaryText(out io.Writer, s *analyze.Summary) {
 		if mem.Estimated {
 			fmt.Fprintf(out, "  (estimates: byte-sampled, one sample per %s allocated on average)\n", HumanBytes(int64(mem.SampleBytes)))
 		}
+		for _, o := range mem.OutsideLibc {
+			by := o.Runtime
+			if by == "" {
+				by = "an allocator of its own"
+			}
+			fmt.Fprintf(out, "  %s [%d] allocates outside libc (%s): %s of its own mappings grew steadily (%s mapped or reserved), %d allocations through libc; %s\n",
+				safe(o.Process), o.PID, safe(by), HumanBytes(int64(o.GrowingBytes)), HumanBytes(int64(o.MappedBytes)), o.LibcAllocations, o.Hint)
+		}
 		if mem.Maps > 0 || mem.Unmaps > 0 {
 			fmt.Fprintf(out, "Mappings: %d mmap/brk, %d munmap (%d of memory from before the window); outstanding: %s mapped by the program, %s by the allocator\n",
 				mem.Maps, mem.Unmaps, mem.UnmapsOfUnknown, HumanBytes(int64(mem.MappedBytes)), HumanBytes(int64(mem.AllocatorMappedBytes)))
