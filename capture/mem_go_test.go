@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/bpfsnap/bpfsnap/analyze"
-	"github.com/bpfsnap/bpfsnap/formats"
 	"github.com/bpfsnap/bpfsnap/internal/testenv"
 	"github.com/bpfsnap/bpfsnap/report"
 )
@@ -39,12 +38,7 @@ func TestMemGoLeakOutsideLibc(t *testing.T) {
 		Command: []string{bin, "36"}, Version: "test"}); err != nil {
 		t.Fatal(err)
 	}
-	a, err := formats.Open(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	s, err := analyze.Analyze(a, analyze.Options{})
+	s, err := analyze.Load(out, analyze.Request{})
 	if err != nil || s.Mem == nil {
 		t.Fatalf("analysis: %v, mem %v", err, s.Mem)
 	}

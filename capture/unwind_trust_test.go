@@ -14,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spf13/pflag"
-
 	"github.com/bpfsnap/bpfsnap/analyze"
 	"github.com/bpfsnap/bpfsnap/formats"
 	"github.com/bpfsnap/bpfsnap/internal/testenv"
@@ -37,6 +35,10 @@ type stackShape struct {
 	longestRun               int
 	example                  string // a stack with a run, for the failure message
 }
+
+// fastCPU is the default `capture -p cpu` (--unwind auto) at 499 Hz, for
+// enough samples in a short test.
+var fastCPU = []string{"--freq", "499"}
 
 // maxUnknownRun is the longest run of frames without a module the tests
 // accept: a run of 8 is the tower of placeholders this guards against.
@@ -109,21 +111,13 @@ func checkShape(t *testing.T, name string, s stackShape, man *formats.Manifest, 
 	requireIncompleteCounted(t, man, 0)
 }
 
-// runCPUCapture runs `capture -p cpu` (default unwinding, 499 Hz for
-// enough samples in a short test) with o while during runs (or until the
-// command exits), and returns the archive's folded stacks and manifest.
-func runCPUCapture(t *testing.T, o Options, during func()) ([]analyze.FoldedStack, *formats.Manifest) {
+// runCPUCapture runs `capture -p cpu FLAGS` with o while during runs (or
+// until o's command exits), and returns the archive's folded stacks and
+// manifest.
+func runCPUCapture(t *testing.T, flags []string, o Options, during func()) ([]analyze.FoldedStack, *formats.Manifest) {
 	t.Helper()
-	sets := NewProbeSets()
-	fs := pflag.NewFlagSet("capture", pflag.ContinueOnError)
-	for _, s := range sets {
-		s.BindFlags(fs)
-	}
-	if err := fs.Parse([]string{"--freq", "499"}); err != nil {
-		t.Fatal(err)
-	}
 	o.Output = filepath.Join(t.TempDir(), "cpu.bpfsnap")
-	o.Probes, o.Sets, o.Version = []string{"cpu"}, sets, "test"
+	o.Probes, o.Sets, o.Version = []string{"cpu"}, probeSetsWithFlags(t, flags...), "test"
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ready, done := make(chan struct{}), make(chan error, 1)
@@ -148,6 +142,34 @@ func runCPUCapture(t *testing.T, o Options, during func()) ([]analyze.FoldedStac
 	return lines, man
 }
 
+// startNginx runs the distribution's nginx (one worker) on a free port of
+// 127.0.0.1 serving a temporary directory, with extra server directives
+// (after `listen`: "ssl; ssl_certificate ..."), and returns the port and
+// the master's pid.
+func startNginx(t *testing.T, serverExtra string) (port, master int) {
+	t.Helper()
+	nginx := testenv.RequireTool(t, "nginx")
+	dir := t.TempDir()
+	port = freePort(t)
+	os.WriteFile(filepath.Join(dir, "index.html"), []byte("hello"), 0o644)
+	conf := fmt.Sprintf(`daemon off; master_process on; worker_processes 1; pid %[1]s/nginx.pid; error_log %[1]s/error.log;
+events { worker_connections 256; }
+http { access_log off; client_body_temp_path %[1]s; proxy_temp_path %[1]s; fastcgi_temp_path %[1]s; uwsgi_temp_path %[1]s; scgi_temp_path %[1]s;
+  server { listen 127.0.0.1:%[2]d %[3]s; root %[1]s; } }
+`, dir, port, serverExtra)
+	os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o644)
+	master = startServer(t, exec.Command(nginx, "-c", filepath.Join(dir, "nginx.conf"), "-p", dir), port)
+	// A SIGTERM lets the master take its worker down; a bare SIGKILL would
+	// orphan the worker, which holds the test's stderr open.
+	t.Cleanup(func() {
+		syscall.Kill(master, syscall.SIGTERM)
+		for i := 0; i < 50 && syscall.Kill(master, 0) == nil; i++ {
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+	return port, master
+}
+
 // nginx from the distribution (no frame pointers) doing TLS handshakes
 // with OpenSSL 3, one new connection per request: the CPU goes to
 // libcrypto's RSA and elliptic-curve code, whose frames have CFI but no
@@ -155,27 +177,13 @@ func runCPUCapture(t *testing.T, o Options, during func()) ([]analyze.FoldedStac
 // dozens of [unknown] frames.
 func TestUnwindNginxTLSHandshakes(t *testing.T) {
 	testenv.RequireBPF(t)
-	nginx := testenv.RequireTool(t, "nginx")
 	openssl := testenv.RequireTool(t, "openssl")
-	dir := t.TempDir()
+	certs := t.TempDir()
 	if out, err := exec.Command(openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-		"-keyout", filepath.Join(dir, "key.pem"), "-out", filepath.Join(dir, "cert.pem")).CombinedOutput(); err != nil {
+		"-keyout", filepath.Join(certs, "key.pem"), "-out", filepath.Join(certs, "cert.pem")).CombinedOutput(); err != nil {
 		t.Fatalf("openssl req: %v\n%s", err, out)
 	}
-	port := freePort(t)
-	conf := fmt.Sprintf(`daemon off; master_process on; worker_processes 1; pid %[1]s/nginx.pid; error_log %[1]s/error.log;
-events { worker_connections 256; }
-http { access_log off; client_body_temp_path %[1]s; proxy_temp_path %[1]s; fastcgi_temp_path %[1]s; uwsgi_temp_path %[1]s; scgi_temp_path %[1]s;
-  server { listen 127.0.0.1:%[2]d ssl; ssl_certificate %[1]s/cert.pem; ssl_certificate_key %[1]s/key.pem; root %[1]s; } }
-`, dir, port)
-	os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o644)
-	master := startServer(t, exec.Command(nginx, "-c", filepath.Join(dir, "nginx.conf"), "-p", dir), port)
-	t.Cleanup(func() {
-		syscall.Kill(master, syscall.SIGTERM)
-		for i := 0; i < 50 && syscall.Kill(master, 0) == nil; i++ {
-			time.Sleep(20 * time.Millisecond)
-		}
-	})
+	port, master := startNginx(t, fmt.Sprintf("ssl; ssl_certificate %[1]s/cert.pem; ssl_certificate_key %[1]s/key.pem", certs))
 	load := func() {
 		// A new TLS session per connection: every connection is a full
 		// handshake (RSA signature, ECDHE).
@@ -185,7 +193,7 @@ http { access_log off; client_body_temp_path %[1]s; proxy_temp_path %[1]s; fastc
 		}
 		t.Logf("load: %s", strings.TrimSpace(lastLine(out)))
 	}
-	lines, man := runCPUCapture(t, Options{Duration: time.Minute, PIDs: []uint32{uint32(master)}}, load)
+	lines, man := runCPUCapture(t, fastCPU, Options{Duration: time.Minute, PIDs: []uint32{uint32(master)}}, load)
 	checkShape(t, "nginx", shapeOf(lines, "nginx"), man, 500)
 }
 
@@ -210,7 +218,7 @@ def outer(deadline):
     return t
 outer(time.time() + float(sys.argv[1]))
 `), 0o644)
-	lines, man := runCPUCapture(t, Options{Duration: time.Minute, Command: []string{python, "-X", "perf", script, "3"}}, nil)
+	lines, man := runCPUCapture(t, fastCPU, Options{Duration: time.Minute, Command: []string{python, "-X", "perf", script, "3"}}, nil)
 	s := shapeOf(lines, "python3")
 	checkShape(t, "python3", s, man, 300)
 	// The trampolines are on the stacks (the walk went through them): the
@@ -296,7 +304,7 @@ func TestUnwindGoDeepStacks(t *testing.T) {
 			if out, err := cmd.CombinedOutput(); err != nil {
 				t.Fatalf("go build: %v\n%s", err, out)
 			}
-			lines, man := runCPUCapture(t, Options{Duration: time.Minute, Command: []string{filepath.Join(dir, build.name), "2"}}, nil)
+			lines, man := runCPUCapture(t, fastCPU, Options{Duration: time.Minute, Command: []string{filepath.Join(dir, build.name), "2"}}, nil)
 			s := shapeOf(lines, build.name)
 			checkShape(t, build.name, s, man, 200)
 			// The recursion is whole: 100 or 101 deep frames (the frame

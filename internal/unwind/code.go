@@ -40,8 +40,14 @@ func CallPrecedes(code CodeMap, ra uint64) (ok, known bool) {
 		// lies in this mapping only.
 		return false, false
 	}
-	// Decode from every start that could end at ra: E8 rel32 (5 bytes),
-	// FF /2 register or memory forms (2..7 bytes, 8 with a prefix).
+	// The common forms first, without decoding: E8 rel32, and FF /2 on a
+	// register (call *%rax..%rdi); both opcodes are calls wherever they
+	// start an instruction.
+	if buf[maxCallLen-5] == 0xe8 || buf[maxCallLen-2] == 0xff && buf[maxCallLen-1]&0xf8 == 0xd0 {
+		return true, true
+	}
+	// Decode from every other start that could end at ra: FF /2 memory
+	// forms (2..7 bytes, 8 with a prefix).
 	for n := 2; n <= maxCallLen; n++ {
 		in, err := x86asm.Decode(buf[maxCallLen-n:], 64)
 		if err == nil && in.Len == n && in.Op == x86asm.CALL {
