@@ -121,9 +121,9 @@ func (r *StackRecorder) RecordUserStackResult(pid uint32, kernel []uint64, us Us
 		return proc, unwind.Unwind(proc, us.Regs, unwind.Stack{Base: us.Regs.SP, Data: us.Bytes}, opt)
 	}
 	proc, res := walk()
-	if (res.Reason == unwind.ReasonNoModule || res.Reason == unwind.ReasonBadReturnAddress) && r.refreshStale(pid) {
-		// An address outside the snapshot's mappings: the process may
-		// have mapped a library since. Walk again over fresh maps.
+	if stale(proc, res) && r.refreshStale(pid) {
+		// Code outside the snapshot's mappings: the process may have
+		// mapped a library since. Walk again over fresh maps.
 		proc, res = walk()
 	}
 	if mode == UnwindAuto {
@@ -166,11 +166,9 @@ func (r *StackRecorder) TrimFramePointerStack(pid uint32, raw []uint64) []uint64
 	}
 	u := r.unwinder()
 	proc := r.processModules(u, pid, false)
+	// No re-read of the maps on a cut (garbage is the usual cause here);
+	// a library mapped since is learned when a sample's leaf runs in it.
 	keep := unwind.TrustedReturnAddresses(proc, raw)
-	if keep < len(raw) && r.refreshStale(pid) {
-		proc = r.processModules(u, pid, false)
-		keep = unwind.TrustedReturnAddresses(proc, raw)
-	}
 	u.mu.Lock()
 	u.fpChecked++
 	if keep < len(raw) {
@@ -178,6 +176,20 @@ func (r *StackRecorder) TrimFramePointerStack(pid uint32, raw []uint64) []uint64
 	}
 	u.mu.Unlock()
 	return raw[:keep]
+}
+
+// stale reports whether a walk stopped at code outside every executable
+// mapping of the snapshot it used: the sampled PC, or a return address CFI
+// produced (JIT code, which is mapped, never qualifies).
+func stale(proc *unwind.Process, res unwind.Result) bool {
+	switch res.Reason {
+	case unwind.ReasonNoModule:
+		exec, _ := proc.CodeAt(res.StopPC)
+		return !exec
+	case unwind.ReasonBadReturnAddress:
+		return res.Unmapped != 0
+	}
+	return false
 }
 
 // refreshStale re-reads pid's maps if the rate limit allows (as userFrame

@@ -103,6 +103,10 @@ type Result struct {
 	Reason Reason
 	// StopPC is the PC whose frame could not be unwound (0 on success).
 	StopPC uint64
+	// Unmapped is the return address a CFI step produced outside every
+	// executable mapping (ReasonBadReturnAddress): CFI is exact, so the
+	// caller's list of mappings may be out of date.
+	Unmapped uint64
 }
 
 // Complete reports whether the walk reached the outermost frame.
@@ -167,6 +171,7 @@ func Unwind(mods Modules, regs Regs, stack Stack, opt Options) (res Result) {
 					// the caller must be code.
 					if exec, _ := code.CodeAt(next.val[RegRA]); !exec {
 						reason = ReasonBadReturnAddress
+						res.Unmapped = next.val[RegRA]
 					}
 				}
 			}
