@@ -34,7 +34,7 @@ type DropReason struct {
 // (internal/unwind's stop reasons other than "end"); cpu and mem count them
 // under their own prefix.
 var unwindStops = []struct{ reason, meaning string }{
-	{"no_module", "stopped at code outside any mapped file (JIT, vdso) that neither a frame pointer nor its epilogue could unwind; kept up to there"},
+	{"no_module", "stopped at code outside any mapped file (JIT, vdso) that neither a frame pointer nor its epilogue could unwind, or at an address no longer mapped (a sample taken inside exec); kept up to there"},
 	{"no_cfi", "stopped at a function without unwind info (.eh_frame) that neither a frame pointer nor its epilogue could unwind; kept up to there"},
 	{"outside_stack", "were deeper than the copied stack (--stack-size) and the kernel's frame-pointer walk could not continue them; kept up to there"},
 	{"depth", "were cut at the depth limit"},

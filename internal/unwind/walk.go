@@ -180,6 +180,14 @@ func Unwind(mods Modules, regs Regs, stack Stack, opt Options) (res Result) {
 			if !opt.FramePointerFallback {
 				return res.stop(reason, pc)
 			}
+			if code != nil {
+				if exec, _ := code.CodeAt(lookup); !exec {
+					// Not code at all (a sample inside exec still has
+					// the old program's registers): nothing to check
+					// a frame pointer or an epilogue against.
+					return res.stop(ReasonNoModule, pc)
+				}
+			}
 			next, reason = stepWithoutCFI(code, &rs, stack, pc, reason)
 		}
 		if reason != ReasonEnd {
