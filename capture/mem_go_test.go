@@ -56,8 +56,10 @@ func TestMemGoLeakOutsideLibc(t *testing.T) {
 	if o == nil {
 		t.Fatalf("goleak is not listed as allocating outside libc: %+v", mem.OutsideLibc)
 	}
+	// The Go heap grows in 4 MiB mappings, at a few stacks; one of them may
+	// not grow steadily enough to count: within 70% .. 2× of the leak.
 	leaked := uint64(goLeakMiB) << 20
-	if o.Runtime != "Go runtime" || o.GrowingBytes < leaked*9/10 || o.GrowingBytes > 2*leaked {
+	if o.Runtime != "Go runtime" || o.GrowingBytes < leaked*7/10 || o.GrowingBytes > 2*leaked {
 		t.Errorf("outside libc: runtime %q, %d bytes growing, want the Go runtime and about %d", o.Runtime, o.GrowingBytes, leaked)
 	}
 	if o.LibcOutstandingBytes > 1<<20 || !strings.Contains(o.Hint, "-p growth") {
