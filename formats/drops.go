@@ -34,14 +34,16 @@ type DropReason struct {
 // (internal/unwind's stop reasons other than "end"); cpu and mem count them
 // under their own prefix.
 var unwindStops = []struct{ reason, meaning string }{
-	{"no_module", "stopped at code outside any mapped file (JIT, vdso); kept up to there"},
-	{"no_cfi", "stopped at a function without unwind info (.eh_frame); kept up to there"},
-	{"outside_stack", "were deeper than the copied stack (--stack-size); kept up to there"},
+	{"no_module", "stopped at code outside any mapped file (JIT, vdso) that neither a frame pointer nor its epilogue could unwind, or at an address no longer mapped (a sample taken inside exec); kept up to there"},
+	{"no_cfi", "stopped at a function without unwind info (.eh_frame) that neither a frame pointer nor its epilogue could unwind; kept up to there"},
+	{"outside_stack", "were deeper than the copied stack (--stack-size) and the kernel's frame-pointer walk could not continue them; kept up to there"},
 	{"depth", "were cut at the depth limit"},
 	{"loop", "stopped at a corrupt frame (stack pointer did not move); kept up to there"},
 	{"bad_cfi", "stopped at malformed unwind info; kept up to there"},
 	{"unknown_register", "stopped at a frame whose unwind rule needs a register not sampled; kept up to there"},
-	{"fp_untrusted", "had the kernel's frame-pointer walk cut where it left executable code or disagreed with the CFI walk (code without frame pointers); kept up to there"},
+	{"bad_frame_pointer", "stopped at a frame without unwind info whose frame pointer did not point into the stack (code built without frame pointers); kept up to there"},
+	{"bad_return_address", "stopped where a return address was outside executable code or did not follow a call (a frame pointer that was not one, or a corrupt stack); kept up to there"},
+	{"fp_untrusted", "had the kernel's frame-pointer walk cut where it left executable code (archives of earlier versions; now bad_return_address); kept up to there"},
 }
 
 var dropCatalog = func() map[string]DropReason {

@@ -220,9 +220,12 @@ type glance struct {
 	WorstEndpoint *endpointView
 	WorstArchive  string
 	BiggestLeak   *analyze.MemLeak
-	HotFunction   *analyze.CPUFunction
-	HotArchive    string
-	Warnings      int
+	// OutsideLibc replaces the leak card when a process's memory grows
+	// outside libc by more than the biggest libc leak holds.
+	OutsideLibc *analyze.MemOutsideLibc
+	HotFunction *analyze.CPUFunction
+	HotArchive  string
+	Warnings    int
 }
 
 type pageData struct {
@@ -275,10 +278,8 @@ func WriteHTML(w io.Writer, archives []*HTMLArchive, opts HTMLOptions) error {
 				p.Glance.WorstEndpoint, p.Glance.WorstArchive = e, a.Name
 			}
 		}
-		if a.Mem != nil && len(a.Mem.Summary.Leaks) > 0 {
-			if l := &a.Mem.Summary.Leaks[0]; p.Glance.BiggestLeak == nil || l.Bytes > p.Glance.BiggestLeak.Bytes {
-				p.Glance.BiggestLeak = l
-			}
+		if a.Mem != nil {
+			glanceMem(&p.Glance, a.Mem.Summary)
 		}
 		if a.CPU != nil {
 			for i := range a.CPU.Summary.Functions {
@@ -288,6 +289,9 @@ func WriteHTML(w io.Writer, archives []*HTMLArchive, opts HTMLOptions) error {
 				}
 			}
 		}
+	}
+	if o, l := p.Glance.OutsideLibc, p.Glance.BiggestLeak; o != nil && l != nil && l.Bytes >= max(o.GrowingBytes, 1) {
+		p.Glance.OutsideLibc = nil
 	}
 	p.Glance.Warnings = len(p.Warnings)
 	p.Folded = folded.String()
@@ -360,6 +364,31 @@ func pageSafe(page string) string {
 	}
 	b.WriteString(page[last:])
 	return b.String()
+}
+
+// glanceMem takes an archive's memory headline candidates: its biggest leak
+// among processes that allocate through libc (a Go service's loader
+// allocation of a few hundred bytes is no headline), and its process that
+// grows most outside libc.
+func glanceMem(g *glance, m *analyze.MemSummary) {
+	outside := map[uint32]bool{}
+	for i := range m.OutsideLibc {
+		o := &m.OutsideLibc[i]
+		outside[o.PID] = true
+		if g.OutsideLibc == nil || o.GrowingBytes > g.OutsideLibc.GrowingBytes {
+			g.OutsideLibc = o
+		}
+	}
+	for i := range m.Leaks {
+		l := &m.Leaks[i]
+		if outside[l.PID] {
+			continue
+		}
+		if g.BiggestLeak == nil || l.Bytes > g.BiggestLeak.Bytes {
+			g.BiggestLeak = l
+		}
+		break
+	}
 }
 
 // worseEndpoint ranks endpoints for the "worst endpoint" card: a server's

@@ -197,12 +197,18 @@ func (r *StackRecorder) userFrame(pid uint32, ip uint64) (uint64, bool) {
 		f = pendingFrame{addr: ip, offset: off, module: m.Path, bin: bin}
 	case ok:
 		// Anonymous or special mapping ([vdso], JIT code): the address
-		// only means something inside this process.
+		// only means something inside this process. A named one ([vdso])
+		// keeps the offset in it; anonymous code has no module and is
+		// shown as [unknown].
 		id = hashU64s([]uint64{2, uint64(pid), ip})
 		f = pendingFrame{addr: ip, module: m.Path}
+		if m.Path != "" {
+			f.offset = m.FileOffset(ip)
+		}
 	default:
+		// No mapping: no module, shown as [unknown].
 		id = hashU64s([]uint64{3, uint64(pid), ip})
-		f = pendingFrame{addr: ip, module: "[unknown]"}
+		f = pendingFrame{addr: ip}
 	}
 	if _, seen := r.frames[id]; !seen {
 		r.frames[id] = &f
