@@ -51,6 +51,10 @@ func FrameName(f *formats.Frame) string {
 		name = f.Function
 	case f.Kernel && f.Module != "":
 		name = fmt.Sprintf("%s+0x%x", f.Module, f.Address)
+	case isJITFrame(f):
+		// JIT code its runtime did not name: "[jit]" or "[jit:node]"
+		// (an offset in anonymous memory means nothing).
+		name = f.Module
 	case f.Module != "" && f.Module != unknownFrame:
 		name = fmt.Sprintf("%s+0x%x", path.Base(f.Module), f.FileOffset)
 	default:
@@ -65,6 +69,11 @@ func FrameName(f *formats.Frame) string {
 		name += InlinedSuffix
 	}
 	return name
+}
+
+func isJITFrame(f *formats.Frame) bool {
+	_, ok := formats.IsJITModule(f.Module)
+	return ok && !f.Kernel
 }
 
 // FunctionName is FrameName without InlinedSuffix: the same function

@@ -30,7 +30,9 @@ type Stacks struct {
 // belongs to (frames rows with inline_of, see formats.Frame). With
 // debugDir, user frames the capture left unresolved or without a source
 // line are resolved from debug files found by build id
-// (resolveFromDebugDir), inlined functions included.
+// (resolveFromDebugDir), inlined functions included. Frames of JIT code
+// are named from the runtime's perf map kept in jit_symbols
+// (nameJITFrames).
 func ResolveStacks(a *formats.Archive, ids []uint64, debugDir string) (*Stacks, error) {
 	out := &Stacks{Frames: map[uint64][]*formats.Frame{}}
 	wanted := make(map[uint64][]uint64, len(ids))
@@ -38,6 +40,7 @@ func ResolveStacks(a *formats.Archive, ids []uint64, debugDir string) (*Stacks, 
 		wanted[id] = nil
 	}
 	frames := map[uint64]*formats.Frame{}
+	stackPIDs := map[uint64]uint32{}
 	if len(wanted) > 0 {
 		err := formats.ReadTable(a, formats.TableStacks, func(rows []formats.Stack) error {
 			for i := range rows {
@@ -52,6 +55,7 @@ func ResolveStacks(a *formats.Archive, ids []uint64, debugDir string) (*Stacks, 
 				}
 				ids = append(make([]uint64, 0, len(ids)), ids...) // the reader reuses its buffers
 				wanted[rows[i].StackID] = ids
+				stackPIDs[rows[i].StackID] = rows[i].PID
 				for _, f := range ids {
 					frames[f] = nil
 				}
@@ -90,6 +94,9 @@ func ResolveStacks(a *formats.Archive, ids []uint64, debugDir string) (*Stacks, 
 		if err := resolveFromDebugDir(debugDir, frames, inlined); err != nil {
 			return nil, err
 		}
+	}
+	if err := nameJITFrames(a, frames, wanted, stackPIDs); err != nil {
+		return nil, err
 	}
 	for id, fids := range wanted {
 		if fids == nil {

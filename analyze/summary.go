@@ -18,6 +18,9 @@ type Summary struct {
 	CPU       *CPUSummary       `json:"cpu,omitempty"`
 	HTTP      *HTTPSummary      `json:"http,omitempty"`
 	Mem       *MemSummary       `json:"mem,omitempty"`
+	// JIT lists the processes whose CPU samples ran JIT code, with how to
+	// have their runtime name it when it did not.
+	JIT []JITProcess `json:"jit,omitempty"`
 
 	// cpuProfile is the profile the cpu section was made from, kept so
 	// renderers (flame graphs, the report's slices) need no second pass.
@@ -61,6 +64,7 @@ func Analyze(a *formats.Archive, opts Options) (*Summary, error) {
 		}
 		s.CPU = prof.Summarize()
 		s.cpuProfile = prof
+		s.JIT = JITProcesses(prof)
 	}
 	if opts.Sections.has(SectionHTTP) {
 		if s.HTTP, err = HTTP(a, opts, s.Processes); err != nil {

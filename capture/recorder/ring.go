@@ -217,7 +217,7 @@ func (f *flightRecorder) dump(req dumpRequest) error {
 	}
 	keep := func(c formats.ChunkInfo) bool {
 		switch {
-		case c.Table == formats.TableFrames || c.Table == formats.TableProcesses:
+		case c.Table == formats.TableFrames || c.Table == formats.TableProcesses || c.Table == formats.TableJITSymbols:
 			return false // written for the dump below
 		case formats.RingRetained(c.Table):
 			return true
@@ -267,6 +267,9 @@ func (f *flightRecorder) dump(req dumpRequest) error {
 				return err
 			}
 			if st := f.s.stacks; st != nil {
+				if err := formats.NewTable[formats.JITSymbol](dw, formats.TableJITSymbols).Write(st.JITRows()...); err != nil {
+					return err
+				}
 				return formats.NewTable[formats.Frame](dw, formats.TableFrames).Write(st.FrameRows()...)
 			}
 			return nil

@@ -71,6 +71,9 @@ type Options struct {
 	// tests: a tiny ring overflows under load, so the drop accounting can
 	// be checked against a workload that knows what it did.
 	RingPages int
+	// PerfMapRequest asks live JVMs with JIT frames to write their perf
+	// map (the attach API's Compiler.perfmap) at the end of the window.
+	PerfMapRequest bool
 
 	triggerSpecs []trigger.Spec // Triggers, parsed by Validate
 }

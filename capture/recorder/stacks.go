@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -54,6 +55,7 @@ type StackRecorder struct {
 	resolved   map[uint64][]formats.Frame
 	unresolved uint64
 	ksyms      *symbolize.Kallsyms
+	jit        *jitMaps // frames in JIT code and the perf maps naming them (perfmap.go)
 }
 
 type procState struct {
@@ -116,6 +118,7 @@ func (s *Session) Stacks() *StackRecorder {
 			r.mu.Unlock()
 		})
 		s.AtEnd(r.symbolize)
+		r.jit = newJITMaps(s)
 		s.stacks = r
 	})
 	return s.stacks
@@ -182,7 +185,7 @@ func (r *StackRecorder) userFrame(pid uint32, ip uint64) (uint64, bool) {
 	var id uint64
 	var f pendingFrame
 	switch {
-	case ok && m.FileBacked():
+	case ok && m.FileBacked() && !isJITFile(m.Path):
 		bin := p.bins[m.Start]
 		if bin == nil {
 			bin = r.binary(pid, m)
@@ -204,6 +207,10 @@ func (r *StackRecorder) userFrame(pid uint32, ip uint64) (uint64, bool) {
 		f = pendingFrame{addr: ip, module: m.Path}
 		if m.Path != "" {
 			f.offset = m.FileOffset(ip)
+		}
+		if m.Path == "" || isJITFile(m.Path) || strings.HasPrefix(m.Path, "[anon:") {
+			// JIT code: named later from the runtime's perf map.
+			f.module, f.offset = r.jit.frame(pid, p, ip), 0
 		}
 	default:
 		// No mapping: no module, shown as [unknown].
@@ -317,6 +324,10 @@ func (r *StackRecorder) symbolize() error {
 	}
 	return r.frameTab.Write(rows...)
 }
+
+// JITRows returns the jit_symbols rows naming the JIT frames seen so far
+// (a flight recorder's dump; the end of the window writes them itself).
+func (r *StackRecorder) JITRows() []formats.JITSymbol { return r.jit.Rows() }
 
 // FrameRows returns the frames table rows of every frame seen so far,
 // resolving those not resolved before (so each is symbolized once however
