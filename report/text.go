@@ -46,6 +46,7 @@ func WriteSummaryText(out io.Writer, s *analyze.Summary) {
 		tw.Flush()
 	}
 	writeCPUText(out, s.CPU)
+	writeJITText(out, s.JIT)
 	if mem := s.Mem; mem != nil {
 		fmt.Fprintf(out, "\nMemory: %d allocations, %d frees (%d of blocks from before the window); outstanding at the end: %s in %d blocks\n",
 			mem.Allocations, mem.Frees, mem.FreesOfUnknown, HumanBytes(int64(mem.OutstandingBytes)), mem.OutstandingBlocks)
@@ -137,6 +138,22 @@ func writeCPUText(out io.Writer, c *analyze.CPUSummary) {
 			break
 		}
 		fmt.Fprintf(out, "  %5.1f%%  %5.1f%%  %s\n", f.SelfPct, f.TotalPct, safe(f.Name))
+	}
+}
+
+// writeJITText says, for each process whose JIT code stayed unnamed, how
+// to have its runtime name it.
+func writeJITText(out io.Writer, jit []analyze.JITProcess) {
+	for _, j := range jit {
+		if j.Hint == "" {
+			continue
+		}
+		rt := j.Runtime
+		if rt == "" {
+			rt = "unknown runtime"
+		}
+		fmt.Fprintf(out, "  %s [%d]: %d of %d samples in JIT code (%s) have unnamed frames: %s\n",
+			TerminalSafe(j.Process), j.PID, j.Samples-j.NamedSamples, j.Samples, TerminalSafe(rt), j.Hint)
 	}
 }
 

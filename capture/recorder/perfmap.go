@@ -5,6 +5,7 @@ package recorder
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path"
 	"path/filepath"
@@ -26,10 +27,14 @@ import (
 // -X perf trampolines, .NET) can name it in /tmp/perf-PID.map or a jitdump
 // file, PID being the process's pid in its own pid namespace, the file in
 // its own /tmp. Frames in anonymous executable memory are noted per
-// process as stacks are recorded; the maps of those processes are opened
-// through their root when they exit (a container's /tmp may be gone at the
-// end) and at the end of the window, and the symbols naming a recorded
-// frame go to the jit_symbols table, so analysis names the frames offline.
+// process as stacks are recorded. The maps of those processes are opened
+// through their root when first noted and again when they exit, and the
+// descriptors held: a container's /tmp (often a tmpfs) goes away with its
+// last process, before the recorder hears of the exit, but an open file
+// stays readable. At the end of the window the maps of live processes are
+// read afresh (a JVM asked for its map rewrote it), the others through
+// what was held, and the symbols naming a recorded frame go to the
+// jit_symbols table, so analysis names the frames offline.
 
 const (
 	// maxJITProcs bounds the processes whose JIT frames are followed;
@@ -37,8 +42,8 @@ const (
 	maxJITProcs = 4096
 	maxJITAddrs = 1 << 18
 	// maxJITRoots bounds the root directories held open (one per
-	// container root, usually a handful); maxJITHeldFiles the maps of
-	// exited processes held open until the end.
+	// container root, usually a handful); maxJITHeldFiles the map files
+	// held open until the end.
 	maxJITRoots     = 256
 	maxJITHeldFiles = 512
 	// maxJITIDs bounds the namespace ids kept of live processes (the
@@ -65,7 +70,7 @@ type jitMaps struct {
 	procs   map[uint32]*jitProc
 	roots   map[[2]uint64]*os.File // (dev, inode) of a root directory -> O_PATH fd
 	ids     map[uint32]procIDs     // from process rows: namespace pid, mount namespace
-	held    int                    // map files held open for exited processes
+	held    int                    // map files held open
 	done    []formats.JITSymbol    // rows of lives that ended (exec, pid reuse)
 	hostMnt uint64
 	dropped uint64 // processes or addresses over the bounds
@@ -89,13 +94,10 @@ type jitProc struct {
 	addrs    map[uint64]struct{}
 	jitdumps []string  // jitdump files it mapped, as it sees them
 	seenMaps time.Time // the procState version its jitdumps were read from
-	files    []heldMap // its maps, opened when it exited
-	exited   bool
-}
-
-type heldMap struct {
-	path string // as the process sees it
-	f    *os.File
+	// files holds its maps by path (as it sees them), opened while it
+	// lived.
+	files  map[string]*os.File
+	exited bool
 }
 
 func newJITMaps(s *Session) *jitMaps {
@@ -118,7 +120,7 @@ func (j *jitMaps) processEvent(ev formats.ProcessEvent) {
 	switch ev.Kind {
 	case formats.ProcessExit:
 		if jp != nil {
-			j.holdMaps(jp)
+			j.holdMaps(jp) // DumpPerfMapAtExit wrote it just now
 			jp.exited = true
 		}
 		delete(j.ids, ev.PID)
@@ -152,6 +154,7 @@ func (j *jitMaps) frame(pid uint32, p *procState, ip uint64) string {
 		}
 		jp = j.newProc(pid)
 		j.procs[pid] = jp
+		defer j.holdMaps(jp)
 	}
 	if !jp.seenMaps.Equal(p.refreshed) {
 		jp.seenMaps = p.refreshed
@@ -176,7 +179,7 @@ func (j *jitMaps) frame(pid uint32, p *procState, ip uint64) string {
 
 // newProc starts following pid: its namespace pid, uids and root.
 func (j *jitMaps) newProc(pid uint32) *jitProc {
-	jp := &jitProc{pid: pid, addrs: map[uint64]struct{}{}}
+	jp := &jitProc{pid: pid, addrs: map[uint64]struct{}{}, files: map[string]*os.File{}}
 	dir := filepath.Join(j.s.procRoot, Itoa(pid))
 	if data, err := os.ReadFile(filepath.Join(dir, "status")); err == nil {
 		jp.nspid, jp.uids = parseStatusIDs(string(data))
@@ -282,22 +285,28 @@ func (jp *jitProc) mapPaths() []string {
 	return append(out, jp.jitdumps...)
 }
 
-// holdMaps opens the maps of a process whose life ends, so they can be
-// read at the end even if its container's files are gone by then. The
-// caller holds j.mu.
+// holdMaps opens the maps a process has now and keeps them open, so
+// they can be read at the end even if its container's files are gone by
+// then; a map reopened replaces the one held (a runtime may have rewritten
+// it). The caller holds j.mu.
 func (j *jitMaps) holdMaps(jp *jitProc) {
-	if jp.exited || len(jp.files) > 0 {
+	if jp.exited {
 		return
 	}
 	for _, p := range jp.mapPaths() {
-		if j.held >= maxJITHeldFiles {
+		old := jp.files[p]
+		if old == nil && j.held >= maxJITHeldFiles {
 			return
 		}
 		f, err := j.open(jp, p)
 		if err != nil {
 			continue
 		}
-		jp.files = append(jp.files, heldMap{path: p, f: f})
+		if old != nil {
+			old.Close()
+			j.held--
+		}
+		jp.files[p] = f
 		j.held++
 	}
 }
@@ -363,47 +372,46 @@ func containsU32(list []uint32, v uint32) bool {
 	return false
 }
 
-// rows reads a process's maps (held, or opened now) and returns the
-// symbols naming its recorded frames. The caller holds j.mu.
+// rows reads a process's maps and returns the symbols naming its recorded
+// frames: a live process's as they are now, an exited one's through what
+// was held. The caller holds j.mu.
 func (j *jitMaps) rows(jp *jitProc) []formats.JITSymbol {
 	if len(jp.addrs) == 0 {
 		return nil
-	}
-	files := jp.files
-	if len(files) == 0 {
-		for _, p := range jp.mapPaths() {
-			f, err := j.open(jp, p)
-			if err != nil {
-				if errors.Is(err, errNotOwned) {
-					j.s.Warnf("JIT symbols of pid %d: %v", jp.pid, err)
-				}
-				continue
-			}
-			defer f.Close()
-			files = append(files, heldMap{path: p, f: f})
-		}
 	}
 	addrs := make([]uint64, 0, len(jp.addrs))
 	for a := range jp.addrs {
 		addrs = append(addrs, a)
 	}
 	var out []formats.JITSymbol
-	for _, hm := range files {
-		namer := symbolize.NewJITNamer(addrs)
-		if _, err := hm.f.Seek(0, 0); err != nil {
+	for _, p := range jp.mapPaths() {
+		f := jp.files[p]
+		if !jp.exited {
+			fresh, err := j.open(jp, p)
+			switch {
+			case err == nil:
+				defer fresh.Close()
+				f = fresh
+			case errors.Is(err, errNotOwned):
+				j.s.Warnf("JIT symbols of pid %d: %v", jp.pid, err)
+			}
+		}
+		if f == nil {
 			continue
 		}
+		namer := symbolize.NewJITNamer(addrs)
 		var err error
-		if strings.HasSuffix(hm.path, ".map") {
-			_, err = symbolize.ParsePerfMap(hm.f, maxJITMapBytes, namer.Add)
+		r := io.NewSectionReader(f, 0, maxJITMapBytes)
+		if strings.HasSuffix(p, ".map") {
+			_, err = symbolize.ParsePerfMap(r, maxJITMapBytes, namer.Add)
 		} else {
-			err = symbolize.ParseJITDump(hm.f, maxJITMapBytes, namer.Add)
+			err = symbolize.ParseJITDump(r, maxJITMapBytes, namer.Add)
 		}
 		if err != nil {
-			j.s.Warnf("JIT symbols of pid %d: %s: %v", jp.pid, hm.path, err)
+			j.s.Warnf("JIT symbols of pid %d: %s: %v", jp.pid, p, err)
 		}
 		for _, s := range namer.Symbols() {
-			out = append(out, formats.JITSymbol{PID: jp.pid, Start: s.Start, Size: s.Size, Name: s.Name, Source: hm.path})
+			out = append(out, formats.JITSymbol{PID: jp.pid, Start: s.Start, Size: s.Size, Name: s.Name, Source: p})
 		}
 	}
 	return out
@@ -411,11 +419,11 @@ func (j *jitMaps) rows(jp *jitProc) []formats.JITSymbol {
 
 // release closes what a process life held. The caller holds j.mu.
 func (j *jitMaps) release(jp *jitProc) {
-	for _, hm := range jp.files {
-		hm.f.Close()
+	for p, f := range jp.files {
+		f.Close()
 		j.held--
+		delete(jp.files, p)
 	}
-	jp.files = nil
 }
 
 // Rows returns the jit_symbols rows of every process followed so far,

@@ -41,47 +41,41 @@ const (
 // SIZE in hex with or without 0x, NAME the rest of the line (it may hold
 // spaces). Each symbol is handed to keep in file order, later lines
 // describing newer code; malformed and overlong lines are skipped and
-// counted. It stops after limit bytes.
+// counted, and so is a last line without its newline (the runtime was
+// writing it). It stops after limit bytes.
 func ParsePerfMap(r io.Reader, limit int64, keep func(JITSymbol)) (skipped int, err error) {
 	if limit <= 0 {
 		limit = maxJITDumpBytes
 	}
 	br := bufio.NewReaderSize(io.LimitReader(r, limit), 64<<10)
+	var line []byte
+	tooLong := false
 	for {
-		line, tooLong, err := readLine(br)
-		if len(line) > 0 || tooLong {
-			if s, ok := parsePerfMapLine(line); ok && !tooLong {
-				keep(s)
-			} else {
-				skipped++
+		chunk, err := br.ReadSlice('\n')
+		if len(line)+len(chunk) > maxPerfMapLine+1 {
+			tooLong, line = true, line[:0]
+		} else if !tooLong {
+			line = append(line, chunk...)
+		}
+		switch {
+		case err == bufio.ErrBufferFull:
+			continue // the line goes on
+		case err == io.EOF:
+			if len(line) > 0 || tooLong {
+				skipped++ // no newline: cut by the limit, or being written
 			}
-		}
-		if err == io.EOF {
 			return skipped, nil
-		}
-		if err != nil {
+		case err != nil:
 			return skipped, err
 		}
-	}
-}
-
-// readLine returns the next line without its newline; a line longer than
-// maxPerfMapLine is consumed and reported as too long.
-func readLine(br *bufio.Reader) (line []byte, tooLong bool, err error) {
-	var buf []byte
-	for {
-		chunk, isPrefix, err := br.ReadLine()
-		if len(buf)+len(chunk) > maxPerfMapLine {
-			tooLong = true
+		if tooLong {
+			skipped++
+		} else if s, ok := parsePerfMapLine(line[:len(line)-1]); ok {
+			keep(s)
 		} else {
-			buf = append(buf, chunk...)
+			skipped++
 		}
-		if err != nil || !isPrefix {
-			if tooLong {
-				buf = nil
-			}
-			return buf, tooLong, err
-		}
+		line, tooLong = line[:0], false
 	}
 }
 
