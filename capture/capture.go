@@ -6,6 +6,7 @@ import (
 	"context"
 
 	"github.com/bpfsnap/bpfsnap/capture/probes/cpu"
+	"github.com/bpfsnap/bpfsnap/capture/probes/growth"
 	"github.com/bpfsnap/bpfsnap/capture/probes/http"
 	"github.com/bpfsnap/bpfsnap/capture/probes/mem"
 	"github.com/bpfsnap/bpfsnap/capture/probes/process"
@@ -24,7 +25,7 @@ type (
 // NewProbeSets returns a fresh instance of every probe set the user can
 // select with -p, in name order. A new probe set is added here.
 func NewProbeSets() []ProbeSet {
-	return []ProbeSet{cpu.New(), http.New(), mem.New()}
+	return []ProbeSet{cpu.New(), growth.New(), http.New(), mem.New()}
 }
 
 // Run records one capture window with the always-on process probe and the

@@ -84,11 +84,17 @@ var dropCatalog = func() map[string]DropReason {
 		{"mem.stack_failed", DropIncomplete, "allocations have no stack (the walk failed)"},
 		{"mem.sampled_set_full", DropLost, "sampled allocations were dropped: the kernel's set of live sampled blocks was full"},
 		{"mem.user_regs_missing", DropIncomplete, "allocations had no user registers (no user stack copied)"},
+		{"growth.ringbuf_full", DropLost, "memory growth events were lost: the ring buffer was full (growth_totals still counts their bytes)"},
+		{"growth.kernel_stack_failed", DropIncomplete, "memory growth events have no kernel stack (the kernel could not walk it)"},
+		{"growth.user_regs_missing", DropIncomplete, "memory growth events had no user registers (no user stack)"},
+		{"growth.unmeasured", DropNoted, "resident-set changes came before the recorder had a reading of the process's counters on their CPU: each was counted as one page"},
+		{"growth.totals_full", DropLost, "processes had no exact growth total: the kernel's table of processes was full (their sampled events are still recorded)"},
 	}
 	for _, u := range unwindStops {
 		list = append(list,
 			DropReason{"cpu.unwind_" + u.reason, DropIncomplete, "user stacks " + u.meaning},
-			DropReason{"mem.unwind_" + u.reason, DropIncomplete, "allocation stacks " + u.meaning})
+			DropReason{"mem.unwind_" + u.reason, DropIncomplete, "allocation stacks " + u.meaning},
+			DropReason{"growth.unwind_" + u.reason, DropIncomplete, "memory growth stacks " + u.meaning})
 	}
 	m := make(map[string]DropReason, len(list))
 	for _, r := range list {

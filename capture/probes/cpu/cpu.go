@@ -105,10 +105,10 @@ func (c *cpuProbe) handle(stacks *recorder.StackRecorder, raw []byte) {
 	}
 	ev := (*bpfCpuSample)(unsafe.Pointer(&raw[0]))
 	c.s.AwaitProcesses(ev.TimeNs)
-	kernel := returnAddresses(stackOf(ev.Kstack[:], ev.KstackBytes))
+	kernel := recorder.ReturnAddresses(recorder.StackOf(ev.Kstack[:], ev.KstackBytes))
 	// rbp followed through code without frame pointers yields data:
 	// keep the walk up to the first frame that is no return address.
-	user := returnAddresses(stacks.TrimFramePointerStack(ev.Pid, stackOf(ev.Ustack[:], ev.UstackBytes)))
+	user := recorder.ReturnAddresses(stacks.TrimFramePointerStack(ev.Pid, recorder.StackOf(ev.Ustack[:], ev.UstackBytes)))
 	_ = c.table.Write(formats.CPUSample{
 		TimeNs:   ev.TimeNs,
 		CPU:      ev.Cpu,
@@ -118,32 +118,6 @@ func (c *cpuProbe) handle(stacks *recorder.StackRecorder, raw []byte) {
 		Comm:     recorder.CString(ev.Comm[:]),
 		StackID:  stacks.Record(ev.Pid, kernel, user),
 	})
-}
-
-// stackOf trims a bpf_get_stack buffer to the frames it filled.
-func stackOf(buf []uint64, nbytes int32) []uint64 {
-	n := int(nbytes) / 8
-	if n <= 0 {
-		return nil
-	}
-	return buf[:min(n, len(buf))]
-}
-
-// returnAddresses copies a stack and moves every frame but the leaf back by
-// one byte: those are return addresses, which point after the call and may
-// already belong to the next function or line.
-func returnAddresses(raw []uint64) []uint64 {
-	if len(raw) == 0 {
-		return nil
-	}
-	out := make([]uint64, len(raw))
-	for i, pc := range raw {
-		out[i] = pc
-		if i > 0 && pc > 0 {
-			out[i]--
-		}
-	}
-	return out
 }
 
 func (c *cpuProbe) Drops() map[string]uint64 {

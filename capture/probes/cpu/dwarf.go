@@ -77,8 +77,8 @@ func (c *cpuProbe) handleDWARF(raw []byte) {
 	stack := raw[unwindHeaderSize : unwindHeaderSize+n]
 	d := c.dwarf
 	c.s.AwaitProcesses(hdr.TimeNs)
-	kernel := returnAddresses(stackOf(hdr.Kstack[:], hdr.KstackBytes))
-	fp := stackOf(hdr.Ustack[:], hdr.UstackBytes)
+	kernel := recorder.ReturnAddresses(recorder.StackOf(hdr.Kstack[:], hdr.KstackBytes))
+	fp := recorder.StackOf(hdr.Ustack[:], hdr.UstackBytes)
 	id := d.stacks.RecordUserStack(hdr.Pid, kernel, recorder.UserStack{
 		Regs:         unwind.Regs{PC: hdr.Ip, SP: hdr.Sp, BP: hdr.Bp},
 		Bytes:        stack,

@@ -1,7 +1,8 @@
 // Copying a thread's user registers and the top of its user stack, for
-// DWARF unwinding in user space (capture/stacks_unwind.go,
+// DWARF unwinding in user space (capture/recorder/stacks_unwind.go,
 // StackRecorder.RecordUserStack). Shared by every probe set that records
-// user stacks of code without frame pointers (cpu, mem).
+// user stacks (cpu, mem, growth); and the frame-pointer walk done in the
+// kernel where no copy is wanted.
 #pragma once
 
 #include "common.h"
@@ -53,4 +54,39 @@ static __always_inline __u32 copy_user_stack(__u8 *buf, __u64 sp, __u32 size)
 		copied = off + USER_STACK_CHUNK;
 	}
 	return copied;
+}
+
+// Frames a frame-pointer walk records (walk_user_fp).
+#define USER_FP_DEPTH 64
+
+struct fp_frame {
+	__u64 next;
+	__u64 ret;
+};
+
+// walk_user_fp follows the frame-pointer chain from the user registers into
+// out (USER_FP_DEPTH slots; leaf first, as bpf_get_stack with
+// BPF_F_USER_STACK would) and returns the bytes written. Measured here, it
+// costs a fifth of bpf_get_stack's user walk (~0.15 vs ~0.7 µs at three
+// frames, see docs/architecture.md).
+static __always_inline __s32 walk_user_fp(struct user_regs *ur, __u64 *out)
+{
+	out[0] = ur->ip;
+	__u32 n = 1;
+	__u64 bp = ur->bp;
+	for (int i = 1; i < USER_FP_DEPTH; i++) {
+		struct fp_frame f;
+		if (!bp || bp & 7 || bpf_probe_read_user(&f, sizeof(f), (void *)bp))
+			break;
+		if (!f.ret)
+			break;
+		out[i] = f.ret;
+		n = i + 1;
+		// Callers' frames sit at higher addresses: anything else is not
+		// a frame chain (code without frame pointers uses rbp freely).
+		if (f.next <= bp)
+			break;
+		bp = f.next;
+	}
+	return n * 8;
 }

@@ -16,10 +16,11 @@
 // Frees are only sent for sampled blocks, which the `sampled` set holds.
 #include "common.h"
 #include "user_stack.h"
+#include "sample.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-#define MEM_STACK_DEPTH 64
+#define MEM_STACK_DEPTH USER_FP_DEPTH
 
 enum mem_kind {
 	MEM_MALLOC = 1,
@@ -54,9 +55,8 @@ const enum mem_drop *unused_mem_drop __attribute__((unused));
 
 DECLARE_DROPS(MEM_DROP_MAX);
 
-// Set by user space before load.
-// sample_bytes: mean bytes between samples; 0 records every allocation.
-const volatile __u64 sample_bytes = 0;
+// Set by user space before load (sample_bytes and log2_mantissa, the
+// sampler's, are declared in sample.h).
 // stack_size: bytes of user stack copied per event for DWARF unwinding
 // (--mem-unwind auto|dwarf); 0 walks frame pointers in the kernel only.
 const volatile __u32 stack_size = 0;
@@ -65,10 +65,6 @@ const volatile __u32 stack_size = 0;
 // made through libc's frameless syscall wrappers, which hide their caller
 // from a frame-pointer walk; user space unwinds them with CFI.
 const volatile __u32 sys_stack_size = 4096;
-// log2_mantissa[j] = log2(1 + (j + 0.5) / 256) in 16.16 fixed point, filled
-// by user space: the table behind the exponential draw below.
-const volatile __u32 log2_mantissa[256];
-
 // The fixed part of every event; unmaps send only this, and frees only its
 // first MEM_EVENT_FREE bytes (user space reads the rest as zeros).
 struct mem_head {
@@ -159,19 +155,6 @@ struct {
 	__type(value, __u8);
 } sampled SEC(".maps");
 
-// Bytes left until the next sample, per CPU.
-struct sample_state {
-	__s64 left;
-	__u64 init;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct sample_state);
-} sample_state SEC(".maps");
-
 // Events with a stack copy are built here (too big for the BPF stack) and
 // sent with bpf_ringbuf_output at their filled length.
 struct {
@@ -187,50 +170,6 @@ struct {
 	// figures: a roomy ring rides out a recorder that falls behind.
 	__uint(max_entries, 32 * 1024 * 1024);
 } mem_events SEC(".maps");
-
-// draw_interval returns an exponentially distributed byte count with mean
-// sample_bytes: -ln(U) * N for U uniform in (0, 1), computed in fixed
-// point as (32 - log2(u)) * ln 2 for a 32-bit random u, with log2's
-// fraction from the 256-entry mantissa table (error < 0.3%).
-static __always_inline __u64 draw_interval(void)
-{
-	__u32 u = bpf_get_prandom_u32() | 1;
-	__u32 x = u, l = 0;
-	if (x >= 1 << 16) { x >>= 16; l += 16; }
-	if (x >= 1 << 8) { x >>= 8; l += 8; }
-	if (x >= 1 << 4) { x >>= 4; l += 4; }
-	if (x >= 1 << 2) { x >>= 2; l += 2; }
-	if (x >= 1 << 1) { l += 1; }
-	// The 8 bits after the leading one.
-	__u32 j = l >= 8 ? (u >> (l - 8)) & 255 : (u << (8 - l)) & 255;
-	// -log2(u / 2^32) in 16.16, then times ln 2 (45426 / 65536).
-	__u64 nlog2 = ((__u64)(32 - l) << 16) - log2_mantissa[j & 255];
-	__u64 nln = (nlog2 * 45426) >> 16;
-	__u64 n = (sample_bytes * nln) >> 16;
-	return n ? n : 1;
-}
-
-// sample decides whether an allocation of size bytes is recorded.
-static __always_inline bool sample(__u64 size)
-{
-	if (!sample_bytes)
-		return true;
-	__u32 zero = 0;
-	struct sample_state *st = bpf_map_lookup_elem(&sample_state, &zero);
-	if (!st)
-		return true;
-	if (!st->init) {
-		st->init = 1;
-		st->left = draw_interval();
-	}
-	st->left -= (__s64)size;
-	if (st->left > 0)
-		return false;
-	// The distance from the end of this allocation to the next sample
-	// point is again exponential (memorylessness).
-	st->left = draw_interval();
-	return true;
-}
 
 // The allocator probes need no is_target check: each uprobe.multi link is
 // made for one pid, and the kernel runs its programs only in that thread
@@ -256,7 +195,7 @@ static __always_inline int enter(__u32 kind, __u64 size, __u64 old)
 	// Unsampled calls still mark the thread as inside the allocator (for
 	// nesting and MEM_F_IN_ALLOC); their return sends nothing unless a
 	// realloc gives back a sampled block.
-	f->sampled = sample(size);
+	f->sampled = sample_bytes_of(size);
 	return 0;
 }
 
@@ -382,38 +321,6 @@ static __always_inline void send_unmap(__u64 id, __u64 addr, __u64 size)
 	bpf_ringbuf_submit(e, submit_flags(&mem_events));
 }
 
-struct fp_frame {
-	__u64 next;
-	__u64 ret;
-};
-
-// walk_fp follows the frame-pointer chain from the user registers into out
-// (leaf first, as bpf_get_stack with BPF_F_USER_STACK would) and returns
-// the bytes written. Measured here, it costs a fifth of bpf_get_stack's
-// user walk (~0.15 vs ~0.7 µs per allocation at three frames, see
-// docs/architecture.md), which was most of an allocation's BPF time.
-static __always_inline __s32 walk_fp(struct user_regs *ur, __u64 *out)
-{
-	out[0] = ur->ip;
-	__u32 n = 1;
-	__u64 bp = ur->bp;
-	for (int i = 1; i < MEM_STACK_DEPTH; i++) {
-		struct fp_frame f;
-		if (!bp || bp & 7 || bpf_probe_read_user(&f, sizeof(f), (void *)bp))
-			break;
-		if (!f.ret)
-			break;
-		out[i] = f.ret;
-		n = i + 1;
-		// Callers' frames sit at higher addresses: anything else is not
-		// a frame chain (code without frame pointers uses rbp freely).
-		if (f.next <= bp)
-			break;
-		bp = f.next;
-	}
-	return n * 8;
-}
-
 // user_regs_of fills ur from a uprobe's registers, or else from the
 // task's saved user registers (syscall tracepoints).
 static __always_inline bool user_regs_of(struct pt_regs *regs, struct user_regs *ur)
@@ -448,7 +355,7 @@ static __always_inline void send_stacked(struct mem_head *head, struct pt_regs *
 	e->h = *head;
 	// --mem-unwind auto keeps the frame-pointer walk where it is longer
 	// than what the copied window lets user space unwind.
-	__s32 n = have ? walk_fp(&ur, e->ustack) : 0;
+	__s32 n = have ? walk_user_fp(&ur, e->ustack) : 0;
 	e->h.ustack_bytes = n;
 	__u64 len = MEM_EVENT_HEAD + (__u32)n;
 	if (copy) {

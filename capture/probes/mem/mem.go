@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -193,7 +192,7 @@ func (m *memProbe) Start(s *recorder.Session) (map[string]string, error) {
 	if copyBytes > 0 {
 		sysCopy = copyBytes
 	}
-	vars := map[string]any{"sample_bytes": m.sampleBytes, "stack_size": copyBytes, "sys_stack_size": sysCopy, "log2_mantissa": log2MantissaTable()}
+	vars := map[string]any{"sample_bytes": m.sampleBytes, "stack_size": copyBytes, "sys_stack_size": sysCopy, "log2_mantissa": recorder.Log2MantissaTable()}
 	for name, v := range vars {
 		sv, ok := spec.Variables[name]
 		if !ok {
@@ -572,16 +571,6 @@ func (m *memProbe) flushFrees(s *recorder.Session) {
 	for i := range batches {
 		m.s.CountEvents(m.writeFrees(&batches[i]))
 	}
-}
-
-// log2MantissaTable is the kernel's table for the exponential draw:
-// log2(1 + (j + 0.5) / 256) in 16.16 fixed point.
-func log2MantissaTable() [256]uint32 {
-	var t [256]uint32
-	for j := range t {
-		t[j] = uint32(math.Round(math.Log2(1+(float64(j)+0.5)/256) * 65536))
-	}
-	return t
 }
 
 // attachSyscalls attaches the mapping tracepoints (host-wide: the programs
