@@ -37,8 +37,9 @@ const (
 	SectionCPU Sections = 1 << iota
 	SectionHTTP
 	SectionMem
+	SectionGrowth
 
-	AllSections = SectionCPU | SectionHTTP | SectionMem
+	AllSections = SectionCPU | SectionHTTP | SectionMem | SectionGrowth
 )
 
 func (s Sections) has(x Sections) bool { return s == 0 || s&x != 0 }

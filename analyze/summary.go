@@ -21,6 +21,8 @@ type Summary struct {
 	// JIT lists the processes whose CPU samples ran JIT code, with how to
 	// have their runtime name it when it did not.
 	JIT []JITProcess `json:"jit,omitempty"`
+	// Growth is the growth probe set's section: who made memory resident.
+	Growth *GrowthSummary `json:"growth,omitempty"`
 
 	// cpuProfile is the profile the cpu section was made from, kept so
 	// renderers (flame graphs, the report's slices) need no second pass.
@@ -73,6 +75,11 @@ func Analyze(a *formats.Archive, opts Options) (*Summary, error) {
 	}
 	if opts.Sections.has(SectionMem) {
 		if s.Mem, err = Mem(a, opts, s.Processes); err != nil {
+			return nil, err
+		}
+	}
+	if opts.Sections.has(SectionGrowth) {
+		if s.Growth, err = Growth(a, opts, s.Processes); err != nil {
 			return nil, err
 		}
 	}

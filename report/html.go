@@ -64,6 +64,7 @@ type HTMLArchive struct {
 	Slowest   []analyze.HTTPExchange
 	CPU       *cpuView
 	Mem       *memView
+	Growth    *growthView
 	// Folded holds the archive's folded CPU stacks, for the download.
 	Folded string
 }
@@ -163,6 +164,11 @@ func BuildHTMLArchive(s *analyze.Summary) (*HTMLArchive, error) {
 			mv.Flame = template.HTML(b.String())
 		}
 		h.Mem = mv
+	}
+	if s.Growth != nil {
+		if h.Growth, err = buildGrowthView(s); err != nil {
+			return nil, err
+		}
 	}
 	if s.CPU != nil && s.CPU.Samples > 0 {
 		if h.CPU, h.Folded, err = buildCPUView(s); err != nil {

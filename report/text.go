@@ -47,6 +47,7 @@ func WriteSummaryText(out io.Writer, s *analyze.Summary) {
 	}
 	writeCPUText(out, s.CPU)
 	writeJITText(out, s.JIT)
+	writeGrowthText(out, s.Growth)
 	if mem := s.Mem; mem != nil {
 		fmt.Fprintf(out, "\nMemory: %d allocations, %d frees (%d of blocks from before the window); outstanding at the end: %s in %d blocks\n",
 			mem.Allocations, mem.Frees, mem.FreesOfUnknown, HumanBytes(int64(mem.OutstandingBytes)), mem.OutstandingBlocks)

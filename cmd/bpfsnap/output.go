@@ -43,11 +43,20 @@ func openOutput(cmd *cobra.Command, path string) (io.Writer, func(error) error, 
 // load it (CPU section only), refuse an archive or filter without samples
 // before creating the output file, then render into path.
 func writeCPU(cmd *cobra.Command, archive, path string, flags *analysisFlags, render func(io.Writer, *analyze.Summary) error) error {
-	s, err := analyze.Load(archive, flags.request(analyze.SectionCPU))
+	return writeSection(cmd, archive, path, flags, analyze.SectionCPU, func(s *analyze.Summary) error {
+		_, err := s.RequireCPU()
+		return err
+	}, render)
+}
+
+// writeSection analyzes one section of an archive, checks it has data
+// (require), and renders it to path (stdout when empty).
+func writeSection(cmd *cobra.Command, archive, path string, flags *analysisFlags, section analyze.Sections, require func(*analyze.Summary) error, render func(io.Writer, *analyze.Summary) error) error {
+	s, err := analyze.Load(archive, flags.request(section))
 	if err != nil {
 		return err
 	}
-	if _, err := s.RequireCPU(); err != nil {
+	if err := require(s); err != nil {
 		return err
 	}
 	w, finish, err := openOutput(cmd, path)
@@ -55,4 +64,12 @@ func writeCPU(cmd *cobra.Command, archive, path string, flags *analysisFlags, re
 		return err
 	}
 	return finish(render(w, s))
+}
+
+// writeGrowth is writeCPU for the memory growth section (-p growth).
+func writeGrowth(cmd *cobra.Command, archive, path string, flags *analysisFlags, render func(io.Writer, *analyze.Summary) error) error {
+	return writeSection(cmd, archive, path, flags, analyze.SectionGrowth, func(s *analyze.Summary) error {
+		_, err := s.RequireGrowth()
+		return err
+	}, render)
 }

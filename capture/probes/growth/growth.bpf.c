@@ -35,6 +35,7 @@
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define GROWTH_KSTACK_DEPTH 64
+#define KSTACK_SKIP 2
 // x86-64's highest user address (TASK_SIZE_MAX): kernel faults above it
 // are the kernel's own memory.
 #define USER_ADDR_MAX 0x00007ffffffff000ULL
@@ -413,7 +414,9 @@ record:
 	e->ip = ur.ip;
 	e->sp = ur.sp;
 	e->bp = ur.bp;
-	e->kstack_bytes = bpf_get_stack(ctx, e->kstack, sizeof(e->kstack), 0);
+	// The first frames are this program and the tracepoint's dispatch
+	// (bpf_trace_run2): the kernel's stack starts below them.
+	e->kstack_bytes = bpf_get_stack(ctx, e->kstack, sizeof(e->kstack), KSTACK_SKIP);
 	if (e->kstack_bytes < 0)
 		count_drop(GROWTH_DROP_KSTACK);
 	e->ustack_bytes = have ? walk_user_fp(&ur, e->ustack) : 0;
