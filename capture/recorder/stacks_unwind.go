@@ -179,8 +179,9 @@ func (r *StackRecorder) TrimFramePointerStack(pid uint32, raw []uint64) []uint64
 }
 
 // stale reports whether a walk stopped at code outside every executable
-// mapping of the snapshot it used: the sampled PC, or a return address CFI
-// produced (JIT code, which is mapped, never qualifies).
+// mapping of the snapshot it used: the sampled PC, or a return address a
+// step produced (CFI, or a frame pointer into JIT code mapped since the
+// snapshot: V8 and HotSpot map code space as they compile).
 func stale(proc *unwind.Process, res unwind.Result) bool {
 	switch res.Reason {
 	case unwind.ReasonNoModule:

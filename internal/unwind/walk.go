@@ -103,8 +103,9 @@ type Result struct {
 	Reason Reason
 	// StopPC is the PC whose frame could not be unwound (0 on success).
 	StopPC uint64
-	// Unmapped is the return address a CFI step produced outside every
-	// executable mapping (ReasonBadReturnAddress): CFI is exact, so the
+	// Unmapped is the return address a step produced outside every
+	// executable mapping (ReasonBadReturnAddress): after a CFI step (CFI
+	// is exact) or a frame-pointer step (JIT code mapped since), the
 	// caller's list of mappings may be out of date.
 	Unmapped uint64
 }
@@ -189,6 +190,12 @@ func Unwind(mods Modules, regs Regs, stack Stack, opt Options) (res Result) {
 				}
 			}
 			next, reason = stepWithoutCFI(code, &rs, stack, pc, reason)
+			if reason == ReasonBadReturnAddress && next.known[RegRA] && code != nil {
+				if exec, _ := code.CodeAt(next.val[RegRA]); !exec {
+					// Maybe code mapped since the caller's list (JIT).
+					res.Unmapped = next.val[RegRA]
+				}
+			}
 		}
 		if reason != ReasonEnd {
 			return res.stop(reason, pc)

@@ -1,0 +1,261 @@
+//go:build linux
+
+package capture
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bpfsnap/bpfsnap/analyze"
+	"github.com/bpfsnap/bpfsnap/internal/testenv"
+	"github.com/bpfsnap/bpfsnap/report"
+)
+
+// growthLeakGo is a Go HTTP service with a route that keeps every
+// response buffer (256 KiB) in a global slice, a route that makes 16 KiB
+// of garbage per request, and /stats telling how much was kept.
+const growthLeakGo = `package main
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"sync"
+)
+
+var (
+	mu   sync.Mutex
+	kept [][]byte
+)
+
+//go:noinline
+func leakHandler(w http.ResponseWriter, r *http.Request) {
+	buf := make([]byte, 256<<10)
+	for i := range buf {
+		buf[i] = byte(i)
+	}
+	mu.Lock()
+	kept = append(kept, buf)
+	mu.Unlock()
+	w.Write(buf[:64])
+}
+
+//go:noinline
+func okHandler(w http.ResponseWriter, r *http.Request) {
+	buf := make([]byte, 16<<10)
+	for i := range buf {
+		buf[i] = byte(i)
+	}
+	w.Write(buf[:64])
+}
+
+func main() {
+	http.HandleFunc("/leak", leakHandler)
+	http.HandleFunc("/ok", okHandler)
+	http.HandleFunc("/stats", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, b := range kept {
+			n += len(b)
+		}
+		fmt.Fprint(w, n)
+	})
+	if err := http.ListenAndServe("127.0.0.1:"+os.Args[1], nil); err != nil {
+		panic(err)
+	}
+}
+`
+
+// growthLeakNode is the same service in Node.js: /leak keeps a filled
+// 256 KiB Buffer per request.
+const growthLeakNode = `const http = require('http');
+const kept = [];
+function leakRoute(res) {
+  const buf = Buffer.alloc(256 * 1024, 7);
+  kept.push(buf);
+  res.end(buf.subarray(0, 64));
+}
+function okRoute(res) {
+  const buf = Buffer.alloc(16 * 1024, 7);
+  res.end(buf.subarray(0, 64));
+}
+http.createServer((req, res) => {
+  if (req.url === '/leak') return leakRoute(res);
+  if (req.url === '/ok') return okRoute(res);
+  if (req.url === '/stats') return res.end(String(kept.reduce((n, b) => n + b.length, 0)));
+  res.statusCode = 404; res.end();
+}).listen(Number(process.argv[2]), '127.0.0.1');
+`
+
+// growthOf captures -p growth of pid while load runs, and analyzes it.
+func growthOf(t *testing.T, pid int, load func()) *analyze.Summary {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "growth.bpfsnap")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready, done := make(chan struct{}), make(chan error, 1)
+	go func() {
+		_, err := Run(ctx, Options{Output: out, Duration: 2 * time.Minute, Probes: []string{"growth"}, Sets: NewProbeSets(),
+			PIDs: []uint32{uint32(pid)}, Version: "test", Ready: func() { close(ready) }, Warn: func(m string) { t.Log("warning:", m) }})
+		done <- err
+	}()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("capture ended before it was ready: %v", err)
+	}
+	load()
+	time.Sleep(300 * time.Millisecond) // the last RSS reading
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	s, err := analyze.Load(out, analyze.Request{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Growth == nil {
+		t.Fatal("no growth section")
+	}
+	return s
+}
+
+// leakLoad sends n requests to each of /leak and /ok, interleaved, and
+// returns the bytes the service says it keeps.
+func leakLoad(t *testing.T, port, n int) uint64 {
+	t.Helper()
+	get := func(path string) string {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d%s", port, path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	for i := 0; i < n; i++ {
+		get("/leak")
+		get("/ok")
+		time.Sleep(5 * time.Millisecond)
+	}
+	kept, err := strconv.ParseUint(strings.TrimSpace(get("/stats")), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kept
+}
+
+// routeShare returns the bytes of pid's growth stacks holding a frame that
+// contains fn, and the process's total.
+func routeShare(s *analyze.Summary, pid int, fn string) (route, total uint64) {
+	for _, p := range s.Growth.Processes {
+		if p.PID == uint32(pid) {
+			total = p.Bytes
+		}
+	}
+	// Every stack, not only the listed top ones: the folded lines.
+	name := ""
+	for _, p := range s.Processes {
+		if p.PID == uint32(pid) {
+			name = p.Comm
+		}
+	}
+	for _, l := range analyze.GrowthFolded(s.Growth) {
+		if len(l.Frames) == 0 || l.Frames[0] != analyze.SafeFrameName(name) {
+			continue
+		}
+		for _, f := range l.Frames {
+			if strings.Contains(f, fn) {
+				route += l.Count
+				break
+			}
+		}
+	}
+	return route, total
+}
+
+func checkRouteGrowth(t *testing.T, s *analyze.Summary, pid int, fn string, leaked uint64) {
+	t.Helper()
+	route, total := routeShare(s, pid, fn)
+	var text bytes.Buffer
+	report.WriteSummaryText(&text, s)
+	t.Logf("leaked %s; %s carries %s of the %s made resident\n%s", report.HumanBytes(int64(leaked)), fn,
+		report.HumanBytes(int64(route)), report.HumanBytes(int64(total)), text.String())
+	if leaked < 20<<20 {
+		t.Fatalf("the service kept only %d bytes", leaked)
+	}
+	if route*2 < total {
+		t.Errorf("%s carries %d of %d bytes made resident: not most of them", fn, route, total)
+	}
+	if route < leaked/2 || route > 2*leaked {
+		t.Errorf("%s carries %d bytes, not within a factor of 2 of the %d it leaked", fn, route, leaked)
+	}
+	var p *analyze.GrowthProcess
+	for i := range s.Growth.Processes {
+		if s.Growth.Processes[i].PID == uint32(pid) {
+			p = &s.Growth.Processes[i]
+		}
+	}
+	if p == nil || len(p.RSS) < 4 || p.RSSEndBytes < p.RSSStartBytes+leaked/2 || p.ExactBytes < leaked/2 {
+		t.Errorf("the process's RSS series does not show the growth: %+v", p)
+	}
+	// The flame graph and the report draw it.
+	var svg bytes.Buffer
+	if err := report.WriteGrowthFlameGraph(&svg, s, report.CPUFlameOptions{MinWidth: 0.1}); err != nil || !strings.Contains(svg.String(), fn) {
+		t.Errorf("growth flame graph: %v, holds %s: %v", err, fn, strings.Contains(svg.String(), fn))
+	}
+	h, err := report.BuildHTMLArchive(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var page bytes.Buffer
+	if err := report.WriteHTML(&page, []*report.HTMLArchive{h}, report.HTMLOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if html := page.String(); !strings.Contains(html, `class="chart rss"`) || !strings.Contains(html, "Memory made resident by stack") {
+		t.Errorf("the report has no RSS curve or growth flame graph")
+	}
+}
+
+// A Go service keeping every response buffer of one route: under -p
+// growth that route's handler carries most of the bytes made resident,
+// within a factor of 2 of what it kept (the Go runtime allocates; libc's
+// malloc never sees it).
+func TestGrowthGoServiceLeak(t *testing.T) {
+	testenv.RequireBPF(t)
+	testenv.RequireTool(t, "go")
+	srv := buildGo(t, growthLeakGo)
+	port := freePort(t)
+	pid := startServer(t, exec.Command(srv, strconv.Itoa(port)), port)
+	var leaked uint64
+	s := growthOf(t, pid, func() { leaked = leakLoad(t, port, 160) })
+	checkRouteGrowth(t, s, pid, "main.leakHandler", leaked)
+}
+
+// The same service in Node.js: the route is JavaScript, named through
+// node's perf map (--perf-basic-prof, and --interpreted-frames-native-stack
+// for functions still interpreted).
+func TestGrowthNodeServiceLeak(t *testing.T) {
+	testenv.RequireBPF(t)
+	node := testenv.RequireTool(t, "node")
+	script := filepath.Join(t.TempDir(), "srv.js")
+	os.WriteFile(script, []byte(growthLeakNode), 0o644)
+	port := freePort(t)
+	cmd := exec.Command(node, "--perf-basic-prof", "--interpreted-frames-native-stack", script, strconv.Itoa(port))
+	cmd.Dir = filepath.Dir(script) // V8 may write a log beside it
+	pid := startServer(t, cmd, port)
+	var leaked uint64
+	s := growthOf(t, pid, func() { leaked = leakLoad(t, port, 160) })
+	checkRouteGrowth(t, s, pid, "leakRoute", leaked)
+}
