@@ -73,7 +73,7 @@ type jitMaps struct {
 	held    int                    // map files held open
 	done    []formats.JITSymbol    // rows of lives that ended (exec, pid reuse)
 	hostMnt uint64
-	dropped uint64 // processes or addresses over the bounds
+	dropped uint64              // processes or addresses over the bounds
 	final   []formats.JITSymbol // the rows, once finish has read the maps
 	ended   bool
 	table   *formats.TableWriter[formats.JITSymbol]
