@@ -142,7 +142,7 @@ func TestMemWarnsForGoTarget(t *testing.T) {
 		}
 		found := false
 		for _, w := range res.Manifest.Warnings {
-			if strings.Contains(w, "no libc allocation seen") {
+			if strings.Contains(w, "no allocation seen from pid") {
 				found = true
 			}
 		}

@@ -22,7 +22,6 @@ import (
 	"github.com/bpfsnap/bpfsnap/capture/recorder"
 	"github.com/bpfsnap/bpfsnap/formats"
 	"github.com/bpfsnap/bpfsnap/internal/probeplace"
-	"github.com/bpfsnap/bpfsnap/internal/symbolize"
 	"github.com/bpfsnap/bpfsnap/internal/unwind"
 )
 
@@ -58,8 +57,8 @@ type memProbe struct {
 	pidLinks map[uint32][]link.Link // per-pid allocator uprobes
 	attached map[string]bool        // "pid:dev:inode" of the libc attached
 	closer   recorder.LinkCloser
-	libcs    map[string]*libcPlan
-	pids     map[uint32]string // pid -> libc it was attached to
+	plans    map[string]*allocPlan
+	pids     map[uint32]string // pid -> the allocators attached ("jemalloc, libc")
 	// pid -> time of its last allocation event, and of its last exec:
 	// the allocations before an exec were another program's (the held
 	// child of `-- COMMAND` is bpfsnap until it execs, and a test binary
@@ -75,28 +74,42 @@ type memProbe struct {
 // are one uretprobe.multi link to alloc_return.
 type allocFunc struct {
 	name   string
-	cookie uint64 // enum alloc_fn
-	ret    bool   // also a return probe for the returned block
-	placed bool   // the entry probe may move past the first instruction
+	cookie bpfAllocFn
+	ret    bool // also a return probe for the returned block
+	placed bool // the entry probe may move past the first instruction
 }
 
-var allocFuncs = []allocFunc{
-	{"malloc", 0, true, false},
-	{"calloc", 1, true, false},
-	{"realloc", 2, true, false},
-	{"reallocarray", 3, true, false},
-	{"aligned_alloc", 4, true, false},
-	{"memalign", 4, true, false},
-	{"valloc", 5, true, false},
-	{"pvalloc", 5, true, false},
-	{"posix_memalign", 6, true, false},
+// allocFuncs are the entry points probed in every allocator file that has
+// them: the C API (glibc and any allocator replacing it), the prefixed APIs
+// of jemalloc, tcmalloc and mimalloc (a program may call je_malloc
+// itself), jemalloc's non-standard API, and the C++ operators replacement
+// allocators define themselves (libstdc++'s call malloc, so only files that
+// define malloc are probed at all). Functions that are aliases of one
+// another (one address) are probed once.
+var allocFuncs = func() []allocFunc {
+	var out []allocFunc
+	add := func(cookie bpfAllocFn, ret, placed bool, names ...string) {
+		for _, n := range names {
+			out = append(out, allocFunc{n, cookie, ret, placed})
+		}
+	}
+	add(bpfAllocFnFN_MALLOC, true, false, "malloc", "je_malloc", "tc_malloc", "mi_malloc", "mallocx", "je_mallocx",
+		"_Znwm", "_Znam", "_ZnwmRKSt9nothrow_t", "_ZnamRKSt9nothrow_t", "tc_new", "tc_newarray")
+	add(bpfAllocFnFN_CALLOC, true, false, "calloc", "je_calloc", "tc_calloc", "mi_calloc")
+	add(bpfAllocFnFN_REALLOC, true, false, "realloc", "je_realloc", "tc_realloc", "mi_realloc", "rallocx", "je_rallocx")
+	add(bpfAllocFnFN_REALLOCARRAY, true, false, "reallocarray")
+	add(bpfAllocFnFN_MEMALIGN, true, false, "aligned_alloc", "memalign", "je_aligned_alloc", "je_memalign", "tc_memalign", "mi_aligned_alloc", "mi_memalign")
+	add(bpfAllocFnFN_VALLOC, true, false, "valloc", "pvalloc", "je_valloc", "tc_valloc", "tc_pvalloc")
+	add(bpfAllocFnFN_POSIX_MEMALIGN, true, false, "posix_memalign", "je_posix_memalign", "tc_posix_memalign", "mi_posix_memalign")
 	// free needs no return probe, so its entry probe can sit on the first
 	// emulated instruction (probeplace).
-	{"free", 7, false, true},
-}
+	add(bpfAllocFnFN_FREE, false, true, "free", "je_free", "tc_free", "mi_free", "dallocx", "sdallocx", "je_dallocx", "je_sdallocx",
+		"_ZdlPv", "_ZdaPv", "_ZdlPvm", "_ZdaPvm", "tc_delete", "tc_deletearray")
+	return out
+}()
 
-// libcPlan is where each allocator function of one libc file gets probed.
-type libcPlan struct {
+// allocPlan is where each allocator function of one file gets probed.
+type allocPlan struct {
 	path string // host path (through /proc/PID/root)
 	// funcs maps function name to its address (ELF vaddr) and the entry
 	// probe offset from it; aliases at one address are probed once.
@@ -164,7 +177,7 @@ func (m *memProbe) Validate() error {
 // Start runs after Validate (the unwind mode is parsed there).
 func (m *memProbe) Start(s *recorder.Session) (map[string]string, error) {
 	m.s = s
-	m.attached, m.libcs, m.pids = map[string]bool{}, map[string]*libcPlan{}, map[uint32]string{}
+	m.attached, m.plans, m.pids = map[string]bool{}, map[string]*allocPlan{}, map[uint32]string{}
 	m.lastAlloc, m.execAt = map[uint32]uint64{}, map[uint32]uint64{}
 	m.pidLinks = map[uint32][]link.Link{}
 	m.details = map[string]string{}
@@ -259,43 +272,59 @@ func (m *memProbe) Start(s *recorder.Session) (map[string]string, error) {
 	return m.details, nil
 }
 
-// libcOf finds the C library a process maps. A process that maps none yet
-// (the held child of `-- COMMAND` is bpfsnap itself until it execs) gets
-// the host's libc: once it execs a dynamically linked program, that is
-// almost always what it maps, and its first allocation is traced.
-func (m *memProbe) libcOf(pid uint32) string {
-	root := filepath.Join(m.s.ProcRoot(), recorder.Itoa(pid), "root")
-	if f, err := os.Open(filepath.Join(m.s.ProcRoot(), recorder.Itoa(pid), "maps")); err == nil {
-		maps, _ := symbolize.ParseMaps(f)
-		f.Close()
-		for _, mp := range maps {
-			base := filepath.Base(mp.Path)
-			if mp.Executable() && (base == "libc.so.6" || strings.HasPrefix(base, "libc-")) {
-				return filepath.Join(root, mp.Path)
-			}
+// maxAllocatorDetails bounds the per-process allocator entries in the
+// manifest (allocator.PID); the rest are counted in allocator.more.
+const maxAllocatorDetails = 64
+
+// attach probes the allocators of pid (allocatorsOf): the C library and
+// every file that replaces its malloc.
+func (m *memProbe) attach(pid uint32) error {
+	files := m.allocatorsOf(pid)
+	if len(files) == 0 {
+		return errors.New("no C library or allocator found: its allocations cannot be traced")
+	}
+	var names []string
+	var errs []error
+	for _, f := range files {
+		if err := m.attachFile(pid, f.path); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", f.name, err))
+			continue
+		}
+		if !contains(names, f.name) {
+			names = append(names, f.name)
 		}
 	}
-	// The held child is bpfsnap itself until it execs: look in its root,
-	// then in the host's (the same mount namespace; /proc/PID/root can be
-	// briefly unreadable while the child is being set up).
-	for _, r := range []string{root, m.s.HostRoot()} {
-		for _, p := range []string{"/lib/x86_64-linux-gnu/libc.so.6", "/usr/lib/x86_64-linux-gnu/libc.so.6", "/lib64/libc.so.6", "/usr/lib64/libc.so.6", "/lib/libc.so.6"} {
-			if _, err := os.Stat(filepath.Join(r, p)); err == nil {
-				return filepath.Join(r, p)
-			}
+	if len(names) > 0 {
+		m.mu.Lock()
+		m.pids[pid] = strings.Join(names, ", ")
+		key := "allocator." + recorder.Itoa(pid)
+		if _, ok := m.details[key]; ok || m.allocatorDetails() < maxAllocatorDetails {
+			m.details[key] = m.pids[pid]
+		} else {
+			m.details["allocator.more"] = strconv.Itoa(len(m.pids) - maxAllocatorDetails)
 		}
+		m.mu.Unlock()
 	}
-	return ""
+	return errors.Join(errs...)
 }
 
-func (m *memProbe) attach(pid uint32) error {
-	libc := m.libcOf(pid)
-	if libc == "" {
-		return errors.New("no C library found: its allocations cannot be traced")
+// allocatorDetails counts the allocator.PID entries. The caller holds m.mu.
+func (m *memProbe) allocatorDetails() int {
+	n := 0
+	for k := range m.details {
+		if strings.HasPrefix(k, "allocator.") && k != "allocator.more" {
+			n++
+		}
 	}
+	return n
+}
+
+// attachFile puts the entry and return probes on the allocator functions
+// of one file, for pid only.
+func (m *memProbe) attachFile(pid uint32, path string) error {
 	// The same library is often reachable by two paths (/lib is a link
 	// to /usr/lib): key by inode, or every call would be traced twice.
-	st, err := os.Stat(libc)
+	st, err := os.Stat(path)
 	if err != nil {
 		return err
 	}
@@ -306,11 +335,11 @@ func (m *memProbe) attach(pid uint32) error {
 	if m.attached[key] {
 		return nil
 	}
-	plan, err := m.plan(libc)
+	plan, err := m.plan(path)
 	if err != nil {
 		return err
 	}
-	ex, err := link.OpenExecutable(libc)
+	ex, err := link.OpenExecutable(path)
 	if err != nil {
 		return err
 	}
@@ -323,14 +352,14 @@ func (m *memProbe) attach(pid uint32) error {
 		}
 		entry.Addresses = append(entry.Addresses, at.addr)
 		entry.Offsets = append(entry.Offsets, at.offset)
-		entry.Cookies = append(entry.Cookies, f.cookie)
+		entry.Cookies = append(entry.Cookies, uint64(f.cookie))
 		if f.ret {
 			ret.Addresses = append(ret.Addresses, at.addr)
 			ret.Offsets = append(ret.Offsets, 0)
 		}
 	}
 	if len(entry.Addresses) == 0 {
-		return errors.New("no allocator function found in " + libc)
+		return errors.New("no allocator function found in " + path)
 	}
 	enterProg, retProg := m.objs.AllocEnter, m.objs.AllocReturn
 	if m.floor {
@@ -342,24 +371,32 @@ func (m *memProbe) attach(pid uint32) error {
 	if len(ret.Addresses) > 0 {
 		l, err := ex.UretprobeMulti(nil, retProg, &ret)
 		if err != nil {
-			return fmt.Errorf("uretprobe.multi on %s: %w", libc, err)
+			return fmt.Errorf("uretprobe.multi on %s: %w", path, err)
 		}
 		m.pidLinks[pid] = append(m.pidLinks[pid], l)
 	}
 	l, err := ex.UprobeMulti(nil, enterProg, &entry)
 	if err != nil {
-		return fmt.Errorf("uprobe.multi on %s: %w", libc, err)
+		return fmt.Errorf("uprobe.multi on %s: %w", path, err)
 	}
 	m.pidLinks[pid] = append(m.pidLinks[pid], l)
 	m.attached[key] = true
-	m.pids[pid] = libc
 	return nil
 }
 
-// plan reads a libc once: each allocator function's address and where its
-// entry probe sits, recorded in the manifest details with the reason.
-func (m *memProbe) plan(path string) (*libcPlan, error) {
-	if p := m.libcs[path]; p != nil {
+// plan reads an allocator file once (per device and inode): each
+// allocator function's address and where its entry probe sits, recorded in
+// the manifest details with the reason ("probe.FUNC" for libc,
+// "probe.ALLOCATOR.FUNC" for the others). A statically linked program has
+// its allocator in its symbol table rather than its dynamic symbols.
+func (m *memProbe) plan(path string) (*allocPlan, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	sys, _ := st.Sys().(*syscall.Stat_t)
+	key := fmt.Sprintf("%d:%d", sys.Dev, sys.Ino)
+	if p := m.plans[key]; p != nil {
 		return p, nil
 	}
 	f, err := elf.Open(path)
@@ -367,20 +404,27 @@ func (m *memProbe) plan(path string) (*libcPlan, error) {
 		return nil, err
 	}
 	defer f.Close()
-	syms, err := f.DynamicSymbols()
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
 	byName := map[string]uint64{}
-	for _, s := range syms {
-		if elf.ST_TYPE(s.Info) == elf.STT_FUNC && s.Value != 0 {
-			name, _, _ := strings.Cut(s.Name, "@")
-			if _, dup := byName[name]; !dup {
-				byName[name] = s.Value
+	for _, load := range []func() ([]elf.Symbol, error){f.DynamicSymbols, f.Symbols} {
+		syms, _ := load()
+		for _, s := range syms {
+			if elf.ST_TYPE(s.Info) == elf.STT_FUNC && s.Value != 0 && s.Section != elf.SHN_UNDEF {
+				name, _, _ := strings.Cut(s.Name, "@")
+				if _, dup := byName[name]; !dup {
+					byName[name] = s.Value
+				}
 			}
 		}
+		if _, ok := byName["malloc"]; ok {
+			break
+		}
 	}
-	plan := &libcPlan{path: path, funcs: map[string]probeAt{}}
+	name := allocatorName(filepath.Base(path))
+	prefix := "probe."
+	if name != "libc" {
+		prefix += name + "."
+	}
+	plan := &allocPlan{path: path, funcs: map[string]probeAt{}}
 	byAddr := map[uint64]string{}
 	for _, fn := range allocFuncs {
 		addr, ok := byName[fn.name]
@@ -407,9 +451,9 @@ func (m *memProbe) plan(path string) (*libcPlan, error) {
 		if at.aliasOf != "" {
 			detail = "same function as " + at.aliasOf
 		}
-		m.details["probe."+fn.name] = detail
+		m.details[prefix+fn.name] = detail
 	}
-	m.libcs[path] = plan
+	m.plans[key] = plan
 	return plan, nil
 }
 
@@ -658,7 +702,7 @@ func (m *memProbe) Stop(s *recorder.Session) error {
 	m.mu.Lock()
 	for pid := range m.pids {
 		if t := m.lastAlloc[pid]; t == 0 || t < m.execAt[pid] {
-			s.Warnf("mem: no libc allocation seen from pid %d during the window: if it allocates through another allocator (Go runtime, static or custom malloc), its memory is not traced (its anonymous mmaps and brk are, with --mem-mmap)", pid)
+			s.Warnf("mem: no allocation seen from pid %d through %s during the window: if it allocates through another allocator (Go runtime, a JVM, a custom allocator without malloc), its memory is not traced (its anonymous mmaps and brk are, with --mem-mmap; -p growth sees every runtime)", pid, m.pids[pid])
 		}
 	}
 	m.mu.Unlock()
@@ -678,3 +722,12 @@ func (m *memProbe) Stop(s *recorder.Session) error {
 // Event is the ring record of an allocator call (struct mem_event of
 // mem.bpf.c), for benchmarks that build records without a kernel.
 type Event = bpfMemEvent
+
+func contains(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
