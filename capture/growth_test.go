@@ -3,6 +3,7 @@
 package capture
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -258,4 +259,94 @@ func TestGrowthNodeServiceLeak(t *testing.T) {
 	var leaked uint64
 	s := growthOf(t, pid, func() { leaked = leakLoad(t, port, 160) })
 	checkRouteGrowth(t, s, pid, "leakRoute", leaked)
+}
+
+// touchProc is testdata/growth/touch running under the test's control.
+type touchProc struct {
+	cmd   *exec.Cmd
+	in    io.WriteCloser
+	lines *bufio.Scanner
+}
+
+// reading parses "WHAT ANON_KB HUGE_KB".
+func (p *touchProc) reading(t *testing.T, what string) (anon, huge uint64) {
+	t.Helper()
+	if !p.lines.Scan() {
+		t.Fatalf("touch: no %q line", what)
+	}
+	f := strings.Fields(p.lines.Text())
+	if len(f) != 3 || f[0] != what {
+		t.Fatalf("touch said %q, want %s ANON HUGE", p.lines.Text(), what)
+	}
+	a, _ := strconv.ParseUint(f[1], 10, 64)
+	h, _ := strconv.ParseUint(f[2], 10, 64)
+	return a << 10, h << 10
+}
+
+// What a process made resident, measured from its counters in the kernel,
+// equals what its own smaps says it gained: a page at a time, transparent
+// huge pages (512 pages in one change), and four threads faulting at once
+// (their CPUs fold the counters concurrently). The sampled estimate and
+// the stacks agree with it.
+func TestGrowthExactCounts(t *testing.T) {
+	testenv.RequireBPF(t)
+	testenv.RequireTool(t, "gcc")
+	bin := filepath.Join(t.TempDir(), "touch")
+	if out, err := exec.Command("gcc", "-O1", "-pthread", "-o", bin, "../testdata/growth/touch.c").CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v: %s", err, out)
+	}
+	for _, args := range [][]string{{"huge", "64"}, {"threads", "32", "4"}} {
+		t.Run(args[0], func(t *testing.T) {
+			p := &touchProc{cmd: exec.Command(bin, args...)}
+			var err error
+			if p.in, err = p.cmd.StdinPipe(); err != nil {
+				t.Fatal(err)
+			}
+			out, _ := p.cmd.StdoutPipe()
+			p.lines = bufio.NewScanner(out)
+			if err := p.cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { p.in.Close(); p.cmd.Wait() }()
+			before, _ := p.reading(t, "ready")
+			var after, huge uint64
+			s := growthOf(t, p.cmd.Process.Pid, func() {
+				io.WriteString(p.in, "go\n")
+				after, huge = p.reading(t, "done")
+			})
+			gained := after - before
+			var gp *analyze.GrowthProcess
+			for i := range s.Growth.Processes {
+				if s.Growth.Processes[i].PID == uint32(p.cmd.Process.Pid) {
+					gp = &s.Growth.Processes[i]
+				}
+			}
+			if gp == nil {
+				t.Fatalf("no growth of pid %d: %+v", p.cmd.Process.Pid, s.Growth.Processes)
+			}
+			t.Logf("%v: smaps gained %d bytes (%d in huge pages); growth counted %d exactly, estimated %d; warnings %v",
+				args, gained, huge, gp.ExactBytes, gp.Bytes, s.Warnings)
+			if diff := int64(gp.ExactBytes) - int64(gained); diff < -(256<<10) || diff > 256<<10 {
+				t.Errorf("counted %d bytes exactly, the process gained %d", gp.ExactBytes, gained)
+			}
+			if e := float64(gp.Bytes); e < 0.85*float64(gained) || e > 1.15*float64(gained) {
+				t.Errorf("estimated %d bytes, the process gained %d", gp.Bytes, gained)
+			}
+			route, _ := routeShare(s, p.cmd.Process.Pid, "touch_pages")
+			if route < gained*8/10 {
+				t.Errorf("touch_pages carries %d of the %d bytes", route, gained)
+			}
+			if huge >= 2<<20 {
+				var huges int
+				for _, st := range s.Growth.Stacks {
+					if st.Events > 0 && st.Bytes/st.Events == 2<<20 {
+						huges++
+					}
+				}
+				if huges == 0 {
+					t.Errorf("%d bytes in huge pages, but no stack made 2 MiB resident per event: %+v", huge, s.Growth.Stacks)
+				}
+			}
+		})
+	}
 }
