@@ -45,8 +45,9 @@ type GrowthProcess struct {
 	Bytes     uint64 `json:"bytes"`
 	FileBytes uint64 `json:"file_bytes"`
 	// ExactBytes is the kernel's exact count over the whole window
-	// (anonymous and shared), whatever the sampling; 0 when the archive
-	// has none.
+	// (anonymous and shared), whatever the sampling, the program before
+	// an exec included; 0 when the archive has none or the analysis is of
+	// a slice of the window (--from/--to).
 	ExactBytes uint64 `json:"exact_bytes,omitempty"`
 	// RSS is its resident set over the window, read from /proc.
 	RSS []RSSPoint `json:"rss"`
@@ -182,7 +183,8 @@ func Growth(a *formats.Archive, opts Options, procs []Process) (*GrowthSummary, 
 		p := proc(pid)
 		p.Bytes, p.FileBytes = uint64(v[0]), uint64(v[1])
 	}
-	if a.HasTable(formats.TableGrowthTotals) {
+	// The totals span the whole window: a slice of it has none.
+	if a.HasTable(formats.TableGrowthTotals) && opts.Filter.From == 0 && opts.Filter.To == 0 {
 		err := formats.ReadTable(a, formats.TableGrowthTotals, func(rows []formats.GrowthTotal) error {
 			for _, r := range rows {
 				if b.Keep(r.PID, b.from) {
