@@ -85,9 +85,9 @@ func benchGrowth(env *Env) ([]Row, error) {
 	}
 	work := []string{bin, growthRounds, timing, faults}
 	type variant struct {
-		name    string
-		argv    func(out string) []string
-		slow    []float64 // % over bare
+		name     string
+		argv     func(out string) []string
+		slow     []float64 // % over bare
 		perFault []float64 // ns added per fault
 	}
 	capture := func(extra ...string) func(string) []string {

@@ -186,3 +186,18 @@ func CString[T int8 | uint8](b []T) string {
 	}
 	return string(out)
 }
+
+// SetVariables sets a spec's `const volatile` variables before it is
+// loaded; a name the object lacks is an error (the C and Go sides drifted).
+func SetVariables(spec *ebpf.CollectionSpec, vars map[string]any) error {
+	for name, v := range vars {
+		sv, ok := spec.Variables[name]
+		if !ok {
+			return fmt.Errorf("the object lacks variable %s", name)
+		}
+		if err := sv.Set(v); err != nil {
+			return fmt.Errorf("setting %s: %w", name, err)
+		}
+	}
+	return nil
+}

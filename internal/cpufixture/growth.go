@@ -77,10 +77,14 @@ func WriteGrowth(dir string) (string, error) {
 	for _, write := range []func() error{
 		func() error { return formats.NewTable[formats.Frame](w, formats.TableFrames).Write(frames...) },
 		func() error { return formats.NewTable[formats.Stack](w, formats.TableStacks).Write(stacks...) },
-		func() error { return formats.NewTable[formats.GrowthEvent](w, formats.TableGrowthEvents).Write(events...) },
+		func() error {
+			return formats.NewTable[formats.GrowthEvent](w, formats.TableGrowthEvents).Write(events...)
+		},
 		func() error { return formats.NewTable[formats.RSSSample](w, formats.TableRSSSamples).Write(rss...) },
 		func() error { return formats.NewTable[formats.ProcessEvent](w, formats.TableProcesses).Write(procs...) },
-		func() error { return formats.NewTable[formats.GrowthTotal](w, formats.TableGrowthTotals).Write(totals...) },
+		func() error {
+			return formats.NewTable[formats.GrowthTotal](w, formats.TableGrowthTotals).Write(totals...)
+		},
 	} {
 		if err := write(); err != nil {
 			w.Abort()

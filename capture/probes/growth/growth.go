@@ -142,14 +142,8 @@ func (g *growthProbe) Start(s *recorder.Session) (map[string]string, error) {
 	}
 	vars := map[string]any{"sample_bytes": g.sampleBytes, "log2_mantissa": recorder.Log2MantissaTable(),
 		"stack_size": copyBytes, "page_shift": uint32(shift), "nr_cpus": uint32(cpus)}
-	for name, v := range vars {
-		sv, ok := spec.Variables[name]
-		if !ok {
-			return details, fmt.Errorf("growth object lacks %s", name)
-		}
-		if err := sv.Set(v); err != nil {
-			return details, fmt.Errorf("setting %s: %w", name, err)
-		}
+	if err := recorder.SetVariables(spec, vars); err != nil {
+		return details, err
 	}
 	if err := s.LoadObjects(spec, &g.objs); err != nil {
 		return details, err

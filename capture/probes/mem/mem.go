@@ -206,14 +206,8 @@ func (m *memProbe) Start(s *recorder.Session) (map[string]string, error) {
 		sysCopy = copyBytes
 	}
 	vars := map[string]any{"sample_bytes": m.sampleBytes, "stack_size": copyBytes, "sys_stack_size": sysCopy, "log2_mantissa": recorder.Log2MantissaTable()}
-	for name, v := range vars {
-		sv, ok := spec.Variables[name]
-		if !ok {
-			return nil, fmt.Errorf("mem object lacks %s", name)
-		}
-		if err := sv.Set(v); err != nil {
-			return nil, fmt.Errorf("setting %s: %w", name, err)
-		}
+	if err := recorder.SetVariables(spec, vars); err != nil {
+		return nil, err
 	}
 	if err := s.LoadObjects(spec, &m.objs); err != nil {
 		return nil, err
