@@ -71,7 +71,7 @@ type jitMaps struct {
 	roots   map[[2]uint64]*os.File // (dev, inode) of a root directory -> O_PATH fd
 	ids     map[uint32]procIDs     // from process rows: namespace pid, mount namespace
 	held    int                    // map files held open
-	done    []formats.JITSymbol    // rows of lives that ended (exec, pid reuse)
+	retired []*jitProc             // lives that ended (exec, pid reuse), read at the end
 	hostMnt uint64
 	dropped uint64              // processes or addresses over the bounds
 	final   []formats.JITSymbol // the rows, once finish has read the maps
@@ -127,11 +127,12 @@ func (j *jitMaps) processEvent(ev formats.ProcessEvent) {
 		return
 	case formats.ProcessExec, formats.ProcessFork:
 		if jp != nil {
-			// A new program (or a reused pid): the old life's map is
-			// final; name its frames now.
+			// A new program (or a reused pid): the old life's maps are
+			// final; they are held and read at the end (not here, on the
+			// process reader: a map can be large).
 			j.holdMaps(jp)
-			j.done = append(j.done, j.rows(jp)...)
-			j.release(jp)
+			jp.exited = true
+			j.retired = append(j.retired, jp)
 			delete(j.procs, ev.PID)
 		}
 	}
@@ -148,7 +149,7 @@ func (j *jitMaps) frame(pid uint32, p *procState, ip uint64) string {
 	defer j.mu.Unlock()
 	jp := j.procs[pid]
 	if jp == nil {
-		if len(j.procs) >= maxJITProcs {
+		if len(j.procs)+len(j.retired) >= maxJITProcs {
 			j.dropped++
 			return formats.JITModule(runtimeOf(p.maps))
 		}
@@ -434,7 +435,10 @@ func (j *jitMaps) Rows() []formats.JITSymbol {
 	if j.ended {
 		return j.final
 	}
-	out := append([]formats.JITSymbol(nil), j.done...)
+	var out []formats.JITSymbol
+	for _, jp := range j.retired {
+		out = append(out, j.rows(jp)...)
+	}
 	pids := make([]uint32, 0, len(j.procs))
 	for pid := range j.procs {
 		pids = append(pids, pid)
@@ -456,6 +460,9 @@ func (j *jitMaps) finish() error {
 	j.mu.Lock()
 	j.final, j.ended = rows, true
 	for _, jp := range j.procs {
+		j.release(jp)
+	}
+	for _, jp := range j.retired {
 		j.release(jp)
 	}
 	for _, f := range j.roots {
