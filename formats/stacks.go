@@ -47,7 +47,9 @@ type Frame struct {
 	// frames: in the process given by Stack.PID).
 	Address uint64 `parquet:"address"`
 	// Module is the mapped file's path (as the process saw it) or
-	// "[kernel]" / a kernel module name.
+	// "[kernel]" / a kernel module name; "[jit]" or "[jit:RUNTIME]" for
+	// code in anonymous executable memory, named through jit_symbols
+	// (jit.go).
 	Module     string `parquet:"module,dict"`
 	BuildID    string `parquet:"build_id,dict"` // hex GNU build id, or ""
 	FileOffset uint64 `parquet:"file_offset"`   // offset of Address in Module

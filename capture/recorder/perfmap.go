@@ -105,6 +105,9 @@ func newJITMaps(s *Session) *jitMaps {
 		roots: map[[2]uint64]*os.File{}, ids: map[uint32]procIDs{}}
 	j.hostMnt = nsInode(filepath.Join(s.procRoot, "1", "ns", "mnt"))
 	j.table = formats.NewTable[formats.JITSymbol](s.writer, formats.TableJITSymbols)
+	if j.request {
+		s.writer.UpdateManifest(func(m *formats.Manifest) { m.Options["perf_map_request"] = "true" })
+	}
 	s.OnProcess(j.processEvent)
 	s.AtEnd(j.finish)
 	return j
