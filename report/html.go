@@ -66,6 +66,8 @@ type HTMLArchive struct {
 	Mem       *memView
 	// Folded holds the archive's folded CPU stacks, for the download.
 	Folded string
+	// Compare is the comparison with a baseline (AddBaseline), or nil.
+	Compare *compareView
 }
 
 type probeView struct {
@@ -78,6 +80,8 @@ type endpointView struct {
 	ErrPct    float64
 	Histogram template.HTML
 	OverTime  template.HTML
+	// Baseline is the endpoint in the comparison (AddBaseline), or nil.
+	Baseline *analyze.EndpointDiff
 }
 
 type cpuView struct {
@@ -252,7 +256,7 @@ func WriteHTML(w io.Writer, archives []*HTMLArchive, opts HTMLOptions) error {
 		Generated: now.UTC().Format("2006-01-02 15:04 UTC"),
 		Version:   opts.Version,
 		Archives:  archives,
-		CSS:       template.CSS(reportCSS),
+		CSS:       template.CSS(reportCSS + diffCSS),
 		JS:        template.JS(reportJS),
 		FlameJS:   template.JS(FlameGraphScript()),
 	}
@@ -311,7 +315,10 @@ func WriteHTML(w io.Writer, archives []*HTMLArchive, opts HTMLOptions) error {
 			}
 			return strings.Join(parts, " ")
 		},
-	}).Parse(htmlTemplate)
+	}).Funcs(compareFuncs).Parse(htmlTemplate)
+	if err == nil {
+		t, err = t.Parse(diffTemplate)
+	}
 	if err != nil {
 		return err
 	}
