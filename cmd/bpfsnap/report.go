@@ -30,7 +30,7 @@ plain one, the functions and leak sites that changed, and a "what changed"
 card. The selectors apply to BASE too; --base-X replaces one for BASE.`,
 		Example: "  bpfsnap report incident.bpfsnap -o incident.html\n  bpfsnap report node-a.bpfsnap node-b.bpfsnap -o incident.html\n" +
 			"  bpfsnap report --baseline before.bpfsnap after.bpfsnap -o after.html",
-		Args:    cobra.MinimumNArgs(1),
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req := flags.request(analyze.AllSections)
 			var baseSummary *analyze.Summary
