@@ -1,0 +1,418 @@
+//go:build linux
+
+package main
+
+import (
+	"archive/zip"
+	"bytes"
+	"encoding/json"
+	"encoding/xml"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bpfsnap/bpfsnap/analyze"
+	"github.com/bpfsnap/bpfsnap/internal/testenv"
+)
+
+// diffRoutes are the routes of testdata/diffsvc, each requested at
+// diffRate per second by the test's own load generator.
+var diffRoutes = []string{"/api/orders", "/api/catalog", "/api/search", "/api/report", "/api/score"}
+
+const diffRate = 50
+
+// The same service captured twice, the second time with -regress (one
+// route 100 ms slower, one function three times hotter), by two processes
+// with different pids, the second archive relabelled as another host: diff
+// matches the endpoints by name, ranks the slower route first with the p99
+// change the load generator measured, and finds scoreItems grown and the
+// other functions within noise; the differential flame graph and its
+// folded form say the same; the report with the baseline opens in Chromium
+// without errors or network requests, its hostile names inert.
+func TestDiffOfTwoCaptures(t *testing.T) {
+	testenv.RequireBPF(t)
+	chromium := testenv.RequireTool(t, "chromium")
+	bin := bpfsnapBin(t)
+	dir := t.TempDir()
+	svc := filepath.Join(dir, "diffsvc")
+	if out, err := exec.Command("go", "build", "-o", svc, "../../testdata/diffsvc").CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	// The service runs under a hostile name: its comm and exe are markup.
+	evil := filepath.Join(dir, strings.ReplaceAll(hostile, "/", "|"))
+	if err := os.Symlink(svc, evil); err != nil {
+		t.Fatal(err)
+	}
+	capture := func(name string, regress bool) (string, map[string][]float64, int) {
+		t.Helper()
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		args := []string{"-listen", addr}
+		if regress {
+			args = append(args, "-regress")
+		}
+		srv := exec.Command(evil, args...)
+		if err := srv.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { srv.Process.Kill(); srv.Wait() }()
+		waitServing(t, addr)
+		// The load runs before, during and after the window, so the
+		// capture sees steady traffic from its first moment to its last.
+		stop := make(chan struct{})
+		lat := make(chan map[string][]float64)
+		go func() { lat <- pacedLoad(addr, stop) }()
+		arc := filepath.Join(dir, name+".bpfsnap")
+		out, err := exec.Command(bin, "capture", "-p", "cpu,http", "--freq", "999", "--pid", strconv.Itoa(srv.Process.Pid), "-d", "10s", "-o", arc).CombinedOutput()
+		close(stop)
+		client := <-lat
+		if err != nil {
+			t.Fatalf("capture %s: %v\n%s", name, err, out)
+		}
+		return arc, client, srv.Process.Pid
+	}
+	base, baseClient, basePID := capture("base", false)
+	regressed, newClient, newPID := capture("new", true)
+	// The second capture as if taken on another node.
+	cur := filepath.Join(dir, "node-b.bpfsnap")
+	rewriteHost(t, regressed, cur, "node-b")
+
+	run := func(args ...string) string {
+		t.Helper()
+		var stdout, stderr bytes.Buffer
+		cmd := exec.Command(bin, args...)
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("bpfsnap %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+		}
+		return stdout.String()
+	}
+	var d analyze.Diff
+	if err := json.Unmarshal([]byte(run("diff", base, cur, "--json")), &d); err != nil {
+		t.Fatal(err)
+	}
+	if d.Base.Host == d.New.Host || d.New.Host != "node-b" {
+		t.Errorf("hosts %q and %q, want two hosts, the second node-b", d.Base.Host, d.New.Host)
+	}
+
+	// HTTP: the slower route first, matched across pids, with the change
+	// the client saw.
+	if d.HTTP == nil || len(d.HTTP.Endpoints) == 0 {
+		t.Fatalf("no http section: %+v", d.HTTP)
+	}
+	for _, e := range d.HTTP.Endpoints {
+		t.Logf("%s %s %s: impact %.0f %s", e.Role, e.Method, e.Route, e.Impact, sideP99(e.Base, e.New))
+	}
+	top := d.HTTP.Endpoints[0]
+	if top.Route != "/api/orders" || top.Role != "server" || top.Method != "GET" {
+		t.Fatalf("first endpoint %s %s %s, want server GET /api/orders", top.Role, top.Method, top.Route)
+	}
+	if top.Base == nil || top.New == nil || top.Change == nil {
+		t.Fatalf("/api/orders not matched across the captures: base %+v new %+v", top.Base, top.New)
+	}
+	if len(top.Base.PIDs) != 1 || top.Base.PIDs[0] != uint32(basePID) || len(top.New.PIDs) != 1 || top.New.PIDs[0] != uint32(newPID) {
+		t.Errorf("pids %v and %v, want [%d] and [%d]", top.Base.PIDs, top.New.PIDs, basePID, newPID)
+	}
+	if want := hostile[:15]; top.Process != want {
+		t.Errorf("process %q, want the comm %q", top.Process, want)
+	}
+	clientChange := p99(newClient["/api/orders"]) - p99(baseClient["/api/orders"])
+	t.Logf("/api/orders p99: bpfsnap %.2f → %.2f ms (%+.2f), client %.2f → %.2f ms (%+.2f)", top.Base.P99, top.New.P99, top.Change.P99,
+		p99(baseClient["/api/orders"]), p99(newClient["/api/orders"]), clientChange)
+	// The client's figure includes its own scheduling on this busy 2-core
+	// machine, so the two agree within 5 ms or a fifth.
+	if math.Abs(top.Change.P99-clientChange) > math.Max(5, 0.2*clientChange) || top.Change.P99 < 60 {
+		t.Errorf("p99 change %+.2f ms, the client measured %+.2f ms (the service waits 100 ms longer)", top.Change.P99, clientChange)
+	}
+	matched := 0
+	for _, e := range d.HTTP.Endpoints {
+		if e.Base != nil && e.New != nil {
+			matched++
+			// At most what the load sent; a starved load generator on a
+			// busy machine sends less, but not this much less.
+			for _, r := range []float64{e.Base.RateRPS, e.New.RateRPS} {
+				if r < 0.3*diffRate || r > 1.1*diffRate {
+					t.Errorf("%s: %.1f and %.1f req/s, the load sent %d", e.Route, e.Base.RateRPS, e.New.RateRPS, diffRate)
+				}
+			}
+		}
+	}
+	if matched != len(diffRoutes) || len(d.HTTP.Endpoints) != len(diffRoutes) {
+		t.Errorf("%d endpoints, %d on both sides; want the %d routes, each matched", len(d.HTTP.Endpoints), matched, len(diffRoutes))
+	}
+
+	// CPU: scoreItems grew beyond noise, the other handlers did not move.
+	if d.CPU == nil || d.CPU.BaseSamples < 800 || d.CPU.NewSamples < 800 {
+		t.Fatalf("too few CPU samples to compare: %+v", d.CPU)
+	}
+	funcs := map[string]analyze.FunctionDiff{}
+	for _, f := range d.CPU.Functions {
+		funcs[f.Name] = f
+	}
+	score := funcs["main.scoreItems"]
+	t.Logf("CPU: %d → %d samples, scoreItems self %.1f%% → %.1f%% (z %.1f)", d.CPU.BaseSamples, d.CPU.NewSamples, score.BaseShare, score.NewShare, score.Z)
+	if !score.Significant || score.NewShare < 1.8*score.BaseShare || score.NewShare > 3.6*score.BaseShare {
+		t.Errorf("scoreItems %+v: want a significant growth of about 2.7× its share (3× the work)", score)
+	}
+	if len(d.CPU.Functions) == 0 || d.CPU.Functions[0].Name != "main.scoreItems" {
+		t.Errorf("largest change %+v, want main.scoreItems", d.CPU.Functions[0])
+	}
+	for _, name := range []string{"main.renderCatalog", "main.searchIndex", "main.buildReport"} {
+		f, ok := funcs[name]
+		t.Logf("%s self %.1f%% → %.1f%% (z %.1f)", name, f.BaseShare, f.NewShare, f.Z)
+		if !ok || f.BaseShare < 10 || f.Significant {
+			t.Errorf("%s: %+v, want a large share that did not move beyond noise", name, f)
+		}
+	}
+
+	// The differential flame graph: scoreItems red, every other frame
+	// within noise.
+	svg := filepath.Join(dir, "diff.svg")
+	run("flamegraph", "--diff", base, cur, "-o", svg)
+	verdicts := diffVerdicts(t, svg)
+	if v := verdicts["main.scoreItems"]; len(v) == 0 || v[0] != "grown" {
+		t.Errorf("scoreItems frames: %v, want grown", v)
+	}
+	for name, vs := range verdicts {
+		for _, v := range vs {
+			if name != "main.scoreItems" && v != "within noise" && v != "unchanged" {
+				t.Errorf("frame %q is %s, want within noise", name, v)
+			}
+		}
+	}
+	// Folded: difffolded.pl's three columns, adding up to both sides.
+	var sumBase, sumNew, scoreBase, scoreNew uint64
+	for _, line := range strings.Split(strings.TrimSpace(run("flamegraph", "--diff", base, cur, "--folded")), "\n") {
+		i := strings.LastIndexByte(line, ' ')
+		j := strings.LastIndexByte(line[:max(i, 0)], ' ')
+		if j < 0 {
+			t.Fatalf("folded diff line %q is not STACK BASE NEW", line)
+		}
+		b, err1 := strconv.ParseUint(line[j+1:i], 10, 64)
+		n, err2 := strconv.ParseUint(line[i+1:], 10, 64)
+		if err1 != nil || err2 != nil {
+			t.Fatalf("folded diff line %q is not STACK BASE NEW", line)
+		}
+		sumBase, sumNew = sumBase+b, sumNew+n
+		if strings.Contains(line, ";main.scoreItems ") {
+			scoreBase, scoreNew = scoreBase+b, scoreNew+n
+		}
+	}
+	if sumBase != d.CPU.BaseSamples || sumNew != d.CPU.NewSamples || scoreNew < 2*scoreBase {
+		t.Errorf("folded diff: %d/%d samples (want %d/%d), scoreItems %d → %d", sumBase, sumNew, d.CPU.BaseSamples, d.CPU.NewSamples, scoreBase, scoreNew)
+	}
+
+	// The text form names the same route first.
+	text := run("diff", base, cur)
+	if i, j := strings.Index(text, "What changed:"), strings.Index(text, "GET /api/orders"); i < 0 || j < i {
+		t.Errorf("text diff:\n%s", text)
+	}
+
+	// The report with the baseline, in a browser.
+	html := filepath.Join(dir, "report.html")
+	run("report", "--baseline", base, cur, "-o", html)
+	data, _ := os.ReadFile(html)
+	for _, bad := range []string{"<script>alert", "<svg onload"} {
+		if i := strings.Index(string(data), bad); i >= 0 {
+			t.Errorf("raw hostile markup %q in the page: %q", bad, data[max(0, i-200):min(len(data), i+100)])
+		}
+	}
+	p := openInChromium(t, chromium, html, "#cpu")
+	card := p.evalString(`(document.querySelector(".card.changed li") || {}).textContent || ""`)
+	diffFrames := p.evalInt(`document.querySelectorAll(".diffflame svg g.f").length`)
+	found := p.evalInt(`window.bpfsnapFlame.search(document.querySelector(".diffflame svg"), "scoreItems").frames`)
+	zoomed := p.evalInt(`(function(){
+		var svg = document.querySelector(".diffflame svg");
+		var g = [].filter.call(svg.querySelectorAll("g.f"), function(g){ return g.querySelector("title").textContent.indexOf("main.scoreItems\n") === 0; })[0];
+		g.dispatchEvent(new MouseEvent("click", {bubbles: true}));
+		return svg.querySelectorAll("g.f.hidden").length; })()`)
+	delta := p.evalString(`(function(){ var r = [].filter.call(document.querySelectorAll("#http tr.ep"), function(r){ return r.textContent.indexOf("/api/orders") >= 0; })[0];
+		return r ? r.cells[12].textContent : ""; })()`)
+	t.Logf("report: card %q, %d differential frames, orders p99 vs baseline %q", card, diffFrames, delta)
+	p.checkClean()
+	if !strings.Contains(card, "/api/orders") {
+		t.Errorf("what changed card starts with %q, want /api/orders", card)
+	}
+	if diffFrames < 10 || found == 0 || zoomed == 0 {
+		t.Errorf("differential flame graph: %d frames, %d scoreItems matches, %d hidden after zoom", diffFrames, found, zoomed)
+	}
+	if !strings.HasPrefix(delta, "+") || !strings.Contains(delta, "×") {
+		t.Errorf("/api/orders p99 vs baseline cell %q, want +N ms ×R", delta)
+	}
+}
+
+func sideP99(b, n *analyze.EndpointSide) string {
+	f := func(s *analyze.EndpointSide) string {
+		if s == nil {
+			return "-"
+		}
+		return fmt.Sprintf("p99 %.2f ms at %.1f/s", s.P99, s.RateRPS)
+	}
+	return f(b) + " → " + f(n)
+}
+
+func waitServing(t *testing.T, addr string) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return
+		}
+	}
+	t.Fatalf("nothing listens on %s", addr)
+}
+
+// pacedLoad requests every route diffRate times a second, each request on
+// its own schedule and connection (open loop: a slow response delays no
+// other request), until stop closes; it returns each route's latencies in
+// ms as testenv.TimedGet measures them (write to the kernel's receive
+// time of the response), the definition bpfsnap uses.
+func pacedLoad(addr string, stop <-chan struct{}) map[string][]float64 {
+	var mu sync.Mutex
+	out := map[string][]float64{}
+	var wg sync.WaitGroup
+	for _, route := range diffRoutes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tick := time.NewTicker(time.Second / diffRate)
+			defer tick.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+				}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					c, err := net.Dial("tcp", addr)
+					if err != nil {
+						return
+					}
+					defer c.Close()
+					if ms, _, err := testenv.TimedGet(c, route); err == nil {
+						mu.Lock()
+						out[route] = append(out[route], ms)
+						mu.Unlock()
+					}
+				}()
+			}
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+func p99(v []float64) float64 {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	return analyze.Quantile(s, 0.99)
+}
+
+// rewriteHost copies an archive with its manifest's host replaced, as if
+// it had been captured on another node.
+func rewriteHost(t *testing.T, src, dst, host string) {
+	t.Helper()
+	r, err := zip.OpenReader(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	f, err := os.Create(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	w := zip.NewWriter(f)
+	for _, e := range r.File {
+		rc, err := e.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Name == "manifest.json" {
+			var m map[string]any
+			if err := json.Unmarshal(data, &m); err != nil {
+				t.Fatal(err)
+			}
+			m["host"] = host
+			if data, err = json.Marshal(m); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ew, err := w.CreateHeader(&zip.FileHeader{Name: e.Name, Method: zip.Store})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ew.Write(data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// diffVerdicts reads a differential flame graph and returns, per frame
+// name, the verdict of each of its frames (grown, shrunk, within noise,
+// unchanged) from the tooltips.
+func diffVerdicts(t *testing.T, path string) map[string][]string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]string{}
+	dec := xml.NewDecoder(bytes.NewReader(data))
+	inTitle := false
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("differential SVG does not parse: %v", err)
+		}
+		switch e := tok.(type) {
+		case xml.StartElement:
+			inTitle = e.Name.Local == "title"
+		case xml.EndElement:
+			inTitle = false
+		case xml.CharData:
+			if !inTitle {
+				continue
+			}
+			title := string(e)
+			nl := strings.IndexByte(title, '\n')
+			open, end := strings.Index(title, " points, "), strings.LastIndex(title, "); baseline")
+			if nl < 0 || open < 0 || end < open {
+				t.Fatalf("frame title without a verdict: %q", title)
+			}
+			name := title[:nl]
+			out[name] = append(out[name], title[open+len(" points, "):end])
+		}
+	}
+	if len(out) < 10 {
+		t.Fatalf("differential SVG has %d frames", len(out))
+	}
+	return out
+}
