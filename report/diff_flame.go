@@ -18,14 +18,7 @@ func (n *FlameNode) AddBase(frames []string, count uint64) {
 	if count == 0 {
 		return
 	}
-	n.Base += count
-	cur := n
-	for _, name := range frames {
-		child := cur.child(name)
-		child.Base += count
-		cur = child
-	}
-	cur.BaseSelf += count
+	n.walk(frames, func(f *FlameNode) { f.Base += count }).BaseSelf += count
 }
 
 // DiffFlameTree builds the tree of a differential graph: NEW's counts as

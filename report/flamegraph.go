@@ -57,29 +57,29 @@ func (n *FlameNode) Add(frames []string, count uint64) {
 	if count == 0 {
 		return
 	}
-	n.Total += count
-	cur := n
-	for _, name := range frames {
-		child := cur.child(name)
-		child.Total += count
-		cur = child
-	}
-	cur.Self += count
+	n.walk(frames, func(f *FlameNode) { f.Total += count }).Self += count
 }
 
-// child returns the child frame named name (made safe), adding it.
-func (n *FlameNode) child(name string) *FlameNode {
-	name = analyze.SafeFrameName(name)
-	c := n.index[name]
-	if c == nil {
-		c = &FlameNode{Name: name}
-		if n.index == nil {
-			n.index = map[string]*FlameNode{}
+// walk calls visit on n and on the frame of each of frames below it (root
+// first, names made safe), adding the frames missing, and returns the last.
+func (n *FlameNode) walk(frames []string, visit func(*FlameNode)) *FlameNode {
+	visit(n)
+	cur := n
+	for _, name := range frames {
+		name = analyze.SafeFrameName(name)
+		c := cur.index[name]
+		if c == nil {
+			c = &FlameNode{Name: name}
+			if cur.index == nil {
+				cur.index = map[string]*FlameNode{}
+			}
+			cur.index[name] = c
+			cur.Children = append(cur.Children, c)
 		}
-		n.index[name] = c
-		n.Children = append(n.Children, c)
+		visit(c)
+		cur = c
 	}
-	return c
+	return cur
 }
 
 // FlameOptions tunes the rendering. The zero value renders a 1200 px wide

@@ -53,7 +53,7 @@ func TestDiffOfTwoCaptures(t *testing.T) {
 	if err := os.Symlink(svc, evil); err != nil {
 		t.Fatal(err)
 	}
-	capture := func(name string, regress bool) (string, map[string][]float64, int) {
+	capture := func(name string, regress bool) (string, map[string][]timedRequest, int) {
 		t.Helper()
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -74,7 +74,7 @@ func TestDiffOfTwoCaptures(t *testing.T) {
 		// The load runs before, during and after the window, so the
 		// capture sees steady traffic from its first moment to its last.
 		stop := make(chan struct{})
-		lat := make(chan map[string][]float64)
+		lat := make(chan map[string][]timedRequest)
 		go func() { lat <- pacedLoad(addr, stop) }()
 		arc := filepath.Join(dir, name+".bpfsnap")
 		out, err := exec.Command(bin, "capture", "-p", "cpu,http", "--freq", "999", "--pid", strconv.Itoa(srv.Process.Pid), "-d", "10s", "-o", arc).CombinedOutput()
@@ -85,26 +85,51 @@ func TestDiffOfTwoCaptures(t *testing.T) {
 		}
 		return arc, client, srv.Process.Pid
 	}
-	base, baseClient, basePID := capture("base", false)
-	regressed, newClient, newPID := capture("new", true)
-	// The second capture as if taken on another node.
-	cur := filepath.Join(dir, "node-b.bpfsnap")
-	rewriteHost(t, regressed, cur, "node-b")
-
 	run := func(args ...string) string {
 		t.Helper()
-		var stdout, stderr bytes.Buffer
-		cmd := exec.Command(bin, args...)
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		if err := cmd.Run(); err != nil {
-			t.Fatalf("bpfsnap %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+		return runBin(t, args...)
+	}
+	// A p99 is a tail, and other tests on a shared machine can stall the
+	// service for hundreds of ms, which no capture of 10 s hides. The pair
+	// is captured again (at most three times) when the load generator
+	// itself saw /api/orders more than 30 ms slower than the service makes
+	// it (5 ms, then 105 ms) in either window.
+	var (
+		d                     analyze.Diff
+		base, cur             string
+		basePID, newPID       int
+		clientBase, clientNew float64
+		baseClient, newClient map[string][]timedRequest
+	)
+	for attempt := 1; ; attempt++ {
+		var regressed string
+		base, baseClient, basePID = capture("base", false)
+		regressed, newClient, newPID = capture("new", true)
+		// The second capture as if taken on another node.
+		cur = filepath.Join(dir, "node-b.bpfsnap")
+		os.Remove(cur)
+		rewriteHost(t, regressed, cur, "node-b")
+		d = analyze.Diff{}
+		if err := json.Unmarshal([]byte(run("diff", base, cur, "--json")), &d); err != nil {
+			t.Fatal(err)
 		}
-		return stdout.String()
+		// The client's requests sent and answered within each window.
+		clientBase, clientNew = p99In(baseClient["/api/orders"], d.Base), p99In(newClient["/api/orders"], d.New)
+		if clientBase < 5+30 && clientNew < 105+30 {
+			break
+		}
+		if attempt == 3 {
+			t.Fatalf("the machine stalled the service in every attempt: the load generator's p99 of /api/orders was %.1f and %.1f ms in the last", clientBase, clientNew)
+		}
+		t.Logf("attempt %d: the load generator's p99 of /api/orders was %.1f and %.1f ms (5 and 105 ms without stalls): again", attempt, clientBase, clientNew)
+		os.Remove(base)
+		os.Remove(regressed)
 	}
-	var d analyze.Diff
-	if err := json.Unmarshal([]byte(run("diff", base, cur, "--json")), &d); err != nil {
-		t.Fatal(err)
-	}
+	defer func() {
+		if t.Failed() { // a capture starved by a busy machine says so here
+			t.Logf("warnings: base %q, new %q", d.Base.Warnings, d.New.Warnings)
+		}
+	}()
 	if d.Base.Host == d.New.Host || d.New.Host != "node-b" {
 		t.Errorf("hosts %q and %q, want two hosts, the second node-b", d.Base.Host, d.New.Host)
 	}
@@ -130,12 +155,11 @@ func TestDiffOfTwoCaptures(t *testing.T) {
 	if want := hostile[:15]; top.Process != want {
 		t.Errorf("process %q, want the comm %q", top.Process, want)
 	}
-	clientChange := p99(newClient["/api/orders"]) - p99(baseClient["/api/orders"])
+	clientChange := clientNew - clientBase
 	t.Logf("/api/orders p99: bpfsnap %.2f → %.2f ms (%+.2f), client %.2f → %.2f ms (%+.2f)", top.Base.P99, top.New.P99, top.Change.P99,
-		p99(baseClient["/api/orders"]), p99(newClient["/api/orders"]), clientChange)
-	// The client's figure includes its own scheduling on this busy 2-core
-	// machine, so the two agree within 5 ms or a fifth.
-	if math.Abs(top.Change.P99-clientChange) > math.Max(5, 0.2*clientChange) || top.Change.P99 < 60 {
+		clientBase, clientNew, clientChange)
+	// Both measure the same requests between the same kernel events.
+	if math.Abs(top.Change.P99-clientChange) > math.Max(2, 0.05*clientChange) || top.Change.P99 < 70 || top.Change.P99 > 130 {
 		t.Errorf("p99 change %+.2f ms, the client measured %+.2f ms (the service waits 100 ms longer)", top.Change.P99, clientChange)
 	}
 	matched := 0
@@ -184,15 +208,27 @@ func TestDiffOfTwoCaptures(t *testing.T) {
 	svg := filepath.Join(dir, "diff.svg")
 	run("flamegraph", "--diff", base, cur, "-o", svg)
 	verdicts := diffVerdicts(t, svg)
-	if v := verdicts["main.scoreItems"]; len(v) == 0 || v[0] != "grown" {
-		t.Errorf("scoreItems frames: %v, want grown", v)
+	// A function's samples sit in its widest frame; a few are in frames of
+	// stacks the unwinder cut short, whose counts differ between captures
+	// more than sampling alone would make them (see the warnings).
+	if v := verdicts["main.scoreItems"]; len(v) == 0 || v[0].verdict != "grown" {
+		t.Errorf("scoreItems frames: %v, want the widest grown", v)
 	}
+	var moved uint64
 	for name, vs := range verdicts {
-		for _, v := range vs {
-			if name != "main.scoreItems" && v != "within noise" && v != "unchanged" {
-				t.Errorf("frame %q is %s, want within noise", name, v)
+		for i, v := range vs {
+			if name == "main.scoreItems" || v.verdict == "within noise" || v.verdict == "unchanged" {
+				continue
 			}
+			if i == 0 {
+				t.Errorf("the widest frame of %q (%d samples) is %s, want within noise", name, v.samples, v.verdict)
+			}
+			t.Logf("frame %q (%d samples) is %s", name, v.samples, v.verdict)
+			moved += v.samples
 		}
+	}
+	if moved > d.CPU.NewSamples*3/100 {
+		t.Errorf("frames beyond noise other than scoreItems' hold %d of %d samples, want under 3%%", moved, d.CPU.NewSamples)
 	}
 	// Folded: difffolded.pl's three columns, adding up to both sides.
 	var sumBase, sumNew, scoreBase, scoreNew uint64
@@ -276,14 +312,25 @@ func waitServing(t *testing.T, addr string) {
 	t.Fatalf("nothing listens on %s", addr)
 }
 
+// timedRequest is one request of the load: when it was sent and its
+// latency.
+type timedRequest struct {
+	at time.Time
+	ms float64
+}
+
 // pacedLoad requests every route diffRate times a second, each request on
 // its own schedule and connection (open loop: a slow response delays no
-// other request), until stop closes; it returns each route's latencies in
-// ms as testenv.TimedGet measures them (write to the kernel's receive
-// time of the response), the definition bpfsnap uses.
-func pacedLoad(addr string, stop <-chan struct{}) map[string][]float64 {
+// other request), until stop closes; it returns each route's requests with
+// their latency as testenv.TimedGet measures it (from the kernel's
+// transmit time of the request to its receive time of the response), the
+// definition bpfsnap uses.
+func pacedLoad(addr string, stop <-chan struct{}) map[string][]timedRequest {
+	if release, err := testenv.HoldTimestamps(); err == nil {
+		defer release()
+	}
 	var mu sync.Mutex
-	out := map[string][]float64{}
+	out := map[string][]timedRequest{}
 	var wg sync.WaitGroup
 	for _, route := range diffRoutes {
 		wg.Add(1)
@@ -305,9 +352,10 @@ func pacedLoad(addr string, stop <-chan struct{}) map[string][]float64 {
 						return
 					}
 					defer c.Close()
+					at := time.Now()
 					if ms, _, err := testenv.TimedGet(c, route); err == nil {
 						mu.Lock()
-						out[route] = append(out[route], ms)
+						out[route] = append(out[route], timedRequest{at, ms})
 						mu.Unlock()
 					}
 				}()
@@ -318,10 +366,20 @@ func pacedLoad(addr string, stop <-chan struct{}) map[string][]float64 {
 	return out
 }
 
-func p99(v []float64) float64 {
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	return analyze.Quantile(s, 0.99)
+// p99In is the p99 latency of the requests sent and answered within a
+// side's window, the ones bpfsnap pairs (the load ran before and after it,
+// through the capture's start-up; a request still waiting at the end is
+// unanswered there).
+func p99In(reqs []timedRequest, side analyze.DiffSide) float64 {
+	end := side.Start.Add(time.Duration(side.DurationS * float64(time.Second)))
+	var in []float64
+	for _, r := range reqs {
+		if !r.at.Before(side.Start) && r.at.Add(time.Duration(r.ms*float64(time.Millisecond))).Before(end) {
+			in = append(in, r.ms)
+		}
+	}
+	sort.Float64s(in)
+	return analyze.Quantile(in, 0.99)
 }
 
 // rewriteHost copies an archive with its manifest's host replaced, as if
@@ -340,30 +398,28 @@ func rewriteHost(t *testing.T, src, dst, host string) {
 	defer f.Close()
 	w := zip.NewWriter(f)
 	for _, e := range r.File {
+		if e.Name != "manifest.json" {
+			if err := w.Copy(e); err != nil { // stored as it was
+				t.Fatal(err)
+			}
+			continue
+		}
 		rc, err := e.Open()
 		if err != nil {
 			t.Fatal(err)
 		}
-		data, err := io.ReadAll(rc)
+		var m map[string]any
+		err = json.NewDecoder(rc).Decode(&m)
 		rc.Close()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if e.Name == "manifest.json" {
-			var m map[string]any
-			if err := json.Unmarshal(data, &m); err != nil {
-				t.Fatal(err)
-			}
-			m["host"] = host
-			if data, err = json.Marshal(m); err != nil {
-				t.Fatal(err)
-			}
-		}
+		m["host"] = host
 		ew, err := w.CreateHeader(&zip.FileHeader{Name: e.Name, Method: zip.Store})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := ew.Write(data); err != nil {
+		if err := json.NewEncoder(ew).Encode(m); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -372,16 +428,22 @@ func rewriteHost(t *testing.T, src, dst, host string) {
 	}
 }
 
+// frameVerdict is what a differential flame graph says of one frame.
+type frameVerdict struct {
+	verdict string // grown, shrunk, within noise, unchanged
+	samples uint64 // NEW's
+}
+
 // diffVerdicts reads a differential flame graph and returns, per frame
-// name, the verdict of each of its frames (grown, shrunk, within noise,
-// unchanged) from the tooltips.
-func diffVerdicts(t *testing.T, path string) map[string][]string {
+// name, the verdict of each of its frames from the tooltips, the widest
+// frame first.
+func diffVerdicts(t *testing.T, path string) map[string][]frameVerdict {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string][]string{}
+	out := map[string][]frameVerdict{}
 	dec := xml.NewDecoder(bytes.NewReader(data))
 	inTitle := false
 	for {
@@ -401,18 +463,26 @@ func diffVerdicts(t *testing.T, path string) map[string][]string {
 			if !inTitle {
 				continue
 			}
+			// "NAME\nN samples (P%)…; self A% → B% (±C points, VERDICT); baseline …"
 			title := string(e)
 			nl := strings.IndexByte(title, '\n')
 			open, end := strings.Index(title, " points, "), strings.LastIndex(title, "); baseline")
 			if nl < 0 || open < 0 || end < open {
 				t.Fatalf("frame title without a verdict: %q", title)
 			}
+			n, err := strconv.ParseUint(strings.Fields(title[nl+1:])[0], 10, 64)
+			if err != nil {
+				t.Fatalf("frame title without samples: %q", title)
+			}
 			name := title[:nl]
-			out[name] = append(out[name], title[open+len(" points, "):end])
+			out[name] = append(out[name], frameVerdict{title[open+len(" points, ") : end], n})
 		}
 	}
 	if len(out) < 10 {
 		t.Fatalf("differential SVG has %d frames", len(out))
+	}
+	for _, vs := range out {
+		sort.Slice(vs, func(i, j int) bool { return vs[i].samples > vs[j].samples })
 	}
 	return out
 }

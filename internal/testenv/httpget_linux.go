@@ -16,10 +16,13 @@ import (
 )
 
 // TimedGet sends one GET and reads the whole response; it returns the time
-// from just before the write to the kernel's receive timestamp of the
-// response's first segment (SO_TIMESTAMPNS), so the client's figure does
-// not include its own wake-up delay on this busy 2-core machine; and
-// whether the connection stays open.
+// from the kernel's transmit timestamp of the request (SO_TIMESTAMPING, as
+// the segment leaves for the device: on loopback, when the server's socket
+// gets it; the time just before the write when the kernel gives none) to
+// its receive timestamp of the response's first segment (SO_TIMESTAMPNS),
+// so the client's figure includes neither its own wake-up delay nor a
+// preemption between reading the clock and writing on this busy 2-core
+// machine; and whether the connection stays open.
 func TimedGet(conn net.Conn, path string) (float64, bool, error) {
 	conn.SetDeadline(time.Now().Add(10 * time.Second))
 	raw, err := conn.(*net.TCPConn).SyscallConn()
@@ -27,7 +30,13 @@ func TimedGet(conn net.Conn, path string) (float64, bool, error) {
 		return 0, false, err
 	}
 	var serr error
-	raw.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1) })
+	raw.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1)
+		if serr == nil {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPING,
+				unix.SOF_TIMESTAMPING_TX_SOFTWARE|unix.SOF_TIMESTAMPING_SOFTWARE|unix.SOF_TIMESTAMPING_OPT_TSONLY)
+		}
+	})
 	if serr != nil {
 		return 0, false, serr
 	}
@@ -37,6 +46,25 @@ func TimedGet(conn net.Conn, path string) (float64, bool, error) {
 		return 0, false, err
 	}
 	buf, oob := make([]byte, 64*1024), make([]byte, 256)
+	// The transmit timestamp is queued on the socket's error queue while
+	// the write sends (loopback transmits inside the syscall).
+	raw.Control(func(fd uintptr) {
+		for {
+			_, oobn, _, _, err := unix.Recvmsg(int(fd), nil, oob, unix.MSG_ERRQUEUE|unix.MSG_DONTWAIT)
+			if err != nil {
+				return
+			}
+			msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
+			for _, m := range msgs {
+				// struct scm_timestamping: ts[0] is the software timestamp.
+				if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SCM_TIMESTAMPING && len(m.Data) >= 16 {
+					if ts := (*unix.Timespec)(unsafe.Pointer(&m.Data[0])); ts.Sec != 0 {
+						start = time.Unix(ts.Sec, ts.Nsec)
+					}
+				}
+			}
+		}
+	})
 	var n, oobn int
 	var rx time.Time
 	rerr := raw.Read(func(fd uintptr) bool {
@@ -67,4 +95,28 @@ func TimedGet(conn net.Conn, path string) (float64, bool, error) {
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	return ms, !resp.Close, nil
+}
+
+// HoldTimestamps keeps the kernel's receive timestamping on until release
+// is called. The kernel turns it on lazily, when the first socket asks for
+// it, and off again when the last one closes, so a load that opens a new
+// connection per request (TimedGet on each) would keep getting responses
+// without a timestamp; one socket that asks for them and stays open keeps
+// it on.
+func HoldTimestamps() (release func(), err error) {
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	raw, err := c.(*net.UDPConn).SyscallConn()
+	if err == nil {
+		raw.Control(func(fd uintptr) { err = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1) })
+	}
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	// Let the deferred switch take effect before the first request.
+	time.Sleep(50 * time.Millisecond)
+	return func() { c.Close() }, nil
 }
