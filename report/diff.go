@@ -21,20 +21,26 @@ const (
 )
 
 // WhatChanged sums a comparison up in a few sentences, the most important
-// first: the endpoints whose tail grew most (p99 added × rate), error
+// first: the endpoints whose tail grew most (p99 added × rate; by at least
+// 1 ms and 10%), error
 // rates that rose, endpoints gone, the functions whose share of the CPU
 // moved beyond noise, CPU use, and the leak site that grew most. The
 // sentences hold workload strings: escape them where they are shown.
 func WhatChanged(d *analyze.Diff) []string {
 	var out []string
 	if h := d.HTTP; h != nil {
-		n := 0
+		// A client and a server on the node see the same requests: name
+		// a route once.
+		named := map[[2]string]bool{}
 		for i := range h.Endpoints {
 			e := &h.Endpoints[i]
-			if e.Impact <= 0 || n == whatChangedEndpoints {
+			if e.Impact <= 0 || len(named) == whatChangedEndpoints {
 				break
 			}
-			n++
+			if named[[2]string{e.Method, e.Route}] || (e.Change != nil && !tailGrew(e)) {
+				continue
+			}
+			named[[2]string{e.Method, e.Route}] = true
 			if e.Base == nil {
 				out = append(out, fmt.Sprintf("new endpoint %s: p99 %s at %.1f req/s", endpointName(e), fmtMs(e.New.P99), e.New.RateRPS))
 				continue
@@ -93,6 +99,12 @@ func WhatChanged(d *analyze.Diff) []string {
 		out = append(out, "nothing changed beyond noise")
 	}
 	return out
+}
+
+// tailGrew tells a p99 that grew from one that moved a little: by at least
+// a millisecond and a tenth.
+func tailGrew(e *analyze.EndpointDiff) bool {
+	return e.Change.P99 >= 1 && e.Change.P99 >= 0.1*e.Base.P99
 }
 
 func endpointName(e *analyze.EndpointDiff) string {
