@@ -40,6 +40,7 @@ type DiffSide struct {
 	// Filter says in words what the side was restricted to.
 	Filter   string   `json:"filter"`
 	Warnings []string `json:"warnings"`
+	narrowed bool
 }
 
 // NoiseZ is the z-score below which a change of a share between the two
@@ -93,8 +94,12 @@ func (d *Diff) RequireCPU() ([]FoldedDiff, error) {
 		side    DiffSide
 		samples uint64
 	}{{d.Base, b}, {d.New, n}} {
-		if s.samples == 0 {
-			return nil, fmt.Errorf("%s: no CPU samples in %s (capture with -p cpu)", s.side.Archive, s.side.Filter)
+		switch {
+		case s.samples > 0:
+		case s.side.narrowed:
+			return nil, fmt.Errorf("%s: no CPU samples match %s", s.side.Archive, s.side.Filter)
+		default:
+			return nil, fmt.Errorf("%s has no CPU samples (capture with -p cpu)", s.side.Archive)
 		}
 	}
 	return d.folded, nil
@@ -107,7 +112,7 @@ func diffSide(s *Summary) DiffSide {
 		w = []string{}
 	}
 	return DiffSide{Archive: s.Archive, Host: s.Manifest.Host, Start: start, DurationS: dur.Seconds(),
-		Filter: s.filter.Describe(), Warnings: w}
+		Filter: s.filter.Describe(), Warnings: w, narrowed: s.filter.Narrowed()}
 }
 
 // ShareChange compares the share a count has of its side's total:
