@@ -32,7 +32,7 @@ var diffRoutes = []string{"/api/orders", "/api/catalog", "/api/search", "/api/re
 const diffRate = 50
 
 // The same service captured twice, the second time with -regress (one
-// route 100 ms slower, one function three times hotter), by two processes
+// route 300 ms slower, one function three times hotter), by two processes
 // with different pids, the second archive relabelled as another host: diff
 // matches the endpoints by name, ranks the slower route first with the p99
 // change the load generator measured, and finds scoreItems grown and the
@@ -77,7 +77,12 @@ func TestDiffOfTwoCaptures(t *testing.T) {
 		lat := make(chan map[string][]timedRequest)
 		go func() { lat <- pacedLoad(addr, stop) }()
 		arc := filepath.Join(dir, name+".bpfsnap")
-		out, err := exec.Command(bin, "capture", "-p", "cpu,http", "--freq", "999", "--pid", strconv.Itoa(srv.Process.Pid), "-d", "10s", "-o", arc).CombinedOutput()
+		// Go keeps frame pointers: --unwind fp gives every sample its whole
+		// stack (the CFI walk of auto cuts some Go stacks short, a
+		// different few in each capture, which would be changes of their
+		// own).
+		out, err := exec.Command(bin, "capture", "-p", "cpu,http", "--freq", "999", "--unwind", "fp",
+			"--pid", strconv.Itoa(srv.Process.Pid), "-d", "10s", "-o", arc).CombinedOutput()
 		close(stop)
 		client := <-lat
 		if err != nil {
@@ -92,8 +97,8 @@ func TestDiffOfTwoCaptures(t *testing.T) {
 	// A p99 is a tail, and other tests on a shared machine can stall the
 	// service for hundreds of ms, which no capture of 10 s hides. The pair
 	// is captured again (at most three times) when the load generator
-	// itself saw /api/orders more than 30 ms slower than the service makes
-	// it (5 ms, then 105 ms) in either window.
+	// itself saw /api/orders more than 100 ms slower than the service makes
+	// it (5 ms, then 305 ms) in either window.
 	var (
 		d                     analyze.Diff
 		base, cur             string
@@ -115,13 +120,13 @@ func TestDiffOfTwoCaptures(t *testing.T) {
 		}
 		// The client's requests sent and answered within each window.
 		clientBase, clientNew = p99In(baseClient["/api/orders"], d.Base), p99In(newClient["/api/orders"], d.New)
-		if clientBase < 5+30 && clientNew < 105+30 {
+		if clientBase < 5+100 && clientNew < 305+100 {
 			break
 		}
 		if attempt == 3 {
 			t.Fatalf("the machine stalled the service in every attempt: the load generator's p99 of /api/orders was %.1f and %.1f ms in the last", clientBase, clientNew)
 		}
-		t.Logf("attempt %d: the load generator's p99 of /api/orders was %.1f and %.1f ms (5 and 105 ms without stalls): again", attempt, clientBase, clientNew)
+		t.Logf("attempt %d: the load generator's p99 of /api/orders was %.1f and %.1f ms (5 and 305 ms without stalls): again", attempt, clientBase, clientNew)
 		os.Remove(base)
 		os.Remove(regressed)
 	}
@@ -158,9 +163,12 @@ func TestDiffOfTwoCaptures(t *testing.T) {
 	clientChange := clientNew - clientBase
 	t.Logf("/api/orders p99: bpfsnap %.2f → %.2f ms (%+.2f), client %.2f → %.2f ms (%+.2f)", top.Base.P99, top.New.P99, top.Change.P99,
 		clientBase, clientNew, clientChange)
-	// Both measure the same requests between the same kernel events.
-	if math.Abs(top.Change.P99-clientChange) > math.Max(2, 0.05*clientChange) || top.Change.P99 < 70 || top.Change.P99 > 130 {
-		t.Errorf("p99 change %+.2f ms, the client measured %+.2f ms (the service waits 100 ms longer)", top.Change.P99, clientChange)
+	// Both measure the same requests between kernel events: the client
+	// from the request's transmission, bpfsnap from its arrival at the
+	// server's socket (on a busy machine the loopback's backlog may hold
+	// it in between).
+	if math.Abs(top.Change.P99-clientChange) > math.Max(5, 0.1*clientChange) || top.Change.P99 < 200 || top.Change.P99 > 400 {
+		t.Errorf("p99 change %+.2f ms, the client measured %+.2f ms (the service waits 300 ms longer)", top.Change.P99, clientChange)
 	}
 	matched := 0
 	for _, e := range d.HTTP.Endpoints {
@@ -208,9 +216,9 @@ func TestDiffOfTwoCaptures(t *testing.T) {
 	svg := filepath.Join(dir, "diff.svg")
 	run("flamegraph", "--diff", base, cur, "-o", svg)
 	verdicts := diffVerdicts(t, svg)
-	// A function's samples sit in its widest frame; a few are in frames of
-	// stacks the unwinder cut short, whose counts differ between captures
-	// more than sampling alone would make them (see the warnings).
+	// A function's samples sit in its widest frame; a few are in frames
+	// above it (the kernel's, when the sample hit an interrupt or a
+	// preemption), whose counts follow how busy the machine was.
 	if v := verdicts["main.scoreItems"]; len(v) == 0 || v[0].verdict != "grown" {
 		t.Errorf("scoreItems frames: %v, want the widest grown", v)
 	}

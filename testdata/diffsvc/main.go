@@ -1,6 +1,6 @@
 // diffsvc is the workload of bpfsnap's comparison tests: a small HTTP
 // service run twice, once as is and once with -regress, which makes one
-// route slower (/api/orders waits 100 ms longer) and one function hotter
+// route slower (/api/orders waits 300 ms longer) and one function hotter
 // (scoreItems does three times the work); nothing else changes. Each
 // CPU-bound handler does its work in a function of its own, in that
 // function's body, so the work is the function's self time in a profile.
@@ -32,11 +32,11 @@ const (
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:8089", "serve on this address")
-	regress := flag.Bool("regress", false, "the bad deploy: /api/orders 100 ms slower, scoreItems 3x hotter")
+	regress := flag.Bool("regress", false, "the bad deploy: /api/orders 300 ms slower, scoreItems 3x hotter")
 	flag.Parse()
 	ordersWait, scoreN := 5*time.Millisecond, scoreWork
 	if *regress {
-		ordersWait, scoreN = 105*time.Millisecond, 3*scoreWork
+		ordersWait, scoreN = 305*time.Millisecond, 3*scoreWork
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/api/orders", func(w http.ResponseWriter, r *http.Request) {
