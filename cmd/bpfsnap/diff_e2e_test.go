@@ -211,32 +211,39 @@ func TestDiffOfTwoCaptures(t *testing.T) {
 		}
 	}
 
-	// The differential flame graph: scoreItems red, every other frame
-	// within noise.
+	// The differential flame graph: scoreItems red, the rest within noise.
 	svg := filepath.Join(dir, "diff.svg")
 	run("flamegraph", "--diff", base, cur, "-o", svg)
 	verdicts := diffVerdicts(t, svg)
-	// A function's samples sit in its widest frame; a few are in frames
-	// above it (the kernel's, when the sample hit an interrupt or a
-	// preemption), whose counts follow how busy the machine was.
 	if v := verdicts["main.scoreItems"]; len(v) == 0 || v[0].verdict != "grown" {
 		t.Errorf("scoreItems frames: %v, want the widest grown", v)
 	}
-	var moved uint64
+	// Every other function of the service stayed within noise: the frame
+	// holding most of its samples, and nearly all of the rest. Kernel
+	// frames above them (interrupts, preemption) follow how busy the
+	// machine was during each capture, not the service: they may move, but
+	// hold little.
+	var movedUser, movedKernel uint64
 	for name, vs := range verdicts {
+		kernel := strings.HasSuffix(name, analyze.KernelSuffix)
 		for i, v := range vs {
 			if name == "main.scoreItems" || v.verdict == "within noise" || v.verdict == "unchanged" {
+				continue
+			}
+			t.Logf("frame %q (%d samples) is %s", name, v.samples, v.verdict)
+			if kernel {
+				movedKernel += v.samples
 				continue
 			}
 			if i == 0 {
 				t.Errorf("the widest frame of %q (%d samples) is %s, want within noise", name, v.samples, v.verdict)
 			}
-			t.Logf("frame %q (%d samples) is %s", name, v.samples, v.verdict)
-			moved += v.samples
+			movedUser += v.samples
 		}
 	}
-	if moved > d.CPU.NewSamples*3/100 {
-		t.Errorf("frames beyond noise other than scoreItems' hold %d of %d samples, want under 3%%", moved, d.CPU.NewSamples)
+	if movedUser > d.CPU.NewSamples/100 || movedKernel > d.CPU.NewSamples*5/100 {
+		t.Errorf("frames beyond noise other than scoreItems' hold %d (user) and %d (kernel) of %d samples, want under 1%% and 5%%",
+			movedUser, movedKernel, d.CPU.NewSamples)
 	}
 	// Folded: difffolded.pl's three columns, adding up to both sides.
 	var sumBase, sumNew, scoreBase, scoreNew uint64
