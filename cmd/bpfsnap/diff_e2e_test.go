@@ -97,7 +97,7 @@ func TestDiffOfTwoCaptures(t *testing.T) {
 	// A p99 is a tail, and other tests on a shared machine can stall the
 	// service for hundreds of ms, which no capture of 10 s hides. The pair
 	// is captured again (at most three times) when the load generator
-	// itself saw /api/orders more than 100 ms slower than the service makes
+	// itself saw /api/orders more than 150 ms slower than the service makes
 	// it (5 ms, then 305 ms) in either window.
 	var (
 		d                     analyze.Diff
@@ -120,7 +120,7 @@ func TestDiffOfTwoCaptures(t *testing.T) {
 		}
 		// The client's requests sent and answered within each window.
 		clientBase, clientNew = p99In(baseClient["/api/orders"], d.Base), p99In(newClient["/api/orders"], d.New)
-		if clientBase < 5+100 && clientNew < 305+100 {
+		if clientBase < 5+150 && clientNew < 305+150 {
 			break
 		}
 		if attempt == 3 {
@@ -167,7 +167,7 @@ func TestDiffOfTwoCaptures(t *testing.T) {
 	// from the request's transmission, bpfsnap from its arrival at the
 	// server's socket (on a busy machine the loopback's backlog may hold
 	// it in between).
-	if math.Abs(top.Change.P99-clientChange) > math.Max(5, 0.1*clientChange) || top.Change.P99 < 200 || top.Change.P99 > 400 {
+	if math.Abs(top.Change.P99-clientChange) > math.Max(5, 0.1*clientChange) || top.Change.P99 < 150 || top.Change.P99 > 450 {
 		t.Errorf("p99 change %+.2f ms, the client measured %+.2f ms (the service waits 300 ms longer)", top.Change.P99, clientChange)
 	}
 	matched := 0
