@@ -50,6 +50,9 @@ type HTTPEndpoint struct {
 	Latencies []float64 `json:"-"`
 	// Series holds (offset from window start in s, latency ms) for charts.
 	Series [][2]float64 `json:"-"`
+	// TimeSplit is where the requests' time went (offcpu_split.go).
+	TimeSplit *TimeSplit `json:"time_split,omitempty"`
+	split     *splitAcc
 }
 
 // HTTPExchange is one request, for the slowest list.
@@ -63,6 +66,10 @@ type HTTPExchange struct {
 	Status    uint32    `json:"status"`
 	LatencyMs float64   `json:"latency_ms"`
 	Remote    string    `json:"remote"`
+
+	// TimeSplit is where the request's time went (offcpu_split.go).
+	TimeSplit *TimeSplit `json:"time_split,omitempty"`
+	served    servedRequest
 }
 
 const maxSlowest = 20
@@ -159,6 +166,7 @@ var httpColumns = []formats.ColumnSpec{
 	{Name: "path", Kind: formats.ColumnBytes},
 	{Name: "status", Kind: formats.ColumnInt32},
 	{Name: "remote_addr", Kind: formats.ColumnBytes},
+	{Name: "tid", Kind: formats.ColumnInt32},
 }
 
 // HTTP computes the http section, or nil when the archive has no HTTP data.
@@ -198,6 +206,7 @@ func HTTP(a *formats.Archive, opts Options, procs []Process) (*HTTPSummary, erro
 	err := formats.ReadColumns(a, formats.TableHTTPRequests, httpColumns, func(c *formats.ColumnBatch) error {
 		reqNs, respNs, pids, status := c.Columns[0].Int64, c.Columns[1].Int64, c.Columns[2].Int32, c.Columns[6].Int32
 		roles, methods, paths, remotes := &c.Columns[3], &c.Columns[4], &c.Columns[5], &c.Columns[7]
+		tids := c.Columns[8].Int32
 		for i := 0; i < c.Rows; i++ {
 			pid, req, resp := uint32(pids[i]), uint64(reqNs[i]), uint64(respNs[i])
 			if !b.Keep(pid, req) {
@@ -239,11 +248,15 @@ func HTTP(a *formats.Archive, opts Options, procs []Process) (*HTTPSummary, erro
 			if st >= 500 {
 				ep.Errors++
 			}
+			served := servedRequest{PID: pid, TID: uint32(tids[i]), RequestNs: req, ResponseNs: resp}
+			if opts.split != nil && g.role == formats.RoleServer {
+				ep.split = opts.split.add(ep.split, served)
+			}
 			if ms < slowFloor {
 				continue
 			}
 			slow = append(slow, HTTPExchange{Time: m.Window.WallTime(req), PID: pid, Process: names[pid], Role: g.role,
-				Method: g.method, Path: string(paths.Bytes(i)), Status: st, LatencyMs: ms, Remote: string(remotes.Bytes(i))})
+				Method: g.method, Path: string(paths.Bytes(i)), Status: st, LatencyMs: ms, Remote: string(remotes.Bytes(i)), served: served})
 			if len(slow) > 4*maxSlowest {
 				slow = topSlowest(slow)
 				slowFloor = slow[len(slow)-1].LatencyMs
@@ -292,6 +305,11 @@ func HTTP(a *formats.Archive, opts Options, procs []Process) (*HTTPSummary, erro
 		return a.Route < b.Route
 	})
 	s.Slowest = topSlowest(slow)
+	if opts.split != nil {
+		if err := opts.split.finish(s); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
