@@ -88,6 +88,24 @@ type CgroupThrottle struct {
 	Partial bool `json:"partial,omitempty"`
 }
 
+// OffCPUProfile returns the filtered off-CPU profile the summary was made
+// from (with the CPU profile's time slices when Options.Slices asked for
+// them), nil when the archive has no off-CPU intervals.
+func (s *Summary) OffCPUProfile() *OffCPUProfile { return s.offCPUProfile }
+
+// RequireOffCPU returns the summary's off-CPU profile, or an error naming
+// the archive when it has none or the filter kept nothing.
+func (s *Summary) RequireOffCPU() (*OffCPUProfile, error) {
+	p := s.offCPUProfile
+	if p != nil && len(p.Stacks) > 0 {
+		return p, nil
+	}
+	if p != nil && s.filter.Narrowed() {
+		return nil, fmt.Errorf("%s: no off-CPU intervals match %s", s.Archive, s.filter.Describe())
+	}
+	return nil, fmt.Errorf("%s has no off-CPU intervals (capture with -p offcpu)", s.Archive)
+}
+
 // OffCPUProfile is the off-CPU time aggregated by (process, wait class,
 // stack), for flame graphs; with Options.Slices, also per time slice (the
 // CPU profile's slices).

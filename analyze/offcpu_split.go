@@ -2,6 +2,7 @@ package analyze
 
 import (
 	"sort"
+	"strings"
 
 	"github.com/bpfsnap/bpfsnap/formats"
 )
@@ -318,16 +319,7 @@ func (t *timeSplitter) result(acc *splitAcc, pid uint32, cpuFrames map[uint64][]
 		}
 		ts.Throttling = t.off.throttleOf(pid)
 	}
-	ts.Dominant = "on_cpu"
-	best := ts.OnCPUMs
-	if ts.RunqueueMs > best {
-		ts.Dominant, best = "runqueue", ts.RunqueueMs
-	}
-	for _, c := range WaitClasses {
-		if v := ts.OffCPUByClassMs[c]; v > best {
-			ts.Dominant, best = c, v
-		}
-	}
+	ts.setDominant()
 	if t.cpu != nil {
 		for _, id := range topCPU(acc.cpuStacks, n) {
 			names := []string{"[no stack]"}
@@ -362,4 +354,94 @@ func (t *timeSplitter) result(acc *splitAcc, pid uint32, cpuFrames map[uint64][]
 		ts.BlockedStacks = append(ts.BlockedStacks, TimedStack{Stack: names, Class: k.class, Ms: v[0] / 1e6, RunqueueMs: v[1] / 1e6})
 	}
 	return ts
+}
+
+// setDominant names the largest part of the split.
+func (ts *TimeSplit) setDominant() {
+	ts.Dominant = "on_cpu"
+	best := ts.OnCPUMs
+	if ts.RunqueueMs > best {
+		ts.Dominant, best = "runqueue", ts.RunqueueMs
+	}
+	for _, c := range WaitClasses {
+		if v := ts.OffCPUByClassMs[c]; v > best {
+			ts.Dominant, best = c, v
+		}
+	}
+}
+
+// Share is a part of the split as a fraction of the wall time.
+func (ts *TimeSplit) Share(ms float64) float64 {
+	if ts.WallMs <= 0 {
+		return 0
+	}
+	return ms / ts.WallMs
+}
+
+// DominantMs is the time of the dominant part.
+func (ts *TimeSplit) DominantMs() float64 {
+	switch ts.Dominant {
+	case "on_cpu":
+		return ts.OnCPUMs
+	case "runqueue":
+		return ts.RunqueueMs
+	}
+	return ts.OffCPUByClassMs[ts.Dominant]
+}
+
+// SlowRequestsSplit sums the time splits of the slowest server requests:
+// where the slow requests' time went. Nil when none has a split.
+func SlowRequestsSplit(h *HTTPSummary) *TimeSplit {
+	if h == nil {
+		return nil
+	}
+	var sum *TimeSplit
+	type stackKey struct{ stack, class string }
+	blocked := map[stackKey]*TimedStack{}
+	var order []stackKey
+	for _, x := range h.Slowest {
+		ts := x.TimeSplit
+		if ts == nil {
+			continue
+		}
+		if sum == nil {
+			sum = &TimeSplit{OnCPUSource: ts.OnCPUSource, CPUStacks: []TimedStack{}, BlockedStacks: []TimedStack{}}
+		}
+		sum.Requests += ts.Requests
+		sum.WallMs += ts.WallMs
+		sum.OnCPUMs += ts.OnCPUMs
+		sum.OffCPUMs += ts.OffCPUMs
+		sum.RunqueueMs += ts.RunqueueMs
+		sum.CPUSamples += ts.CPUSamples
+		for c, v := range ts.OffCPUByClassMs {
+			if sum.OffCPUByClassMs == nil {
+				sum.OffCPUByClassMs = map[string]float64{}
+			}
+			sum.OffCPUByClassMs[c] += v
+		}
+		for _, st := range ts.BlockedStacks {
+			k := stackKey{strings.Join(st.Stack, ";"), st.Class}
+			if b := blocked[k]; b != nil {
+				b.Ms += st.Ms
+				b.RunqueueMs += st.RunqueueMs
+				continue
+			}
+			c := st
+			blocked[k] = &c
+			order = append(order, k)
+		}
+		if sum.Throttling == nil {
+			sum.Throttling = ts.Throttling
+		}
+	}
+	if sum == nil {
+		return nil
+	}
+	for _, k := range order {
+		sum.BlockedStacks = append(sum.BlockedStacks, *blocked[k])
+	}
+	sort.SliceStable(sum.BlockedStacks, func(i, j int) bool { return sum.BlockedStacks[i].Ms > sum.BlockedStacks[j].Ms })
+	sum.BlockedStacks = sum.BlockedStacks[:min(endpointStacks, len(sum.BlockedStacks))]
+	sum.setDominant()
+	return sum
 }
