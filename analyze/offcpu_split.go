@@ -87,6 +87,7 @@ type timeSplitter struct {
 	debugDir string
 	off      *offCPUData // nil without the offcpu probe
 	cpu      *cpuIndex   // nil without CPU samples
+	parts    []clipped   // scratch of offCPU
 }
 
 // splitAcc sums the time split of requests.
@@ -184,25 +185,55 @@ func (t *timeSplitter) add(acc *splitAcc, r servedRequest) *splitAcc {
 }
 
 // offCPU adds the thread's off-CPU time inside the request to acc and
-// returns it (before the share of several threads).
+// returns it (before the share of several threads). Rows of one interval
+// are exact; rows of summed short intervals are spread over their span,
+// which may overlap an exact row's time, so they are scaled down to the
+// part of the request the exact rows leave.
 func (t *timeSplitter) offCPU(acc *splitAcc, tid uint32, r servedRequest, share float64) (blocked, runq float64) {
 	idx := t.off.index
-	add := func(row *offRow) {
+	parts := t.parts[:0]
+	var exact, summed float64
+	collect := func(row *offRow) float64 {
 		if row.pid != r.PID {
-			return
+			return 0
 		}
 		bl, rq := row.clip(r.RequestNs, r.ResponseNs)
 		if bl == 0 && rq == 0 {
-			return
+			return 0
+		}
+		parts = append(parts, clipped{row, bl, rq})
+		return bl + rq
+	}
+	// Exact rows do not overlap: the first ending after the request's
+	// start, then on while they start before its end.
+	ex := idx.exact[tid]
+	for i := sort.Search(len(ex), func(i int) bool { return ex[i].end > r.RequestNs }); i < len(ex) && ex[i].start < r.ResponseNs; i++ {
+		exact += collect(&ex[i])
+	}
+	nExact := len(parts)
+	// Summed rows span at most maxSpan.
+	su := idx.summed[tid]
+	from := r.RequestNs - min(r.RequestNs, idx.maxSpan[tid])
+	for i := sort.Search(len(su), func(i int) bool { return su[i].start >= from }); i < len(su) && su[i].start < r.ResponseNs; i++ {
+		summed += collect(&su[i])
+	}
+	scale := 1.0
+	if room := float64(r.ResponseNs-r.RequestNs) - exact; summed > room {
+		scale = max(room, 0) / summed
+	}
+	for i, p := range parts {
+		bl, rq := p.blocked, p.runq
+		if i >= nExact {
+			bl, rq = bl*scale, rq*scale
 		}
 		blocked += bl
 		runq += rq
 		acc.blocked += bl * share
 		acc.runq += rq * share
 		if bl > 0 {
-			acc.byClass[row.class] += bl * share
+			acc.byClass[p.row.class] += bl * share
 		}
-		k := blockedKey{row.stack, row.class}
+		k := blockedKey{p.row.stack, p.row.class}
 		v := acc.blockedStacks[k]
 		if v == nil {
 			v = new([2]float64)
@@ -211,19 +242,14 @@ func (t *timeSplitter) offCPU(acc *splitAcc, tid uint32, r servedRequest, share 
 		v[0] += bl * share
 		v[1] += rq * share
 	}
-	// Exact rows do not overlap: the first ending after the request's
-	// start, then on while they start before its end.
-	ex := idx.exact[tid]
-	for i := sort.Search(len(ex), func(i int) bool { return ex[i].end > r.RequestNs }); i < len(ex) && ex[i].start < r.ResponseNs; i++ {
-		add(&ex[i])
-	}
-	// Summed rows span at most maxSpan.
-	su := idx.summed[tid]
-	from := r.RequestNs - min(r.RequestNs, idx.maxSpan[tid])
-	for i := sort.Search(len(su), func(i int) bool { return su[i].start >= from }); i < len(su) && su[i].start < r.ResponseNs; i++ {
-		add(&su[i])
-	}
+	t.parts = parts
 	return blocked, runq
+}
+
+// clipped is a row's part inside a request.
+type clipped struct {
+	row           *offRow
+	blocked, runq float64
 }
 
 // samples counts the thread's CPU samples inside the request into acc.

@@ -259,6 +259,14 @@ static __always_inline __u64 record_stack(void *ctx, struct task_struct *t, stru
 	struct hash_ctx hc = {.h = h, .ips = s->ustack, .n = (__u32)ub / 8};
 	bpf_loop(USTACK_DEPTH, hash_step, &hc, 0);
 	h = hc.h;
+	// With a stack copy (code without frame pointers), the frame-pointer
+	// walk may stop at the leaf: two call paths into one blocking call
+	// (a mutex and the GIL's condition variable both wait in libc's futex
+	// wrapper) would share a key, and only the first would be unwound.
+	// The stack pointer tells them apart: one path of one thread leaves
+	// the CPU at the same depth every time.
+	if (copy_bytes)
+		h = mix(h, ur.sp);
 	__u64 ukey = mix(mix(h, st->state), ((__u64)st->flags << 32) | (__u32)st->syscall);
 	if (ukey == st->last_ukey && st->last_key && st->reused < STACK_REUSE) {
 		st->reused++;
