@@ -76,6 +76,13 @@ type bpfOffcpuStack struct {
 	Copy        [16384]uint8
 }
 
+type bpfTargetMark struct {
+	_       structs.HostLayout
+	Checked uint64
+	Target  uint32
+	Pad     uint32
+}
+
 type bpfThreadState struct {
 	_        structs.HostLayout
 	OffNs    uint64
@@ -102,6 +109,7 @@ const (
 	bpfMapKnownStacks          = "known_stacks"
 	bpfMapOffcpuEvents         = "offcpu_events"
 	bpfMapStackScratch         = "stack_scratch"
+	bpfMapTargetCache          = "target_cache"
 	bpfMapTargets              = "targets"
 	bpfMapThreads              = "threads"
 	bpfProgFloorSwitch         = "floor_switch"
@@ -182,6 +190,7 @@ type bpfMapSpecs struct {
 	KnownStacks  *ebpf.MapSpec `ebpf:"known_stacks"`
 	OffcpuEvents *ebpf.MapSpec `ebpf:"offcpu_events"`
 	StackScratch *ebpf.MapSpec `ebpf:"stack_scratch"`
+	TargetCache  *ebpf.MapSpec `ebpf:"target_cache"`
 	Targets      *ebpf.MapSpec `ebpf:"targets"`
 	Threads      *ebpf.MapSpec `ebpf:"threads"`
 }
@@ -226,6 +235,7 @@ type bpfMaps struct {
 	KnownStacks  *ebpf.Map `ebpf:"known_stacks"`
 	OffcpuEvents *ebpf.Map `ebpf:"offcpu_events"`
 	StackScratch *ebpf.Map `ebpf:"stack_scratch"`
+	TargetCache  *ebpf.Map `ebpf:"target_cache"`
 	Targets      *ebpf.Map `ebpf:"targets"`
 	Threads      *ebpf.Map `ebpf:"threads"`
 }
@@ -236,6 +246,7 @@ func (m *bpfMaps) Close() error {
 		m.KnownStacks,
 		m.OffcpuEvents,
 		m.StackScratch,
+		m.TargetCache,
 		m.Targets,
 		m.Threads,
 	)
