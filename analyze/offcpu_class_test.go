@@ -66,7 +66,7 @@ func TestWaitClass(t *testing.T) {
 		{formats.OffCPUInterval{Syscall: 202}, "", true, WaitLock},
 		{formats.OffCPUInterval{Syscall: 74}, "", true, WaitDisk},
 		{formats.OffCPUInterval{Syscall: 202}, "", false, WaitOther}, // not x86-64's numbers
-		{formats.OffCPUInterval{Syscall: 0}, "", true, WaitOther},   // read: could be anything
+		{formats.OffCPUInterval{Syscall: 0}, "", true, WaitOther},    // read: could be anything
 		{formats.OffCPUInterval{Syscall: 202}, WaitIdle, true, WaitIdle},
 	}
 	for _, c := range cases {
