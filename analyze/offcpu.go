@@ -2,6 +2,8 @@ package analyze
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -473,14 +475,9 @@ func (p *OffCPUProfile) Folded() []FoldedStack {
 		add(base, st.BlockedNs)
 		add(append(base[:len(base):len(base)], "[run queue]"), st.RunqueueNs)
 	}
-	keys := make([]string, 0, len(agg))
-	for k := range agg {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	out := make([]FoldedStack, len(keys))
-	for i, k := range keys {
-		out[i] = *agg[k]
+	out := make([]FoldedStack, 0, len(agg))
+	for _, k := range slices.Sorted(maps.Keys(agg)) {
+		out = append(out, *agg[k])
 	}
 	return out
 }
