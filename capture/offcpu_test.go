@@ -137,6 +137,18 @@ func checkRoutes(t *testing.T, s *analyze.Summary, lockFn, sleepFn, computeFn st
 	}
 }
 
+// buildLockServer compiles testdata/offcpu/lockserver.c with frame
+// pointers and debug info.
+func buildLockServer(t *testing.T) string {
+	t.Helper()
+	testenv.RequireTool(t, "gcc")
+	bin := filepath.Join(t.TempDir(), "lockserver")
+	if out, err := exec.Command("gcc", "-O1", "-g", "-fno-omit-frame-pointer", "-pthread", "-o", bin, "../testdata/offcpu/lockserver.c").CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v: %s", err, out)
+	}
+	return bin
+}
+
 // A C server with a thread per connection: a route waiting on a mutex a
 // background thread holds, one sleeping, one computing. Each route's time
 // split names its cause. The server runs as a real-time task (chrt): on
@@ -147,11 +159,7 @@ func checkRoutes(t *testing.T, s *analyze.Summary, lockFn, sleepFn, computeFn st
 // that side).
 func TestOffCPUThreadPerConnectionC(t *testing.T) {
 	testenv.RequireBPF(t)
-	testenv.RequireTool(t, "gcc")
-	bin := filepath.Join(t.TempDir(), "lockserver")
-	if out, err := exec.Command("gcc", "-O1", "-g", "-fno-omit-frame-pointer", "-pthread", "-o", bin, "../testdata/offcpu/lockserver.c").CombinedOutput(); err != nil {
-		t.Fatalf("gcc: %v: %s", err, out)
-	}
+	bin := buildLockServer(t)
 	port := freePort(t)
 	s := captureServer(t, []string{"cpu", "http", "offcpu"}, port, func() {
 		clientLoad(t, port, 25, 1, "/lock", "/sleep", "/compute")
@@ -269,11 +277,7 @@ func cpuLimitedCgroup(t *testing.T, cpus float64) (procs, path string) {
 // show the wait for a CPU and the throttling of their process's cgroup.
 func TestOffCPUThrottledCgroup(t *testing.T) {
 	testenv.RequireBPF(t)
-	testenv.RequireTool(t, "gcc")
-	bin := filepath.Join(t.TempDir(), "lockserver")
-	if out, err := exec.Command("gcc", "-O1", "-g", "-fno-omit-frame-pointer", "-pthread", "-o", bin, "../testdata/offcpu/lockserver.c").CombinedOutput(); err != nil {
-		t.Fatalf("gcc: %v: %s", err, out)
-	}
+	bin := buildLockServer(t)
 	procs, path := cpuLimitedCgroup(t, 0.25)
 	port := freePort(t)
 	s := captureServer(t, []string{"http", "offcpu"}, port, func() {
