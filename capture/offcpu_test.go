@@ -8,10 +8,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/bpfsnap/bpfsnap/analyze"
 	"github.com/bpfsnap/bpfsnap/internal/testenv"
@@ -362,5 +365,85 @@ func TestOffCPUGoFsync(t *testing.T) {
 	}
 	if len(ts.BlockedStacks) == 0 || ts.BlockedStacks[0].Class != analyze.WaitDisk || !stackHas(ts.BlockedStacks[0].Stack, "os.(*File).Sync") {
 		t.Errorf("/commit: top blocked stack %+v is not the disk wait under os.(*File).Sync", ts.BlockedStacks)
+	}
+}
+
+// Through a one-page ring, with every interval its own record, a pair of
+// threads switching as fast as they can overflows the ring: the intervals
+// recorded plus those counted lost are the switches the pair made.
+func TestOffCPUFloodAccounted(t *testing.T) {
+	testenv.RequireBPF(t)
+	testenv.RequireTool(t, "gcc")
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "pingpong")
+	if out, err := exec.Command("gcc", "-O2", "-fno-omit-frame-pointer", "-pthread", "-o", bin, "../testdata/offcpu/pingpong.c").CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v: %s", err, out)
+	}
+	gate := filepath.Join(dir, "go")
+	pp := exec.Command("taskset", "-c", "0", bin, "100000")
+	pp.Env = append(os.Environ(), "PINGPONG_WAIT_FILE="+gate)
+	var ppOut strings.Builder
+	pp.Stdout = &ppOut
+	if err := pp.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer pp.Process.Kill()
+	sets := NewProbeSets()
+	fs := pflag.NewFlagSet("capture", pflag.ContinueOnError)
+	for _, s := range sets {
+		s.BindFlags(fs)
+	}
+	if err := fs.Parse([]string{"--offcpu-exact", "1ns"}); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "flood.bpfsnap")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := Run(ctx, Options{Output: out, Duration: 2 * time.Minute, Probes: []string{"offcpu"}, Sets: sets,
+			PIDs: []uint32{uint32(pp.Process.Pid)}, RingPages: 1, Version: "test", Ready: func() { close(ready) }})
+		done <- err
+	}()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("capture ended before it was ready: %v", err)
+	}
+	os.WriteFile(gate, nil, 0o644)
+	if err := pp.Wait(); err != nil {
+		t.Fatalf("pingpong: %v", err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`\((\d+) switches`).FindStringSubmatch(ppOut.String())
+	if m == nil {
+		t.Fatalf("pingpong said %q", ppOut.String())
+	}
+	switches, _ := strconv.ParseUint(m[1], 10, 64)
+	s, err := analyze.Load(out, analyze.Request{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The pair's switches are its pipe waits, its preemptions and the
+	// main thread's wait for the peer to end; the wait for the gate
+	// (sleep) and the peer's start (new_thread) came before its count.
+	var recorded uint64
+	for _, c := range s.OffCPU.Classes {
+		if c.Class != analyze.WaitSleep && c.Class != analyze.WaitNewThread {
+			recorded += c.Intervals
+		}
+	}
+	lost := s.Manifest.Drops["offcpu.ringbuf_full"]
+	t.Logf("%d switches; %d intervals recorded, %d lost; drops %v", switches, recorded, lost, s.Manifest.Drops)
+	if lost == 0 {
+		t.Error("a one-page ring lost nothing: the test did not flood it")
+	}
+	if d := int64(recorded+lost) - int64(switches); d < -4 || d > 4 {
+		t.Errorf("recorded + lost = %d, the pair switched %d times", recorded+lost, switches)
 	}
 }
