@@ -27,7 +27,8 @@ type TimeSplit struct {
 	OffCPUMs        float64            `json:"off_cpu_ms"`
 	RunqueueMs      float64            `json:"runqueue_ms"`
 	OffCPUByClassMs map[string]float64 `json:"off_cpu_by_class_ms,omitempty"`
-	// Dominant is the largest part: "on_cpu", "runqueue" or a wait class.
+	// Dominant is the largest part: "on_cpu", "runqueue" or a wait class
+	// ("unknown" without the offcpu probe, unless on-CPU is most of it).
 	Dominant   string `json:"dominant"`
 	CPUSamples uint64 `json:"cpu_samples"`
 	// CPUStacks are the top stacks the thread ran in (ms estimated from
@@ -382,8 +383,17 @@ func (t *timeSplitter) result(acc *splitAcc, pid uint32, cpuFrames map[uint64][]
 	return ts
 }
 
-// setDominant names the largest part of the split.
+// setDominant names the largest part of the split. Without the offcpu
+// probe only on-CPU time is known: it is dominant when it covers at least
+// half of the time, else the answer is "unknown".
 func (ts *TimeSplit) setDominant() {
+	if ts.OnCPUSource == OnCPUFromSamples {
+		ts.Dominant = "unknown"
+		if ts.OnCPUMs >= ts.WallMs/2 {
+			ts.Dominant = "on_cpu"
+		}
+		return
+	}
 	ts.Dominant = "on_cpu"
 	best := ts.OnCPUMs
 	if ts.RunqueueMs > best {

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/bpfsnap/bpfsnap/analyze"
+	"github.com/bpfsnap/bpfsnap/formats"
 	fx "github.com/bpfsnap/bpfsnap/internal/offcpufixture"
 )
 
@@ -173,5 +174,40 @@ func TestOffCPUSlicesAndFilter(t *testing.T) {
 	}
 	if _, err := loadFixture(t, analyze.Request{From: "9s"}).RequireOffCPU(); err == nil {
 		t.Error("no error for a slice without off-CPU time")
+	}
+}
+
+// Without the offcpu probe, on-CPU time comes from the serving thread's
+// samples and nothing claims what the rest was.
+func TestTimeSplitFromSamplesOnly(t *testing.T) {
+	path, err := fx.Write(t.TempDir(), formats.TableOffCPU, formats.TableCgroupCPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := analyze.Load(path, analyze.Request{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.OffCPU != nil {
+		t.Fatal("an offcpu section without its table")
+	}
+	for _, e := range s.HTTP.Endpoints {
+		ts := e.TimeSplit
+		if ts == nil || ts.OnCPUSource != analyze.OnCPUFromSamples || ts.OffCPUMs != 0 || ts.RunqueueMs != 0 || ts.Throttling != nil {
+			t.Fatalf("%s: %+v", e.Route, ts)
+		}
+		switch e.Route {
+		case "/compute": // 2 samples of 10 ms in each 20 ms request
+			if !near(ts.OnCPUMs, fx.Requests*fx.ComputeSamples*10, 1e-6) || ts.Dominant != "on_cpu" {
+				t.Errorf("/compute: %+v", ts)
+			}
+		default:
+			if ts.OnCPUMs != 0 || ts.Dominant != "unknown" {
+				t.Errorf("%s: %+v", e.Route, ts)
+			}
+		}
+	}
+	if analyze.SlowRequestsSplit(s.HTTP).OnCPUSource != analyze.OnCPUFromSamples {
+		t.Error("the slow requests' split does not say where on-CPU came from")
 	}
 }

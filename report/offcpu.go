@@ -260,8 +260,8 @@ type slowTime struct {
 // most requests.
 func slowTimeCard(prev *slowTime, a *HTMLArchive) *slowTime {
 	ts := analyze.SlowRequestsSplit(a.Summary.HTTP)
-	if ts == nil || (prev != nil && prev.Split.Requests >= ts.Requests) {
-		return prev
+	if ts == nil || ts.OnCPUSource != analyze.OnCPUFromScheduler || (prev != nil && prev.Split.Requests >= ts.Requests) {
+		return prev // without the offcpu probe, only on-CPU time is known
 	}
 	c := &slowTime{Split: ts, Archive: a.Name, Pct: 100 * ts.Share(ts.DominantMs()), Bar: timeSplitBar(ts, 240, 12)}
 	switch ts.Dominant {

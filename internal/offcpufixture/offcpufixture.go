@@ -162,8 +162,10 @@ func Rows() ([]formats.HTTPRequest, []formats.OffCPUInterval, []formats.CPUSampl
 	return reqs, ivs, samples, cg, procs
 }
 
-// Write writes the fixture archive into dir and returns its path.
-func Write(dir string) (string, error) {
+// Write writes the fixture archive into dir and returns its path; the
+// tables named in skip are left out (an archive of a capture without
+// -p offcpu, say).
+func Write(dir string, skip ...string) (string, error) {
 	out := filepath.Join(dir, "offcpu-fixture.bpfsnap")
 	m := formats.Manifest{BpfsnapVersion: "test", Host: "fixture-host", Kernel: "6.18-test", Arch: "amd64",
 		Window: formats.Window{StartWall: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC), EndWall: time.Date(2026, 12, 1, 12, 0, 10, 0, time.UTC),
@@ -175,6 +177,16 @@ func Write(dir string) (string, error) {
 		return "", err
 	}
 	reqs, ivs, samples, cg, procs := Rows()
+	for _, t := range skip {
+		switch t {
+		case formats.TableOffCPU:
+			ivs = nil
+		case formats.TableCgroupCPU:
+			cg = nil
+		case formats.TableCPUSamples:
+			samples = nil
+		}
+	}
 	err = firstErr(
 		formats.NewTable[formats.HTTPRequest](w, formats.TableHTTPRequests).Write(reqs...),
 		formats.NewTable[formats.OffCPUInterval](w, formats.TableOffCPU).Write(ivs...),
