@@ -1,17 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"strings"
-	"syscall"
-	"time"
 )
 
 func init() {
@@ -139,66 +134,32 @@ func benchOffCPU(env *Env) ([]Row, error) {
 	}, nil
 }
 
-// runPingpong starts the pair held on a gate file, attaches tracer (argv
-// with PID replaced by the pair's pid), releases the pair and returns its
-// figures and the tracer's BPF run time.
+// runPingpong runs the pair held until tracer (argv with PID replaced by
+// the pair's pid) is attached, and returns its figures and the tracer's
+// BPF run time during the run.
 func runPingpong(env *Env, bin string, rounds int, tracer []string, ready string) (pingpongRun, error) {
 	gate := filepath.Join(env.Dir, "pingpong.go")
-	os.Remove(gate)
 	w := exec.Command("taskset", "-c", "0", bin, strconv.Itoa(rounds))
 	w.Env = append(os.Environ(), "PINGPONG_WAIT_FILE="+gate)
-	var wout strings.Builder
-	w.Stdout = &wout
-	if err := w.Start(); err != nil {
-		return pingpongRun{}, err
-	}
-	defer w.Process.Kill()
-	var t *exec.Cmd
-	if tracer != nil {
-		argv := make([]string, len(tracer))
-		for i, a := range tracer {
-			argv[i] = strings.ReplaceAll(a, "PID", strconv.Itoa(w.Process.Pid))
-		}
-		t = exec.Command(argv[0], argv[1:]...)
-		t.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		pipe, err := t.StdoutPipe()
-		if err != nil {
-			return pingpongRun{}, err
-		}
-		t.Stderr = t.Stdout
-		if err := t.Start(); err != nil {
-			return pingpongRun{}, err
-		}
-		defer t.Process.Kill()
-		sc := bufio.NewScanner(pipe)
-		deadline := time.AfterFunc(60*time.Second, func() { t.Process.Kill() })
-		for ready != "" && sc.Scan() && !strings.Contains(sc.Text(), ready) {
-		}
-		deadline.Stop()
-		go io.Copy(io.Discard, pipe)
-		if ready == "" {
-			time.Sleep(2 * time.Second)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-	before := 0.0
-	if t != nil {
-		before = bpfRunNs(t.Process.Pid)
-	}
-	os.WriteFile(gate, nil, 0o644)
-	err := w.Wait()
 	var r pingpongRun
-	if t != nil {
-		r.bpfNs = bpfRunNs(t.Process.Pid) - before
-		t.Process.Signal(syscall.SIGINT)
-		t.Wait()
-	}
+	var before float64
+	measured := 0
+	out, err := gatedRun(w, gate, tracer, ready, func(pid int) {
+		if pid == 0 {
+			return
+		}
+		if measured++; measured == 1 {
+			before = bpfRunNs(pid)
+		} else {
+			r.bpfNs = bpfRunNs(pid) - before
+		}
+	})
 	if err != nil {
-		return r, fmt.Errorf("pingpong: %v: %s", err, wout.String())
+		return r, err
 	}
-	m := pingpongFigures.FindStringSubmatch(wout.String())
+	m := pingpongFigures.FindStringSubmatch(out)
 	if m == nil {
-		return r, fmt.Errorf("pingpong printed no figures: %q", wout.String())
+		return r, fmt.Errorf("pingpong printed no figures: %q", out)
 	}
 	r.perSec, _ = strconv.ParseFloat(m[1], 64)
 	r.nsPerSwitch, _ = strconv.ParseFloat(m[2], 64)
