@@ -81,10 +81,22 @@ func writeOffCPUText(out io.Writer, o *analyze.OffCPUSummary) {
 		}
 		fmt.Fprintf(out, "  %10.1f ms %-10s %s [%d]: %s\n", st.Ms, st.Class, safe(st.Process), st.PID, safe(shortStack(st.Stack, 4)))
 	}
+	// A node has a limit on every pod: the throttled ones are the news.
+	listed := 0
 	for _, c := range o.Cgroups {
-		writeThrottleText(out, "  cgroup", &c)
+		if c.ThrottledPeriods > 0 && listed < offcpuTopProcesses {
+			writeThrottleText(out, "  cgroup", &c)
+			listed++
+		}
 	}
-	for _, p := range o.Pods {
+	if rest := len(o.Cgroups) - listed; rest > 0 {
+		fmt.Fprintf(out, "  %d more cgroups with a CPU limit (--json lists them)\n", rest)
+	}
+	for i, p := range o.Pods {
+		if i == offcpuTopProcesses {
+			fmt.Fprintf(out, "  ... %d more pods\n", len(o.Pods)-i)
+			break
+		}
 		fmt.Fprintf(out, "  pod %s/%s: %.1f ms in the run queue, %.1f ms blocked\n", safe(p.Namespace), safe(p.Pod), p.RunqueueMs, p.BlockedMs)
 	}
 }
