@@ -84,11 +84,18 @@ var dropCatalog = func() map[string]DropReason {
 		{"mem.stack_failed", DropIncomplete, "allocations have no stack (the walk failed)"},
 		{"mem.sampled_set_full", DropLost, "sampled allocations were dropped: the kernel's set of live sampled blocks was full"},
 		{"mem.user_regs_missing", DropIncomplete, "allocations had no user registers (no user stack copied)"},
+		{"offcpu.ringbuf_full", DropLost, "off-CPU intervals were lost: the ring buffer was full"},
+		{"offcpu.stack_ringbuf_full", DropIncomplete, "off-CPU stacks could not be sent (ring buffer full); each is sent again at its next use, intervals before that have no stack"},
+		{"offcpu.thread_state_failed", DropLost, "threads were not followed off CPU: the kernel could not allocate their state"},
+		{"offcpu.kernel_stack_failed", DropIncomplete, "off-CPU intervals have no kernel stack (the kernel could not walk it)"},
+		{"offcpu.stack_missing", DropIncomplete, "off-CPU intervals have no stack: the stack's record was lost"},
+		{"offcpu.cgroup_unreadable", DropIncomplete, "cgroups' CPU throttling counters (cpu.stat) could not be read at the start or the end"},
 	}
 	for _, u := range unwindStops {
 		list = append(list,
 			DropReason{"cpu.unwind_" + u.reason, DropIncomplete, "user stacks " + u.meaning},
-			DropReason{"mem.unwind_" + u.reason, DropIncomplete, "allocation stacks " + u.meaning})
+			DropReason{"mem.unwind_" + u.reason, DropIncomplete, "allocation stacks " + u.meaning},
+			DropReason{"offcpu.unwind_" + u.reason, DropIncomplete, "off-CPU stacks " + u.meaning})
 	}
 	m := make(map[string]DropReason, len(list))
 	for _, r := range list {

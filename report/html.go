@@ -66,6 +66,10 @@ type HTMLArchive struct {
 	Mem       *memView
 	// Folded holds the archive's folded CPU stacks, for the download.
 	Folded string
+	// OffCPU is the off-CPU section (report/offcpu.go) and FoldedOffCPU
+	// its folded stacks, for the download.
+	OffCPU       *offcpuView
+	FoldedOffCPU string
 }
 
 type probeView struct {
@@ -169,6 +173,9 @@ func BuildHTMLArchive(s *analyze.Summary) (*HTMLArchive, error) {
 			return nil, err
 		}
 	}
+	if h.OffCPU, h.FoldedOffCPU, err = buildOffCPUView(s); err != nil {
+		return nil, err
+	}
 	return h, nil
 }
 
@@ -226,6 +233,7 @@ type glance struct {
 	HotFunction *analyze.CPUFunction
 	HotArchive  string
 	Warnings    int
+	SlowTime    *slowTime
 }
 
 type pageData struct {
@@ -239,8 +247,9 @@ type pageData struct {
 	JS        template.JS
 	FlameJS   template.JS
 	// Data is embedded as JSON for the downloads.
-	Data   []*analyze.Summary
-	Folded string
+	Data         []*analyze.Summary
+	Folded       string
+	FoldedOffCPU string
 }
 
 // WriteHTML writes one self-contained page for one or more archives (one
@@ -260,7 +269,7 @@ func WriteHTML(w io.Writer, archives []*HTMLArchive, opts HTMLOptions) error {
 		FlameJS:   template.JS(FlameGraphScript()),
 	}
 	var hosts []string
-	var folded strings.Builder
+	var folded, foldedOff strings.Builder
 	for _, a := range archives {
 		m := a.Summary.Manifest
 		hosts = append(hosts, m.Host)
@@ -272,6 +281,8 @@ func WriteHTML(w io.Writer, archives []*HTMLArchive, opts HTMLOptions) error {
 			p.Warnings = append(p.Warnings, wmsg)
 		}
 		folded.WriteString(a.Folded)
+		foldedOff.WriteString(a.FoldedOffCPU)
+		p.Glance.SlowTime = slowTimeCard(p.Glance.SlowTime, a)
 		for i := range a.Endpoints {
 			e := &a.Endpoints[i]
 			if worseEndpoint(e, p.Glance.WorstEndpoint) {
@@ -295,6 +306,7 @@ func WriteHTML(w io.Writer, archives []*HTMLArchive, opts HTMLOptions) error {
 	}
 	p.Glance.Warnings = len(p.Warnings)
 	p.Folded = folded.String()
+	p.FoldedOffCPU = foldedOff.String()
 	p.Title = "bpfsnap report: " + strings.Join(hosts, ", ")
 	t, err := template.New("report").Funcs(template.FuncMap{
 		"ms":    fmtMs,
@@ -315,7 +327,7 @@ func WriteHTML(w io.Writer, archives []*HTMLArchive, opts HTMLOptions) error {
 			}
 			return strings.Join(parts, " ")
 		},
-	}).Parse(htmlTemplate)
+	}).Funcs(offcpuTemplateFuncs).Parse(htmlTemplate)
 	if err != nil {
 		return err
 	}

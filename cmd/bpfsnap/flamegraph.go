@@ -17,6 +17,7 @@ func newFlamegraphCmd() *cobra.Command {
 		perPID  bool
 		title   string
 		minWide float64
+		offCPU  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "flamegraph ARCHIVE [-o FILE.svg] [--folded]",
@@ -25,12 +26,22 @@ func newFlamegraphCmd() *cobra.Command {
 SVG flame graph (click a frame to zoom, "Reset zoom", "Search" or Ctrl-F with
 the matched percentage, tooltips with samples and percentage), or with
 --folded into folded stacks ("process;frame;...;leaf COUNT", root first,
-kernel frames suffixed _[k]) for other tools.`,
+kernel frames suffixed _[k]) for other tools.
+
+With --off-cpu it draws where threads waited instead (capture -p offcpu),
+weighted by microseconds off the CPU: under each process a frame per wait
+class ([lock], [disk], [network], [sleep], [page_fault], [idle],
+[preempted], [other]), then the stack the thread blocked in, and a last
+[run queue] frame for the wait for a CPU after the wakeup.`,
 		Example: "  bpfsnap flamegraph incident.bpfsnap -o cpu.svg\n" +
 			"  bpfsnap flamegraph incident.bpfsnap --pid 4242 --from 5s --to 10s -o slice.svg\n" +
-			"  bpfsnap flamegraph incident.bpfsnap --folded > cpu.folded",
+			"  bpfsnap flamegraph incident.bpfsnap --folded > cpu.folded\n" +
+			"  bpfsnap flamegraph incident.bpfsnap --off-cpu -o offcpu.svg",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if offCPU {
+				return writeOffCPU(cmd, args[0], out, &flags, report.OffCPUFlameOptions{Folded: folded, Title: title, MinWidth: minWide})
+			}
 			return writeCPU(cmd, args[0], out, &flags, func(w io.Writer, s *analyze.Summary) error {
 				return report.WriteCPUFlameGraph(w, s, report.CPUFlameOptions{Folded: folded, PerPID: perPID, Title: title, MinWidth: minWide})
 			})
@@ -43,5 +54,25 @@ kernel frames suffixed _[k]) for other tools.`,
 	f.BoolVar(&perPID, "per-pid", false, "name the root frame of each stack comm-PID, keeping same-named processes apart")
 	f.StringVar(&title, "title", "", "title of the graph")
 	f.Float64Var(&minWide, "min-width", 0.1, "omit frames narrower than this many pixels")
+	f.BoolVar(&offCPU, "off-cpu", false, "draw off-CPU time (where threads blocked or waited for a CPU) instead of CPU samples")
 	return cmd
+}
+
+// writeOffCPU draws the off-CPU flame graph: the off-CPU section only,
+// refused before the output file is created when it is empty.
+func writeOffCPU(cmd *cobra.Command, archive, path string, flags *analysisFlags, o report.OffCPUFlameOptions) error {
+	req := flags.request(analyze.SectionOffCPU)
+	req.Slices = 0
+	s, err := analyze.Load(archive, req)
+	if err != nil {
+		return err
+	}
+	if _, err := s.RequireOffCPU(); err != nil {
+		return err
+	}
+	w, finish, err := openOutput(cmd, path)
+	if err != nil {
+		return err
+	}
+	return finish(report.WriteOffCPUFlameGraph(w, s, o))
 }
