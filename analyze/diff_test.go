@@ -41,7 +41,8 @@ func (f *diffFixture) proc(pid uint32, comm, ns, pod string) {
 func (f *diffFixture) serve(pid uint32, route string, latencies []float64, from, span time.Duration) {
 	for i, ms := range latencies {
 		t := fixStart + uint64(from) + uint64(span)*uint64(i)/uint64(len(latencies))
-		f.reqs = append(f.reqs, formats.HTTPRequest{RequestNs: t, ResponseNs: t + uint64(ms*1e6), PID: pid,
+		// The first byte 0.1 ms after the request, the last after ms.
+		f.reqs = append(f.reqs, formats.HTTPRequest{RequestNs: t, ResponseNs: t + 100e3, ResponseEndNs: t + uint64(ms*1e6), PID: pid,
 			Role: formats.RoleServer, Method: "GET", Path: route, Status: 200})
 	}
 }

@@ -17,19 +17,37 @@ type HTTPSummary struct {
 	// Unanswered counts requests still waiting for a response at the end
 	// of the window (not in the percentiles).
 	Unanswered int64 `json:"unanswered"`
+	// EndUnknown counts responses whose last byte was not seen (the window
+	// ended inside the body, or framing was lost): they are in the counts
+	// and the time-to-first-byte figures, not in the end-to-end ones.
+	EndUnknown int64 `json:"end_unknown"`
+	// Measure says what the latency figures (p50_ms …) measure:
+	// "last_byte" (request's first byte to response's last byte), or, for
+	// archives of format version 1, "first_byte" (to the response's first
+	// byte: those recorders saw no more).
+	Measure string `json:"measure"`
 }
+
+// What HTTPSummary.Measure can say.
+const (
+	MeasureLastByte  = "last_byte"
+	MeasureFirstByte = "first_byte"
+)
 
 // HTTPEndpoint aggregates one process × role × method × route. Percentiles
 // are exact: computed over every request's latency.
 type HTTPEndpoint struct {
-	PID     uint32           `json:"pid"`
-	Process string           `json:"process"`
-	Role    string           `json:"role"`
-	Method  string           `json:"method"`
-	Route   string           `json:"route"`
-	Count   int64            `json:"count"`
-	Errors  int64            `json:"errors"` // 5xx
-	Status  map[string]int64 `json:"status"`
+	PID     uint32 `json:"pid"`
+	Process string `json:"process"`
+	Role    string `json:"role"`
+	Method  string `json:"method"`
+	Route   string `json:"route"`
+	Count   int64  `json:"count"`
+	Errors  int64  `json:"errors"` // 5xx
+	// Protocol is "http1" (later also "http2", "grpc"); empty in archives
+	// of format version 1.
+	Protocol string           `json:"protocol"`
+	Status   map[string]int64 `json:"status"`
 	// RateRPS is the count over the whole window (or filtered range);
 	// BusyRPS is the count over the span the endpoint was seen, first
 	// request start to last response end, which is the rate a burst
@@ -45,11 +63,22 @@ type HTTPEndpoint struct {
 	P999               float64 `json:"p999_ms"`
 	Max                float64 `json:"max_ms"`
 	Mean               float64 `json:"mean_ms"`
+	// Time to the response's first byte, over every request of the
+	// endpoint (those whose last byte was not seen included).
+	TTFBP50  float64 `json:"ttfb_p50_ms"`
+	TTFBP90  float64 `json:"ttfb_p90_ms"`
+	TTFBP99  float64 `json:"ttfb_p99_ms"`
+	TTFBP999 float64 `json:"ttfb_p999_ms"`
+	TTFBMax  float64 `json:"ttfb_max_ms"`
 	// Latencies is every request's latency in ms, sorted; kept out of the
-	// JSON (the report draws histograms from it).
+	// JSON (the report draws histograms from it). ttfb likewise.
 	Latencies []float64 `json:"-"`
+	ttfb      []float64
 	// Series holds (offset from window start in s, latency ms) for charts.
 	Series [][2]float64 `json:"-"`
+	// TimeSplit is where the requests' time went (offcpu_split.go).
+	TimeSplit *TimeSplit `json:"time_split,omitempty"`
+	split     *splitAcc
 }
 
 // HTTPExchange is one request, for the slowest list.
@@ -62,7 +91,12 @@ type HTTPExchange struct {
 	Path      string    `json:"path"`
 	Status    uint32    `json:"status"`
 	LatencyMs float64   `json:"latency_ms"`
+	TTFBMs    float64   `json:"ttfb_ms"`
 	Remote    string    `json:"remote"`
+
+	// TimeSplit is where the request's time went (offcpu_split.go).
+	TimeSplit *TimeSplit `json:"time_split,omitempty"`
+	served    servedRequest
 }
 
 const maxSlowest = 20
@@ -159,6 +193,11 @@ var httpColumns = []formats.ColumnSpec{
 	{Name: "path", Kind: formats.ColumnBytes},
 	{Name: "status", Kind: formats.ColumnInt32},
 	{Name: "remote_addr", Kind: formats.ColumnBytes},
+	{Name: "response_end_ns", Kind: formats.ColumnInt64, Optional: true},
+	{Name: "protocol", Kind: formats.ColumnBytes, Optional: true},
+	{Name: "tid", Kind: formats.ColumnInt32},
+	{Name: "request_tid", Kind: formats.ColumnInt32, Optional: true},
+	{Name: "response_tid", Kind: formats.ColumnInt32, Optional: true},
 }
 
 // HTTP computes the http section, or nil when the archive has no HTTP data.
@@ -173,8 +212,8 @@ func HTTP(a *formats.Archive, opts Options, procs []Process) (*HTTPSummary, erro
 	// are interned, and the route (normalized into a scratch buffer) is
 	// looked up as string(bytes), which Go does without a copy.
 	type group struct {
-		pid          uint32
-		role, method string
+		pid                    uint32
+		role, method, protocol string
 	}
 	eps := map[group]map[string]*HTTPEndpoint{}
 	var all []*HTTPEndpoint
@@ -189,7 +228,12 @@ func HTTP(a *formats.Archive, opts Options, procs []Process) (*HTTPSummary, erro
 		}
 		return v
 	}
-	s := &HTTPSummary{}
+	s := &HTTPSummary{Measure: MeasureLastByte}
+	// Format 1 recorders timed the response's first segment only.
+	firstByteOnly := m.FormatVersion < 2
+	if firstByteOnly {
+		s.Measure = MeasureFirstByte
+	}
 	var slow []HTTPExchange
 	// Once maxSlowest requests are kept, one faster than the slowest
 	// list's last entry cannot enter it: skip building its exchange.
@@ -198,8 +242,10 @@ func HTTP(a *formats.Archive, opts Options, procs []Process) (*HTTPSummary, erro
 	err := formats.ReadColumns(a, formats.TableHTTPRequests, httpColumns, func(c *formats.ColumnBatch) error {
 		reqNs, respNs, pids, status := c.Columns[0].Int64, c.Columns[1].Int64, c.Columns[2].Int32, c.Columns[6].Int32
 		roles, methods, paths, remotes := &c.Columns[3], &c.Columns[4], &c.Columns[5], &c.Columns[7]
+		endNs, protocols := c.Columns[8].Int64, &c.Columns[9]
+		tids, reqTids, respTids := c.Columns[10].Int32, c.Columns[11].Int32, c.Columns[12].Int32
 		for i := 0; i < c.Rows; i++ {
-			pid, req, resp := uint32(pids[i]), uint64(reqNs[i]), uint64(respNs[i])
+			pid, req, resp, end := uint32(pids[i]), uint64(reqNs[i]), uint64(respNs[i]), uint64(endNs[i])
 			if !b.Keep(pid, req) {
 				continue
 			}
@@ -207,11 +253,14 @@ func HTTP(a *formats.Archive, opts Options, procs []Process) (*HTTPSummary, erro
 				s.Unanswered++
 				continue
 			}
-			if resp < req {
+			if firstByteOnly {
+				end = resp
+			}
+			if resp < req || (end != 0 && end < resp) {
 				continue // impossible from a real capture; hostile archive
 			}
 			s.Requests++
-			g := group{pid, internBytes(roles.Bytes(i)), internBytes(methods.Bytes(i))}
+			g := group{pid, internBytes(roles.Bytes(i)), internBytes(methods.Bytes(i)), internBytes(protocols.Bytes(i))}
 			byRoute := eps[g]
 			if byRoute == nil {
 				byRoute = map[string]*HTTPEndpoint{}
@@ -220,30 +269,43 @@ func HTTP(a *formats.Archive, opts Options, procs []Process) (*HTTPSummary, erro
 			route, _ = appendRoute(route[:0], paths.Bytes(i))
 			ep := byRoute[string(route)]
 			if ep == nil {
-				ep = &HTTPEndpoint{PID: pid, Process: names[pid], Role: g.role, Method: g.method, Route: string(route), Status: map[string]int64{}}
+				ep = &HTTPEndpoint{PID: pid, Process: names[pid], Role: g.role, Method: g.method, Protocol: g.protocol, Route: string(route), Status: map[string]int64{}}
 				byRoute[ep.Route] = ep
 				all = append(all, ep)
 			}
-			ms := float64(resp-req) / 1e6
+			ttfb := float64(resp-req) / 1e6
 			st := uint32(status[i])
 			if ep.Count == 0 || req < ep.firstReq {
 				ep.firstReq = req
 			}
-			if resp > ep.lastResp {
-				ep.lastResp = resp
+			if last := max(resp, end); last > ep.lastResp {
+				ep.lastResp = last
 			}
 			ep.Count++
-			ep.Latencies = append(ep.Latencies, ms)
-			ep.Series = append(ep.Series, [2]float64{float64(int64(req)-int64(m.Window.StartMonoNs)) / 1e9, ms})
+			ep.ttfb = append(ep.ttfb, ttfb)
 			ep.Status[statusKey(st)]++
 			if st >= 500 {
 				ep.Errors++
 			}
+			// The serving threads' time counts up to the response's last
+			// byte (its first where the end was not seen).
+			served := servedRequest{PID: pid, TID: uint32(tids[i]), RequestTID: uint32(reqTids[i]),
+				ResponseTID: uint32(respTids[i]), RequestNs: req, ResponseNs: max(resp, end)}
+			if opts.split != nil && g.role == formats.RoleServer {
+				ep.split = opts.split.add(ep.split, served)
+			}
+			if end == 0 {
+				s.EndUnknown++
+				continue
+			}
+			ms := float64(end-req) / 1e6
+			ep.Latencies = append(ep.Latencies, ms)
+			ep.Series = append(ep.Series, [2]float64{float64(int64(req)-int64(m.Window.StartMonoNs)) / 1e9, ms})
 			if ms < slowFloor {
 				continue
 			}
 			slow = append(slow, HTTPExchange{Time: m.Window.WallTime(req), PID: pid, Process: names[pid], Role: g.role,
-				Method: g.method, Path: string(paths.Bytes(i)), Status: st, LatencyMs: ms, Remote: string(remotes.Bytes(i))})
+				Method: g.method, Path: string(paths.Bytes(i)), Status: st, LatencyMs: ms, TTFBMs: ttfb, Remote: string(remotes.Bytes(i)), served: served})
 			if len(slow) > 4*maxSlowest {
 				slow = topSlowest(slow)
 				slowFloor = slow[len(slow)-1].LatencyMs
@@ -265,12 +327,16 @@ func HTTP(a *formats.Archive, opts Options, procs []Process) (*HTTPSummary, erro
 	sortLatencies(all)
 	for _, ep := range all {
 		ep.P50, ep.P90, ep.P99, ep.P999 = Quantile(ep.Latencies, 0.50), Quantile(ep.Latencies, 0.90), Quantile(ep.Latencies, 0.99), Quantile(ep.Latencies, 0.999)
-		ep.Max = ep.Latencies[len(ep.Latencies)-1]
-		var sum float64
-		for _, v := range ep.Latencies {
-			sum += v
+		ep.TTFBP50, ep.TTFBP90, ep.TTFBP99, ep.TTFBP999 = Quantile(ep.ttfb, 0.50), Quantile(ep.ttfb, 0.90), Quantile(ep.ttfb, 0.99), Quantile(ep.ttfb, 0.999)
+		ep.TTFBMax = ep.ttfb[len(ep.ttfb)-1]
+		if n := len(ep.Latencies); n > 0 {
+			ep.Max = ep.Latencies[n-1]
+			var sum float64
+			for _, v := range ep.Latencies {
+				sum += v
+			}
+			ep.Mean = sum / float64(n)
 		}
-		ep.Mean = sum / float64(len(ep.Latencies))
 		if window > 0 {
 			ep.RateRPS = float64(ep.Count) / window
 		}
@@ -292,6 +358,11 @@ func HTTP(a *formats.Archive, opts Options, procs []Process) (*HTTPSummary, erro
 		return a.Route < b.Route
 	})
 	s.Slowest = topSlowest(slow)
+	if opts.split != nil {
+		if err := opts.split.finish(s); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
@@ -311,6 +382,7 @@ func sortLatencies(eps []*HTTPEndpoint) {
 	}
 	for _, ep := range eps {
 		work <- ep.Latencies
+		work <- ep.ttfb
 	}
 	close(work)
 	wg.Wait()

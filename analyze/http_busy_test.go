@@ -26,7 +26,7 @@ func TestHTTPBusyRate(t *testing.T) {
 	step := uint64(120e6) / n // requests start every 60 µs
 	for i := uint64(0); i < n; i++ {
 		// Each takes 50 µs, so the span ends 50 µs after the last start.
-		r := formats.HTTPRequest{RequestNs: burst + i*step, ResponseNs: burst + i*step + 50e3, PID: 7,
+		r := formats.HTTPRequest{RequestNs: burst + i*step, ResponseNs: burst + i*step + 40e3, ResponseEndNs: burst + i*step + 50e3, PID: 7,
 			Role: formats.RoleServer, Method: "GET", Path: "/burst", Status: 200}
 		if err := reqs.Write(r); err != nil {
 			t.Fatal(err)

@@ -36,9 +36,9 @@ const duckDBQuantiles = `SELECT pid, role, method, route, count(*)::BIGINT AS n,
   quantile_disc(ms, 0.5) AS p50, quantile_disc(ms, 0.9) AS p90, quantile_disc(ms, 0.99) AS p99
 FROM (SELECT pid, role, method,
         regexp_replace(path, '/([0-9]+|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})(/|$)', '/{id}\2', 'g') AS route,
-        (response_ns - request_ns)::DOUBLE / 1e6::DOUBLE AS ms
+        (response_end_ns - request_ns)::DOUBLE / 1e6::DOUBLE AS ms
       FROM read_parquet('http_requests-*.parquet')
-      WHERE response_ns <> 0 AND response_ns >= request_ns)
+      WHERE response_end_ns <> 0 AND response_ns >= request_ns AND response_end_ns >= response_ns)
 GROUP BY pid, role, method, route`
 
 // benchAnalysis: per-route p50/p90/p99 of 10M requests, `bpfsnap analyze
@@ -380,7 +380,7 @@ func writeHTTPArchive(path string, n int) error {
 			status = 201
 		}
 		row := formats.HTTPRequest{
-			RequestNs: reqNs, ResponseNs: reqNs + uint64(ms*1e6) + 1,
+			RequestNs: reqNs, ResponseNs: reqNs + uint64(ms*1e6*0.8) + 1, ResponseEndNs: reqNs + uint64(ms*1e6) + 1,
 			PID: svc.pid, TID: svc.pid + uint32(rng.IntN(8)), CgroupID: 5000 + uint64(svc.pid),
 			Role: formats.RoleServer, Method: r.method, Path: string(buf), Status: status,
 			LocalAddr:  "10.0.0." + strconv.Itoa(int(svc.pid%250)) + ":8080",
@@ -388,7 +388,7 @@ func writeHTTPArchive(path string, n int) error {
 			Connection: uint64(i/64)*7919 + uint64(svc.pid), RequestBytes: -1, ResponseBytes: int64(200 + rng.IntN(20000)),
 		}
 		if rng.IntN(200_000) == 0 {
-			row.ResponseNs, row.Status, row.ResponseBytes = 0, 0, -1 // still waiting at the end
+			row.ResponseNs, row.ResponseEndNs, row.Status, row.ResponseBytes = 0, 0, 0, -1 // still waiting at the end
 		}
 		// A tenth of shop-api's calls show up twice: as the load
 		// generator's client side too.
@@ -402,6 +402,7 @@ func writeHTTPArchive(path string, n int) error {
 			c.RequestNs -= 20_000
 			if c.ResponseNs != 0 {
 				c.ResponseNs += 30_000
+				c.ResponseEndNs += 30_000
 			}
 			batch = append(batch, c)
 		}

@@ -45,22 +45,34 @@ func waitListening(t *testing.T, port int) {
 	})
 }
 
+// clientTimes are a client's own figures for the requests of one path, in
+// ms: time to the response's first byte and to its last.
+type clientTimes struct {
+	ttfb, total []float64
+}
+
+func (c *clientTimes) count() int {
+	if c == nil {
+		return 0
+	}
+	return len(c.total)
+}
+
 // clientLoad sends n requests to each path from workers goroutines, each
 // over its own keep-alive connection (or a new connection per request when
 // the server closes them), and records the client's latency of each: from
-// writing the request to reading the response's first byte, the same
-// definition bpfsnap uses, measured with as little client machinery as
-// possible (raw sockets, no HTTP library).
-func clientLoad(t *testing.T, port, n, workers int, paths ...string) map[string][]float64 {
+// writing the request to the response's first byte and to its last, the
+// definitions bpfsnap uses, measured with as little client machinery as
+// possible (raw sockets, no HTTP library timing).
+func clientLoad(t *testing.T, port, n, workers int, paths ...string) map[string]*clientTimes {
 	var mu sync.Mutex
-	out := map[string][]float64{}
+	out := map[string]*clientTimes{}
 	var wg sync.WaitGroup
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			var conn net.Conn
-			var br *bufio.Reader
 			defer func() {
 				if conn != nil {
 					conn.Close()
@@ -74,19 +86,25 @@ func clientLoad(t *testing.T, port, n, workers int, paths ...string) map[string]
 							t.Errorf("dial: %v", err)
 							return
 						}
-						conn, br = c, bufio.NewReader(c)
+						conn = c
 					}
-					ms, keep, err := rawGet(conn, br, p)
+					r, err := rawGet(conn, p)
 					if err != nil {
 						t.Errorf("GET %s: %v", p, err)
 						return
 					}
-					if !keep {
+					if !r.keep {
 						conn.Close()
 						conn = nil
 					}
 					mu.Lock()
-					out[p] = append(out[p], ms)
+					ct := out[p]
+					if ct == nil {
+						ct = &clientTimes{}
+						out[p] = ct
+					}
+					ct.ttfb = append(ct.ttfb, r.ttfb)
+					ct.total = append(ct.total, r.total)
 					mu.Unlock()
 				}
 			}
@@ -96,9 +114,17 @@ func clientLoad(t *testing.T, port, n, workers int, paths ...string) map[string]
 	return out
 }
 
-// rawGet sends one GET and reads the whole response (testenv.TimedGet).
-func rawGet(conn net.Conn, _ *bufio.Reader, path string) (float64, bool, error) {
-	return testenv.TimedGet(conn, path)
+type getResult struct {
+	ttfb, total float64 // ms
+	keep        bool    // the connection stays open
+}
+
+// rawGet sends one GET and reads the whole response (testenv.TimedGet:
+// times between the kernel's timestamps of the request and of the
+// response's first and last bytes).
+func rawGet(conn net.Conn, path string) (getResult, error) {
+	r, err := testenv.TimedGet(conn, path)
+	return getResult{ttfb: r.TTFB, total: r.Total, keep: r.Keep}, err
 }
 
 // captureHTTP records the http probe set on server pid while load runs.
@@ -157,9 +183,40 @@ func openHTTP(t *testing.T, path string) *analyze.HTTPSummary {
 	return h
 }
 
+// checkAgainstClient compares an endpoint with the client's figures for
+// its path: the same count; p50 and p99 within tol (relative) or 0.5 ms,
+// end to end and to the first byte; a process named.
+func checkAgainstClient(t *testing.T, p string, e analyze.HTTPEndpoint, ct *clientTimes, tol float64) {
+	t.Helper()
+	sort.Float64s(ct.total)
+	sort.Float64s(ct.ttfb)
+	cp50, cp99 := analyze.Quantile(ct.total, 0.5), analyze.Quantile(ct.total, 0.99)
+	tp50, tp99 := analyze.Quantile(ct.ttfb, 0.5), analyze.Quantile(ct.ttfb, 0.99)
+	t.Logf("%s: client n=%d p50 %.3f p99 %.3f ms (ttfb %.3f %.3f) | bpfsnap n=%d p50 %.3f p99 %.3f ms (ttfb %.3f %.3f) (pid %d)",
+		p, ct.count(), cp50, cp99, tp50, tp99, e.Count, e.P50, e.P99, e.TTFBP50, e.TTFBP99, e.PID)
+	if e.Count != int64(ct.count()) {
+		t.Errorf("%s: bpfsnap counted %d requests, the client sent %d", p, e.Count, ct.count())
+	}
+	if e.Protocol != formats.ProtocolHTTP1 {
+		t.Errorf("%s: protocol %q", p, e.Protocol)
+	}
+	for _, q := range []struct {
+		name       string
+		ours, them float64
+	}{{"p50", e.P50, cp50}, {"p99", e.P99, cp99}, {"ttfb p50", e.TTFBP50, tp50}, {"ttfb p99", e.TTFBP99, tp99}} {
+		if d := math.Abs(q.ours - q.them); d > 0.5 && d > tol*q.them {
+			t.Errorf("%s %s: bpfsnap %.3f ms, client %.3f ms", p, q.name, q.ours, q.them)
+		}
+	}
+	if e.PID == 0 {
+		t.Errorf("%s: requests not attributed to a process", p)
+	}
+}
+
 // compareWithClient checks bpfsnap's server-side view of each path against
-// the client's: every request counted, p50 and p99 within 5% or 0.5 ms.
-func compareWithClient(t *testing.T, path string, serverPID int, client map[string][]float64) {
+// the client's: every request counted; p50 and p99 within 5% or 0.5 ms,
+// end to end (to the response's last byte) and to the first byte.
+func compareWithClient(t *testing.T, path string, serverPID int, client map[string]*clientTimes) {
 	t.Helper()
 	h := openHTTP(t, path)
 	got := map[string]analyze.HTTPEndpoint{}
@@ -170,32 +227,21 @@ func compareWithClient(t *testing.T, path string, serverPID int, client map[stri
 		}
 		got[e.Route] = e
 	}
-	for p, lat := range client {
-		sort.Float64s(lat)
+	for p, ct := range client {
+		sort.Float64s(ct.total)
+		sort.Float64s(ct.ttfb)
 		e, ok := got[analyze.NormalizeRoute(p)]
 		if !ok {
 			t.Errorf("%s: not seen; endpoints: %+v", p, h.Endpoints)
 			continue
 		}
-		cp50, cp99 := analyze.Quantile(lat, 0.5), analyze.Quantile(lat, 0.99)
-		t.Logf("%s: client n=%d p50 %.3f p99 %.3f ms | bpfsnap n=%d p50 %.3f p99 %.3f ms (pid %d)", p, len(lat), cp50, cp99, e.Count, e.P50, e.P99, e.PID)
-		if e.Count != int64(len(lat)) {
-			t.Errorf("%s: bpfsnap counted %d requests, the client sent %d", p, e.Count, len(lat))
-		}
-		for _, q := range []struct {
-			name       string
-			ours, them float64
-		}{{"p50", e.P50, cp50}, {"p99", e.P99, cp99}} {
-			if d := math.Abs(q.ours - q.them); d > 0.5 && d > 0.05*q.them {
-				t.Errorf("%s %s: bpfsnap %.3f ms, client %.3f ms", p, q.name, q.ours, q.them)
-			}
-		}
-		if e.PID == 0 {
-			t.Errorf("%s: requests not attributed to a process", p)
-		}
+		checkAgainstClient(t, p, e, ct, 0.05)
 	}
 	if h.Unanswered != 0 {
 		t.Errorf("%d requests without response", h.Unanswered)
+	}
+	if h.EndUnknown != 0 {
+		t.Errorf("%d responses without their last byte", h.EndUnknown)
 	}
 }
 
@@ -252,7 +298,7 @@ func TestHTTPGoServer(t *testing.T) {
 	bin := buildGo(t, goServerSrc)
 	port := freePort(t)
 	pid := startServer(t, exec.Command(bin, fmt.Sprint(port)), port)
-	var client map[string][]float64
+	var client map[string]*clientTimes
 	path := captureHTTP(t, pid, func() { client = clientLoad(t, port, 400, 2, "/fast", "/slow/12345", "/fail") })
 	compareWithClient(t, path, pid, client)
 	a, _ := formats.Open(path)
@@ -281,7 +327,7 @@ http { access_log off; client_body_temp_path %[1]s; proxy_temp_path %[1]s; fastc
 `, dir, port)
 	os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o644)
 	pid := startServer(t, exec.Command(nginx, "-c", filepath.Join(dir, "nginx.conf"), "-p", dir), port)
-	var client map[string][]float64
+	var client map[string]*clientTimes
 	path := captureHTTP(t, pid, func() { client = clientLoad(t, port, 400, 2, "/index.html", "/missing") })
 	compareWithClient(t, path, pid, client)
 }
@@ -294,7 +340,7 @@ func TestHTTPPython(t *testing.T) {
 	port := freePort(t)
 	cmd := exec.Command(py, "-m", "http.server", fmt.Sprint(port), "--bind", "127.0.0.1", "--directory", dir)
 	pid := startServer(t, cmd, port)
-	var client map[string][]float64
+	var client map[string]*clientTimes
 	// http.server closes each connection (HTTP/1.0): new connection per request.
 	path := captureHTTP(t, pid, func() { client = clientLoad(t, port, 100, 2, "/a.txt", "/nothing/7") })
 	compareWithClient(t, path, pid, client)
@@ -313,7 +359,7 @@ http.createServer((req, res) => {
 `
 	os.WriteFile(filepath.Join(dir, "srv.js"), []byte(js), 0o644)
 	pid := startServer(t, exec.Command(node, filepath.Join(dir, "srv.js"), fmt.Sprint(port)), port)
-	var client map[string][]float64
+	var client map[string]*clientTimes
 	path := captureHTTP(t, pid, func() { client = clientLoad(t, port, 400, 2, "/fast", "/slow/99") })
 	compareWithClient(t, path, pid, client)
 }
@@ -417,7 +463,7 @@ func main() {
 	var sent int
 	for time.Now().Before(deadline) {
 		load := clientLoad(t, port, 40, 2, "/deep", "/panic")
-		sent += len(load["/deep"]) + len(load["/panic"])
+		sent += load["/deep"].count() + load["/panic"].count()
 	}
 	time.Sleep(300 * time.Millisecond)
 	cancel()

@@ -274,7 +274,7 @@ func TestK8sRuncContainer(t *testing.T) {
 		}
 		served += e.Count
 	}
-	if want := int64(len(client["/work/1"])); served != want {
+	if want := int64(client["/work/1"].count()); served != want {
 		t.Errorf("%d requests attributed to the container's pid %d, the client sent %d; endpoints %+v", served, st.Pid, want, h.Endpoints)
 	}
 }

@@ -44,7 +44,7 @@ func TestReadColumnsMatchesReadTable(t *testing.T) {
 	if err != nil || len(want) != n {
 		t.Fatalf("ReadAll: %d rows, %v", len(want), err)
 	}
-	cols := []ColumnSpec{{"response_ns", ColumnInt64}, {"pid", ColumnInt32}, {"role", ColumnBytes}, {"method", ColumnBytes}, {"path", ColumnBytes}, {"status", ColumnInt32}, {"remote_addr", ColumnBytes}}
+	cols := []ColumnSpec{{Name: "response_ns", Kind: ColumnInt64}, {Name: "pid", Kind: ColumnInt32}, {Name: "role", Kind: ColumnBytes}, {Name: "method", Kind: ColumnBytes}, {Name: "path", Kind: ColumnBytes}, {Name: "status", Kind: ColumnInt32}, {Name: "remote_addr", Kind: ColumnBytes}}
 	i := 0
 	err = ReadColumns(a, TableHTTPRequests, cols, func(b *ColumnBatch) error {
 		for k := 0; k < b.Rows; k++ {
@@ -77,9 +77,55 @@ func TestReadColumnsMatchesReadTable(t *testing.T) {
 	if err != stop {
 		t.Fatalf("a callback's error comes back as is, got %v", err)
 	}
-	for _, bad := range [][]ColumnSpec{{{"path", ColumnInt64}}, {{"pid", ColumnBytes}}, {{"nope", ColumnInt32}}} {
+	for _, bad := range [][]ColumnSpec{{{Name: "path", Kind: ColumnInt64}}, {{Name: "pid", Kind: ColumnBytes}}, {{Name: "nope", Kind: ColumnInt32}}} {
 		if err := ReadColumns(a, TableHTTPRequests, bad, func(*ColumnBatch) error { return nil }); err == nil {
 			t.Errorf("ReadColumns(%v) accepted a column of the wrong kind or name", bad)
 		}
+	}
+}
+
+// An optional column a chunk predates reads as zeros beside the columns it
+// has: archives of format 1 have no response_end_ns.
+func TestReadColumnsOptionalAbsent(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "a.bpfsnap")
+	w, err := Create(out, testManifest(), CreateOptions{SealInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reqs := NewTable[HTTPRequest](w, TableHTTPRequests)
+	var want []HTTPRequest
+	for i := range 3000 {
+		r := HTTPRequest{RequestNs: uint64(i)*1000 + 7, Path: "/x"}
+		want = append(want, r)
+		if err := reqs.Write(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Finish(nil); err != nil {
+		t.Fatal(err)
+	}
+	a, err := Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	cols := []ColumnSpec{{Name: "request_ns", Kind: ColumnInt64}, {Name: "no_such_column", Kind: ColumnInt64, Optional: true},
+		{Name: "also_missing", Kind: ColumnBytes, Optional: true}}
+	i := 0
+	err = ReadColumns(a, TableHTTPRequests, cols, func(b *ColumnBatch) error {
+		for k := 0; k < b.Rows; k++ {
+			if uint64(b.Columns[0].Int64[k]) != want[i].RequestNs || b.Columns[1].Int64[k] != 0 || len(b.Columns[2].Bytes(k)) != 0 {
+				t.Fatalf("row %d: request_ns %d, absent columns %d %q", i, b.Columns[0].Int64[k], b.Columns[1].Int64[k], b.Columns[2].Bytes(k))
+			}
+			i++
+		}
+		return nil
+	})
+	if err != nil || i != len(want) {
+		t.Fatalf("read %d of %d rows: %v", i, len(want), err)
+	}
+	// Not optional, still an error.
+	if err := ReadColumns(a, TableHTTPRequests, []ColumnSpec{{Name: "no_such_column", Kind: ColumnInt64}}, func(*ColumnBatch) error { return nil }); err == nil {
+		t.Error("a missing required column was accepted")
 	}
 }

@@ -34,14 +34,16 @@ type DropReason struct {
 // (internal/unwind's stop reasons other than "end"); cpu and mem count them
 // under their own prefix.
 var unwindStops = []struct{ reason, meaning string }{
-	{"no_module", "stopped at code outside any mapped file (JIT, vdso); kept up to there"},
-	{"no_cfi", "stopped at a function without unwind info (.eh_frame); kept up to there"},
-	{"outside_stack", "were deeper than the copied stack (--stack-size); kept up to there"},
+	{"no_module", "stopped at code outside any mapped file (JIT, vdso) that neither a frame pointer nor its epilogue could unwind, or at an address no longer mapped (a sample taken inside exec); kept up to there"},
+	{"no_cfi", "stopped at a function without unwind info (.eh_frame) that neither a frame pointer nor its epilogue could unwind; kept up to there"},
+	{"outside_stack", "were deeper than the copied stack (--stack-size) and the kernel's frame-pointer walk could not continue them; kept up to there"},
 	{"depth", "were cut at the depth limit"},
 	{"loop", "stopped at a corrupt frame (stack pointer did not move); kept up to there"},
 	{"bad_cfi", "stopped at malformed unwind info; kept up to there"},
 	{"unknown_register", "stopped at a frame whose unwind rule needs a register not sampled; kept up to there"},
-	{"fp_untrusted", "had the kernel's frame-pointer walk cut where it left executable code or disagreed with the CFI walk (code without frame pointers); kept up to there"},
+	{"bad_frame_pointer", "stopped at a frame without unwind info whose frame pointer did not point into the stack (code built without frame pointers); kept up to there"},
+	{"bad_return_address", "stopped where a return address was outside executable code or did not follow a call (a frame pointer that was not one, or a corrupt stack); kept up to there"},
+	{"fp_untrusted", "had the kernel's frame-pointer walk cut where it left executable code (archives of earlier versions; now bad_return_address); kept up to there"},
 }
 
 var dropCatalog = func() map[string]DropReason {
@@ -56,25 +58,44 @@ var dropCatalog = func() map[string]DropReason {
 		{"cpu.user_stack_failed", DropIncomplete, "CPU samples have no user stack (the kernel could not walk it)"},
 		{"cpu.user_regs_missing", DropIncomplete, "samples had no user registers (no user stack copied)"},
 		{"http.ringbuf_full", DropLost, "HTTP messages were lost: the ring buffer was full"},
-		{"http.pending_full", DropNoted, "HTTP requests were paired in user space because the kernel's pending table was full (not lost)"},
+		{"http.pending_full", DropNoted, "HTTP requests were paired in user space because the kernel's pending table was full (not lost; recorders before format 2)"},
+		{"http.no_storage", DropLost, "HTTP connections were not followed: the kernel had no memory for their state"},
+		{"http.framing_gap", DropIncomplete, "HTTP connections had bytes go by unseen where a message was due (lost or reordered segments): their messages were missed until one started a segment"},
+		{"http.head_too_long", DropIncomplete, "HTTP message heads were longer than 2 KiB: their connection's messages were missed until one started a segment"},
+		{"http.head_split", DropIncomplete, "HTTP message heads were split across segments inside a framing header (Content-Length, Transfer-Encoding): their connection's messages were missed until one started a segment"},
+		{"http.chunks_overflow", DropIncomplete, "TCP segments held more chunks of a chunked HTTP body than the kernel walks (128): their connection's messages were missed until one started a segment"},
+		{"http.messages_overflow", DropIncomplete, "TCP segments held more HTTP messages than the kernel frames (32): the rest of the segment was skipped"},
+		{"http.unexpected_bytes", DropIncomplete, "where an HTTP message was due, the bytes started none (a body longer than declared, or not HTTP/1.x): the connection's messages were missed until one started a segment"},
+		{"http.bad_chunk", DropIncomplete, "chunked HTTP bodies had a malformed chunk-size line: their connection's messages were missed until one started a segment"},
+		{"http.joined_midstream", DropNoted, "HTTP connections were first seen in the middle of a message (they began before the window): followed from their next message"},
+		{"http.upgraded", DropNoted, "HTTP connections switched protocols (101 Switching Protocols) and were no longer read as HTTP/1.x"},
+		{"http.response_end_unknown", DropIncomplete, "HTTP responses' last byte was not seen (the window ended inside the body, or framing was lost): in the time-to-first-byte figures, not in the end-to-end ones"},
 		{"http.no_response", DropIncomplete, "HTTP requests had no response before the window ended"},
 		{"http.response_without_request", DropIncomplete, "HTTP responses had no request in the window (connection began earlier); not counted as requests"},
 		{"http.unparsed", DropIncomplete, "HTTP-looking messages could not be parsed"},
 		{"http.truncated_path", DropIncomplete, "HTTP paths were longer than the captured bytes and are cut"},
 		{"http.unattributed", DropIncomplete, "HTTP requests could not be attributed to a process (no message seen in the owner's context); a targeted capture leaves them out"},
-		{"http.coalesced", DropIncomplete, "TCP segments carried more than one HTTP message; only the first of each was seen, so pairing on those connections may be off"},
-		{"http.retransmitted", DropNoted, "HTTP messages were seen again in TCP retransmissions and counted once (not lost)"},
+		{"http.coalesced", DropIncomplete, "TCP segments carried more than one HTTP message; only the first of each was seen, so pairing on those connections may be off (recorders before format 2)"},
+		{"http.retransmitted", DropNoted, "TCP segments of HTTP connections were seen again (retransmissions) and framed once (not lost)"},
+		{"http.pipeline_overflow", DropLost, "HTTP requests were dropped from pairing: more than 64 waited for responses on one connection"},
 		{"http.state_evicted", DropIncomplete, "HTTP connections' user-space state was evicted (too many open connections); their later messages may be unpaired"},
 		{"mem.ringbuf_full", DropLost, "allocator events were lost: the ring buffer was full"},
 		{"mem.inflight_full", DropLost, "allocations were lost: the kernel's table of calls in progress was full"},
 		{"mem.stack_failed", DropIncomplete, "allocations have no stack (the walk failed)"},
 		{"mem.sampled_set_full", DropLost, "sampled allocations were dropped: the kernel's set of live sampled blocks was full"},
 		{"mem.user_regs_missing", DropIncomplete, "allocations had no user registers (no user stack copied)"},
+		{"offcpu.ringbuf_full", DropLost, "off-CPU intervals were lost: the ring buffer was full"},
+		{"offcpu.stack_ringbuf_full", DropIncomplete, "off-CPU stacks could not be sent (ring buffer full); each is sent again at its next use, intervals before that have no stack"},
+		{"offcpu.thread_state_failed", DropLost, "threads were not followed off CPU: the kernel could not allocate their state"},
+		{"offcpu.kernel_stack_failed", DropIncomplete, "off-CPU intervals have no kernel stack (the kernel could not walk it)"},
+		{"offcpu.stack_missing", DropIncomplete, "off-CPU intervals have no stack: the stack's record was lost"},
+		{"offcpu.cgroup_unreadable", DropIncomplete, "cgroups' CPU throttling counters (cpu.stat) could not be read at the start or the end"},
 	}
 	for _, u := range unwindStops {
 		list = append(list,
 			DropReason{"cpu.unwind_" + u.reason, DropIncomplete, "user stacks " + u.meaning},
-			DropReason{"mem.unwind_" + u.reason, DropIncomplete, "allocation stacks " + u.meaning})
+			DropReason{"mem.unwind_" + u.reason, DropIncomplete, "allocation stacks " + u.meaning},
+			DropReason{"offcpu.unwind_" + u.reason, DropIncomplete, "off-CPU stacks " + u.meaning})
 	}
 	m := make(map[string]DropReason, len(list))
 	for _, r := range list {

@@ -56,7 +56,7 @@ func FuzzOpenArchive(f *testing.F) {
 			return nil
 		})
 		// The column reader walks pages itself: it must hold up too.
-		cols := []ColumnSpec{{"time_ns", ColumnInt64}, {"kind", ColumnBytes}, {"pid", ColumnInt32}, {"exe", ColumnBytes}}
+		cols := []ColumnSpec{{Name: "time_ns", Kind: ColumnInt64}, {Name: "kind", Kind: ColumnBytes}, {Name: "pid", Kind: ColumnInt32}, {Name: "exe", Kind: ColumnBytes}}
 		_ = ReadColumns(a, TableProcesses, cols, func(b *ColumnBatch) error {
 			for i := 0; i < b.Rows; i++ {
 				n += len(b.Columns[1].Bytes(i)) + len(b.Columns[3].Bytes(i)) + int(b.Columns[2].Int32[i]) + int(b.Columns[0].Int64[i]&1)

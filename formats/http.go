@@ -11,17 +11,31 @@ const (
 )
 
 // HTTPRequest is one request, paired with its response when one came in
-// the window. Latency is ResponseNs - RequestNs: for a server, from the
-// request's first segment arriving to the response's first segment being
-// sent; for a client, from the request's first segment sent to the
-// response's first segment arriving.
+// the window. Times are the kernel's monotonic clock at the socket layer.
+// Latency is ResponseEndNs - RequestNs: for a server, from the request's
+// first byte arriving to the response's last byte being sent; for a
+// client, from the request's first byte sent to the response's last byte
+// arriving. ResponseNs - RequestNs is the time to the response's first
+// byte (TTFB). Archives of format version 1 have no ResponseEndNs (it
+// reads as 0): their only figure is the time to first byte.
 type HTTPRequest struct {
 	RequestNs uint64 `parquet:"request_ns"`
-	// ResponseNs is 0 when no response came before the window ended
-	// (counted in drops as http.no_response).
+	// ResponseNs is the response's first byte; 0 when no response came
+	// before the window ended (counted in drops as http.no_response).
 	ResponseNs uint64 `parquet:"response_ns"`
-	PID        uint32 `parquet:"pid"` // the socket's process; 0 when it could not be learned
-	TID        uint32 `parquet:"tid"`
+	// ResponseEndNs is the response's last byte; 0 when it was not seen
+	// (the window ended inside the response's body, or the message framing
+	// was lost: http.response_end_unknown).
+	ResponseEndNs uint64 `parquet:"response_end_ns"`
+	PID           uint32 `parquet:"pid"` // the socket's process; 0 when it could not be learned
+	TID           uint32 `parquet:"tid"` // a thread of PID seen on the socket
+	// RequestTID and ResponseTID are the threads that handled each
+	// message where the hook runs in their context: for a server the
+	// thread that wrote the response; for a client the thread that wrote
+	// the request. 0 where unknown (received messages are seen in softirq
+	// context).
+	RequestTID  uint32 `parquet:"request_tid"`
+	ResponseTID uint32 `parquet:"response_tid"`
 	// CgroupID is the cgroup v2 id of the socket's owner.
 	CgroupID uint64 `parquet:"cgroup_id"`
 	Role     string `parquet:"role,dict"`
@@ -36,8 +50,20 @@ type HTTPRequest struct {
 	// Connection is the kernel's socket cookie: requests of one keep-alive
 	// connection share it (per side: client and server sockets differ).
 	Connection uint64 `parquet:"connection"`
-	// RequestBytes and ResponseBytes are the Content-Length headers when
-	// they were within the captured head of the message, else -1.
+	// RequestBytes is the request body's Content-Length, or -1 when none
+	// was declared (chunked or no body). ResponseBytes is the response
+	// body's length: Content-Length, or the bytes a chunked or
+	// close-delimited body had; -1 when unknown.
 	RequestBytes  int64 `parquet:"request_bytes"`
 	ResponseBytes int64 `parquet:"response_bytes"`
+	// Protocol is "http1" (later "http2", "grpc"); empty in format 1.
+	Protocol string `parquet:"protocol,dict"`
+	// TLS is true when the messages were read from a TLS library's
+	// plaintext rather than from the wire.
+	TLS bool `parquet:"tls"`
 }
+
+// HTTP protocols.
+const (
+	ProtocolHTTP1 = "http1"
+)

@@ -367,6 +367,9 @@ const (
 type ColumnSpec struct {
 	Name string
 	Kind ColumnKind
+	// Optional columns came with a later format version: in a chunk
+	// written before them they read as zeros (empty strings).
+	Optional bool
 }
 
 // Column is one column's values for the rows of a ColumnBatch: Int32 or
@@ -436,6 +439,8 @@ type columnCursor struct {
 	n      int // values in page
 	ints32 []int32
 	ints64 []int64
+	// absent: an optional column the chunk predates; it reads as zeros.
+	absent bool
 	// byte arrays: plain pages have data and offsets; dictionary pages
 	// have index into the dictionary's data and offsets.
 	data    []byte
@@ -455,6 +460,10 @@ func readColumnsChunk(c chunkRef, specs []ColumnSpec, next func() *ColumnBatch, 
 	leaves := make([]int, len(specs))
 	for i, sp := range specs {
 		leaf, ok := pf.Schema().Lookup(sp.Name)
+		if !ok && sp.Optional {
+			leaves[i] = -1
+			continue
+		}
 		if !ok {
 			return fmt.Errorf("no column %q", sp.Name)
 		}
@@ -481,6 +490,10 @@ func readColumnsChunk(c chunkRef, specs []ColumnSpec, next func() *ColumnBatch, 
 			}
 		}
 		for i, sp := range specs {
+			if leaves[i] < 0 {
+				cur[i] = columnCursor{spec: sp, absent: true}
+				continue
+			}
 			if leaves[i] >= len(ccs) {
 				closeAll()
 				return fmt.Errorf("column %q missing from a row group", sp.Name)
@@ -490,8 +503,12 @@ func readColumnsChunk(c chunkRef, specs []ColumnSpec, next func() *ColumnBatch, 
 		var rows int64
 		for {
 			k := maxBatchRows
-			ended := 0
+			ended, present := 0, 0
 			for i := range cur {
+				if cur[i].absent {
+					continue
+				}
+				present++
 				if err := cur[i].fill(); err != nil {
 					closeAll()
 					return err
@@ -502,7 +519,7 @@ func readColumnsChunk(c chunkRef, specs []ColumnSpec, next func() *ColumnBatch, 
 				}
 				k = min(k, cur[i].n-cur[i].pos)
 			}
-			if ended == len(cur) {
+			if ended == present {
 				break
 			}
 			if ended > 0 {
@@ -604,6 +621,12 @@ func checkOffsets(offsets []uint32, size int) error {
 
 // take copies the next k values into col.
 func (cc *columnCursor) take(col *Column, k int) {
+	if cc.absent {
+		col.Int32 = append(col.Int32[:0], make([]int32, k)...)
+		col.Int64 = append(col.Int64[:0], make([]int64, k)...)
+		col.data, col.offsets = col.data[:0], append(col.offsets[:0], make([]uint32, k+1)...)
+		return
+	}
 	lo, hi := cc.pos, cc.pos+k
 	cc.pos = hi
 	switch cc.spec.Kind {

@@ -66,6 +66,10 @@ type HTMLArchive struct {
 	Mem       *memView
 	// Folded holds the archive's folded CPU stacks, for the download.
 	Folded string
+	// OffCPU is the off-CPU section (report/offcpu.go) and FoldedOffCPU
+	// its folded stacks, for the download.
+	OffCPU       *offcpuView
+	FoldedOffCPU string
 	// Compare is the comparison with a baseline (AddBaseline), or nil.
 	Compare *compareView
 }
@@ -173,6 +177,9 @@ func BuildHTMLArchive(s *analyze.Summary) (*HTMLArchive, error) {
 			return nil, err
 		}
 	}
+	if h.OffCPU, h.FoldedOffCPU, err = buildOffCPUView(s); err != nil {
+		return nil, err
+	}
 	return h, nil
 }
 
@@ -224,9 +231,13 @@ type glance struct {
 	WorstEndpoint *endpointView
 	WorstArchive  string
 	BiggestLeak   *analyze.MemLeak
-	HotFunction   *analyze.CPUFunction
-	HotArchive    string
-	Warnings      int
+	// OutsideLibc replaces the leak card when a process's memory grows
+	// outside libc by more than the biggest libc leak holds.
+	OutsideLibc *analyze.MemOutsideLibc
+	HotFunction *analyze.CPUFunction
+	HotArchive  string
+	Warnings    int
+	SlowTime    *slowTime
 }
 
 type pageData struct {
@@ -240,8 +251,9 @@ type pageData struct {
 	JS        template.JS
 	FlameJS   template.JS
 	// Data is embedded as JSON for the downloads.
-	Data   []*analyze.Summary
-	Folded string
+	Data         []*analyze.Summary
+	Folded       string
+	FoldedOffCPU string
 }
 
 // WriteHTML writes one self-contained page for one or more archives (one
@@ -261,7 +273,7 @@ func WriteHTML(w io.Writer, archives []*HTMLArchive, opts HTMLOptions) error {
 		FlameJS:   template.JS(FlameGraphScript()),
 	}
 	var hosts []string
-	var folded strings.Builder
+	var folded, foldedOff strings.Builder
 	for _, a := range archives {
 		m := a.Summary.Manifest
 		hosts = append(hosts, m.Host)
@@ -273,16 +285,16 @@ func WriteHTML(w io.Writer, archives []*HTMLArchive, opts HTMLOptions) error {
 			p.Warnings = append(p.Warnings, wmsg)
 		}
 		folded.WriteString(a.Folded)
+		foldedOff.WriteString(a.FoldedOffCPU)
+		p.Glance.SlowTime = slowTimeCard(p.Glance.SlowTime, a)
 		for i := range a.Endpoints {
 			e := &a.Endpoints[i]
 			if worseEndpoint(e, p.Glance.WorstEndpoint) {
 				p.Glance.WorstEndpoint, p.Glance.WorstArchive = e, a.Name
 			}
 		}
-		if a.Mem != nil && len(a.Mem.Summary.Leaks) > 0 {
-			if l := &a.Mem.Summary.Leaks[0]; p.Glance.BiggestLeak == nil || l.Bytes > p.Glance.BiggestLeak.Bytes {
-				p.Glance.BiggestLeak = l
-			}
+		if a.Mem != nil {
+			glanceMem(&p.Glance, a.Mem.Summary)
 		}
 		if a.CPU != nil {
 			for i := range a.CPU.Summary.Functions {
@@ -293,8 +305,12 @@ func WriteHTML(w io.Writer, archives []*HTMLArchive, opts HTMLOptions) error {
 			}
 		}
 	}
+	if o, l := p.Glance.OutsideLibc, p.Glance.BiggestLeak; o != nil && l != nil && l.Bytes >= max(o.GrowingBytes, 1) {
+		p.Glance.OutsideLibc = nil
+	}
 	p.Glance.Warnings = len(p.Warnings)
 	p.Folded = folded.String()
+	p.FoldedOffCPU = foldedOff.String()
 	p.Title = "bpfsnap report: " + strings.Join(hosts, ", ")
 	t, err := template.New("report").Funcs(template.FuncMap{
 		"ms":    fmtMs,
@@ -315,7 +331,7 @@ func WriteHTML(w io.Writer, archives []*HTMLArchive, opts HTMLOptions) error {
 			}
 			return strings.Join(parts, " ")
 		},
-	}).Funcs(compareFuncs).Parse(htmlTemplate)
+	}).Funcs(offcpuTemplateFuncs).Funcs(compareFuncs).Parse(htmlTemplate)
 	if err == nil {
 		t, err = t.Parse(diffTemplate)
 	}
@@ -367,6 +383,31 @@ func pageSafe(page string) string {
 	}
 	b.WriteString(page[last:])
 	return b.String()
+}
+
+// glanceMem takes an archive's memory headline candidates: its biggest leak
+// among processes that allocate through libc (a Go service's loader
+// allocation of a few hundred bytes is no headline), and its process that
+// grows most outside libc.
+func glanceMem(g *glance, m *analyze.MemSummary) {
+	outside := map[uint32]bool{}
+	for i := range m.OutsideLibc {
+		o := &m.OutsideLibc[i]
+		outside[o.PID] = true
+		if g.OutsideLibc == nil || o.GrowingBytes > g.OutsideLibc.GrowingBytes {
+			g.OutsideLibc = o
+		}
+	}
+	for i := range m.Leaks {
+		l := &m.Leaks[i]
+		if outside[l.PID] {
+			continue
+		}
+		if g.BiggestLeak == nil || l.Bytes > g.BiggestLeak.Bytes {
+			g.BiggestLeak = l
+		}
+		break
+	}
 }
 
 // worseEndpoint ranks endpoints for the "worst endpoint" card: a server's

@@ -48,6 +48,12 @@ type StackRecorder struct {
 	stackTab *formats.TableWriter[formats.Stack]
 	frameTab *formats.TableWriter[formats.Frame]
 	scratch  []uint64
+	// resolved holds the frames rows of every frame symbolized so far (a
+	// flight recorder's dumps symbolize the frames seen by then; later
+	// dumps and the end resolve only the new ones).
+	resolved   map[uint64][]formats.Frame
+	unresolved uint64
+	ksyms      *symbolize.Kallsyms
 }
 
 type procState struct {
@@ -191,12 +197,18 @@ func (r *StackRecorder) userFrame(pid uint32, ip uint64) (uint64, bool) {
 		f = pendingFrame{addr: ip, offset: off, module: m.Path, bin: bin}
 	case ok:
 		// Anonymous or special mapping ([vdso], JIT code): the address
-		// only means something inside this process.
+		// only means something inside this process. A named one ([vdso])
+		// keeps the offset in it; anonymous code has no module and is
+		// shown as [unknown].
 		id = hashU64s([]uint64{2, uint64(pid), ip})
 		f = pendingFrame{addr: ip, module: m.Path}
+		if m.Path != "" {
+			f.offset = m.FileOffset(ip)
+		}
 	default:
+		// No mapping: no module, shown as [unknown].
 		id = hashU64s([]uint64{3, uint64(pid), ip})
-		f = pendingFrame{addr: ip, module: "[unknown]"}
+		f = pendingFrame{addr: ip}
 	}
 	if _, seen := r.frames[id]; !seen {
 		r.frames[id] = &f
@@ -289,51 +301,77 @@ func (r *StackRecorder) binary(pid uint32, m symbolize.Mapping) *binaryRef {
 }
 
 // symbolize resolves every distinct frame and writes the frames table. It
-// runs once, after the probe sets stopped.
+// runs once, after the probe sets stopped, and closes the binaries.
 func (r *StackRecorder) symbolize() error {
+	rows := r.FrameRows()
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	var ksyms *symbolize.Kallsyms
-	if f, err := os.Open(filepath.Join(r.s.procRoot, "kallsyms")); err == nil {
-		ksyms, _ = symbolize.ParseKallsyms(f)
-		f.Close()
-	}
-	unresolved := uint64(0)
-	rows := make([]formats.Frame, 0, len(r.frameIDs))
-	for _, id := range r.frameIDs {
-		pf := r.frames[id]
-		row := formats.Frame{FrameID: id, Kernel: pf.kernel, Address: pf.addr, Module: pf.module, FileOffset: pf.offset}
-		switch {
-		case pf.kernel:
-			row.Module = "[kernel]"
-			if ksyms != nil {
-				if name, mod, ok := ksyms.Resolve(pf.addr); ok {
-					row.Function = name
-					if mod != "" {
-						row.Module = "[" + mod + "]"
-					}
-				}
-			}
-		case pf.bin != nil:
-			row.BuildID = pf.bin.buildID
-			if b := pf.bin.open(); b != nil {
-				rows = appendInlined(rows, row, b.ResolveFrames(pf.offset), &row)
-			}
-		}
-		if row.Function == "" {
-			unresolved++
-		}
-		rows = append(rows, row)
-	}
 	for _, b := range r.binaries {
 		if b.file != nil {
 			b.file.Close()
 		}
 	}
+	unresolved := r.unresolved
+	r.mu.Unlock()
 	if unresolved > 0 {
 		r.s.writer.UpdateManifest(func(m *formats.Manifest) { m.Drops["stacks.unsymbolized_frames"] = unresolved })
 	}
 	return r.frameTab.Write(rows...)
+}
+
+// FrameRows returns the frames table rows of every frame seen so far,
+// resolving those not resolved before (so each is symbolized once however
+// many flight recorder dumps ask).
+func (r *StackRecorder) FrameRows() []formats.Frame {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.resolved == nil {
+		r.resolved = map[uint64][]formats.Frame{}
+	}
+	rows := make([]formats.Frame, 0, len(r.frameIDs))
+	for _, id := range r.frameIDs {
+		fr, ok := r.resolved[id]
+		if !ok {
+			fr = r.resolveFrame(id)
+			r.resolved[id] = fr
+		}
+		rows = append(rows, fr...)
+	}
+	return rows
+}
+
+// resolveFrame symbolizes one frame: its row, after the rows of the
+// functions inlined at its address.
+func (r *StackRecorder) resolveFrame(id uint64) []formats.Frame {
+	pf := r.frames[id]
+	row := formats.Frame{FrameID: id, Kernel: pf.kernel, Address: pf.addr, Module: pf.module, FileOffset: pf.offset}
+	var rows []formats.Frame
+	switch {
+	case pf.kernel:
+		row.Module = "[kernel]"
+		if r.ksyms == nil {
+			if f, err := os.Open(filepath.Join(r.s.procRoot, "kallsyms")); err == nil {
+				r.ksyms, _ = symbolize.ParseKallsyms(f)
+				f.Close()
+			}
+		}
+		if r.ksyms != nil {
+			if name, mod, ok := r.ksyms.Resolve(pf.addr); ok {
+				row.Function = name
+				if mod != "" {
+					row.Module = "[" + mod + "]"
+				}
+			}
+		}
+	case pf.bin != nil:
+		row.BuildID = pf.bin.buildID
+		if b := pf.bin.open(); b != nil {
+			rows = appendInlined(rows, row, b.ResolveFrames(pf.offset), &row)
+		}
+	}
+	if row.Function == "" {
+		r.unresolved++
+	}
+	return append(rows, row)
 }
 
 // appendInlined fills phys from the outermost of frames (innermost first,

@@ -292,7 +292,7 @@ func TestDiffOfTwoCaptures(t *testing.T) {
 		g.dispatchEvent(new MouseEvent("click", {bubbles: true}));
 		return svg.querySelectorAll("g.f.hidden").length; })()`)
 	delta := p.evalString(`(function(){ var r = [].filter.call(document.querySelectorAll("#http tr.ep"), function(r){ return r.textContent.indexOf("/api/orders") >= 0; })[0];
-		return r ? r.cells[12].textContent : ""; })()`)
+		return r ? r.cells[14].textContent : ""; })()`)
 	t.Logf("report: card %q, %d differential frames, orders p99 vs baseline %q", card, diffFrames, delta)
 	p.checkClean()
 	if !strings.Contains(card, "/api/orders") {
@@ -338,8 +338,8 @@ type timedRequest struct {
 // its own schedule and connection (open loop: a slow response delays no
 // other request), until stop closes; it returns each route's requests with
 // their latency as testenv.TimedGet measures it (from the kernel's
-// transmit time of the request to its receive time of the response), the
-// definition bpfsnap uses.
+// transmit time of the request to its receive time of the response's last
+// byte), the definition bpfsnap uses.
 func pacedLoad(addr string, stop <-chan struct{}) map[string][]timedRequest {
 	if release, err := testenv.HoldTimestamps(); err == nil {
 		defer release()
@@ -368,9 +368,9 @@ func pacedLoad(addr string, stop <-chan struct{}) map[string][]timedRequest {
 					}
 					defer c.Close()
 					at := time.Now()
-					if ms, _, err := testenv.TimedGet(c, route); err == nil {
+					if r, err := testenv.TimedGet(c, route); err == nil {
 						mu.Lock()
-						out[route] = append(out[route], timedRequest{at, ms})
+						out[route] = append(out[route], timedRequest{at, r.Total})
 						mu.Unlock()
 					}
 				}()

@@ -62,6 +62,7 @@ percentiles, flame graphs, leak reports and a self-contained HTML report.`,
 		newDiffCmd(),
 		newRecoverCmd(),
 		newDoctorCmd(),
+		newTriggerCmd(),
 		newVersionCmd(),
 	)
 	return root

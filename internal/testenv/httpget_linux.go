@@ -4,30 +4,35 @@ package testenv
 
 import (
 	"bufio"
-	"bytes"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"syscall"
 	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
-// TimedGet sends one GET and reads the whole response; it returns the time
-// from the kernel's transmit timestamp of the request (SO_TIMESTAMPING, as
-// the segment leaves for the device: on loopback, when the server's socket
-// gets it; the time just before the write when the kernel gives none) to
-// its receive timestamp of the response's first segment (SO_TIMESTAMPNS),
-// so the client's figure includes neither its own wake-up delay nor a
-// preemption between reading the clock and writing on this busy 2-core
-// machine; and whether the connection stays open.
-func TimedGet(conn net.Conn, path string) (float64, bool, error) {
+// TimedResponse is what TimedGet measured of one request.
+type TimedResponse struct {
+	TTFB, Total float64 // ms to the response's first and last byte
+	Keep        bool    // the connection stays open
+}
+
+// TimedGet sends one GET and reads the whole response; it returns the
+// times from the kernel's transmit timestamp of the request
+// (SO_TIMESTAMPING, as the segment leaves for the device: on loopback,
+// when the server's socket gets it; the time just before the write when the
+// kernel gives none) to its receive timestamps (SO_TIMESTAMPNS) of the
+// response's first and last bytes, so the client's figures include neither
+// its own wake-up delays nor a preemption between reading the clock and
+// writing on this busy 2-core machine.
+func TimedGet(conn net.Conn, path string) (TimedResponse, error) {
 	conn.SetDeadline(time.Now().Add(10 * time.Second))
 	raw, err := conn.(*net.TCPConn).SyscallConn()
 	if err != nil {
-		return 0, false, err
+		return TimedResponse{}, err
 	}
 	var serr error
 	raw.Control(func(fd uintptr) {
@@ -38,63 +43,97 @@ func TimedGet(conn net.Conn, path string) (float64, bool, error) {
 		}
 	})
 	if serr != nil {
-		return 0, false, serr
+		return TimedResponse{}, serr
 	}
 	req := "GET " + path + " HTTP/1.1\r\nHost: test\r\nUser-Agent: bpfsnap-test\r\n\r\n"
 	start := time.Now()
 	if _, err := io.WriteString(conn, req); err != nil {
-		return 0, false, err
+		return TimedResponse{}, err
 	}
-	buf, oob := make([]byte, 64*1024), make([]byte, 256)
-	// The transmit timestamp is queued on the socket's error queue while
-	// the write sends (loopback transmits inside the syscall).
-	raw.Control(func(fd uintptr) {
+	tr := &timedReader{raw: raw, oob: make([]byte, 256)}
+	if tx := tr.sent(); !tx.IsZero() {
+		start = tx
+	}
+	// A small buffer: the reads follow the segments, and the last one is
+	// the read that completes the body.
+	resp, err := http.ReadResponse(bufio.NewReaderSize(tr, 16), nil)
+	if err != nil {
+		return TimedResponse{}, err
+	}
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return TimedResponse{}, err
+	}
+	resp.Body.Close()
+	ms := func(t time.Time) float64 { return float64(t.UnixNano()-start.UnixNano()) / 1e6 }
+	return TimedResponse{TTFB: ms(tr.first), Total: ms(tr.last), Keep: !resp.Close}, nil
+}
+
+// timedReader reads a socket with recvmsg and keeps the kernel's receive
+// timestamp (SO_TIMESTAMPNS) of the first and the last read.
+type timedReader struct {
+	raw         syscall.RawConn
+	oob         []byte
+	first, last time.Time
+}
+
+// sent returns the transmit timestamp of the last write, queued on the
+// socket's error queue while the write sent (loopback transmits inside
+// the syscall); zero when there is none.
+func (r *timedReader) sent() time.Time {
+	var tx time.Time
+	r.raw.Control(func(fd uintptr) {
 		for {
-			_, oobn, _, _, err := unix.Recvmsg(int(fd), nil, oob, unix.MSG_ERRQUEUE|unix.MSG_DONTWAIT)
+			_, oobn, _, _, err := unix.Recvmsg(int(fd), nil, r.oob, unix.MSG_ERRQUEUE|unix.MSG_DONTWAIT)
 			if err != nil {
 				return
 			}
-			msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
+			msgs, _ := unix.ParseSocketControlMessage(r.oob[:oobn])
 			for _, m := range msgs {
 				// struct scm_timestamping: ts[0] is the software timestamp.
 				if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SCM_TIMESTAMPING && len(m.Data) >= 16 {
 					if ts := (*unix.Timespec)(unsafe.Pointer(&m.Data[0])); ts.Sec != 0 {
-						start = time.Unix(ts.Sec, ts.Nsec)
+						tx = time.Unix(ts.Sec, ts.Nsec)
 					}
 				}
 			}
 		}
 	})
+	return tx
+}
+
+func (r *timedReader) Read(p []byte) (int, error) {
 	var n, oobn int
-	var rx time.Time
-	rerr := raw.Read(func(fd uintptr) bool {
-		n, oobn, _, _, serr = unix.Recvmsg(int(fd), buf, oob, 0)
+	var serr error
+	rerr := r.raw.Read(func(fd uintptr) bool {
+		n, oobn, _, _, serr = unix.Recvmsg(int(fd), p, r.oob, 0)
 		return serr != unix.EAGAIN
 	})
-	if rerr != nil || serr != nil || n == 0 {
-		return 0, false, fmt.Errorf("recvmsg: %v %v (%d bytes)", rerr, serr, n)
+	if rerr != nil {
+		return 0, rerr
 	}
-	msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
+	if serr != nil {
+		return 0, serr
+	}
+	if n == 0 {
+		return 0, io.EOF
+	}
+	rx := time.Now()
+	msgs, _ := unix.ParseSocketControlMessage(r.oob[:oobn])
 	for _, m := range msgs {
 		if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SO_TIMESTAMPNS && len(m.Data) >= 16 {
 			ts := (*unix.Timespec)(unsafe.Pointer(&m.Data[0]))
+			// The kernel enables receive timestamps lazily (a deferred
+			// static key), so the first reads after enabling may come
+			// without one: then the time of the read stands in
+			// (HoldTimestamps avoids that).
 			rx = time.Unix(ts.Sec, ts.Nsec)
 		}
 	}
-	if rx.IsZero() {
-		// The kernel enables receive timestamps lazily (a deferred static
-		// key), so the first responses after enabling may come without
-		// one: fall back to the time we read it.
-		rx = time.Now()
+	if r.first.IsZero() {
+		r.first = rx
 	}
-	ms := float64(rx.UnixNano()-start.UnixNano()) / 1e6
-	resp, err := http.ReadResponse(bufio.NewReader(io.MultiReader(bytes.NewReader(buf[:n]), conn)), nil)
-	if err != nil {
-		return 0, false, err
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return ms, !resp.Close, nil
+	r.last = rx
+	return n, nil
 }
 
 // HoldTimestamps keeps the kernel's receive timestamping on until release

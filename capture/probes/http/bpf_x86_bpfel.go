@@ -13,56 +13,174 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type bpfHttpDir struct {
+	_           structs.HostLayout
+	MsgNs       uint64
+	Body        uint64
+	ChunkSize   uint64
+	CtxCgroup   uint64
+	LastNs      uint64
+	HeadClen    int64
+	CtxPid      uint32
+	CtxTid      uint32
+	NextSeq     uint32
+	BodyEnd     uint32
+	Status      uint16
+	Mode        uint8
+	ChunkState  uint8
+	IsResponse  uint8
+	Carry       uint8
+	Ctx         uint8
+	HeadChunked uint8
+	NoBody      uint8
+	Pad         [7]uint8
+}
+
 type bpfHttpDrop uint32
 
 const (
-	bpfHttpDropHTTP_DROP_RINGBUF      bpfHttpDrop = 0
-	bpfHttpDropHTTP_DROP_PENDING_FULL bpfHttpDrop = 1
-	bpfHttpDropHTTP_DROP_MAX          bpfHttpDrop = 2
+	bpfHttpDropHTTP_DROP_RINGBUF           bpfHttpDrop = 0
+	bpfHttpDropHTTP_DROP_NO_STORAGE        bpfHttpDrop = 1
+	bpfHttpDropHTTP_DROP_FRAMING_GAP       bpfHttpDrop = 2
+	bpfHttpDropHTTP_DROP_HEAD_TOO_LONG     bpfHttpDrop = 3
+	bpfHttpDropHTTP_DROP_HEAD_SPLIT        bpfHttpDrop = 4
+	bpfHttpDropHTTP_DROP_CHUNKS_OVERFLOW   bpfHttpDrop = 5
+	bpfHttpDropHTTP_DROP_MESSAGES_OVERFLOW bpfHttpDrop = 6
+	bpfHttpDropHTTP_DROP_UNEXPECTED        bpfHttpDrop = 7
+	bpfHttpDropHTTP_DROP_BAD_CHUNK         bpfHttpDrop = 8
+	bpfHttpDropHTTP_DROP_JOINED            bpfHttpDrop = 9
+	bpfHttpDropHTTP_DROP_RETRANSMITTED     bpfHttpDrop = 10
+	bpfHttpDropHTTP_DROP_UPGRADED          bpfHttpDrop = 11
+	bpfHttpDropHTTP_DROP_MAX               bpfHttpDrop = 12
 )
 
 type bpfHttpEvent struct {
 	_          structs.HostLayout
 	Cookie     uint64
 	SockCgroup uint64
+	ReqNs      uint64
+	RespNs     uint64
+	RespEndNs  uint64
+	ReqBody    int64
+	RespBody   int64
+	CtxCgroup  uint64
+	Saddr      [16]uint8
+	Daddr      [16]uint8
+	CtxPid     uint32
+	CtxTid     uint32
+	Status     uint16
+	LineLen    uint16
 	Sport      uint16
 	Dport      uint16
 	Family     uint8
 	Kind       uint8
-	Pipelined  uint8
-	Pad        uint8
-	Saddr      [16]uint8
-	Daddr      [16]uint8
-	Msg        bpfHttpMsg
-	Req        bpfHttpMsg
+	Flags      uint8
+	Pad        [5]uint8
+	Line       [256]int8
 }
+
+type bpfHttpFlag uint32
+
+const (
+	bpfHttpFlagHTTP_F_REQ_EGRESS  bpfHttpFlag = 1
+	bpfHttpFlagHTTP_F_RELEASED    bpfHttpFlag = 2
+	bpfHttpFlagHTTP_F_CTX         bpfHttpFlag = 4
+	bpfHttpFlagHTTP_F_END_UNKNOWN bpfHttpFlag = 8
+)
 
 type bpfHttpKind uint32
 
 const (
-	bpfHttpKindHTTP_REQUEST  bpfHttpKind = 1
-	bpfHttpKindHTTP_RESPONSE bpfHttpKind = 2
-	bpfHttpKindHTTP_PAIR     bpfHttpKind = 3
+	bpfHttpKindHTTP_PAIR     bpfHttpKind = 1
+	bpfHttpKindHTTP_REQUEST  bpfHttpKind = 2
+	bpfHttpKindHTTP_RESPONSE bpfHttpKind = 3
 )
 
-type bpfHttpMsg struct {
-	_             structs.HostLayout
-	TimeNs        uint64
-	CurrentCgroup uint64
-	Pid           uint32
-	Tid           uint32
-	SegLen        uint32
-	Copied        uint32
-	Egress        uint8
-	Released      uint8
-	Pad           [2]uint8
-	Seq           uint32
-	Payload       [256]int8
+type bpfHttpReq struct {
+	_          structs.HostLayout
+	TimeNs     uint64
+	Body       uint64
+	SockCgroup uint64
+	CtxCgroup  uint64
+	CtxPid     uint32
+	CtxTid     uint32
+	LineLen    uint16
+	Egress     uint8
+	Ctx        uint8
+	Pad        [4]uint8
+	Conn       struct {
+		_      structs.HostLayout
+		Saddr  [16]uint8
+		Daddr  [16]uint8
+		Sport  uint16
+		Dport  uint16
+		Family uint8
+		Pad    [3]uint8
+	}
+	Line [256]int8
 }
 
-type bpfHttpPending struct {
-	_     structs.HostLayout
-	Bytes [352]uint8
+type bpfHttpSock struct {
+	_         structs.HostLayout
+	Dir       [2]bpfHttpDir
+	Req       bpfHttpReq
+	HeadFifo  uint32
+	HeadN     uint8
+	Held      uint8
+	Pipelined uint8
+	Mark      uint8
+}
+
+type bpfScratch struct {
+	_    structs.HostLayout
+	Head [2064]int8
+	Hs   struct {
+		_       structs.HostLayout
+		N       uint32
+		End     uint32
+		FirstLf uint32
+		ClenAt  uint32
+		ClenEnd uint32
+		TeAt    uint32
+		TeEnd   uint32
+		Pos     uint32
+		InLine  uint8
+		Carry   uint8
+		Pad     [2]uint8
+	}
+	_  [4]byte
+	Ws struct {
+		_          structs.HostLayout
+		Now        uint64
+		Cookie     uint64
+		SockCgroup uint64
+		Base       uint32
+		Len        uint32
+		Seq        uint32
+		Pos        uint32
+		CbPos      uint32
+		CbN        uint8
+		Egress     uint8
+		Done       uint8
+		Pad        uint8
+		Conn       struct {
+			_      structs.HostLayout
+			Saddr  [16]uint8
+			Daddr  [16]uint8
+			Sport  uint16
+			Dport  uint16
+			Family uint8
+			Pad    [3]uint8
+		}
+		Cb [16]int8
+	}
+	Dg struct {
+		_   structs.HostLayout
+		At  uint32
+		End uint32
+		V   int64
+	}
+	Ev bpfHttpEvent
 }
 
 // Names of all BPF objects in the ELF.
@@ -71,9 +189,8 @@ type bpfHttpPending struct {
 const (
 	bpfMapDrops           = "drops"
 	bpfMapHttpEvents      = "http_events"
-	bpfMapPending         = "pending"
 	bpfMapScratch         = "scratch"
-	bpfMapTargetSocks     = "target_socks"
+	bpfMapSocks           = "socks"
 	bpfMapTargets         = "targets"
 	bpfProgHttpEgress     = "http_egress"
 	bpfProgHttpIngress    = "http_ingress"
@@ -81,7 +198,9 @@ const (
 	bpfVarFilterTargets   = "filter_targets"
 	bpfVarUnusedHttpDrop  = "unused_http_drop"
 	bpfVarUnusedHttpEvent = "unused_http_event"
+	bpfVarUnusedHttpFlag  = "unused_http_flag"
 	bpfVarUnusedHttpKind  = "unused_http_kind"
+	bpfVarUnusedHttpSock  = "unused_http_sock"
 )
 
 // loadBpf returns the embedded CollectionSpec for bpf.
@@ -135,12 +254,11 @@ type bpfProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfMapSpecs struct {
-	Drops       *ebpf.MapSpec `ebpf:"drops"`
-	HttpEvents  *ebpf.MapSpec `ebpf:"http_events"`
-	Pending     *ebpf.MapSpec `ebpf:"pending"`
-	Scratch     *ebpf.MapSpec `ebpf:"scratch"`
-	TargetSocks *ebpf.MapSpec `ebpf:"target_socks"`
-	Targets     *ebpf.MapSpec `ebpf:"targets"`
+	Drops      *ebpf.MapSpec `ebpf:"drops"`
+	HttpEvents *ebpf.MapSpec `ebpf:"http_events"`
+	Scratch    *ebpf.MapSpec `ebpf:"scratch"`
+	Socks      *ebpf.MapSpec `ebpf:"socks"`
+	Targets    *ebpf.MapSpec `ebpf:"targets"`
 }
 
 // bpfVariableSpecs contains global variables before they are loaded into the kernel.
@@ -150,7 +268,9 @@ type bpfVariableSpecs struct {
 	FilterTargets   *ebpf.VariableSpec `ebpf:"filter_targets"`
 	UnusedHttpDrop  *ebpf.VariableSpec `ebpf:"unused_http_drop"`
 	UnusedHttpEvent *ebpf.VariableSpec `ebpf:"unused_http_event"`
+	UnusedHttpFlag  *ebpf.VariableSpec `ebpf:"unused_http_flag"`
 	UnusedHttpKind  *ebpf.VariableSpec `ebpf:"unused_http_kind"`
+	UnusedHttpSock  *ebpf.VariableSpec `ebpf:"unused_http_sock"`
 }
 
 // bpfObjects contains all objects after they have been loaded into the kernel.
@@ -173,21 +293,19 @@ func (o *bpfObjects) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfMaps struct {
-	Drops       *ebpf.Map `ebpf:"drops"`
-	HttpEvents  *ebpf.Map `ebpf:"http_events"`
-	Pending     *ebpf.Map `ebpf:"pending"`
-	Scratch     *ebpf.Map `ebpf:"scratch"`
-	TargetSocks *ebpf.Map `ebpf:"target_socks"`
-	Targets     *ebpf.Map `ebpf:"targets"`
+	Drops      *ebpf.Map `ebpf:"drops"`
+	HttpEvents *ebpf.Map `ebpf:"http_events"`
+	Scratch    *ebpf.Map `ebpf:"scratch"`
+	Socks      *ebpf.Map `ebpf:"socks"`
+	Targets    *ebpf.Map `ebpf:"targets"`
 }
 
 func (m *bpfMaps) Close() error {
 	return _BpfClose(
 		m.Drops,
 		m.HttpEvents,
-		m.Pending,
 		m.Scratch,
-		m.TargetSocks,
+		m.Socks,
 		m.Targets,
 	)
 }
@@ -199,7 +317,9 @@ type bpfVariables struct {
 	FilterTargets   *ebpf.Variable `ebpf:"filter_targets"`
 	UnusedHttpDrop  *ebpf.Variable `ebpf:"unused_http_drop"`
 	UnusedHttpEvent *ebpf.Variable `ebpf:"unused_http_event"`
+	UnusedHttpFlag  *ebpf.Variable `ebpf:"unused_http_flag"`
 	UnusedHttpKind  *ebpf.Variable `ebpf:"unused_http_kind"`
+	UnusedHttpSock  *ebpf.Variable `ebpf:"unused_http_sock"`
 }
 
 // bpfPrograms contains all programs after they have been loaded into the kernel.

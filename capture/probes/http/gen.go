@@ -5,4 +5,4 @@ package http
 // The stem is lowercase so the generated objects and types stay inside this
 // package; -type gives Go twins of the records and of the C enums (record
 // kinds, drop reasons), so the contract has one source: http.bpf.c.
-//go:generate go tool bpf2go -tags linux -target amd64 -type http_event -type http_msg -type http_kind -type http_drop bpf http.bpf.c -- -I../include -Wall -Werror
+//go:generate go tool bpf2go -tags linux -target amd64 -type http_event -type http_sock -type http_dir -type http_req -type http_kind -type http_drop -type http_flag bpf http.bpf.c -- -I../include -Wall -Werror

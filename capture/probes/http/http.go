@@ -6,14 +6,17 @@ import (
 	"encoding/json"
 	"errors"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
 
 	"github.com/bpfsnap/bpfsnap/capture/recorder"
 	"github.com/bpfsnap/bpfsnap/formats"
@@ -56,25 +59,20 @@ type httpProbe struct {
 type httpConn struct {
 	pid, tid uint32 // learned from egress in the owner's context
 	votes    int    // majority vote for pid (see learnOwner)
-	pending  []pendingRequest
-	// Sequence number of the last message seen per direction (index:
-	// egress), to skip TCP retransmissions of a message already seen.
-	lastSeq [2]uint32
-	seqSeen [2]bool
+	// pending holds requests sent to user space on their own (the socket
+	// pipelines, or they were still waiting at the end), oldest first.
+	pending []formats.HTTPRequest
 	// local and remote address strings, formatted once per connection:
 	// the addresses of a socket never change, and formatting them per
 	// message was a visible share of the recorder's CPU.
 	local, remote string
 }
 
-type pendingRequest struct {
-	row formats.HTTPRequest
-}
-
-// Indexed like enum http_drop in bpf/http.bpf.c. pending_full is not a
-// loss: the request went to user space on its own and is paired there.
-// httpDropNames names the kernel counters in the order of enum http_drop.
-var httpDropNames = formats.DropNames("http", "ringbuf_full", "pending_full")
+// httpDropNames names the kernel counters in the order of enum http_drop
+// (a test checks the count against the C enum).
+var httpDropNames = formats.DropNames("http", "ringbuf_full", "no_storage", "framing_gap", "head_too_long",
+	"head_split", "chunks_overflow", "messages_overflow", "unexpected_bytes", "bad_chunk", "joined_midstream",
+	"retransmitted", "upgraded")
 
 func (*httpProbe) Name() string  { return "http" }
 func (*httpProbe) Default() bool { return true }
@@ -191,36 +189,59 @@ func (h *httpProbe) countFor(c *httpConn, reason string) {
 	h.count(reason)
 }
 
-// singleSize is the size of a one-message ring record (kinds 1 and 2):
-// the record without its trailing request half.
-var singleSize = int(unsafe.Offsetof(bpfHttpEvent{}.Req))
+// lineOffset is where a record's request line starts; the kernel sends
+// only line_len bytes of it.
+var lineOffset = int(unsafe.Offsetof(bpfHttpEvent{}.Line))
 
-// The record kinds of enum http_kind, through bpf2go.
+// The record kinds and flags of enum http_kind and enum http_flag, through
+// bpf2go.
 const (
+	kindPair     = uint8(bpfHttpKindHTTP_PAIR)
 	kindRequest  = uint8(bpfHttpKindHTTP_REQUEST)
 	kindResponse = uint8(bpfHttpKindHTTP_RESPONSE)
-	kindPair     = uint8(bpfHttpKindHTTP_PAIR)
+
+	flagClient     = uint8(bpfHttpFlagHTTP_F_REQ_EGRESS)
+	flagReleased   = uint8(bpfHttpFlagHTTP_F_RELEASED)
+	flagCtx        = uint8(bpfHttpFlagHTTP_F_CTX)
+	flagEndUnknown = uint8(bpfHttpFlagHTTP_F_END_UNKNOWN)
 )
 
+// record returns the ring record's fixed part and request line; ok is
+// false for a record too short to hold them.
+func record(raw []byte) (ev *bpfHttpEvent, line []byte, ok bool) {
+	if len(raw) < lineOffset {
+		return nil, nil, false
+	}
+	// Only the fields before Line are read through ev: the record stops
+	// after the line's line_len bytes.
+	ev = (*bpfHttpEvent)(unsafe.Pointer(&raw[0]))
+	n := min(int(ev.LineLen), len(raw)-lineOffset)
+	return ev, raw[lineOffset : lineOffset+n], true
+}
+
 func (h *httpProbe) handle(raw []byte) {
-	if len(raw) < singleSize {
+	ev, line, ok := record(raw)
+	if !ok {
 		return
 	}
-	// A pair record is the full struct; a single one stops before Req,
-	// which this code then never reads.
-	ev := (*bpfHttpEvent)(unsafe.Pointer(&raw[0]))
-	if ev.Kind == kindPair && len(raw) < int(unsafe.Sizeof(*ev)) {
-		return
-	}
+	h.handleRecord(ev, line)
+}
+
+// handleRecord turns a record into a row: a pair is complete; a request on
+// its own waits in its connection's queue for a response on its own.
+func (h *httpProbe) handleRecord(ev *bpfHttpEvent, line []byte) {
 	c := h.conn(ev)
-	if !c.fresh(&ev.Msg) || (ev.Kind == kindPair && !c.fresh(&ev.Req)) {
-		h.countFor(c, "retransmitted")
-		return
-	}
+	h.learnOwner(c, ev)
 	switch ev.Kind {
+	case kindPair:
+		row, ok := h.requestRow(ev, line, c)
+		if !ok {
+			return
+		}
+		h.respond(&row, ev, c)
+		h.emit(row, c)
 	case kindRequest:
-		h.learnOwner(c, ev, &ev.Msg)
-		row, ok := h.requestRow(ev, &ev.Msg, c)
+		row, ok := h.requestRow(ev, line, c)
 		if !ok {
 			return
 		}
@@ -228,16 +249,11 @@ func (h *httpProbe) handle(raw []byte) {
 			h.countFor(c, "pipeline_overflow")
 			c.pending = c.pending[1:]
 		}
-		c.pending = append(c.pending, pendingRequest{row: row})
+		c.pending = append(c.pending, row)
 	case kindResponse:
-		h.learnOwner(c, ev, &ev.Msg)
-		resp, ok := h.response(c, &ev.Msg)
-		if !ok {
-			return
-		}
-		role := formats.RoleClient
-		if ev.Msg.Egress == 1 {
-			role = formats.RoleServer
+		role := formats.RoleServer
+		if ev.Flags&flagClient != 0 {
+			role = formats.RoleClient
 		}
 		i := firstPending(c.pending, role)
 		if i < 0 {
@@ -246,39 +262,11 @@ func (h *httpProbe) handle(raw []byte) {
 			h.countFor(c, "response_without_request")
 			return
 		}
-		row := c.pending[i].row
+		row := c.pending[i]
 		c.pending = append(c.pending[:i], c.pending[i+1:]...)
-		respond(&row, resp)
-		h.emit(row, c)
-	case kindPair:
-		// The kernel paired them (see `pending` in bpf/http.bpf.c).
-		h.learnOwner(c, ev, &ev.Req)
-		h.learnOwner(c, ev, &ev.Msg)
-		row, ok := h.requestRow(ev, &ev.Req, c)
-		if !ok {
-			return
-		}
-		resp, ok := h.response(c, &ev.Msg)
-		if !ok {
-			// Kept, as a request without its response.
-			h.countFor(c, "no_response")
-			h.emit(row, c)
-			return
-		}
-		respond(&row, resp)
+		h.respond(&row, ev, c)
 		h.emit(row, c)
 	}
-}
-
-// fresh reports whether m is new data on its direction of the connection,
-// not a retransmission of a segment already seen, and remembers it.
-func (c *httpConn) fresh(m *bpfHttpMsg) bool {
-	d := m.Egress & 1
-	if c.seqSeen[d] && int32(m.Seq-c.lastSeq[d]) <= 0 {
-		return false
-	}
-	c.lastSeq[d], c.seqSeen[d] = m.Seq, true
-	return true
 }
 
 // learnOwner votes for the connection's process. Egress runs in the
@@ -288,40 +276,34 @@ func (c *httpConn) fresh(m *bpfHttpMsg) bool {
 // arrives, in a softirq running on top of whatever task was current, on
 // loopback often the peer itself, possibly in the same cgroup. Those are
 // the minority, so the owner is the majority vote (Boyer-Moore) of the
-// candidates, not the last one seen.
-func (h *httpProbe) learnOwner(c *httpConn, ev *bpfHttpEvent, m *bpfHttpMsg) {
-	if (m.Egress == 0 && m.Released == 0) || m.CurrentCgroup != ev.SockCgroup || m.Pid == 0 {
+// candidates, not the last one seen. A release is voted like a send: the
+// task closing a socket is almost always its owner.
+func (h *httpProbe) learnOwner(c *httpConn, ev *bpfHttpEvent) {
+	if ev.Flags&flagCtx == 0 || ev.CtxCgroup != ev.SockCgroup || ev.CtxPid == 0 {
 		return
 	}
 	switch {
-	case m.Pid == c.pid:
+	case ev.CtxPid == c.pid:
 		c.votes++
-		c.tid = m.Tid
+		c.tid = ev.CtxTid
 	case c.votes == 0:
-		c.pid, c.tid, c.votes = m.Pid, m.Tid, 1
+		c.pid, c.tid, c.votes = ev.CtxPid, ev.CtxTid, 1
 	default:
 		c.votes--
 	}
 }
 
-func payloadOf(m *bpfHttpMsg) []byte {
-	return unsafe.Slice((*byte)(unsafe.Pointer(&m.Payload[0])), min(int(m.Copied), len(m.Payload)))
-}
-
-// requestRow parses a request head into a row waiting for its response.
-func (h *httpProbe) requestRow(ev *bpfHttpEvent, m *bpfHttpMsg, c *httpConn) (formats.HTTPRequest, bool) {
-	payload := payloadOf(m)
-	req, ok := httpparse.ParseRequest(payload)
+// requestRow parses a request line into a row waiting for its response.
+func (h *httpProbe) requestRow(ev *bpfHttpEvent, line []byte, c *httpConn) (formats.HTTPRequest, bool) {
+	req, ok := httpparse.ParseRequest(line)
 	if !ok {
 		h.countFor(c, "unparsed")
 		return formats.HTTPRequest{}, false
 	}
 	role := formats.RoleServer
-	if m.Egress == 1 {
+	if ev.Flags&flagClient != 0 {
 		role = formats.RoleClient
 	}
-	head := httpparse.ScanHead(payload)
-	h.checkCoalesced(c, head, m, true)
 	path, cut := httpparse.CleanTarget(req.Target, h.keepQuery)
 	if req.Cut {
 		cut = true
@@ -329,60 +311,44 @@ func (h *httpProbe) requestRow(ev *bpfHttpEvent, m *bpfHttpMsg, c *httpConn) (fo
 	if cut {
 		h.countFor(c, "truncated_path")
 	}
-	return formats.HTTPRequest{
-		RequestNs: m.TimeNs, CgroupID: ev.SockCgroup, Role: role, Method: req.Method, Path: path, PathTruncated: cut,
-		LocalAddr: c.local, RemoteAddr: c.remote, Connection: ev.Cookie, RequestBytes: head.ContentLength, ResponseBytes: -1,
-	}, true
-}
-
-// response parses a response head; ok is false for unparsable and for
-// interim (1xx) responses.
-func (h *httpProbe) response(c *httpConn, m *bpfHttpMsg) (r parsedResponse, ok bool) {
-	payload := payloadOf(m)
-	status, ok := httpparse.ParseStatus(payload)
-	if !ok {
-		h.countFor(c, "unparsed")
-		return r, false
+	row := formats.HTTPRequest{
+		RequestNs: ev.ReqNs, CgroupID: ev.SockCgroup, Role: role, Method: req.Method, Path: path, PathTruncated: cut,
+		LocalAddr: c.local, RemoteAddr: c.remote, Connection: ev.Cookie, RequestBytes: ev.ReqBody, ResponseBytes: -1,
+		Protocol: formats.ProtocolHTTP1,
 	}
-	head := httpparse.ScanHead(payload)
-	h.checkCoalesced(c, head, m, false)
-	// 100 Continue and friends: the final response follows. (The kernel
-	// skips them for requests it holds; this covers the rest.)
-	return parsedResponse{time: m.TimeNs, status: uint32(status), bytes: head.ContentLength}, status >= 200
+	if role == formats.RoleClient && h.ownerCtx(ev) {
+		row.RequestTID = ev.CtxTid
+	}
+	return row, true
 }
 
-type parsedResponse struct {
-	time   uint64
-	status uint32
-	bytes  int64
+// ownerCtx reports whether the record's context is a task of the socket's
+// owner cgroup (see learnOwner).
+func (h *httpProbe) ownerCtx(ev *bpfHttpEvent) bool {
+	return ev.Flags&flagCtx != 0 && ev.Flags&flagReleased == 0 && ev.CtxCgroup == ev.SockCgroup && ev.CtxPid != 0
 }
 
-// checkCoalesced counts segments that carry more than the message whose
-// head they start with: the kernel sees the head of each segment only, so
-// a second message in it (pipelined requests, or responses a server
-// batched) is not seen, and pairing on that connection may be off.
-func (h *httpProbe) checkCoalesced(c *httpConn, head httpparse.Head, m *bpfHttpMsg, request bool) {
-	if n, ok := head.MessageLen(request); ok && int64(m.SegLen) > n {
-		h.countFor(c, "coalesced")
+// respond completes a row with the record's response.
+func (h *httpProbe) respond(row *formats.HTTPRequest, ev *bpfHttpEvent, c *httpConn) {
+	if ev.RespNs == 0 {
+		// A request held at the end, its response not begun.
+		h.countFor(c, "no_response")
+		return
+	}
+	row.ResponseNs, row.Status, row.ResponseBytes = ev.RespNs, uint32(ev.Status), ev.RespBody
+	if ev.Flags&flagEndUnknown == 0 {
+		row.ResponseEndNs = ev.RespEndNs
+	} else {
+		h.countFor(c, "response_end_unknown")
+	}
+	if row.Role == formats.RoleServer && h.ownerCtx(ev) {
+		row.ResponseTID = ev.CtxTid
 	}
 }
 
-func respond(row *formats.HTTPRequest, r parsedResponse) {
-	row.ResponseNs, row.Status, row.ResponseBytes = r.time, r.status, r.bytes
-}
-
-// handleHeld queues a request the kernel still held at the end.
-func (h *httpProbe) handleHeld(ev *bpfHttpEvent) {
-	c := h.conn(ev)
-	h.learnOwner(c, ev, &ev.Msg)
-	if row, ok := h.requestRow(ev, &ev.Msg, c); ok {
-		c.pending = append(c.pending, pendingRequest{row: row})
-	}
-}
-
-func firstPending(p []pendingRequest, role string) int {
+func firstPending(p []formats.HTTPRequest, role string) int {
 	for i := range p {
-		if p[i].row.Role == role {
+		if p[i].Role == role {
 			return i
 		}
 	}
@@ -432,15 +398,14 @@ func (h *httpProbe) conn(ev *bpfHttpEvent) *httpConn {
 	return c
 }
 
-// addrs orders the record's addresses as the socket sees them.
+// addrs formats the record's addresses (the kernel orients them: source is
+// the socket's own end).
 func addrs(ev *bpfHttpEvent) (local, remote string) {
-	src, dst := ipOf(ev.Family, ev.Saddr), ipOf(ev.Family, ev.Daddr)
-	s := netip.AddrPortFrom(src, ev.Sport).String()
-	d := netip.AddrPortFrom(dst, ev.Dport).String()
-	if ev.Msg.Egress == 1 {
-		return s, d
+	if ev.Family != 4 && ev.Family != 6 {
+		return "", ""
 	}
-	return d, s
+	return netip.AddrPortFrom(ipOf(ev.Family, ev.Saddr), ev.Sport).String(),
+		netip.AddrPortFrom(ipOf(ev.Family, ev.Daddr), ev.Dport).String()
 }
 
 func ipOf(family uint8, b [16]uint8) netip.Addr {
@@ -465,25 +430,19 @@ func (h *httpProbe) Stop(s *recorder.Session) error {
 	h.linkMu.Unlock()
 	h.ring.Stop()
 	// Requests still waiting for a response at the end of the window are
-	// kept (response_ns = 0) and counted: first those the kernel holds,
-	// then those queued here.
-	if h.objs.Pending != nil && h.conns != nil {
-		var cookie uint64
-		// Values are single-message records: the event up to Req.
-		var held bpfHttpEvent
-		value := unsafe.Slice((*byte)(unsafe.Pointer(&held)), singleSize)
-		it := h.objs.Pending.Iterate()
-		for it.Next(&cookie, value) {
-			if held.Pipelined == 0 {
-				h.handleHeld(&held)
-			}
+	// kept (response_ns = 0, or the response's first byte when it had
+	// begun) and counted: first those the kernel holds, then those queued
+	// here.
+	if h.objs.Socks != nil && h.conns != nil {
+		if err := h.readHeld(); err != nil {
+			s.Warnf("http: reading the requests still held in the kernel: %v (they are not in the archive)", err)
 		}
 	}
 	if h.conns != nil {
 		for _, c := range h.conns {
-			for _, p := range c.pending {
+			for _, row := range c.pending {
 				h.countFor(c, "no_response")
-				h.emit(p.row, c)
+				h.emit(row, c)
 			}
 		}
 		counters := h.counters
@@ -498,4 +457,115 @@ func (h *httpProbe) Stop(s *recorder.Session) error {
 	}
 	h.drops.Freeze(h.objs.Drops, httpDropNames)
 	return h.objs.Close()
+}
+
+// readHeld finds the requests the kernel still holds at the end of the
+// window (and the responses still being sent) in the socket-local storage
+// of the sockets that are open. Such a map cannot be iterated from user
+// space, and iterator programs are refused on locked-down kernels like
+// this project's, so its entries are looked up by socket: every socket
+// file descriptor of the processes the capture is about is duplicated with
+// pidfd_getfd and used as the key.
+func (h *httpProbe) readHeld() error {
+	procs, err := os.ReadDir("/proc")
+	if err != nil {
+		return err
+	}
+	seen := map[string]bool{} // socket inodes already looked up
+	for _, p := range procs {
+		pid, err := strconv.Atoi(p.Name())
+		if err != nil || pid <= 0 || (h.s.Filtered() && !h.s.IsTarget(uint32(pid))) {
+			continue
+		}
+		h.readHeldOf(pid, seen)
+	}
+	return nil
+}
+
+// readHeldOf looks up the state of every socket pid holds.
+func (h *httpProbe) readHeldOf(pid int, seen map[string]bool) {
+	dir := "/proc/" + strconv.Itoa(pid) + "/fd"
+	fds, err := os.ReadDir(dir)
+	if err != nil {
+		return // exited, or not ours to read
+	}
+	pidfd := -1
+	defer func() {
+		if pidfd >= 0 {
+			unix.Close(pidfd)
+		}
+	}()
+	for _, f := range fds {
+		target, err := os.Readlink(dir + "/" + f.Name())
+		if err != nil || !strings.HasPrefix(target, "socket:[") || seen[target] {
+			continue
+		}
+		seen[target] = true
+		n, err := strconv.Atoi(f.Name())
+		if err != nil {
+			continue
+		}
+		if pidfd < 0 {
+			if pidfd, err = unix.PidfdOpen(pid, 0); err != nil {
+				return
+			}
+		}
+		fd, err := unix.PidfdGetfd(pidfd, n, 0)
+		if err != nil {
+			continue
+		}
+		var st bpfHttpSock
+		if h.objs.Socks.Lookup(uint32(fd), &st) == nil {
+			if cookie, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_COOKIE); err == nil {
+				h.handleHeld(&st, cookie)
+			}
+		}
+		unix.Close(fd)
+	}
+}
+
+// handleHeld turns a socket's state at the end into the record the kernel
+// would have sent: its held request, with the response's first byte when
+// the response had begun; or, on a socket whose messages go to user space
+// one by one, the response still being sent.
+func (h *httpProbe) handleHeld(st *bpfHttpSock, cookie uint64) {
+	if st.Held == 0 && st.Pipelined == 0 {
+		return
+	}
+	r := &st.Req
+	var ev bpfHttpEvent
+	ev.Cookie, ev.SockCgroup = cookie, r.SockCgroup
+	ev.Family, ev.Saddr, ev.Daddr, ev.Sport, ev.Dport = r.Conn.Family, r.Conn.Saddr, r.Conn.Daddr, r.Conn.Sport, r.Conn.Dport
+	ev.ReqBody, ev.RespBody = int64(r.Body), -1
+	respDir := &st.Dir[1] // a server sends the response
+	if r.Egress != 0 {
+		ev.Flags |= flagClient
+		respDir = &st.Dir[0]
+	}
+	var line []byte
+	if st.Held != 0 && st.Pipelined == 0 {
+		ev.Kind, ev.ReqNs = kindRequest, r.TimeNs
+		if r.Ctx != 0 {
+			ev.Flags |= flagCtx
+			ev.CtxCgroup, ev.CtxPid, ev.CtxTid = r.CtxCgroup, r.CtxPid, r.CtxTid
+		}
+		n := min(int(r.LineLen), len(r.Line))
+		line = unsafe.Slice((*byte)(unsafe.Pointer(&r.Line[0])), n)
+	}
+	if respDir.IsResponse != 0 {
+		if ev.Kind == kindRequest {
+			ev.Kind = kindPair
+		} else {
+			ev.Kind = kindResponse
+		}
+		ev.RespNs, ev.Status, ev.RespBody = respDir.MsgNs, respDir.Status, int64(respDir.Body)
+		ev.Flags |= flagEndUnknown
+		if respDir.Ctx != 0 {
+			ev.Flags |= flagCtx
+			ev.CtxCgroup, ev.CtxPid, ev.CtxTid = respDir.CtxCgroup, respDir.CtxPid, respDir.CtxTid
+		}
+	}
+	if ev.Kind != 0 {
+		h.handleRecord(&ev, line)
+	}
 }

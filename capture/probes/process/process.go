@@ -73,6 +73,13 @@ func (p *Probe) Start(s *recorder.Session) (map[string]string, error) {
 		}
 		p.links = append(p.links, l)
 	}
+	// Optional: OOM kills are recorded when the tracepoint can be found
+	// (tracefs mounted).
+	if l, err := link.Tracepoint("oom", "mark_victim", p.objs.HandleOom, nil); err != nil {
+		s.Warnf("attaching oom:mark_victim: %v (OOM kills are not recorded; mount tracefs at /sys/kernel/tracing)", err)
+	} else {
+		p.links = append(p.links, l)
+	}
 	if byCgroup {
 		// Optional: fork and exec already catch what joins a targeted
 		// cgroup; this adds processes moved there that never exec.
@@ -125,6 +132,12 @@ func (p *Probe) handle(s *recorder.Session, raw []byte) {
 		}
 	case bpfProcKindPROC_EXIT:
 		row.Kind = formats.ProcessExit
+	case bpfProcKindPROC_OOM:
+		// The victim still runs: its name from /proc (the event has none).
+		row.Kind = formats.ProcessOOM
+		if b, err := os.ReadFile(filepath.Join(s.ProcRoot(), strconv.FormatUint(uint64(ev.Pid), 10), "comm")); err == nil {
+			row.Comm = strings.TrimSpace(string(b))
+		}
 	case bpfProcKindPROC_ATTACH:
 		// Moved into a targeted cgroup: running, so /proc has the rest.
 		row.Kind = formats.ProcessInfo

@@ -12,9 +12,9 @@ import (
 )
 
 // BenchmarkHTTPRecord measures the recorder's user-space work per ring
-// record of the http probe set — decoding, parsing, pairing and writing the
-// row — on records shaped like those nginx under wrk produces (the kernel
-// paired them). `go test -bench HTTPRecord ./capture/`.
+// record of the http probe set — decoding, parsing and writing the row —
+// on records shaped like those nginx under wrk produces (the kernel paired
+// and framed them). `go test -bench HTTPRecord ./capture/`.
 func BenchmarkHTTPRecord(b *testing.B) {
 	w, err := formats.Create(filepath.Join(b.TempDir(), "b.bpfsnap"), formats.Manifest{}, formats.CreateOptions{})
 	if err != nil {
@@ -27,23 +27,20 @@ func BenchmarkHTTPRecord(b *testing.B) {
 	ev.Saddr = [16]uint8{127, 0, 0, 1}
 	ev.Daddr = [16]uint8{127, 0, 0, 1}
 	ev.Sport, ev.Dport = 8080, 40000
-	put := func(m *bpfHttpMsg, s string) {
-		for i := range len(s) {
-			m.Payload[i] = int8(s[i])
-		}
-		m.Copied, m.SegLen = uint32(len(s)), uint32(len(s))
+	line := "GET /index.html HTTP/1.1\r"
+	for i := range len(line) {
+		ev.Line[i] = int8(line[i])
 	}
-	put(&ev.Req, "GET /index.html HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n")
-	put(&ev.Msg, "HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Tue, 01 Dec 2026 19:59:02 GMT\r\nContent-Type: text/html\r\nContent-Length: 17\r\nLast-Modified: Tue, 01 Dec 2026 19:40:00 GMT\r\nConnection: keep-alive\r\nETag: \"6745b1a0-11\"\r\nAccept-Ranges: bytes\r\n\r\n")
-	ev.Msg.SegLen += 17
-	ev.Msg.Egress, ev.Msg.CurrentCgroup, ev.Msg.Pid, ev.Msg.Tid = 1, 7, 100, 100
-	raw := unsafe.Slice((*byte)(unsafe.Pointer(&ev)), unsafe.Sizeof(ev))
+	ev.LineLen = uint16(len(line))
+	ev.Status, ev.ReqBody, ev.RespBody = 200, -1, 17
+	ev.Flags, ev.CtxCgroup, ev.CtxPid, ev.CtxTid = flagCtx, 7, 100, 100
+	raw := unsafe.Slice((*byte)(unsafe.Pointer(&ev)), lineOffset+len(line))
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {
 		ev.Cookie = uint64(i % 64) // 64 keep-alive connections
-		ev.Req.Seq, ev.Msg.Seq = uint32(i), uint32(i)
-		ev.Req.TimeNs, ev.Msg.TimeNs = uint64(i)*1000, uint64(i)*1000+50000
+		ev.ReqNs = uint64(i) * 1000
+		ev.RespNs, ev.RespEndNs = ev.ReqNs+50000, ev.ReqNs+50000
 		h.handle(raw)
 	}
 	if err := w.Seal(); err != nil {
@@ -51,4 +48,12 @@ func BenchmarkHTTPRecord(b *testing.B) {
 	}
 	b.StopTimer()
 	w.Abort()
+}
+
+// The kernel's drop counters are named from formats' catalog in the order
+// of enum http_drop: one name per counter.
+func TestDropNamesMatchEnum(t *testing.T) {
+	if len(httpDropNames) != int(bpfHttpDropHTTP_DROP_MAX) {
+		t.Fatalf("%d names for %d kernel counters", len(httpDropNames), bpfHttpDropHTTP_DROP_MAX)
+	}
 }

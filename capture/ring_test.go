@@ -1,0 +1,254 @@
+//go:build linux
+
+package capture
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/bpfsnap/bpfsnap/analyze"
+	"github.com/bpfsnap/bpfsnap/formats"
+	"github.com/bpfsnap/bpfsnap/internal/testenv"
+)
+
+// ringRun is a flight recorder running in the test process.
+type ringRun struct {
+	t      *testing.T
+	out    string
+	cancel context.CancelFunc
+	done   chan error
+	mu     sync.Mutex
+	dumps  []string
+	dumped chan string
+	maxEvt int // most event chunk files of one table seen on disk at once
+	res    *Result
+}
+
+// startRing starts capture --ring in the background and returns once its
+// probes are attached.
+func startRing(t *testing.T, opts Options) *ringRun {
+	t.Helper()
+	r := &ringRun{t: t, out: filepath.Join(t.TempDir(), "ring.bpfsnap"), done: make(chan error, 1), dumped: make(chan string, 16)}
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	opts.Output, opts.Sets, opts.Version = r.out, NewProbeSets(), "test"
+	ready := make(chan struct{})
+	opts.Ready = func() { close(ready) }
+	opts.Dumped = func(path, trig, detail string) {
+		r.mu.Lock()
+		r.dumps = append(r.dumps, path)
+		r.mu.Unlock()
+		r.dumped <- path
+	}
+	opts.Status = func(Status) { r.countEventChunks() }
+	go func() {
+		res, err := Run(ctx, opts)
+		r.res = res
+		r.done <- err
+	}()
+	select {
+	case <-ready:
+	case err := <-r.done:
+		t.Fatalf("flight recorder ended before it was ready: %v", err)
+	}
+	return r
+}
+
+// countEventChunks notes how many chunks of each event table are on disk.
+func (r *ringRun) countEventChunks() {
+	ents, _ := os.ReadDir(r.out + formats.PartialSuffix)
+	per := map[string]int{}
+	for _, e := range ents {
+		table, _, ok := strings.Cut(e.Name(), "-")
+		if ok && strings.HasSuffix(e.Name(), ".parquet") && !strings.HasPrefix(e.Name(), ".") && !formats.RingRetained(table) {
+			per[table]++
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, n := range per {
+		r.maxEvt = max(r.maxEvt, n)
+	}
+}
+
+// waitDump waits for the next dump.
+func (r *ringRun) waitDump(limit time.Duration) string {
+	r.t.Helper()
+	select {
+	case p := <-r.dumped:
+		return p
+	case <-time.After(limit):
+		r.t.Fatalf("no dump within %s", limit)
+	case err := <-r.done:
+		r.t.Fatalf("the flight recorder stopped: %v", err)
+	}
+	return ""
+}
+
+func (r *ringRun) stop() {
+	r.t.Helper()
+	r.cancel()
+	if err := <-r.done; err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// burn runs a CPU-bound shell loop (builtins only: no child processes)
+// under the name comm for d.
+func burn(t *testing.T, comm string, d time.Duration) int {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), comm)
+	if err := os.Symlink("/bin/sh", bin); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-c", "while :; do :; done")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.AfterFunc(d, func() { cmd.Process.Kill() })
+	go cmd.Wait()
+	return cmd.Process.Pid
+}
+
+// The flight recorder keeps its last window: a dump on SIGUSR1 holds a
+// process that ran 2 s before and not one that ran 10 s before (neither
+// its samples nor its process row); recording goes on and a second dump
+// works; event chunks on disk stay within about two windows; when it stops,
+// the last window is the archive at -o.
+func TestRingDumpsLastWindow(t *testing.T) {
+	testenv.RequireBPF(t)
+	r := startRing(t, Options{Ring: 6 * time.Second, Probes: []string{"cpu"}})
+	early := burn(t, "early-burner", time.Second)
+	time.Sleep(11 * time.Second)
+	late := burn(t, "late-burner", time.Second)
+	time.Sleep(2 * time.Second)
+	syscall.Kill(os.Getpid(), syscall.SIGUSR1)
+	first := r.waitDump(30 * time.Second)
+
+	a, err := formats.Open(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := a.Manifest()
+	if !m.Complete || m.Dump == nil || m.Dump.Trigger != "signal" || m.Dump.Ring != "6s" {
+		t.Errorf("dump manifest: complete %v dump %+v", m.Complete, m.Dump)
+	}
+	if d := m.Window.Duration(); d < 5*time.Second || d > 8*time.Second {
+		t.Errorf("dump window %s, want about the 6 s ring", d)
+	}
+	procs, err := analyze.Processes(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[uint32]bool{}
+	for _, p := range procs {
+		seen[p.PID] = true
+	}
+	if !seen[uint32(late)] || seen[uint32(early)] {
+		t.Errorf("processes of the dump: late (2 s before) %v, early (10 s before) %v; want only the late one", seen[uint32(late)], seen[uint32(early)])
+	}
+	samples, err := formats.ReadAll[formats.CPUSample](a, formats.TableCPUSamples)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bySample := map[uint32]int{}
+	for _, s := range samples {
+		bySample[s.PID]++
+		if s.TimeNs < m.Window.StartMonoNs || s.TimeNs > m.Window.EndMonoNs {
+			t.Errorf("sample at %d outside the window [%d, %d]", s.TimeNs, m.Window.StartMonoNs, m.Window.EndMonoNs)
+			break
+		}
+	}
+	if bySample[uint32(late)] == 0 || bySample[uint32(early)] != 0 {
+		t.Errorf("samples: late %d, early %d", bySample[uint32(late)], bySample[uint32(early)])
+	}
+	s, err := analyze.Analyze(a, analyze.Options{})
+	if err != nil || s.CPU == nil || s.CPU.Samples == 0 {
+		t.Errorf("the dump does not analyze: %v", err)
+	}
+	a.Close()
+
+	time.Sleep(2 * time.Second)
+	syscall.Kill(os.Getpid(), syscall.SIGUSR1)
+	second := r.waitDump(30 * time.Second)
+	if second == first {
+		t.Fatal("the second dump overwrote the first")
+	}
+	b, err := formats.Open(second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Manifest().Dump == nil || b.Manifest().Dump.Sequence != 2 {
+		t.Errorf("second dump: %+v", b.Manifest().Dump)
+	}
+	b.Close()
+	r.stop()
+	if r.maxEvt > 12 {
+		t.Errorf("up to %d chunks of one event table on disk; a 6 s ring sealed every second keeps about 8, two windows are 12", r.maxEvt)
+	}
+	if _, err := os.Stat(r.out + formats.PartialSuffix); err == nil {
+		t.Error("the recorder's directory is left after it stopped")
+	}
+	last, err := formats.Open(r.out)
+	if err != nil {
+		t.Fatalf("no last window at -o: %v", err)
+	}
+	defer last.Close()
+	if d := last.Manifest().Window.Duration(); d > 9*time.Second {
+		t.Errorf("the last window is %s long, want about the ring", d)
+	}
+}
+
+// The flight recorder dumps on its own when an http.p99 condition holds on
+// a route made slow on purpose, and the dump holds the slow requests.
+func TestRingHTTPTrigger(t *testing.T) {
+	testenv.RequireBPF(t)
+	bin := buildGo(t, goServerSrc)
+	port := freePort(t)
+	pid := startServer(t, exec.Command(bin, fmt.Sprint(port)), port)
+	r := startRing(t, Options{Ring: 8 * time.Second, Probes: []string{"http"}, PIDs: []uint32{uint32(pid)},
+		Triggers: []string{"http.p99>5ms,route=/slow/1,cooldown=1h"}})
+	clientLoad(t, port, 100, 2, "/fast")
+	select {
+	case p := <-r.dumped:
+		t.Fatalf("dumped on fast requests only: %s", p)
+	case <-time.After(2 * time.Second):
+	}
+	// goServerSrc's /slow/ID answers after 12 ms.
+	clientLoad(t, port, 30, 2, "/slow/1", "/fast")
+	path := r.waitDump(20 * time.Second)
+	r.stop()
+	a, err := formats.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	m := a.Manifest()
+	if m.Dump == nil || m.Dump.Trigger != "http.p99>5ms,route=/slow/1,cooldown=1h" || !strings.Contains(m.Dump.Detail, "/slow/{id}") {
+		t.Fatalf("dump: %+v", m.Dump)
+	}
+	h, err := analyze.HTTP(a, analyze.Options{}, nil)
+	if err != nil || h == nil {
+		t.Fatalf("http analysis: %v", err)
+	}
+	var slow int64
+	for _, e := range h.Endpoints {
+		if e.Route == "/slow/{id}" {
+			slow += e.Count
+			if e.P99 < 5 {
+				t.Errorf("the dump's /slow p99 is %.2f ms", e.P99)
+			}
+		}
+	}
+	if slow < 20 {
+		t.Errorf("the dump holds %d slow requests, want the 30 sent (at least the 20 the trigger needs)", slow)
+	}
+}
