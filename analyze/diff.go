@@ -20,9 +20,10 @@ type Diff struct {
 	Base DiffSide `json:"base"`
 	New  DiffSide `json:"new"`
 	// HTTP, CPU and Mem are nil unless both sides have that section.
-	HTTP *HTTPDiff `json:"http,omitempty"`
-	CPU  *CPUDiff  `json:"cpu,omitempty"`
-	Mem  *MemDiff  `json:"mem,omitempty"`
+	HTTP   *HTTPDiff   `json:"http,omitempty"`
+	CPU    *CPUDiff    `json:"cpu,omitempty"`
+	Mem    *MemDiff    `json:"mem,omitempty"`
+	OffCPU *OffCPUDiff `json:"offcpu,omitempty"`
 
 	// folded holds both sides' CPU stacks merged, for the differential
 	// flame graph and `flamegraph --diff --folded`.
@@ -79,6 +80,9 @@ func Compare(base, cur *Summary) *Diff {
 	}
 	if base.Mem != nil && cur.Mem != nil {
 		d.Mem = compareMem(base.Mem, cur.Mem)
+	}
+	if base.OffCPU != nil && cur.OffCPU != nil {
+		d.OffCPU = compareOffCPU(base.OffCPU, cur.OffCPU, d.Base.DurationS, d.New.DurationS)
 	}
 	return d
 }
@@ -189,10 +193,43 @@ type EndpointSide struct {
 	P999     float64  `json:"p999_ms"`
 	Max      float64  `json:"max_ms"`
 	Mean     float64  `json:"mean_ms"`
+	TTFBP50  float64  `json:"ttfb_p50_ms"`
+	TTFBP99  float64  `json:"ttfb_p99_ms"`
 	PIDs     []uint32 `json:"pids"`
 	Pods     []string `json:"pods,omitempty"`
-	// latencies are the merged requests' latencies, sorted.
-	latencies []float64
+	// TimeSplit is where a request's time went, on average, when the
+	// archive can tell (see analyze.TimeSplit).
+	TimeSplit *RequestSplit `json:"time_split,omitempty"`
+	// latencies and ttfb are the merged requests' figures, sorted.
+	latencies, ttfb []float64
+}
+
+// RequestSplit is a TimeSplit per request: the serving thread's time in
+// an average request (ms) on the CPU, blocked (by wait class) and in the
+// run queue.
+type RequestSplit struct {
+	// Requests are those with a serving thread, which the split covers.
+	Requests        int64              `json:"requests"`
+	WallMs          float64            `json:"wall_ms"`
+	OnCPUMs         float64            `json:"on_cpu_ms"`
+	OnCPUSource     string             `json:"on_cpu_source"`
+	OffCPUMs        float64            `json:"off_cpu_ms"`
+	RunqueueMs      float64            `json:"runqueue_ms"`
+	OffCPUByClassMs map[string]float64 `json:"off_cpu_by_class_ms,omitempty"`
+}
+
+// parts returns the split's parts by name (on_cpu, runqueue, each wait
+// class); only on_cpu when the archive had no offcpu probe (the rest is
+// not known then).
+func (r *RequestSplit) parts() map[string]float64 {
+	out := map[string]float64{"on_cpu": r.OnCPUMs}
+	if r.OnCPUSource == OnCPUFromScheduler {
+		out["runqueue"] = r.RunqueueMs
+		for c, v := range r.OffCPUByClassMs {
+			out[c] = v
+		}
+	}
+	return out
 }
 
 // EndpointChange is NEW minus BASE.
@@ -205,6 +242,41 @@ type EndpointChange struct {
 	RateRPS  float64 `json:"rate_rps"`
 	// ErrorPct is the change of the error rate in percentage points.
 	ErrorPct float64 `json:"error_pct"`
+	TTFBP99  float64 `json:"ttfb_p99_ms"`
+	// TimeSplit is the change of each part of an average request's time
+	// (ms: on_cpu, runqueue and each wait class; on_cpu only when either
+	// side lacks the offcpu probe), when both sides have a split. Cause is
+	// the part that grew most, when it accounts for at least half of the
+	// mean latency added.
+	TimeSplit map[string]float64 `json:"time_split,omitempty"`
+	Cause     string             `json:"cause,omitempty"`
+}
+
+// splitChange fills the change's time split from both sides'.
+func (c *EndpointChange) splitChange(b, n *EndpointSide) {
+	if b.TimeSplit == nil || n.TimeSplit == nil {
+		return
+	}
+	bp, np := b.TimeSplit.parts(), n.TimeSplit.parts()
+	if b.TimeSplit.OnCPUSource != n.TimeSplit.OnCPUSource {
+		bp, np = map[string]float64{"on_cpu": bp["on_cpu"]}, map[string]float64{"on_cpu": np["on_cpu"]}
+	}
+	c.TimeSplit = map[string]float64{}
+	for k := range bp {
+		c.TimeSplit[k] = np[k] - bp[k]
+	}
+	for k := range np {
+		c.TimeSplit[k] = np[k] - bp[k]
+	}
+	best := 0.0
+	for _, k := range append([]string{"on_cpu", "runqueue"}, WaitClasses...) {
+		if v := c.TimeSplit[k]; v > best {
+			c.Cause, best = k, v
+		}
+	}
+	if added := n.Mean - b.Mean; added <= 0 || best < added/2 {
+		c.Cause = ""
+	}
 }
 
 // EndpointKey is what an endpoint is matched by across archives.
@@ -309,12 +381,17 @@ func httpSide(s *Summary) map[EndpointKey]*EndpointSide {
 		side.Errors += e.Errors
 		side.RateRPS += e.RateRPS
 		side.latencies = append(side.latencies, e.Latencies...)
+		side.ttfb = append(side.ttfb, e.ttfb...)
+		side.addSplit(e.TimeSplit)
 		side.PIDs = append(side.PIDs, e.PID)
 		if pod := pods[e.PID]; pod != "" && !contains(side.Pods, pod) {
 			side.Pods = append(side.Pods, pod)
 		}
 	}
 	for _, side := range out {
+		sort.Float64s(side.ttfb)
+		side.TTFBP50, side.TTFBP99 = Quantile(side.ttfb, 0.50), Quantile(side.ttfb, 0.99)
+		side.finishSplit()
 		l := side.latencies
 		sort.Float64s(l)
 		sort.Slice(side.PIDs, func(i, j int) bool { return side.PIDs[i] < side.PIDs[j] })
@@ -334,6 +411,39 @@ func httpSide(s *Summary) map[EndpointKey]*EndpointSide {
 		side.Mean = sum / float64(len(l))
 	}
 	return out
+}
+
+// addSplit adds a process's time split of the endpoint (sums, made per
+// request by finishSplit).
+func (side *EndpointSide) addSplit(ts *TimeSplit) {
+	if ts == nil || ts.Requests == 0 {
+		return
+	}
+	r := side.TimeSplit
+	if r == nil {
+		r = &RequestSplit{OnCPUSource: ts.OnCPUSource, OffCPUByClassMs: map[string]float64{}}
+		side.TimeSplit = r
+	}
+	r.Requests += ts.Requests
+	r.WallMs += ts.WallMs
+	r.OnCPUMs += ts.OnCPUMs
+	r.OffCPUMs += ts.OffCPUMs
+	r.RunqueueMs += ts.RunqueueMs
+	for c, v := range ts.OffCPUByClassMs {
+		r.OffCPUByClassMs[c] += v
+	}
+}
+
+func (side *EndpointSide) finishSplit() {
+	r := side.TimeSplit
+	if r == nil {
+		return
+	}
+	n := float64(r.Requests)
+	r.WallMs, r.OnCPUMs, r.OffCPUMs, r.RunqueueMs = r.WallMs/n, r.OnCPUMs/n, r.OffCPUMs/n, r.RunqueueMs/n
+	for c := range r.OffCPUByClassMs {
+		r.OffCPUByClassMs[c] /= n
+	}
 }
 
 func contains(xs []string, x string) bool {
@@ -373,7 +483,8 @@ func compareHTTP(base, cur *Summary) *HTTPDiff {
 		}
 		if e.Base != nil && e.New != nil {
 			c := &EndpointChange{P50: e.New.P50 - e.Base.P50, P90: e.New.P90 - e.Base.P90, P99: np99 - bp99,
-				RateRPS: e.New.RateRPS - e.Base.RateRPS, ErrorPct: e.New.ErrorPct - e.Base.ErrorPct}
+				RateRPS: e.New.RateRPS - e.Base.RateRPS, ErrorPct: e.New.ErrorPct - e.Base.ErrorPct, TTFBP99: e.New.TTFBP99 - e.Base.TTFBP99}
+			c.splitChange(e.Base, e.New)
 			if bp99 > 0 {
 				c.P99Ratio = np99 / bp99
 			}
@@ -695,4 +806,67 @@ func WriteFoldedDiff(w io.Writer, stacks []FoldedDiff) error {
 		fmt.Fprintf(bw, "%s %d %d\n", strings.Join(s.Frames, ";"), s.Base, s.New)
 	}
 	return bw.Flush()
+}
+
+// --- off-CPU ---
+
+// OffCPUDiff compares where the threads waited: blocked and run-queue time
+// in ms per second of each side's window, in all and per wait class, so
+// windows of different lengths compare.
+type OffCPUDiff struct {
+	BaseBlocked  float64           `json:"base_blocked_ms_per_s"`
+	NewBlocked   float64           `json:"new_blocked_ms_per_s"`
+	BaseRunqueue float64           `json:"base_runqueue_ms_per_s"`
+	NewRunqueue  float64           `json:"new_runqueue_ms_per_s"`
+	Classes      []OffCPUClassDiff `json:"classes"`
+}
+
+// OffCPUClassDiff is one wait class on both sides (ms per second).
+type OffCPUClassDiff struct {
+	Class        string  `json:"class"`
+	BaseBlocked  float64 `json:"base_blocked_ms_per_s"`
+	NewBlocked   float64 `json:"new_blocked_ms_per_s"`
+	BaseRunqueue float64 `json:"base_runqueue_ms_per_s"`
+	NewRunqueue  float64 `json:"new_runqueue_ms_per_s"`
+}
+
+func compareOffCPU(base, cur *OffCPUSummary, bDur, nDur float64) *OffCPUDiff {
+	per := func(ms, dur float64) float64 {
+		if dur <= 0 {
+			return 0
+		}
+		return ms / dur
+	}
+	d := &OffCPUDiff{BaseBlocked: per(base.BlockedMs, bDur), NewBlocked: per(cur.BlockedMs, nDur),
+		BaseRunqueue: per(base.RunqueueMs, bDur), NewRunqueue: per(cur.RunqueueMs, nDur), Classes: []OffCPUClassDiff{}}
+	classes := map[string]*OffCPUClassDiff{}
+	get := func(c string) *OffCPUClassDiff {
+		if classes[c] == nil {
+			classes[c] = &OffCPUClassDiff{Class: c}
+		}
+		return classes[c]
+	}
+	for _, c := range base.Classes {
+		x := get(c.Class)
+		x.BaseBlocked, x.BaseRunqueue = per(c.BlockedMs, bDur), per(c.RunqueueMs, bDur)
+	}
+	for _, c := range cur.Classes {
+		x := get(c.Class)
+		x.NewBlocked, x.NewRunqueue = per(c.BlockedMs, nDur), per(c.RunqueueMs, nDur)
+	}
+	for _, c := range WaitClasses {
+		if x := classes[c]; x != nil {
+			d.Classes = append(d.Classes, *x)
+			delete(classes, c)
+		}
+	}
+	var other []string // classes this version does not know
+	for c := range classes {
+		other = append(other, c)
+	}
+	sort.Strings(other)
+	for _, c := range other {
+		d.Classes = append(d.Classes, *classes[c])
+	}
+	return d
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/bpfsnap/bpfsnap/formats"
+	"github.com/bpfsnap/bpfsnap/internal/offcpufixture"
 )
 
 // diffFixture builds a small archive with processes, HTTP requests and CPU
@@ -362,5 +363,69 @@ func TestCompareMem(t *testing.T) {
 	}
 	if d.BaseOutstandingBytes != 300 || d.NewOutstandingBytes != 900 || d.NewMappedBytes != 4096 {
 		t.Errorf("totals %+v", d)
+	}
+}
+
+// The time split of an endpoint, per request on each side, from the
+// off-CPU fixture (a /lock route blocked 8 ms of 10 on a mutex, 0.5 ms in
+// the run queue); the off-CPU section per second of the window.
+func TestCompareTimeSplitAndOffCPU(t *testing.T) {
+	path, err := offcpufixture.Write(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := LoadDiff(path, Request{}, path, Request{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lock *EndpointDiff
+	for i := range d.HTTP.Endpoints {
+		if d.HTTP.Endpoints[i].Route == "/lock" {
+			lock = &d.HTTP.Endpoints[i]
+		}
+	}
+	if lock == nil || lock.New.TimeSplit == nil || lock.Change == nil {
+		t.Fatalf("/lock: %+v", lock)
+	}
+	ts := lock.New.TimeSplit
+	if ts.Requests != offcpufixture.Requests || !near(ts.WallMs, offcpufixture.LockWall) || !near(ts.OffCPUByClassMs[WaitLock], offcpufixture.LockBlocked) ||
+		!near(ts.RunqueueMs, offcpufixture.LockRunq) || ts.OnCPUSource != OnCPUFromScheduler {
+		t.Errorf("/lock split per request %+v", ts)
+	}
+	if lock.Change.TimeSplit[WaitLock] != 0 || lock.Change.Cause != "" {
+		t.Errorf("an archive against itself: %+v", lock.Change)
+	}
+	o := d.OffCPU
+	if o == nil || len(o.Classes) == 0 || o.BaseBlocked != o.NewBlocked || o.BaseBlocked <= 0 {
+		t.Fatalf("offcpu %+v", o)
+	}
+	for _, c := range o.Classes {
+		if c.Class == WaitLock && !near(c.NewBlocked, offcpufixture.Requests*offcpufixture.LockBlocked/10) {
+			t.Errorf("lock: %+v ms/s, want %v", c, offcpufixture.Requests*offcpufixture.LockBlocked/10)
+		}
+	}
+}
+
+// The part of a request's time that grew names the cause; a part the
+// other side cannot know (no offcpu probe there) is left out.
+func TestSplitChange(t *testing.T) {
+	side := func(mean, onCPU, sleep float64, source string) *EndpointSide {
+		return &EndpointSide{Mean: mean, TimeSplit: &RequestSplit{Requests: 10, WallMs: mean, OnCPUMs: onCPU, OnCPUSource: source,
+			OffCPUMs: sleep, OffCPUByClassMs: map[string]float64{WaitSleep: sleep}}}
+	}
+	var c EndpointChange
+	c.splitChange(side(10, 2, 8, OnCPUFromScheduler), side(40, 2.5, 37.5, OnCPUFromScheduler))
+	if c.Cause != WaitSleep || !near(c.TimeSplit[WaitSleep], 29.5) || !near(c.TimeSplit["on_cpu"], 0.5) {
+		t.Errorf("%+v, want sleep +29.5 ms the cause", c)
+	}
+	c = EndpointChange{}
+	c.splitChange(side(10, 2, 8, OnCPUFromSamples), side(40, 2.5, 37.5, OnCPUFromScheduler))
+	if c.Cause != "" || len(c.TimeSplit) != 1 || !near(c.TimeSplit["on_cpu"], 0.5) {
+		t.Errorf("%+v, want on_cpu only and no cause (on-CPU is not most of what was added)", c)
+	}
+	c = EndpointChange{}
+	c.splitChange(side(10, 2, 8, OnCPUFromSamples), side(30, 20, 0, OnCPUFromSamples))
+	if c.Cause != "on_cpu" || !near(c.TimeSplit["on_cpu"], 18) {
+		t.Errorf("%+v, want on_cpu the cause", c)
 	}
 }

@@ -45,7 +45,7 @@ func WhatChanged(d *analyze.Diff) []string {
 				out = append(out, fmt.Sprintf("new endpoint %s: p99 %s at %.1f req/s", endpointName(e), fmtMs(e.New.P99), e.New.RateRPS))
 				continue
 			}
-			out = append(out, fmt.Sprintf("%s: p99 %s → %s (%s) at %.1f req/s", endpointName(e), fmtMs(e.Base.P99), fmtMs(e.New.P99), signedMs(e.Change.P99), e.New.RateRPS))
+			out = append(out, fmt.Sprintf("%s: p99 %s → %s (%s) at %.1f req/s%s", endpointName(e), fmtMs(e.Base.P99), fmtMs(e.New.P99), signedMs(e.Change.P99), e.New.RateRPS, causeText(e.Change)))
 		}
 		var errs, gone *analyze.EndpointDiff
 		for i := range h.Endpoints {
@@ -87,6 +87,21 @@ func WhatChanged(d *analyze.Diff) []string {
 			out = append(out, fmt.Sprintf("CPU use %.2f → %.2f cores", c.BaseCores, c.NewCores))
 		}
 	}
+	if o := d.OffCPU; o != nil {
+		if grew(o.BaseRunqueue, o.NewRunqueue, 20) {
+			out = append(out, fmt.Sprintf("CPU contention: threads waited %.0f → %.0f ms/s in the run queue", o.BaseRunqueue, o.NewRunqueue))
+		}
+		var top *analyze.OffCPUClassDiff
+		for i := range o.Classes {
+			c := &o.Classes[i]
+			if grew(c.BaseBlocked, c.NewBlocked, 50) && (top == nil || c.NewBlocked-c.BaseBlocked > top.NewBlocked-top.BaseBlocked) {
+				top = c
+			}
+		}
+		if top != nil {
+			out = append(out, fmt.Sprintf("off-CPU: threads blocked %.0f → %.0f ms/s in %s waits", top.BaseBlocked, top.NewBlocked, top.Class))
+		}
+	}
 	if m := d.Mem; m != nil && len(m.Sites) > 0 {
 		s := &m.Sites[0]
 		what := "grew by"
@@ -105,6 +120,29 @@ func WhatChanged(d *analyze.Diff) []string {
 // a millisecond and a tenth.
 func tailGrew(e *analyze.EndpointDiff) bool {
 	return e.Change.P99 >= 1 && e.Change.P99 >= 0.1*e.Base.P99
+}
+
+// grew tells a figure that grew by half and by at least floor.
+func grew(base, cur, floor float64) bool {
+	return cur-base >= floor && cur >= 1.5*base
+}
+
+// causeText names the part of a request's time that grew (", mostly
+// sleep: +300 ms per request"), or "".
+func causeText(c *analyze.EndpointChange) string {
+	if c == nil || c.Cause == "" {
+		return ""
+	}
+	what := c.Cause
+	switch what {
+	case "on_cpu":
+		what = "on the CPU"
+	case "runqueue":
+		what = "waiting for a CPU"
+	default:
+		what = "blocked: " + what
+	}
+	return fmt.Sprintf(", mostly %s (%s per request)", what, signedMs(c.TimeSplit[c.Cause]))
 }
 
 func endpointName(e *analyze.EndpointDiff) string {
@@ -182,7 +220,7 @@ func WriteDiffText(out io.Writer, d *analyze.Diff) {
 				change = "gone"
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t  %s\n", col(e.Base, p99), col(e.New, p99), change,
-				col(e.Base, p50), col(e.New, p50), col(e.Base, rps), col(e.New, rps), col(e.Base, errp), col(e.New, errp), safe(endpointName(e)))
+				col(e.Base, p50), col(e.New, p50), col(e.Base, rps), col(e.New, rps), col(e.Base, errp), col(e.New, errp), safe(endpointName(e)+causeText(e.Change)))
 		}
 		tw.Flush()
 	}
@@ -204,6 +242,14 @@ func WriteDiffText(out io.Writer, d *analyze.Diff) {
 			}
 			fmt.Fprintf(out, "  %5.1f%%  %5.1f%%  %+6.1f%s  %5.1f%%  %5.1f%%   %s\n", f.BaseShare, f.NewShare, f.Change, mark,
 				f.BaseTotalShare, f.NewTotalShare, safe(f.Name))
+		}
+	}
+	if o := d.OffCPU; o != nil {
+		fmt.Fprintf(out, "\nOff-CPU, ms per second of the window: blocked %.0f → %.0f, run queue %.0f → %.0f\n",
+			o.BaseBlocked, o.NewBlocked, o.BaseRunqueue, o.NewRunqueue)
+		fmt.Fprintf(out, "  %-11s  %-21s  %s\n", "CLASS", "BLOCKED (base → new)", "RUN QUEUE (base → new)")
+		for _, c := range o.Classes {
+			fmt.Fprintf(out, "  %-11s  %8.1f → %-8.1f    %8.1f → %-8.1f\n", c.Class, c.BaseBlocked, c.NewBlocked, c.BaseRunqueue, c.NewRunqueue)
 		}
 	}
 	if m := d.Mem; m != nil {

@@ -81,8 +81,9 @@ func (h *HTMLArchive) AddBaseline(d *analyze.Diff) error {
 
 // compareFuncs are the template functions of the comparison's parts.
 var compareFuncs = template.FuncMap{
-	"signedMs": signedMs,
-	"points":   func(v float64) string { return fmt.Sprintf("%+.1f", v) },
+	"signedMs":  signedMs,
+	"causeText": causeText,
+	"points":    func(v float64) string { return fmt.Sprintf("%+.1f", v) },
 	"ratio": func(v float64) string {
 		if v == 0 {
 			return ""

@@ -11,6 +11,7 @@ import (
 	"github.com/bpfsnap/bpfsnap/analyze"
 	"github.com/bpfsnap/bpfsnap/formats"
 	"github.com/bpfsnap/bpfsnap/internal/cpufixture"
+	"github.com/bpfsnap/bpfsnap/internal/offcpufixture"
 )
 
 // fixtureDiff compares a baseline with a fifth of the fixture's user-mode
@@ -205,5 +206,46 @@ func TestReportWithBaseline(t *testing.T) {
 	}
 	if plain := render(false); strings.Contains(plain, "card changed") || strings.Contains(plain, "diffflame") || strings.Contains(plain, "<th>Baseline</th>") {
 		t.Error("the report without a baseline shows comparison parts")
+	}
+}
+
+// With the offcpu probe on both sides, the comparison shows the wait
+// classes per second and each endpoint's split, in text and in the page.
+func TestDiffOffCPU(t *testing.T) {
+	path, err := offcpufixture.Write(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := analyze.LoadDiff(path, analyze.Request{}, path, analyze.Request{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text bytes.Buffer
+	WriteDiffText(&text, d)
+	if !strings.Contains(text.String(), "Off-CPU, ms per second of the window") || !strings.Contains(text.String(), "lock ") {
+		t.Errorf("text:\n%s", text.String())
+	}
+	s, err := analyze.Load(path, analyze.Request{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := BuildHTMLArchive(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.AddBaseline(d); err != nil {
+		t.Fatal(err)
+	}
+	var page bytes.Buffer
+	if err := WriteHTML(&page, []*HTMLArchive{h}, HTMLOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Milliseconds per second of each window", "<td>lock</td>", "p99 vs baseline"} {
+		if !strings.Contains(page.String(), want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	if strings.Contains(page.String(), "<svg onload") {
+		t.Error("raw hostile markup in the page")
 	}
 }
