@@ -197,8 +197,8 @@ func TestDiffOfTwoCaptures(t *testing.T) {
 	}
 	score := funcs["main.scoreItems"]
 	t.Logf("CPU: %d → %d samples, scoreItems self %.1f%% → %.1f%% (z %.1f)", d.CPU.BaseSamples, d.CPU.NewSamples, score.BaseShare, score.NewShare, score.Z)
-	if !score.Significant || score.NewShare < 1.8*score.BaseShare || score.NewShare > 3.6*score.BaseShare {
-		t.Errorf("scoreItems %+v: want a significant growth of about 2.7× its share (3× the work)", score)
+	if !score.Significant || score.NewShare < 1.8*score.BaseShare || score.NewShare > 4.5*score.BaseShare {
+		t.Errorf("scoreItems %+v: want a significant growth of about 2.8× its share (3× the work, shares of a larger whole; ~70 samples in BASE: ±12%%)", score)
 	}
 	if len(d.CPU.Functions) == 0 || d.CPU.Functions[0].Name != "main.scoreItems" {
 		t.Errorf("largest change %+v, want main.scoreItems", d.CPU.Functions[0])
