@@ -33,8 +33,8 @@ type HTTPRequest struct {
 	// the softirq of the peer's ACK, and does not count). 0 when unknown.
 	// The time split of a server request ends here.
 	ResponseWrittenNs uint64 `parquet:"response_written_ns"`
-	PID           uint32 `parquet:"pid"` // the socket's process; 0 when it could not be learned
-	TID           uint32 `parquet:"tid"` // a thread of PID seen on the socket
+	PID               uint32 `parquet:"pid"` // the socket's process; 0 when it could not be learned
+	TID               uint32 `parquet:"tid"` // a thread of PID seen on the socket
 	// RequestTID and ResponseTID are the threads that handled each
 	// message where the hook runs in their context: for a server the
 	// thread that wrote the response; for a client the thread that wrote
