@@ -376,7 +376,7 @@ func benchHTTPServer(env *Env, server string) ([]Row, error) {
 		Result: o.Format("%.3f"),
 		Peer:   "bpftrace " + peer + " histogram: " + t.Format("%.3f") + "; the same printing a line per request: " + stats(printing).Format("%.3f"),
 		Goal:   "≥ the histogram script", Met: yesNo(o.Median >= t.Median),
-		Note:   how + "; capture -p http --pid SERVER (cgroup_skb on the root, every request framed in the kernel, a row per request), the peers interleaved in the same rounds",
+		Note: how + "; capture -p http --pid SERVER (cgroup_skb on the root, every request framed in the kernel, a row per request), the peers interleaved in the same rounds",
 	}, {
 		Name:   fmt.Sprintf("HTTP capture: %s, --pid, cost per request (µs): recorder CPU / BPF programs", label),
 		Result: stats(recorderUs).Format("%.2f") + " / " + stats(bpfUs).Format("%.2f"),
