@@ -198,6 +198,7 @@ var httpColumns = []formats.ColumnSpec{
 	{Name: "tid", Kind: formats.ColumnInt32},
 	{Name: "request_tid", Kind: formats.ColumnInt32, Optional: true},
 	{Name: "response_tid", Kind: formats.ColumnInt32, Optional: true},
+	{Name: "response_written_ns", Kind: formats.ColumnInt64, Optional: true},
 }
 
 // HTTP computes the http section, or nil when the archive has no HTTP data.
@@ -243,7 +244,7 @@ func HTTP(a *formats.Archive, opts Options, procs []Process) (*HTTPSummary, erro
 		reqNs, respNs, pids, status := c.Columns[0].Int64, c.Columns[1].Int64, c.Columns[2].Int32, c.Columns[6].Int32
 		roles, methods, paths, remotes := &c.Columns[3], &c.Columns[4], &c.Columns[5], &c.Columns[7]
 		endNs, protocols := c.Columns[8].Int64, &c.Columns[9]
-		tids, reqTids, respTids := c.Columns[10].Int32, c.Columns[11].Int32, c.Columns[12].Int32
+		tids, reqTids, respTids, written := c.Columns[10].Int32, c.Columns[11].Int32, c.Columns[12].Int32, c.Columns[13].Int64
 		for i := 0; i < c.Rows; i++ {
 			pid, req, resp, end := uint32(pids[i]), uint64(reqNs[i]), uint64(respNs[i]), uint64(endNs[i])
 			if !b.Keep(pid, req) {
@@ -287,10 +288,15 @@ func HTTP(a *formats.Archive, opts Options, procs []Process) (*HTTPSummary, erro
 			if st >= 500 {
 				ep.Errors++
 			}
-			// The serving threads' time counts up to the response's last
-			// byte (its first where the end was not seen).
+			// The serving threads' time counts until the server wrote the
+			// response's last byte (not when a segment held back by Nagle
+			// left: the thread had moved on), else its last or first byte.
+			done := max(resp, end)
+			if w := uint64(written[i]); w >= resp && w <= done {
+				done = w
+			}
 			served := servedRequest{PID: pid, TID: uint32(tids[i]), RequestTID: uint32(reqTids[i]),
-				ResponseTID: uint32(respTids[i]), RequestNs: req, ResponseNs: max(resp, end)}
+				ResponseTID: uint32(respTids[i]), RequestNs: req, ResponseNs: done}
 			if opts.split != nil && g.role == formats.RoleServer {
 				ep.split = opts.split.add(ep.split, served)
 			}

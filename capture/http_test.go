@@ -178,7 +178,7 @@ func openHTTP(t *testing.T, path string) *analyze.HTTPSummary {
 	procs, _ := analyze.Processes(a)
 	h, err := analyze.HTTP(a, analyze.Options{}, procs)
 	if err != nil || h == nil {
-		t.Fatalf("http analysis: %v", err)
+		t.Fatalf("http analysis: %v (drops %v, probes %+v, warnings %q)", err, a.Manifest().Drops, a.Manifest().Probes, a.Manifest().Warnings)
 	}
 	return h
 }

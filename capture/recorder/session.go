@@ -303,6 +303,26 @@ func (s *Session) emitProcess(row formats.ProcessEvent) {
 	}
 }
 
+// adoptDescendants adds to the targets the children targets forked after
+// the /proc walk that chose them and before the fork probe was attached
+// (nginx's master forking its workers as the capture starts): from the
+// attach on, the kernel follows forks itself, so one more walk closes the
+// gap.
+func (s *Session) adoptDescendants() {
+	for _, pid := range descendants(s.procRoot, s.TargetPIDs()) {
+		if s.IsTarget(pid) {
+			continue
+		}
+		if err := s.targets.Put(pid, uint8(1)); err != nil {
+			s.Warnf("adding pid %d to the target map: %v", pid, err)
+			continue
+		}
+		s.targetMu.Lock()
+		s.targetPIDs[pid] = true
+		s.targetMu.Unlock()
+	}
+}
+
 // IsTarget reports whether pid is one of the capture's targets (always
 // true for a whole-host capture). Probe sets whose events cannot be
 // filtered in the kernel (packets seen in softirq context) use it.
@@ -498,6 +518,9 @@ func Run(ctx context.Context, opts Options, procs ProcessProbe) (*Result, error)
 	var follower ProcessProbe
 	if procsErr == nil {
 		follower = procs
+	}
+	if procsErr == nil && s.targets != nil {
+		s.adoptDescendants()
 	}
 	if err := procsErr; err != nil {
 		probes = append(probes, formats.Probe{Name: "process", Error: err.Error()})
