@@ -60,6 +60,9 @@ type Options struct {
 	// tests: a tiny ring overflows under load, so the drop accounting can
 	// be checked against a workload that knows what it did.
 	RingPages int
+	// KeepCmdline writes command lines as they are: by default values
+	// that look like secrets are replaced (internal/redact, Session.Cmdline).
+	KeepCmdline bool
 }
 
 // Status is a snapshot for the live status line.
@@ -96,6 +99,7 @@ type Session struct {
 	k8s           k8sState          // attribution caches and counters (k8s_enrich.go)
 	events        atomic.Uint64
 	warnings      atomic.Uint64
+	redacted      atomic.Uint64 // command-line values replaced (process.cmdline_redacted)
 
 	procTable *formats.TableWriter[formats.ProcessEvent]
 	subMu     sync.Mutex
@@ -410,11 +414,15 @@ func Run(ctx context.Context, opts Options, procs ProcessProbe) (*Result, error)
 		Kernel:         KernelRelease(),
 		Arch:           runtime.GOARCH,
 		Window:         formats.Window{StartWall: wall, StartMonoNs: mono, Requested: opts.Duration.String()},
-		Targets:        formats.Targets{PIDs: opts.PIDs, Command: opts.Command, Extra: s.opts.TargetExtra},
+		Targets:        formats.Targets{PIDs: opts.PIDs, Command: s.redactArgv(opts.Command), Extra: s.opts.TargetExtra},
 		Options:        map[string]string{"probes": strings.Join(opts.Probes, ",")},
 	}, formats.CreateOptions{Clock: clock})
 	if err != nil {
 		return nil, err
+	}
+	if opts.KeepCmdline {
+		// A reader of the archive must know its command lines may hold secrets.
+		w.UpdateManifest(func(m *formats.Manifest) { m.Options["keep_cmdline"] = "true" })
 	}
 	if opts.RingPages > 0 {
 		// A reader of the archive must know its drops were provoked.
@@ -555,6 +563,7 @@ func (s *Session) loop(ctx context.Context, child *heldCommand, follower, procs 
 func (s *Session) updateDrops(procs ProcessProbe, running []ProbeSet) map[formats.DropClass]uint64 {
 	all := procs.Drops()
 	all[k8sDropName] = s.k8s.unresolved.Load()
+	all[redactDropName] = s.redacted.Load()
 	for _, ps := range running {
 		for k, v := range ps.Drops() {
 			all[k] = v

@@ -107,6 +107,7 @@ early; the archive is still finalized. Needs root (or CAP_BPF + CAP_PERFMON).`,
 	f.StringVar(&k8sSel.Namespace, "namespace", "", "capture only processes of pods in this Kubernetes namespace")
 	f.StringVar(&k8sSel.ContainerID, "container-id", "", "capture only this container's processes (id or unique prefix)")
 	f.StringVar(&k8sSel.Cgroup, "cgroup", "", "capture only processes in this cgroup path (and below)")
+	f.BoolVar(&opts.KeepCmdline, "keep-cmdline", false, "write command lines as they are (by default values that look like secrets, such as passwords, tokens, keys and URL userinfo, become <redacted>)")
 	// Debug: shrink every ring buffer so the flood tests can overflow it.
 	f.IntVar(&opts.RingPages, "ring-pages", 0, "debug: size every ring buffer to this many pages (a power of two)")
 	_ = f.MarkHidden("ring-pages")
