@@ -128,6 +128,9 @@ func TestReportInChromium(t *testing.T) {
 		}
 	}
 
+	// A demo-sized report opens fast (report_open_test.go).
+	checkOpenTime(t, chromium, html, demoOpenGoal, 3*demoOpenGoal)
+
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chromium), chromedp.NoSandbox, chromedp.Headless, chromedp.DisableGPU,
 		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
