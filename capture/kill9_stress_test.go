@@ -3,7 +3,6 @@
 package capture
 
 import (
-	"bufio"
 	"fmt"
 	"math/rand"
 	"net"
@@ -48,28 +47,6 @@ const (
 	phaseMidSeal      = "mid-seal"      // while a chunk is being written (a .tmp- file exists)
 	phaseFinalize     = "finalize"      // after SIGINT: stopping, symbolizing, bundling
 )
-
-// bpfObjectIDs returns the ids of the BPF programs and links process pid
-// holds (from /proc/PID/fdinfo), added to progs and links.
-func bpfObjectIDs(pid int, progs, links map[uint32]bool) {
-	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fdinfo", pid))
-	for _, fd := range fds {
-		f, err := os.Open(fmt.Sprintf("/proc/%d/fdinfo/%s", pid, fd.Name()))
-		if err != nil {
-			continue
-		}
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			var id uint32
-			if _, err := fmt.Sscanf(sc.Text(), "prog_id:\t%d", &id); err == nil {
-				progs[id] = true
-			} else if _, err := fmt.Sscanf(sc.Text(), "link_id:\t%d", &id); err == nil {
-				links[id] = true
-			}
-		}
-		f.Close()
-	}
-}
 
 // bpfObjectsAlive returns which of the recorded programs and links the
 // kernel still has.

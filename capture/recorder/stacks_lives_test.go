@@ -31,22 +31,12 @@ func TestMillionLivesMemoryFlat(t *testing.T) {
 	if testing.Short() {
 		lives = 100_000
 	}
-	dir := t.TempDir()
-	w, err := formats.Create(filepath.Join(dir, "lives.bpfsnap"), formats.Manifest{}, formats.CreateOptions{SealInterval: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Abort()
-	// No /proc under the host root: binaries resolve by path (they are
-	// gone), as for processes that exited before the end.
-	s := NewDetachedSession(w, Options{HostRoot: filepath.Join(dir, "nohost")})
-	r := s.Stacks()
 	maps := []symbolize.Mapping{
 		{Start: 0x400000, End: 0x480000, Perms: "r-xp", Offset: 0x1000, Dev: "08:01", Inode: 11, Path: "/usr/bin/job"},
 		{Start: 0x7f0000000000, End: 0x7f0000180000, Perms: "r-xp", Offset: 0x28000, Dev: "08:01", Inode: 12, Path: "/usr/lib/x86_64-linux-gnu/libc.so.6"},
 		{Start: 0x7ffc00000000, End: 0x7ffc00002000, Perms: "r-xp", Path: "[vdso]"},
 	}
-	r.readMaps = func(uint32) ([]symbolize.Mapping, error) { return maps, nil }
+	r := syntheticStacks(t, maps)
 	kernel := []uint64{0xffffffff81000100, 0xffffffff81000200}
 
 	var heapMax uint64
@@ -118,15 +108,7 @@ func TestMillionLivesMemoryFlat(t *testing.T) {
 
 // A storm of exits faster than the grace is bounded by maxRetired.
 func TestRetiredStatesBounded(t *testing.T) {
-	dir := t.TempDir()
-	w, err := formats.Create(filepath.Join(dir, "storm.bpfsnap"), formats.Manifest{}, formats.CreateOptions{SealInterval: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Abort()
-	s := NewDetachedSession(w, Options{HostRoot: filepath.Join(dir, "nohost")})
-	r := s.Stacks()
-	r.readMaps = func(uint32) ([]symbolize.Mapping, error) { return nil, nil }
+	r := syntheticStacks(t, nil)
 	for i := 0; i < 3*maxRetired; i++ {
 		pid := uint32(10 + i)
 		r.onProcess(formats.ProcessEvent{TimeNs: 5, Kind: formats.ProcessFork, PID: pid}) // all at one instant
@@ -140,6 +122,21 @@ func TestRetiredStatesBounded(t *testing.T) {
 	if p := r.procs[7]; p == nil || !p.retired {
 		t.Errorf("a life met through a sample is not retired: %+v", p)
 	}
+}
+
+// syntheticStacks is a stack recorder whose processes all map maps. There
+// is no /proc under its host root: binaries resolve by path (they are
+// gone), as for processes that exited before the end.
+func syntheticStacks(t *testing.T, maps []symbolize.Mapping) *StackRecorder {
+	dir := t.TempDir()
+	w, err := formats.Create(filepath.Join(dir, "lives.bpfsnap"), formats.Manifest{}, formats.CreateOptions{SealInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Abort)
+	r := NewDetachedSession(w, Options{HostRoot: filepath.Join(dir, "nohost")}).Stacks()
+	r.readMaps = func(uint32) ([]symbolize.Mapping, error) { return maps, nil }
+	return r
 }
 
 func vmRSS(t *testing.T) uint64 {

@@ -158,9 +158,8 @@ func WriteBusyNode(path string) error {
 		acc += v / total
 		cum[i] = acc
 	}
-	samplesTab := formats.NewTable[formats.CPUSample](w, formats.TableCPUSamples)
+	samplesTab := &batched[formats.CPUSample]{t: formats.NewTable[formats.CPUSample](w, formats.TableCPUSamples)}
 	nSamples := int(BusyWindow.Seconds()) * BusyHz * BusyCPUs * 3 / 4 // 75% busy
-	batch := make([]formats.CPUSample, 0, 4096)
 	for i := 0; i < nSamples; i++ {
 		x := rng.Float64()
 		lo, hi := 0, len(cum)-1
@@ -173,22 +172,15 @@ func WriteBusyNode(path string) error {
 			}
 		}
 		s := &services[owner[lo]]
-		batch = append(batch, formats.CPUSample{TimeNs: start + uint64(i)*uint64(BusyWindow)/uint64(nSamples), CPU: uint32(i % BusyCPUs),
+		samplesTab.add(formats.CPUSample{TimeNs: start + uint64(i)*uint64(BusyWindow)/uint64(nSamples), CPU: uint32(i % BusyCPUs),
 			PID: s.pid, TID: s.pid + uint32(rng.Intn(8)), CgroupID: s.cgroup, Comm: s.comm, StackID: stacks[lo].StackID})
-		if len(batch) == cap(batch) {
-			if err := samplesTab.Write(batch...); err != nil {
-				return fail(err)
-			}
-			batch = batch[:0]
-		}
 	}
-	if err := samplesTab.Write(batch...); err != nil {
+	if err := samplesTab.flush(); err != nil {
 		return fail(err)
 	}
 
 	// HTTP: every service serves its routes; a few are slow.
-	reqTab := formats.NewTable[formats.HTTPRequest](w, formats.TableHTTPRequests)
-	reqs := make([]formats.HTTPRequest, 0, 4096)
+	reqTab := &batched[formats.HTTPRequest]{t: formats.NewTable[formats.HTTPRequest](w, formats.TableHTTPRequests)}
 	for i := 0; i < BusyRequests; i++ {
 		s := &services[rng.Intn(len(services))]
 		r := rng.Intn(len(s.routes))
@@ -206,19 +198,34 @@ func WriteBusyNode(path string) error {
 		if r%2 == 1 {
 			method = "POST"
 		}
-		reqs = append(reqs, formats.HTTPRequest{RequestNs: t, ResponseNs: t + lat, PID: s.pid, TID: s.pid + 1, CgroupID: s.cgroup,
+		reqTab.add(formats.HTTPRequest{RequestNs: t, ResponseNs: t + lat, PID: s.pid, TID: s.pid + 1, CgroupID: s.cgroup,
 			Role: formats.RoleServer, Method: method, Path: fmt.Sprintf("%s/%d", s.routes[r], rng.Intn(100000)), Status: status,
 			LocalAddr: "10.0.3.7:8080", RemoteAddr: fmt.Sprintf("10.0.%d.%d:%d", rng.Intn(8), rng.Intn(250), 30000+rng.Intn(30000)),
 			Connection: uint64(rng.Intn(5000)), RequestBytes: int64(200 + rng.Intn(2000)), ResponseBytes: int64(500 + rng.Intn(50000))})
-		if len(reqs) == cap(reqs) {
-			if err := reqTab.Write(reqs...); err != nil {
-				return fail(err)
-			}
-			reqs = reqs[:0]
-		}
 	}
-	if err := reqTab.Write(reqs...); err != nil {
+	if err := reqTab.flush(); err != nil {
 		return fail(err)
 	}
 	return w.Finish(nil)
+}
+
+// batched writes rows to a table 4096 at a time; the first error sticks.
+type batched[T any] struct {
+	t    *formats.TableWriter[T]
+	rows []T
+	err  error
+}
+
+func (b *batched[T]) add(r T) {
+	if b.rows = append(b.rows, r); len(b.rows) == 4096 {
+		b.flush()
+	}
+}
+
+func (b *batched[T]) flush() error {
+	if b.err == nil && len(b.rows) > 0 {
+		b.err = b.t.Write(b.rows...)
+	}
+	b.rows = b.rows[:0]
+	return b.err
 }
