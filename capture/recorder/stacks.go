@@ -48,6 +48,7 @@ type StackRecorder struct {
 	mu        sync.Mutex
 	procs     map[uint32]*procState
 	binaries  map[binaryKey]*binaryRef
+	byMaps    map[mapsKey]*binaryRef // the same binaries, by their maps line
 	frames    map[uint64]*pendingFrame
 	frameIDs  []uint64 // in first-seen order, for a stable frames table
 	stacks    map[uint64]bool
@@ -93,6 +94,14 @@ type retiredState struct {
 
 type binaryKey struct{ dev, ino uint64 }
 
+// mapsKey is a mapped file as a maps line names it (the device there may
+// differ from stat's on overlayfs, so it is a key of its own).
+type mapsKey struct {
+	dev  string
+	ino  uint64
+	path string
+}
+
 type binaryRef struct {
 	file    *os.File // nil once over maxOpenBinaries: reopen by path
 	path    string   // as the process saw it
@@ -117,6 +126,7 @@ func (s *Session) Stacks() *StackRecorder {
 			s:         s,
 			procs:     map[uint32]*procState{},
 			binaries:  map[binaryKey]*binaryRef{},
+			byMaps:    map[mapsKey]*binaryRef{},
 			frames:    map[uint64]*pendingFrame{},
 			stacks:    map[uint64]bool{},
 			rawStacks: map[uint64]uint64{},
@@ -363,6 +373,13 @@ func (r *StackRecorder) procMaps(pid uint32) ([]symbolize.Mapping, error) {
 // map_files link works for deleted files and container paths alike; the
 // path under /proc/PID/root is the fallback.
 func (r *StackRecorder) binary(pid uint32, m symbolize.Mapping) *binaryRef {
+	// A file already found through another process's mapping is known
+	// by the device and inode /proc/PID/maps shows: every new life of a
+	// program costs no stat of its libraries.
+	mk := mapsKey{m.Dev, m.Inode, m.Path}
+	if b := r.byMaps[mk]; b != nil && m.Inode != 0 {
+		return b
+	}
 	pidDir := filepath.Join(r.s.procRoot, Itoa(pid))
 	candidates := []string{
 		filepath.Join(pidDir, "map_files", fmt.Sprintf("%x-%x", m.Start, m.End)),
@@ -379,6 +396,7 @@ func (r *StackRecorder) binary(pid uint32, m symbolize.Mapping) *binaryRef {
 		}
 		key := binaryKey{uint64(sys.Dev), sys.Ino}
 		if b := r.binaries[key]; b != nil {
+			r.byMaps[mk] = b
 			return b
 		}
 		b := &binaryRef{path: m.Path, reopen: filepath.Join(pidDir, "root", m.Path)}
@@ -391,6 +409,7 @@ func (r *StackRecorder) binary(pid uint32, m symbolize.Mapping) *binaryRef {
 			}
 		}
 		r.binaries[key] = b
+		r.byMaps[mk] = b
 		return b
 	}
 	// The process is gone and nothing can be opened: keep the path so a

@@ -3,14 +3,18 @@
 package recorder
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/bpfsnap/bpfsnap/formats"
 	"github.com/bpfsnap/bpfsnap/internal/symbolize"
@@ -24,19 +28,32 @@ import (
 // resolves to the life's stack.
 //
 // The feed is synthetic (a million real processes take ~15 minutes to
-// fork here): every life maps the same program and libc, as a cron job
-// or a CI step does.
+// fork here): every life maps the same program and library (two real
+// files, found through the first life's /proc/PID/root), as a cron job or
+// a CI step does.
 func TestMillionLivesMemoryFlat(t *testing.T) {
 	lives := 1_000_000
 	if testing.Short() {
 		lives = 100_000
 	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
 	maps := []symbolize.Mapping{
-		{Start: 0x400000, End: 0x480000, Perms: "r-xp", Offset: 0x1000, Dev: "08:01", Inode: 11, Path: "/usr/bin/job"},
-		{Start: 0x7f0000000000, End: 0x7f0000180000, Perms: "r-xp", Offset: 0x28000, Dev: "08:01", Inode: 12, Path: "/usr/lib/x86_64-linux-gnu/libc.so.6"},
+		fileMapping(t, self, 0x400000, 0x480000, 0x1000),
+		fileMapping(t, "/bin/sh", 0x7f0000000000, 0x7f0000180000, 0x28000),
 		{Start: 0x7ffc00000000, End: 0x7ffc00002000, Perms: "r-xp", Path: "[vdso]"},
 	}
 	r := syntheticStacks(t, maps)
+	// The first life's pid has a root to find the files through; the
+	// others are gone, as short lives are by the time they are read.
+	if err := os.MkdirAll(filepath.Join(r.s.procRoot, "1000"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/", filepath.Join(r.s.procRoot, "1000", "root")); err != nil {
+		t.Fatal(err)
+	}
 	kernel := []uint64{0xffffffff81000100, 0xffffffff81000200}
 
 	var heapMax uint64
@@ -124,9 +141,21 @@ func TestRetiredStatesBounded(t *testing.T) {
 	}
 }
 
-// syntheticStacks is a stack recorder whose processes all map maps. There
-// is no /proc under its host root: binaries resolve by path (they are
-// gone), as for processes that exited before the end.
+// fileMapping is an executable mapping of a real file, with its device
+// and inode as a maps line shows them.
+func fileMapping(t *testing.T, path string, start, end, off uint64) symbolize.Mapping {
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys := st.Sys().(*syscall.Stat_t)
+	return symbolize.Mapping{Start: start, End: end, Perms: "r-xp", Offset: off,
+		Dev: fmt.Sprintf("%02x:%02x", unix.Major(sys.Dev), unix.Minor(sys.Dev)), Inode: sys.Ino, Path: path}
+}
+
+// syntheticStacks is a stack recorder whose processes all map maps. Its
+// host root starts with an empty proc directory: a process without a
+// directory there is gone.
 func syntheticStacks(t *testing.T, maps []symbolize.Mapping) *StackRecorder {
 	dir := t.TempDir()
 	w, err := formats.Create(filepath.Join(dir, "lives.bpfsnap"), formats.Manifest{}, formats.CreateOptions{SealInterval: time.Hour})
@@ -134,7 +163,10 @@ func syntheticStacks(t *testing.T, maps []symbolize.Mapping) *StackRecorder {
 		t.Fatal(err)
 	}
 	t.Cleanup(w.Abort)
-	r := NewDetachedSession(w, Options{HostRoot: filepath.Join(dir, "nohost")}).Stacks()
+	if err := os.MkdirAll(filepath.Join(dir, "host", "proc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := NewDetachedSession(w, Options{HostRoot: filepath.Join(dir, "host")}).Stacks()
 	r.readMaps = func(uint32) ([]symbolize.Mapping, error) { return maps, nil }
 	return r
 }
