@@ -122,6 +122,9 @@ func TestReportInChromium(t *testing.T) {
 		}
 	}
 
+	// A demo-sized report opens fast (report_open_test.go).
+	checkOpenTime(t, chromium, html, demoOpenGoal, 3*demoOpenGoal)
+
 	start := time.Now()
 	p := openInChromium(t, chromium, html, "#cpu")
 	worst := p.evalString(`document.querySelector(".card .what code") ? document.querySelector(".card .what code").textContent : ""`)
