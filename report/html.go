@@ -108,9 +108,11 @@ type leakView struct {
 	Sparkline template.HTML
 }
 
+// sliceView is a time slice's flame graph, packed (pack): unpacked in the
+// browser when the slice is first shown.
 type sliceView struct {
-	Label string
-	Flame template.HTML
+	Label  string
+	Packed string
 }
 
 // BuildHTMLArchive lays out one archive's analysis for the report: the
@@ -213,7 +215,7 @@ func buildCPUView(s *analyze.Summary) (*cpuView, string, error) {
 		if err != nil {
 			return nil, "", err
 		}
-		v.Slices = append(v.Slices, sliceView{Label: label, Flame: fl})
+		v.Slices = append(v.Slices, sliceView{Label: label, Packed: pack(string(fl))})
 	}
 	tl := s.CPU.Timeline
 	v.Timeline = template.HTML(timelineChart(tl.Samples, len(prof.Slices), 1160, 60, float64(tl.StepNs)/1e9))
@@ -309,8 +311,10 @@ func WriteHTML(w io.Writer, archives []*HTMLArchive, opts HTMLOptions) error {
 		p.Glance.OutsideLibc = nil
 	}
 	p.Glance.Warnings = len(p.Warnings)
-	p.Folded = folded.String()
-	p.FoldedOffCPU = foldedOff.String()
+	p.Folded = pack(folded.String())
+	if foldedOff.Len() > 0 {
+		p.FoldedOffCPU = pack(foldedOff.String())
+	}
 	p.Title = "bpfsnap report: " + strings.Join(hosts, ", ")
 	t, err := template.New("report").Funcs(template.FuncMap{
 		"ms":    fmtMs,

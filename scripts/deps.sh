@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 # (pkill, sysctl), chromium (report tests), runc, nginx-light, wrk,
 # linux-perf and bpftrace (peers), zip/unzip, jq. Benchmarks: heaptrack.
 # git and curl for a clone and the demo; ca-certificates for npm.
-pkgs=(clang llvm bpftool libbpf-dev linux-perf bpftrace wrk nginx-light runc chromium jq zip unzip make gcc
+pkgs=(clang llvm bpftool libbpf-dev linux-perf bpftrace wrk nginx-light runc chromium jq zip unzip make gcc openjdk-17-jre-headless
 	g++ binutils gdb python3 procps git curl ca-certificates heaptrack)
 # DuckDB (npm) needs node and npm. A Node.js from elsewhere (NodeSource
 # bundles npm) is kept: Debian's npm package would conflict with it.
