@@ -38,8 +38,9 @@ const (
 	SectionHTTP
 	SectionMem
 	SectionGrowth
+	SectionOffCPU
 
-	AllSections = SectionCPU | SectionHTTP | SectionMem | SectionGrowth
+	AllSections = SectionCPU | SectionHTTP | SectionMem | SectionGrowth | SectionOffCPU
 )
 
 func (s Sections) has(x Sections) bool { return s == 0 || s&x != 0 }

@@ -18,6 +18,7 @@ type Summary struct {
 	CPU       *CPUSummary       `json:"cpu,omitempty"`
 	HTTP      *HTTPSummary      `json:"http,omitempty"`
 	Mem       *MemSummary       `json:"mem,omitempty"`
+	OffCPU    *OffCPUSummary    `json:"offcpu,omitempty"`
 	// JIT lists the processes whose CPU samples ran JIT code, with how to
 	// have their runtime name it when it did not.
 	JIT []JITProcess `json:"jit,omitempty"`
@@ -29,6 +30,9 @@ type Summary struct {
 	cpuProfile *CPUProfile
 	// filter is the resolved filter, for renderers that describe it.
 	filter Filter
+	// offCPUProfile is the off-CPU profile (and its slices), for flame
+	// graphs, like cpuProfile.
+	offCPUProfile *OffCPUProfile
 }
 
 // CPUProfile returns the filtered CPU profile the summary was made from
@@ -48,6 +52,9 @@ type Options struct {
 	Slices int
 	// Sections limits the analyses run; zero runs all of them.
 	Sections Sections
+	// split attributes serving threads' time to HTTP requests; set by
+	// Analyze when the archive has off-CPU intervals or CPU samples.
+	split *timeSplitter
 }
 
 // Analyze runs every analysis that applies to the archive.
@@ -67,6 +74,21 @@ func Analyze(a *formats.Archive, opts Options) (*Summary, error) {
 		s.CPU = prof.Summarize()
 		s.cpuProfile = prof
 		s.JIT = JITProcesses(prof)
+	}
+	var off *offCPUData
+	if opts.Sections.has(SectionOffCPU) {
+		if s.OffCPU, off, err = OffCPU(a, opts, s.Processes); err != nil {
+			return nil, err
+		}
+		if off != nil {
+			s.offCPUProfile = off.profile
+		}
+	}
+	if opts.Sections.has(SectionHTTP) && a.HasTable(formats.TableHTTPRequests) && opts.Sections.has(SectionOffCPU) {
+		// Where each request's time went (offcpu_split.go).
+		if opts.split, err = newTimeSplitter(a, opts, off); err != nil {
+			return nil, err
+		}
 	}
 	if opts.Sections.has(SectionHTTP) {
 		if s.HTTP, err = HTTP(a, opts, s.Processes); err != nil {

@@ -50,6 +50,7 @@ var dropCatalog = func() map[string]DropReason {
 	list := []DropReason{
 		{"capture.warnings_suppressed", DropNoted, "further capture warnings were not kept (the first 100 are listed)"},
 		{"process.ringbuf_full", DropLost, "process events (fork, exec, exit) were lost: the ring buffer was full"},
+		{"process.cmdline_redacted", DropNoted, "command-line values that looked like secrets (passwords, tokens, keys, URL userinfo) were replaced by <redacted> before writing (capture --keep-cmdline keeps them)"},
 		{"process.targets_full", DropLost, "forked children of targets were not followed: the kernel's target map was full"},
 		{"k8s.unresolved", DropIncomplete, "process rows have no pod or container: their cgroup was gone before it could be resolved"},
 		{"stacks.unsymbolized_frames", DropIncomplete, "distinct stack frames could not be symbolized (shown as module+offset)"},
@@ -89,12 +90,19 @@ var dropCatalog = func() map[string]DropReason {
 		{"growth.user_regs_missing", DropIncomplete, "memory growth events had no user registers (no user stack)"},
 		{"growth.unmeasured", DropNoted, "resident-set changes came before the recorder had a reading of the process's counters on their CPU: each was counted as one page"},
 		{"growth.totals_full", DropLost, "processes had no exact growth total: the kernel's table of processes was full (their sampled events are still recorded)"},
+		{"offcpu.ringbuf_full", DropLost, "off-CPU intervals were lost: the ring buffer was full"},
+		{"offcpu.stack_ringbuf_full", DropIncomplete, "off-CPU stacks could not be sent (ring buffer full); each is sent again at its next use, intervals before that have no stack"},
+		{"offcpu.thread_state_failed", DropLost, "threads were not followed off CPU: the kernel could not allocate their state"},
+		{"offcpu.kernel_stack_failed", DropIncomplete, "off-CPU intervals have no kernel stack (the kernel could not walk it)"},
+		{"offcpu.stack_missing", DropIncomplete, "off-CPU intervals have no stack: the stack's record was lost"},
+		{"offcpu.cgroup_unreadable", DropIncomplete, "cgroups' CPU throttling counters (cpu.stat) could not be read at the start or the end"},
 	}
 	for _, u := range unwindStops {
 		list = append(list,
 			DropReason{"cpu.unwind_" + u.reason, DropIncomplete, "user stacks " + u.meaning},
 			DropReason{"mem.unwind_" + u.reason, DropIncomplete, "allocation stacks " + u.meaning},
-			DropReason{"growth.unwind_" + u.reason, DropIncomplete, "memory growth stacks " + u.meaning})
+			DropReason{"growth.unwind_" + u.reason, DropIncomplete, "memory growth stacks " + u.meaning},
+			DropReason{"offcpu.unwind_" + u.reason, DropIncomplete, "off-CPU stacks " + u.meaning})
 	}
 	m := make(map[string]DropReason, len(list))
 	for _, r := range list {

@@ -67,6 +67,12 @@ type HTMLArchive struct {
 	Growth    *growthView
 	// Folded holds the archive's folded CPU stacks, for the download.
 	Folded string
+	// OffCPU is the off-CPU section (report/offcpu.go) and FoldedOffCPU
+	// its folded stacks, for the download.
+	OffCPU       *offcpuView
+	FoldedOffCPU string
+	// Compare is the comparison with a baseline (AddBaseline), or nil.
+	Compare *compareView
 }
 
 type probeView struct {
@@ -79,6 +85,8 @@ type endpointView struct {
 	ErrPct    float64
 	Histogram template.HTML
 	OverTime  template.HTML
+	// Baseline is the endpoint in the comparison (AddBaseline), or nil.
+	Baseline *analyze.EndpointDiff
 }
 
 type cpuView struct {
@@ -101,9 +109,11 @@ type leakView struct {
 	Sparkline template.HTML
 }
 
+// sliceView is a time slice's flame graph, packed (pack): unpacked in the
+// browser when the slice is first shown.
 type sliceView struct {
-	Label string
-	Flame template.HTML
+	Label  string
+	Packed string
 }
 
 // BuildHTMLArchive lays out one archive's analysis for the report: the
@@ -175,6 +185,9 @@ func BuildHTMLArchive(s *analyze.Summary) (*HTMLArchive, error) {
 			return nil, err
 		}
 	}
+	if h.OffCPU, h.FoldedOffCPU, err = buildOffCPUView(s); err != nil {
+		return nil, err
+	}
 	return h, nil
 }
 
@@ -208,7 +221,7 @@ func buildCPUView(s *analyze.Summary) (*cpuView, string, error) {
 		if err != nil {
 			return nil, "", err
 		}
-		v.Slices = append(v.Slices, sliceView{Label: label, Flame: fl})
+		v.Slices = append(v.Slices, sliceView{Label: label, Packed: pack(string(fl))})
 	}
 	tl := s.CPU.Timeline
 	v.Timeline = template.HTML(timelineChart(tl.Samples, len(prof.Slices), 1160, 60, float64(tl.StepNs)/1e9))
@@ -232,6 +245,7 @@ type glance struct {
 	HotFunction *analyze.CPUFunction
 	HotArchive  string
 	Warnings    int
+	SlowTime    *slowTime
 }
 
 type pageData struct {
@@ -245,8 +259,9 @@ type pageData struct {
 	JS        template.JS
 	FlameJS   template.JS
 	// Data is embedded as JSON for the downloads.
-	Data   []*analyze.Summary
-	Folded string
+	Data         []*analyze.Summary
+	Folded       string
+	FoldedOffCPU string
 }
 
 // WriteHTML writes one self-contained page for one or more archives (one
@@ -261,12 +276,12 @@ func WriteHTML(w io.Writer, archives []*HTMLArchive, opts HTMLOptions) error {
 		Generated: now.UTC().Format("2006-01-02 15:04 UTC"),
 		Version:   opts.Version,
 		Archives:  archives,
-		CSS:       template.CSS(reportCSS),
+		CSS:       template.CSS(reportCSS + diffCSS),
 		JS:        template.JS(reportJS),
 		FlameJS:   template.JS(FlameGraphScript()),
 	}
 	var hosts []string
-	var folded strings.Builder
+	var folded, foldedOff strings.Builder
 	for _, a := range archives {
 		m := a.Summary.Manifest
 		hosts = append(hosts, m.Host)
@@ -278,6 +293,8 @@ func WriteHTML(w io.Writer, archives []*HTMLArchive, opts HTMLOptions) error {
 			p.Warnings = append(p.Warnings, wmsg)
 		}
 		folded.WriteString(a.Folded)
+		foldedOff.WriteString(a.FoldedOffCPU)
+		p.Glance.SlowTime = slowTimeCard(p.Glance.SlowTime, a)
 		for i := range a.Endpoints {
 			e := &a.Endpoints[i]
 			if worseEndpoint(e, p.Glance.WorstEndpoint) {
@@ -300,7 +317,10 @@ func WriteHTML(w io.Writer, archives []*HTMLArchive, opts HTMLOptions) error {
 		p.Glance.OutsideLibc = nil
 	}
 	p.Glance.Warnings = len(p.Warnings)
-	p.Folded = folded.String()
+	p.Folded = pack(folded.String())
+	if foldedOff.Len() > 0 {
+		p.FoldedOffCPU = pack(foldedOff.String())
+	}
 	p.Title = "bpfsnap report: " + strings.Join(hosts, ", ")
 	t, err := template.New("report").Funcs(template.FuncMap{
 		"ms":    fmtMs,
@@ -321,7 +341,10 @@ func WriteHTML(w io.Writer, archives []*HTMLArchive, opts HTMLOptions) error {
 			}
 			return strings.Join(parts, " ")
 		},
-	}).Parse(htmlTemplate)
+	}).Funcs(offcpuTemplateFuncs).Funcs(compareFuncs).Parse(htmlTemplate)
+	if err == nil {
+		t, err = t.Parse(diffTemplate)
+	}
 	if err != nil {
 		return err
 	}

@@ -44,8 +44,10 @@ func WriteSummaryText(out io.Writer, s *analyze.Summary) {
 				e.P50, e.P90, e.P99, e.P999, e.Max, e.TTFBP50, e.TTFBP99, e.Role, safe(e.Method), safe(e.Route), safe(e.Process), e.PID)
 		}
 		tw.Flush()
+		writeTimeSplitsText(out, h)
 	}
 	writeCPUText(out, s.CPU)
+	writeOffCPUText(out, s.OffCPU)
 	writeJITText(out, s.JIT)
 	writeGrowthText(out, s.Growth)
 	if mem := s.Mem; mem != nil {

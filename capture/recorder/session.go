@@ -76,6 +76,9 @@ type Options struct {
 	PerfMapRequest bool
 
 	triggerSpecs []trigger.Spec // Triggers, parsed by Validate
+	// KeepCmdline writes command lines as they are: by default values
+	// that look like secrets are replaced (internal/redact, Session.Cmdline).
+	KeepCmdline bool
 }
 
 // Status is a snapshot for the live status line.
@@ -117,6 +120,7 @@ type Session struct {
 	k8s           k8sState          // attribution caches and counters (k8s_enrich.go)
 	events        atomic.Uint64
 	warnings      atomic.Uint64
+	redacted      atomic.Uint64 // command-line values replaced (process.cmdline_redacted)
 
 	procTable *formats.TableWriter[formats.ProcessEvent]
 	subMu     sync.Mutex
@@ -306,6 +310,26 @@ func (s *Session) emitProcess(row formats.ProcessEvent) {
 	}
 }
 
+// adoptDescendants adds to the targets the children targets forked after
+// the /proc walk that chose them and before the fork probe was attached
+// (nginx's master forking its workers as the capture starts): from the
+// attach on, the kernel follows forks itself, so one more walk closes the
+// gap.
+func (s *Session) adoptDescendants() {
+	for _, pid := range descendants(s.procRoot, s.TargetPIDs()) {
+		if s.IsTarget(pid) {
+			continue
+		}
+		if err := s.targets.Put(pid, uint8(1)); err != nil {
+			s.Warnf("adding pid %d to the target map: %v", pid, err)
+			continue
+		}
+		s.targetMu.Lock()
+		s.targetPIDs[pid] = true
+		s.targetMu.Unlock()
+	}
+}
+
 // IsTarget reports whether pid is one of the capture's targets (always
 // true for a whole-host capture). Probe sets whose events cannot be
 // filtered in the kernel (packets seen in softirq context) use it.
@@ -467,11 +491,15 @@ func Run(ctx context.Context, opts Options, procs ProcessProbe) (*Result, error)
 		Kernel:         KernelRelease(),
 		Arch:           runtime.GOARCH,
 		Window:         formats.Window{StartWall: wall, StartMonoNs: mono, Requested: opts.Duration.String()},
-		Targets:        formats.Targets{PIDs: opts.PIDs, Command: opts.Command, Extra: s.opts.TargetExtra},
+		Targets:        formats.Targets{PIDs: opts.PIDs, Command: s.redactArgv(opts.Command), Extra: s.opts.TargetExtra},
 		Options:        map[string]string{"probes": strings.Join(opts.Probes, ",")},
 	}, formats.CreateOptions{Clock: clock, Ring: ringRetention(opts.Ring)})
 	if err != nil {
 		return nil, err
+	}
+	if opts.KeepCmdline {
+		// A reader of the archive must know its command lines may hold secrets.
+		w.UpdateManifest(func(m *formats.Manifest) { m.Options["keep_cmdline"] = "true" })
 	}
 	s.startWall, s.startMono = wall, mono
 	if opts.Ring > 0 {
@@ -501,6 +529,9 @@ func Run(ctx context.Context, opts Options, procs ProcessProbe) (*Result, error)
 	var follower ProcessProbe
 	if procsErr == nil {
 		follower = procs
+	}
+	if procsErr == nil && s.targets != nil {
+		s.adoptDescendants()
 	}
 	if err := procsErr; err != nil {
 		probes = append(probes, formats.Probe{Name: "process", Error: err.Error()})
@@ -633,6 +664,7 @@ func (s *Session) loop(ctx context.Context, child *heldCommand, follower, procs 
 func (s *Session) updateDrops(procs ProcessProbe, running []ProbeSet) map[formats.DropClass]uint64 {
 	all := procs.Drops()
 	all[k8sDropName] = s.k8s.unresolved.Load()
+	all[redactDropName] = s.redacted.Load()
 	for _, ps := range running {
 		for k, v := range ps.Drops() {
 			all[k] = v

@@ -20,6 +20,9 @@ type bpfHttpDir struct {
 	ChunkSize   uint64
 	CtxCgroup   uint64
 	LastNs      uint64
+	WrittenNs   uint64
+	WriterTid   uint32
+	_           [4]byte
 	HeadClen    int64
 	CtxPid      uint32
 	CtxTid      uint32
@@ -55,28 +58,29 @@ const (
 )
 
 type bpfHttpEvent struct {
-	_          structs.HostLayout
-	Cookie     uint64
-	SockCgroup uint64
-	ReqNs      uint64
-	RespNs     uint64
-	RespEndNs  uint64
-	ReqBody    int64
-	RespBody   int64
-	CtxCgroup  uint64
-	Saddr      [16]uint8
-	Daddr      [16]uint8
-	CtxPid     uint32
-	CtxTid     uint32
-	Status     uint16
-	LineLen    uint16
-	Sport      uint16
-	Dport      uint16
-	Family     uint8
-	Kind       uint8
-	Flags      uint8
-	Pad        [5]uint8
-	Line       [256]int8
+	_             structs.HostLayout
+	Cookie        uint64
+	SockCgroup    uint64
+	ReqNs         uint64
+	RespNs        uint64
+	RespEndNs     uint64
+	RespWrittenNs uint64
+	ReqBody       int64
+	RespBody      int64
+	CtxCgroup     uint64
+	Saddr         [16]uint8
+	Daddr         [16]uint8
+	CtxPid        uint32
+	CtxTid        uint32
+	Status        uint16
+	LineLen       uint16
+	Sport         uint16
+	Dport         uint16
+	Family        uint8
+	Kind          uint8
+	Flags         uint8
+	Pad           [5]uint8
+	Line          [256]int8
 }
 
 type bpfHttpFlag uint32
@@ -160,9 +164,11 @@ type bpfScratch struct {
 		Pos        uint32
 		CbPos      uint32
 		CbN        uint8
+		Owner      uint8
 		Egress     uint8
 		Done       uint8
 		Pad        uint8
+		_          [7]byte
 		Conn       struct {
 			_      structs.HostLayout
 			Saddr  [16]uint8

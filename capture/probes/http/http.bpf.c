@@ -104,6 +104,8 @@ struct http_dir {
 	__u64 chunk_size; // CH_SIZE: the size read so far
 	__u64 ctx_cgroup; // the task that sent the message's head (egress)
 	__u64 last_ns;    // MODE_CLOSE: the last segment of the body
+	__u64 written_ns; // the last segment of the message its writer sent itself (see http_event)
+	__u32 writer_tid; // the thread that sent the message's head
 	__s64 head_clen;  // MODE_HEAD: Content-Length found so far (-1: none)
 	__u32 ctx_pid, ctx_tid;
 	__u32 next_seq;   // sequence number of the first byte not yet framed
@@ -165,6 +167,12 @@ struct http_event {
 	__u64 req_ns;       // the request's first byte (PAIR, REQUEST)
 	__u64 resp_ns;      // the response's first byte (PAIR, RESPONSE)
 	__u64 resp_end_ns;  // the response's last byte (PAIR, RESPONSE)
+	// resp_written_ns is when the last segment of the response left in
+	// the context of the thread that sent its head: about when a server
+	// finished writing it. A segment held back (Nagle, corking) leaves
+	// later, from the softirq of the peer's ACK on top of whatever task
+	// runs, and does not count; 0 when none was seen so.
+	__u64 resp_written_ns;
 	__s64 req_body;     // request body bytes declared, or -1
 	__s64 resp_body;    // response body bytes (declared or walked), or -1
 	__u64 ctx_cgroup;   // see HTTP_F_CTX
@@ -232,6 +240,7 @@ struct walk_state {
 	__u32 pos;    // payload offset being framed
 	__u32 cb_pos; // payload offset of cb[0]
 	__u8 cb_n;    // bytes in cb
+	__u8 owner;   // an egress segment sent by a task of the socket's owner cgroup
 	__u8 egress;
 	__u8 done;    // 1: the segment is consumed; 2: a chunked body ended; 3: a chunk line was malformed
 	__u8 pad;
@@ -539,6 +548,7 @@ static __always_inline void fill_resp(struct http_event *e, const struct http_di
 {
 	e->resp_ns = d->msg_ns;
 	e->resp_end_ns = end_ns;
+	e->resp_written_ns = d->written_ns;
 	e->resp_body = d->body;
 	e->status = d->status;
 	if (!end_ns)
@@ -755,6 +765,8 @@ __noinline int begin_message(struct __sk_buff *skb, struct http_sock *st, struct
 	if (hs->end && head_framing(sc, &clen, &chunked))
 		return lost(st, d, HTTP_DROP_HEAD_SPLIT);
 	d->msg_ns = sc->ws.now;
+	d->written_ns = sc->ws.owner ? sc->ws.now : 0;
+	d->writer_tid = sc->ws.owner ? (__u32)bpf_get_current_pid_tgid() : 0;
 	d->ctx = 0;
 	d->is_response = 0;
 	if (kind == HTTP_REQUEST) {
@@ -1150,6 +1162,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 egress)
 	ws->len = len;
 	ws->seq = bpf_ntohl(tcp.seq);
 	ws->egress = egress;
+	ws->owner = egress && bpf_get_current_cgroup_id() == ws->sock_cgroup;
 	ws->pos = 0;
 	ws->done = 0;
 	ws->cb_n = 0;
@@ -1178,6 +1191,8 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 egress)
 			}
 		}
 		d->next_seq = ws->seq + len;
+		if (ws->owner && d->is_response && d->writer_tid == (__u32)bpf_get_current_pid_tgid())
+			d->written_ns = ws->now; // the body goes on from the thread that wrote the head
 		walk_segment(skb, st, sc);
 	}
 	if (closing && d->mode == MODE_CLOSE) {

@@ -336,6 +336,7 @@ func (h *httpProbe) respond(row *formats.HTTPRequest, ev *bpfHttpEvent, c *httpC
 		return
 	}
 	row.ResponseNs, row.Status, row.ResponseBytes = ev.RespNs, uint32(ev.Status), ev.RespBody
+	row.ResponseWrittenNs = ev.RespWrittenNs
 	if ev.Flags&flagEndUnknown == 0 {
 		row.ResponseEndNs = ev.RespEndNs
 	} else {
