@@ -114,10 +114,14 @@ func jitEntry(s *analyze.Summary, pid uint32) *analyze.JITProcess {
 func TestJITNode(t *testing.T) {
 	testenv.RequireBPF(t)
 	node := testenv.RequireTool(t, "node")
-	script := filepath.Join(t.TempDir(), "hot.js")
+	dir := t.TempDir()
+	script := filepath.Join(dir, "hot.js")
 	os.WriteFile(script, []byte(jitHotJS), 0o644)
+	// --perf-basic-prof also writes isolate-*-v8.log into the working
+	// directory: node runs in the test's temporary one, not the tree.
+	inDir := []string{"/bin/sh", "-c", `cd "$0" && exec "$@"`, dir, node}
 
-	s := jitCapture(t, Options{Command: []string{node, "--perf-basic-prof", script, "3"}})
+	s := jitCapture(t, Options{Command: append(inDir, "--perf-basic-prof", script, "3")})
 	n, share := namedShare(s, "node", "hotLoop")
 	jp := jitEntry(s, 0)
 	t.Logf("--perf-basic-prof: %d samples, %.0f%% in a named hotLoop; jit %+v", n, 100*share, jp)
@@ -128,7 +132,7 @@ func TestJITNode(t *testing.T) {
 		t.Errorf("jit section: %+v", s.JIT)
 	}
 
-	s = jitCapture(t, Options{Command: []string{node, script, "2"}})
+	s = jitCapture(t, Options{Command: append(inDir[:len(inDir):len(inDir)], script, "2")})
 	n, share = namedShare(s, "node", "hotLoop")
 	var labelled uint64
 	for _, l := range s.CPUProfile().Folded(analyze.FoldOptions{}) {
