@@ -171,6 +171,11 @@ func (s *Session) runAtEnd() {
 // tables on it with formats.NewTable.
 func (s *Session) Writer() *formats.Writer { return s.writer }
 
+// Ring is the flight recorder's window (capture --ring), 0 for a plain
+// capture. Rows that sum the whole run (totals read at the end) do not
+// belong in an archive of the last window.
+func (s *Session) Ring() time.Duration { return s.opts.Ring }
+
 // Filtered reports whether the capture is restricted to target processes.
 func (s *Session) Filtered() bool { return s.filterTargets }
 

@@ -329,7 +329,9 @@ func (g *growthProbe) Stop(s *recorder.Session) error {
 		g.ring.Stop()
 	}
 	var err error
-	if g.objs.Totals != nil {
+	// The kernel's totals span the whole run; a flight recorder's archive
+	// holds its last window only, whose growth the sampled rows estimate.
+	if g.objs.Totals != nil && s.Ring() == 0 {
 		err = g.writeTotals(s)
 	}
 	if total := g.unwound.Total(); total > 0 {
