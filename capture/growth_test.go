@@ -5,7 +5,6 @@ package capture
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -102,30 +101,8 @@ http.createServer((req, res) => {
 // growthOf captures -p growth of pid while load runs, and analyzes it.
 func growthOf(t *testing.T, pid int, load func()) *analyze.Summary {
 	t.Helper()
-	out := filepath.Join(t.TempDir(), "growth.bpfsnap")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ready, done := make(chan struct{}), make(chan error, 1)
-	go func() {
-		_, err := Run(ctx, Options{Output: out, Duration: 2 * time.Minute, Probes: []string{"growth"}, Sets: NewProbeSets(),
-			PIDs: []uint32{uint32(pid)}, Version: "test", Ready: func() { close(ready) }, Warn: func(m string) { t.Log("warning:", m) }})
-		done <- err
-	}()
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("capture ended before it was ready: %v", err)
-	}
-	load()
-	time.Sleep(300 * time.Millisecond) // the last RSS reading
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	s, err := analyze.Load(out, analyze.Request{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := captureWhile(t, Options{Duration: 2 * time.Minute, Probes: []string{"growth"}, PIDs: []uint32{uint32(pid)},
+		Warn: func(m string) { t.Log("warning:", m) }}, load)
 	if s.Growth == nil {
 		t.Fatal("no growth section")
 	}

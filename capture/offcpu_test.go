@@ -26,14 +26,26 @@ import (
 // with every thread it starts.
 func captureServer(t *testing.T, probes []string, port int, load func(), argv ...string) *analyze.Summary {
 	t.Helper()
-	out := filepath.Join(t.TempDir(), "offcpu.bpfsnap")
+	return captureWhile(t, Options{Duration: 3 * time.Minute, Probes: probes, Command: argv}, func() {
+		waitListening(t, port)
+		load()
+	})
+}
+
+// captureWhile runs a capture with o (its output, probe sets and version
+// filled in), runs load once the probes are attached, ends the window when
+// load returns and analyzes the archive.
+func captureWhile(t *testing.T, o Options, load func()) *analyze.Summary {
+	t.Helper()
+	o.Output = filepath.Join(t.TempDir(), "capture.bpfsnap")
+	o.Sets, o.Version = NewProbeSets(), "test"
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ready := make(chan struct{})
 	done := make(chan error, 1)
+	o.Ready = func() { close(ready) }
 	go func() {
-		_, err := Run(ctx, Options{Output: out, Duration: 3 * time.Minute, Probes: probes, Sets: NewProbeSets(),
-			Command: argv, Version: "test", Ready: func() { close(ready) }})
+		_, err := Run(ctx, o)
 		done <- err
 	}()
 	select {
@@ -41,14 +53,13 @@ func captureServer(t *testing.T, probes []string, port int, load func(), argv ..
 	case err := <-done:
 		t.Fatalf("capture ended before it was ready: %v", err)
 	}
-	waitListening(t, port)
 	load()
-	time.Sleep(300 * time.Millisecond) // let the last records reach the rings
+	time.Sleep(300 * time.Millisecond) // let the last records reach the rings, and the last RSS reading
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	s, err := analyze.Load(out, analyze.Request{})
+	s, err := analyze.Load(o.Output, analyze.Request{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -220,19 +220,7 @@ func TestUnwindPython312PerfTrampolines(t *testing.T) {
 	testenv.RequireBPF(t)
 	python := python312(t)
 	script := filepath.Join(t.TempDir(), "busy.py")
-	os.WriteFile(script, []byte(`import sys, time
-def inner(n):
-    s = 0
-    for i in range(n):
-        s += i * i % 7
-    return s
-def outer(deadline):
-    t = 0
-    while time.time() < deadline:
-        t += inner(20000)
-    return t
-outer(time.time() + float(sys.argv[1]))
-`), 0o644)
+	os.WriteFile(script, []byte(jitHotPython), 0o644)
 	lines, man := runCPUCapture(t, fastCPU, Options{Duration: time.Minute, Command: []string{python, "-X", "perf", script, "3"}}, nil)
 	name := filepath.Base(python)
 	s := shapeOf(lines, name)

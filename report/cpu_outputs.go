@@ -28,18 +28,20 @@ func WriteCPUFlameGraph(w io.Writer, s *analyze.Summary, o CPUFlameOptions) erro
 	if err != nil {
 		return err
 	}
-	stacks := prof.Folded(analyze.FoldOptions{WithPID: o.PerPID})
-	if o.Folded {
+	return writeFoldedOrFlame(w, prof.Folded(analyze.FoldOptions{WithPID: o.PerPID}), o.Folded, "CPU flame graph: "+filepath.Base(s.Archive),
+		FlameOptions{Title: o.Title, Subtitle: cpuSubtitle(s, prof), MinWidth: o.MinWidth})
+}
+
+// writeFoldedOrFlame writes stacks as folded lines, or as an SVG flame
+// graph titled fo.Title (title when that is empty).
+func writeFoldedOrFlame(w io.Writer, stacks []analyze.FoldedStack, folded bool, title string, fo FlameOptions) error {
+	if folded {
 		return analyze.WriteFolded(w, stacks)
 	}
-	if o.Title == "" {
-		o.Title = "CPU flame graph: " + filepath.Base(s.Archive)
+	if fo.Title == "" {
+		fo.Title = title
 	}
-	return WriteFlameGraph(w, FlameTreeFromFolded(stacks), FlameOptions{
-		Title:    o.Title,
-		Subtitle: cpuSubtitle(s, prof),
-		MinWidth: o.MinWidth,
-	})
+	return WriteFlameGraph(w, FlameTreeFromFolded(stacks), fo)
 }
 
 // cpuSubtitle describes the samples drawn: how many, from which host and

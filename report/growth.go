@@ -20,19 +20,8 @@ func WriteGrowthFlameGraph(w io.Writer, s *analyze.Summary, o CPUFlameOptions) e
 	if err != nil {
 		return err
 	}
-	stacks := analyze.GrowthFolded(g)
-	if o.Folded {
-		return analyze.WriteFolded(w, stacks)
-	}
-	if o.Title == "" {
-		o.Title = "Memory growth flame graph: " + filepath.Base(s.Archive)
-	}
-	return WriteFlameGraph(w, FlameTreeFromFolded(stacks), FlameOptions{
-		Title:    o.Title,
-		Subtitle: growthSubtitle(s, g),
-		Unit:     "bytes",
-		MinWidth: o.MinWidth,
-	})
+	return writeFoldedOrFlame(w, analyze.GrowthFolded(g), o.Folded, "Memory growth flame graph: "+filepath.Base(s.Archive),
+		FlameOptions{Title: o.Title, Subtitle: growthSubtitle(s, g), Unit: "bytes", MinWidth: o.MinWidth})
 }
 
 func growthSubtitle(s *analyze.Summary, g *analyze.GrowthSummary) string {

@@ -32,20 +32,14 @@ func WriteOffCPUFlameGraph(w io.Writer, s *analyze.Summary, o OffCPUFlameOptions
 	if err != nil {
 		return err
 	}
-	stacks := prof.Folded()
-	if o.Folded {
-		return analyze.WriteFolded(w, stacks)
-	}
-	if o.Title == "" {
-		o.Title = "Off-CPU flame graph: " + filepath.Base(s.Archive)
-	}
 	start, d := s.Span()
 	sub := fmt.Sprintf("%.1f ms blocked, %.1f ms in the run queue, on %s, %s from %s", prof.BlockedNs/1e6, prof.RunqueueNs/1e6,
 		s.Manifest.Host, d.Round(1e6), start.UTC().Format("2006-01-02 15:04:05 MST"))
 	if f := s.Filter(); f.Narrowed() {
 		sub += " (" + f.Describe() + ")"
 	}
-	return WriteFlameGraph(w, FlameTreeFromFolded(stacks), FlameOptions{Title: o.Title, Subtitle: sub, MinWidth: o.MinWidth, Unit: OffCPUUnit})
+	return writeFoldedOrFlame(w, prof.Folded(), o.Folded, "Off-CPU flame graph: "+filepath.Base(s.Archive),
+		FlameOptions{Title: o.Title, Subtitle: sub, MinWidth: o.MinWidth, Unit: OffCPUUnit})
 }
 
 // Rows printed in the terminal summary; --json has the full lists.
