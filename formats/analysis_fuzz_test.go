@@ -139,7 +139,7 @@ func fuzzArchive(t *testing.T, data []byte) string {
 		Window: formats.Window{StartWall: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), StartMonoNs: start, EndMonoNs: end,
 			EndWall: time.Date(2026, 1, 2, 3, 4, 15, 0, time.UTC), EndReason: f.str()},
 		Probes: []formats.Probe{{Name: "cpu", Attached: true, Details: map[string]string{"frequency_hz": f.str()}},
-			{Name: "mem", Attached: f.byte()%2 == 0, Error: f.str()}, {Name: "http", Attached: true}},
+			{Name: "mem", Attached: f.byte()%2 == 0, Error: f.str()}, {Name: "http", Attached: true}, {Name: "growth", Attached: true}},
 		Targets: formats.Targets{PIDs: []uint32{uint32(f.id())}, Command: []string{f.str(), f.str()}},
 		Options: map[string]string{"probes": "cpu,http,mem", f.str(): f.str()},
 		Drops: map[string]uint64{"cpu.ringbuf_full": f.size(), f.str(): f.size(), "http.no_response": f.size(),
@@ -175,7 +175,11 @@ func fuzzArchive(t *testing.T, data []byte) string {
 	}
 	frames := formats.NewTable[formats.Frame](w, formats.TableFrames)
 	for i, n := 0, f.rows(); i < n; i++ {
-		frames.Write(formats.Frame{FrameID: f.id(), Kernel: f.byte()%2 == 0, Address: f.raw64(), Module: f.str(),
+		module := f.str()
+		if f.byte()%4 == 0 {
+			module = formats.JITModule(module) // JIT code, named from jit_symbols
+		}
+		frames.Write(formats.Frame{FrameID: f.id(), Kernel: f.byte()%2 == 0, Address: f.raw64(), Module: module,
 			BuildID: f.str(), FileOffset: f.size(), Function: f.str(), File: f.str(), Line: uint32(f.size()),
 			Inlined: f.byte()%2 == 0, InlineOf: f.id(), InlineDepth: uint32(f.size())})
 	}
@@ -191,6 +195,25 @@ func fuzzArchive(t *testing.T, data []byte) string {
 		mem.Write(formats.MemEvent{TimeNs: f.time(), PID: uint32(f.id()), TID: uint32(f.id()), Kind: f.str(),
 			Addr: f.id() << 12, OldAddr: f.id() << 12, Size: f.size(), OldSize: f.size(), StackID: f.id(),
 			Weight: float64(int64(f.raw64())) / float64(1+f.byte()), InAllocator: f.byte()%2 == 0})
+	}
+	jit := formats.NewTable[formats.JITSymbol](w, formats.TableJITSymbols)
+	for i, n := 0, f.rows(); i < n; i++ {
+		jit.Write(formats.JITSymbol{PID: uint32(f.id()), Start: f.raw64(), Size: f.size(), Name: f.str(), Source: f.str()})
+	}
+	growth := formats.NewTable[formats.GrowthEvent](w, formats.TableGrowthEvents)
+	for i, n := 0, f.rows(); i < n; i++ {
+		growth.Write(formats.GrowthEvent{TimeNs: f.time(), PID: uint32(f.id()), TID: uint32(f.id()), Kind: f.str(),
+			Bytes: f.size(), Weight: float64(int64(f.raw64())) / float64(1+f.byte()), Fault: f.byte()%2 == 0,
+			Addr: f.raw64(), Unmeasured: f.byte()%2 == 0, StackID: f.id()})
+	}
+	totals := formats.NewTable[formats.GrowthTotal](w, formats.TableGrowthTotals)
+	for i, n := 0, f.rows(); i < n; i++ {
+		totals.Write(formats.GrowthTotal{PID: uint32(f.id()), AnonBytes: f.size(), FileBytes: f.size(), ShmemBytes: f.size(), Changes: f.size()})
+	}
+	rss := formats.NewTable[formats.RSSSample](w, formats.TableRSSSamples)
+	for i, n := 0, f.rows(); i < n; i++ {
+		rss.Write(formats.RSSSample{TimeNs: f.time(), PID: uint32(f.id()), RSS: f.size(), RSSAnon: f.size(), RSSFile: f.size(),
+			RSSShmem: f.size(), VMData: f.size(), VMSize: f.size()})
 	}
 	if err := w.Finish(nil); err != nil {
 		t.Fatal(err)
@@ -230,6 +253,9 @@ func runEveryReader(t *testing.T, path string, filter byte) {
 	}
 	for _, o := range []report.CPUFlameOptions{{}, {Folded: true, PerPID: true}} {
 		report.WriteCPUFlameGraph(io.Discard, s, o)
+	}
+	for _, o := range []report.CPUFlameOptions{{}, {Folded: true}} {
+		report.WriteGrowthFlameGraph(io.Discard, s, o)
 	}
 	for _, format := range report.ExportFormats {
 		report.WriteCPUExport(io.Discard, s, format)
