@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/bpfsnap/bpfsnap/analyze"
+	"github.com/bpfsnap/bpfsnap/formats"
 	"github.com/bpfsnap/bpfsnap/internal/testenv"
 	"github.com/bpfsnap/bpfsnap/report"
 )
@@ -239,6 +240,32 @@ func TestGrowthNodeServiceLeak(t *testing.T) {
 }
 
 // touchProc is testdata/growth/touch running under the test's control.
+// touchBinary builds testdata/growth/touch.c.
+func touchBinary(t *testing.T) string {
+	testenv.RequireTool(t, "gcc")
+	bin := filepath.Join(t.TempDir(), "touch")
+	if out, err := exec.Command("gcc", "-O1", "-pthread", "-o", bin, "../testdata/growth/touch.c").CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v: %s", err, out)
+	}
+	return bin
+}
+
+// startTouch starts touch with args; it ends when the test does.
+func startTouch(t *testing.T, bin string, args ...string) *touchProc {
+	p := &touchProc{cmd: exec.Command(bin, args...)}
+	var err error
+	if p.in, err = p.cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	out, _ := p.cmd.StdoutPipe()
+	p.lines = bufio.NewScanner(out)
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.in.Close(); p.cmd.Wait() })
+	return p
+}
+
 type touchProc struct {
 	cmd   *exec.Cmd
 	in    io.WriteCloser
@@ -267,24 +294,10 @@ func (p *touchProc) reading(t *testing.T, what string) (anon, huge uint64) {
 // the stacks agree with it.
 func TestGrowthExactCounts(t *testing.T) {
 	testenv.RequireBPF(t)
-	testenv.RequireTool(t, "gcc")
-	bin := filepath.Join(t.TempDir(), "touch")
-	if out, err := exec.Command("gcc", "-O1", "-pthread", "-o", bin, "../testdata/growth/touch.c").CombinedOutput(); err != nil {
-		t.Fatalf("gcc: %v: %s", err, out)
-	}
+	bin := touchBinary(t)
 	for _, args := range [][]string{{"huge", "64"}, {"threads", "32", "4"}} {
 		t.Run(args[0], func(t *testing.T) {
-			p := &touchProc{cmd: exec.Command(bin, args...)}
-			var err error
-			if p.in, err = p.cmd.StdinPipe(); err != nil {
-				t.Fatal(err)
-			}
-			out, _ := p.cmd.StdoutPipe()
-			p.lines = bufio.NewScanner(out)
-			if err := p.cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			defer func() { p.in.Close(); p.cmd.Wait() }()
+			p := startTouch(t, bin, args...)
 			before, _ := p.reading(t, "ready")
 			var after, huge uint64
 			s := growthOf(t, p.cmd.Process.Pid, func() {
@@ -325,5 +338,42 @@ func TestGrowthExactCounts(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A flight recorder's archive holds its last window: the kernel's exact
+// totals, which span the whole run, are left out (the sampled rows of the
+// window estimate it), while the growth inside the window is still there.
+func TestGrowthRingHasNoWholeRunTotals(t *testing.T) {
+	testenv.RequireBPF(t)
+	p := startTouch(t, touchBinary(t), "threads", "32", "1")
+	before, _ := p.reading(t, "ready")
+	var after uint64
+	s := captureWhile(t, Options{Ring: 4 * time.Second, Probes: []string{"growth"}, PIDs: []uint32{uint32(p.cmd.Process.Pid)}}, func() {
+		io.WriteString(p.in, "go\n")
+		after, _ = p.reading(t, "done")
+	})
+	a, err := formats.Open(s.Archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if a.HasTable(formats.TableGrowthTotals) {
+		t.Errorf("the ring's archive has growth_totals")
+	}
+	var got uint64
+	if s.Growth != nil {
+		for _, gp := range s.Growth.Processes {
+			if gp.PID == uint32(p.cmd.Process.Pid) {
+				got = gp.Bytes
+				if gp.ExactBytes != 0 {
+					t.Errorf("exact bytes %d in a ring's archive", gp.ExactBytes)
+				}
+			}
+		}
+	}
+	t.Logf("touch gained %d bytes; the ring's window estimates %d", after-before, got)
+	if gained := after - before; got < gained/2 || got > gained*2 {
+		t.Errorf("the window's growth is %d bytes, the process gained %d", got, gained)
 	}
 }
