@@ -27,7 +27,9 @@ type FleetSummary struct {
 	// when the windows do not all overlap.
 	Overlap *FleetOverlap `json:"overlap,omitempty"`
 	// Routes are the endpoints of every node merged by process name,
-	// role, method, protocol and route, highest merged p99 first.
+	// role, method, protocol and route: servers' first (the service the
+	// incident is about; a client's view mirrors it), then the highest
+	// merged p99 first.
 	Routes []FleetRoute `json:"routes"`
 	// Slowest are the slowest requests of all nodes.
 	Slowest []FleetExchange `json:"slowest"`
@@ -294,6 +296,9 @@ func (f *Fleet) Summary() *FleetSummary {
 	}
 	sort.SliceStable(out.Routes, func(i, j int) bool {
 		a, b := out.Routes[i], out.Routes[j]
+		if (a.Role == formats.RoleServer) != (b.Role == formats.RoleServer) {
+			return a.Role == formats.RoleServer
+		}
 		if a.P99 != b.P99 {
 			return a.P99 > b.P99
 		}
