@@ -76,19 +76,14 @@ func openInChromium(t *testing.T, chromium, html, waitFor string) *browserPage {
 }
 
 // evalInt runs a script in the page and returns its number.
-func (b *browserPage) evalInt(js string) int {
-	b.t.Helper()
-	v, err := chromedp.Run(b.ctx, chromedp.Evaluate[int](js))
-	if err != nil {
-		b.t.Fatalf("%s: %v", js, err)
-	}
-	return v
-}
+func (b *browserPage) evalInt(js string) int { return evalIn[int](b, js) }
 
 // evalString runs a script in the page and returns its string.
-func (b *browserPage) evalString(js string) string {
+func (b *browserPage) evalString(js string) string { return evalIn[string](b, js) }
+
+func evalIn[T any](b *browserPage, js string) T {
 	b.t.Helper()
-	v, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](js))
+	v, err := chromedp.Run(b.ctx, chromedp.Evaluate[T](js))
 	if err != nil {
 		b.t.Fatalf("%s: %v", js, err)
 	}

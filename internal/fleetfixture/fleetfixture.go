@@ -13,6 +13,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"time"
 
@@ -215,18 +216,27 @@ func writeCPU(w *formats.Writer, n Node, rng *rand.Rand, mono, window uint64) er
 }
 
 func writeHTTP(w *formats.Writer, n Node, rng *rand.Rand, mono, window uint64) error {
-	type choice struct{ svc, route int }
-	var picks []choice
+	// A request goes to a service by its weight, then to one of its
+	// routes by theirs: drawn from the cumulative shares.
+	type choice struct {
+		svc, route int
+		upTo       float64 // cumulative share, up to 1
+	}
+	var choices []choice
+	var sum float64
 	for si, s := range services {
-		total := 0
+		routeTotal := 0
 		for _, r := range s.routes {
-			total += r.weight
+			routeTotal += r.weight
 		}
 		for ri, r := range s.routes {
-			for k := 0; k < s.weight*r.weight*100/total; k++ {
-				picks = append(picks, choice{si, ri})
-			}
+			sum += float64(s.weight*r.weight) / float64(routeTotal)
+			choices = append(choices, choice{si, ri, sum})
 		}
+	}
+	pick := func() choice {
+		x := rng.Float64() * sum
+		return choices[sort.Search(len(choices)-1, func(i int) bool { return choices[i].upTo > x })]
 	}
 	reqs := formats.NewTable[formats.HTTPRequest](w, formats.TableHTTPRequests)
 	total := int(float64(n.RequestsPerSec) * time.Duration(window).Seconds())
@@ -238,7 +248,7 @@ func writeHTTP(w *formats.Writer, n Node, rng *rand.Rand, mono, window uint64) e
 	}
 	var path []byte
 	for i := 0; i < total; i++ {
-		c := picks[rng.IntN(len(picks))]
+		c := pick()
 		s, r := services[c.svc], services[c.svc].routes[c.route]
 		path = expand(path[:0], r.tmpl, rng)
 		if n.Hostile && i%997 == 0 {
