@@ -372,6 +372,17 @@ spec:
 	if calls := kubectlCalls(t, dir); len(calls) != 2 || !strings.HasPrefix(calls[1], "get pods -n shop -l "+want+" --field-selector") {
 		t.Fatalf("calls: %q", calls)
 	}
+	// -l passes the selector as one argument, as given.
+	os.Remove(filepath.Join(dir, "log"))
+	sel := "app in (shop, cart),!legacy"
+	cmd = exec.Command("sh", "./kubectl-bpfsnap", "-l", sel, "-n", "shop")
+	cmd.Env = append(os.Environ(), "PATH="+dir+":"+os.Getenv("PATH"))
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "no running pod in shop matches "+sel) {
+		t.Fatalf("-l: %v: %s", err, out)
+	}
+	if calls := kubectlCalls(t, dir); len(calls) != 1 || !strings.HasPrefix(calls[0], "get pods -n shop -l "+sel+" --field-selector") {
+		t.Fatalf("calls: %q", calls)
+	}
 }
 
 // runJobCommand runs a rendered Job's container command with busybox's sh
