@@ -307,12 +307,14 @@ func (f *Fleet) Summary() *FleetSummary {
 		}
 		return a.Route < b.Route
 	})
-	for _, st := range f.folded {
-		out.folded = append(out.folded, *st)
+	keys := make([]string, 0, len(f.folded))
+	for k := range f.folded {
+		keys = append(keys, k)
 	}
-	sort.Slice(out.folded, func(i, j int) bool {
-		return strings.Join(out.folded[i].Frames, ";") < strings.Join(out.folded[j].Frames, ";")
-	})
+	sort.Strings(keys)
+	for _, k := range keys {
+		out.folded = append(out.folded, *f.folded[k])
+	}
 	return out
 }
 
