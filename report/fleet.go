@@ -2,6 +2,7 @@ package report
 
 import (
 	_ "embed"
+	"encoding/json"
 	"fmt"
 	"html/template"
 	"math"
@@ -38,7 +39,8 @@ type fleetView struct {
 	// CPUNodes are the nodes whose archive section has a flame graph.
 	CPUNodes []fleetNodeView
 	CSS      template.CSS
-	JS       template.JS
+	// Packed is the FleetSummary as JSON, packed (pack) for the download.
+	Packed string
 }
 
 type fleetNodeView struct {
@@ -65,7 +67,11 @@ type fleetExchangeView struct {
 // buildFleetView lays out the fleet section; archives are the page's
 // archive sections, matched to the fleet's nodes by archive path.
 func buildFleetView(f *analyze.FleetSummary, archives []*HTMLArchive) (*fleetView, error) {
-	v := &fleetView{Summary: f, CSS: template.CSS(fleetCSS), JS: template.JS(fleetJS)}
+	data, err := json.Marshal(f)
+	if err != nil {
+		return nil, err
+	}
+	v := &fleetView{Summary: f, CSS: template.CSS(fleetCSS), Packed: pack(string(data))}
 	part := map[string]int{}
 	for i, a := range archives {
 		part[a.Summary.Archive] = i

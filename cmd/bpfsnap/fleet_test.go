@@ -158,12 +158,8 @@ func TestFleetReportOf20Archives(t *testing.T) {
 	}
 	t.Logf("report of 20 archives: %s, %.1f MB", took.Round(time.Millisecond), float64(len(data))/1e6)
 
-	m := regexp.MustCompile(`(?s)<script type="application/json" id="fleet-data">(.*?)</script>`).FindSubmatch(data)
-	if m == nil {
-		t.Fatal("no fleet data in the page")
-	}
 	var fleet analyze.FleetSummary
-	if err := json.Unmarshal(m[1], &fleet); err != nil {
+	if err := json.Unmarshal(unpackedPart(t, data, "fleet-data"), &fleet); err != nil {
 		t.Fatal(err)
 	}
 	paths, _ := filepath.Glob(filepath.Join(archives, "node-*.bpfsnap"))
@@ -234,7 +230,9 @@ func TestFleetReportOf20Archives(t *testing.T) {
 	t.Logf("%d routes, %d requests, %d CPU samples; /api/search merged p99 %.1f ms, node-13 %.1f ms, best node %.1f ms",
 		len(fleet.Routes), requests, rows.samples, search.P99, search.Nodes[0].P99, search.BestP99)
 
-	// The page shows the same figures, escapes the hostile names.
+	// The page shows the same figures, escapes the hostile names, and
+	// holds the page's own three script blocks, no more.
+	checkHTML(t, "fleet report", data)
 	for _, bad := range []string{"<script>alert", "<svg onload"} {
 		if i := strings.Index(string(data), bad); i >= 0 {
 			t.Errorf("raw hostile markup %q in the page: %q", bad, data[max(0, i-200):min(len(data), i+100)])
@@ -245,26 +243,26 @@ func TestFleetReportOf20Archives(t *testing.T) {
 	}
 
 	chromium := testenv.RequireTool(t, "chromium")
-	b := openInChromium(t, chromium, page, "#fleet")
-	if n := b.evalInt(`document.querySelectorAll("#fleet tr.fr").length`); n != len(fleet.Routes) {
+	p := openInChromium(t, chromium, page, "#fleet")
+	if n := p.evalInt(`document.querySelectorAll("#fleet tr.fr").length`); n != len(fleet.Routes) {
 		t.Errorf("%d route rows, want %d", n, len(fleet.Routes))
 	}
 	// The row of shop-api's GET /api/search shows its worst node's p99, and
 	// a click opens its nodes.
 	row := `[].filter.call(document.querySelectorAll("#fleet tr.fr"), function(tr){
 		return tr.cells[0].getAttribute("data-v") === "shop-api server" && tr.querySelector("td.route code").textContent === "GET /api/search"; })[0]`
-	if got := b.evalString(`(function(){ var tr = ` + row + `; return tr.querySelector("td.worst").textContent + " " + tr.cells[tr.cells.length-2].textContent; })()`); !strings.HasSuffix(got, fmt.Sprintf("%.0f ms node-13", search.Nodes[0].P99)) {
+	if got := p.evalString(`(function(){ var tr = ` + row + `; return tr.querySelector("td.worst").textContent + " " + tr.cells[tr.cells.length-2].textContent; })()`); !strings.HasSuffix(got, fmt.Sprintf("%.0f ms node-13", search.Nodes[0].P99)) {
 		t.Errorf("/api/search row: %q, want its worst node's p99 %.0f ms and node-13", got, search.Nodes[0].P99)
 	}
-	if n := b.evalInt(`(function(){ var tr = ` + row + `; tr.click();
+	if n := p.evalInt(`(function(){ var tr = ` + row + `; tr.click();
 		var d = tr.nextElementSibling; return d.offsetParent === null ? -1 : d.querySelectorAll("table.pernode > tbody > tr").length; })()`); n != 20 {
 		t.Errorf("clicking a route shows %d node rows, want 20", n)
 	}
 	// The merged graph has every node's samples; node-02's own graph (its
 	// archive section's, copied) has its hot function's larger share.
-	merged := b.evalString(`(function(){ var svg = document.querySelector('#fleet .fleetflame[data-node="merged"] svg');
+	merged := p.evalString(`(function(){ var svg = document.querySelector('#fleet .fleetflame[data-node="merged"] svg');
 		return svg.getAttribute("data-total") + " " + window.bpfsnapFlame.search(svg, "^main\\.compress$").pct.toFixed(1); })()`)
-	node2 := b.evalString(`(function(){ var i = [].filter.call(document.querySelectorAll("#fleet .fleetsel option"), function(o){ return o.textContent.indexOf("node-02 ") === 0; })[0].value;
+	node2 := p.evalString(`(function(){ var i = [].filter.call(document.querySelectorAll("#fleet .fleetsel option"), function(o){ return o.textContent.indexOf("node-02 ") === 0; })[0].value;
 		if (!window.bpfsnapFleet.show(i)) return "not shown";
 		var svg = document.querySelector('#fleet .fleetflame[data-node="node"]:not(.hidden) svg');
 		var hidden = document.querySelector('#fleet .fleetflame[data-node="merged"]').classList.contains("hidden");
@@ -277,7 +275,7 @@ func TestFleetReportOf20Archives(t *testing.T) {
 	if mTotal != rows.samples || nTotal*15 > mTotal || !hidden || nPct < 5*mPct || mPct <= 0 {
 		t.Errorf("flame graphs: merged %q (want %d samples), node-02 %q", merged, rows.samples, node2)
 	}
-	b.checkClean()
+	p.checkClean()
 }
 
 func fleetRoute(t *testing.T, f *analyze.FleetSummary, process, role, method, route string) analyze.FleetRoute {
@@ -289,4 +287,19 @@ func fleetRoute(t *testing.T, f *analyze.FleetSummary, process, role, method, ro
 	}
 	t.Fatalf("no route %s %s %s %s", process, role, method, route)
 	return analyze.FleetRoute{}
+}
+
+// unpackedPart returns the text the page holds packed (report/packed.go)
+// in the element of that id.
+func unpackedPart(t *testing.T, page []byte, id string) []byte {
+	t.Helper()
+	m := regexp.MustCompile(`<div hidden id="` + regexp.QuoteMeta(id) + `" data-packed="([^"]*)"`).FindSubmatch(page)
+	if m == nil {
+		t.Fatalf("no packed %s in the page", id)
+	}
+	text, err := unpack(m[1])
+	if err != nil {
+		t.Fatalf("%s: %v", id, err)
+	}
+	return text
 }

@@ -16,8 +16,10 @@ import (
 
 func newReportCmd() *cobra.Command {
 	var (
-		flags  analysisFlags
-		output string
+		flags    analysisFlags
+		output   string
+		baseline string
+		base     sideFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "report ARCHIVE|DIR... [-o report.html]",
@@ -33,20 +35,33 @@ first), every route's percentiles merged exactly over the requests of all
 nodes beside each node's p99 and the worst node, and the CPU flame graph
 merged over the nodes or of any one node. Archives are analyzed in parallel.
 With --pod or --namespace, archives with no process of the selection are
-left out (and listed).`,
-		Example: "  bpfsnap report incident.bpfsnap -o incident.html\n  bpfsnap report node-a.bpfsnap node-b.bpfsnap -o incident.html\n  bpfsnap report captures/ -o fleet.html",
-		Args:    cobra.MinimumNArgs(1),
+left out (and listed).
+
+With --baseline BASE each archive is also compared with BASE (as bpfsnap diff
+does): deltas in the endpoint table, a differential flame graph beside the
+plain one, the functions and leak sites that changed, and a "what changed"
+card. The selectors apply to BASE too; --base-X replaces one for BASE.`,
+		Example: "  bpfsnap report incident.bpfsnap -o incident.html\n  bpfsnap report node-a.bpfsnap node-b.bpfsnap -o incident.html\n" +
+			"  bpfsnap report captures/ -o fleet.html\n" +
+			"  bpfsnap report --baseline before.bpfsnap after.bpfsnap -o after.html",
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			paths, err := archivePaths(args)
 			if err != nil {
 				return err
 			}
 			req := flags.request(analyze.AllSections)
+			var baseSummary *analyze.Summary
+			if baseline != "" {
+				if baseSummary, err = analyze.Load(baseline, base.request(cmd, req)); err != nil {
+					return fmt.Errorf("baseline: %w", err)
+				}
+			}
 			req.Slices = report.DefaultSlices
 			if len(paths) > fleetSlicesUpTo {
 				req.Slices = 0
 			}
-			parts, fleet, err := buildReport(paths, req)
+			parts, fleet, err := buildReport(paths, req, baseSummary)
 			if err != nil {
 				return err
 			}
@@ -64,6 +79,8 @@ left out (and listed).`,
 		},
 	}
 	flags.bind(cmd)
+	base.bind(cmd, "base")
+	cmd.Flags().StringVar(&baseline, "baseline", "", "compare every archive with this one (before the deploy, a healthy node)")
 	cmd.Flags().StringVarP(&output, "output", "o", "report.html", "HTML file to write (- for stdout)")
 	return cmd
 }
@@ -75,11 +92,12 @@ left out (and listed).`,
 const fleetSlicesUpTo = 4
 
 // buildReport analyzes the archives in parallel (analyze.LoadEach) and lays
-// out each one's part of the page as soon as its analysis is done; with
+// out each one's part of the page as soon as its analysis is done (compared
+// with baseline when there is one); with
 // several archives, the fleet view is fed the same summaries, and each
 // part keeps only what the page shows, so memory follows the page and the
 // latency lists the fleet merges, not every archive's analysis at once.
-func buildReport(paths []string, req analyze.Request) ([]*report.HTMLArchive, *analyze.FleetSummary, error) {
+func buildReport(paths []string, req analyze.Request, baseline *analyze.Summary) ([]*report.HTMLArchive, *analyze.FleetSummary, error) {
 	parts := make([]*report.HTMLArchive, len(paths))
 	var fleet *analyze.Fleet
 	if len(paths) > 1 {
@@ -96,6 +114,11 @@ func buildReport(paths []string, req analyze.Request) ([]*report.HTMLArchive, *a
 		part, err := report.BuildHTMLArchive(s)
 		if err != nil {
 			return fmt.Errorf("%s: %w", paths[i], err)
+		}
+		if baseline != nil {
+			if err := part.AddBaseline(analyze.Compare(baseline, s)); err != nil {
+				return fmt.Errorf("%s: %w", paths[i], err)
+			}
 		}
 		if fleet != nil {
 			fleet.Add(i, s)

@@ -122,25 +122,27 @@ func TestReportInChromium(t *testing.T) {
 		}
 	}
 
+	// A demo-sized report opens fast (report_open_test.go).
+	checkOpenTime(t, chromium, html, demoOpenGoal, 3*demoOpenGoal)
+
 	start := time.Now()
-	b := openInChromium(t, chromium, html, "#cpu")
-	eval := b.evalInt
-	worst := b.evalString(`document.querySelector(".card .what code") ? document.querySelector(".card .what code").textContent : ""`)
-	frames := eval(`document.querySelectorAll(".flame:not(.hidden) svg g.f").length`)
+	p := openInChromium(t, chromium, html, "#cpu")
+	worst := p.evalString(`document.querySelector(".card .what code") ? document.querySelector(".card .what code").textContent : ""`)
+	frames := p.evalInt(`document.querySelectorAll(".flame:not(.hidden) svg g.f").length`)
 	// Click the hot function's frame: the graph zooms (others hide).
-	zoomed := eval(`(function(){
+	zoomed := p.evalInt(`(function(){
 		var svg = document.querySelector(".flame:not(.hidden) svg");
 		var g = [].filter.call(svg.querySelectorAll("g.f"), function(g){ return g.querySelector("title").textContent.indexOf("hot_a\n") === 0; })[0];
 		g.dispatchEvent(new MouseEvent("click", {bubbles: true}));
 		return svg.querySelectorAll("g.f.hidden").length; })()`)
-	matched := eval(`(function(){
+	matched := p.evalInt(`(function(){
 		var svg = document.querySelector(".flame:not(.hidden) svg");
 		window.bpfsnapFlame.reset(svg);
 		return window.bpfsnapFlame.search(svg, "^hot_").frames; })()`)
 	// A time slice redraws the graph for that part of the window.
-	sliced := eval(`(function(){ window.bpfsnapReport.showSlice("0", "0");
+	sliced := p.evalInt(`(function(){ window.bpfsnapReport.showSlice("0", "0");
 		return document.querySelectorAll('.flames[data-archive="0"] .flame:not(.hidden)[data-slice="0"]').length; })()`)
-	leakRows := eval(`document.querySelectorAll("#memory table tbody tr").length`)
+	leakRows := p.evalInt(`document.querySelectorAll("#memory table tbody tr").length`)
 	if leakRows < 3 {
 		t.Errorf("memory section lists %d leak candidates, want the 3 leaking sites at least", leakRows)
 	}
@@ -148,7 +150,7 @@ func TestReportInChromium(t *testing.T) {
 		t.Errorf("selecting a time slice did not show its flame graph")
 	}
 	t.Logf("opened and exercised in %s; %d frames, worst endpoint %q", time.Since(start).Round(time.Millisecond), frames, worst)
-	b.checkClean()
+	p.checkClean()
 	if zoomed == 0 || matched == 0 || frames < 10 {
 		t.Errorf("flame graph: %d frames, %d hidden after zoom, %d search matches", frames, zoomed, matched)
 	}
