@@ -243,6 +243,8 @@ func TestFleetReportOf20Archives(t *testing.T) {
 	}
 
 	chromium := testenv.RequireTool(t, "chromium")
+	// Twenty nodes' page opens about as fast as a busy node's.
+	checkOpenTime(t, chromium, page, busyOpenGoal, 3*busyOpenGoal)
 	p := openInChromium(t, chromium, page, "#fleet")
 	if n := p.evalInt(`document.querySelectorAll("#fleet tr.fr").length`); n != len(fleet.Routes) {
 		t.Errorf("%d route rows, want %d", n, len(fleet.Routes))
