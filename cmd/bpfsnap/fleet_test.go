@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"html"
@@ -19,6 +20,7 @@ import (
 	"github.com/bpfsnap/bpfsnap/formats"
 	"github.com/bpfsnap/bpfsnap/internal/fleetfixture"
 	"github.com/bpfsnap/bpfsnap/internal/testenv"
+	"github.com/bpfsnap/bpfsnap/report"
 )
 
 // fleetNodes describes the 20 nodes of the fleet tests: 60 s windows
@@ -304,4 +306,55 @@ func unpackedPart(t *testing.T, page []byte, id string) []byte {
 		t.Fatalf("%s: %v", id, err)
 	}
 	return text
+}
+
+// report --baseline over several archives: each archive analyzed in
+// parallel (buildReport, run here in-process so `go test -race` sees it)
+// is compared with the one baseline, and the page has the fleet section
+// and each node's comparison with the baseline (the slow node's slow
+// route among its changes).
+func TestFleetReportWithBaseline(t *testing.T) {
+	dir := t.TempDir()
+	var nodes []fleetfixture.Node
+	for i, h := range []string{"base", "node-a", "node-b", "node-c"} {
+		n := fleetfixture.Node{Host: h, Seed: uint64(i + 1), Window: 10 * time.Second,
+			Start: time.Date(2026, 12, 7, 9, 30, 0, 0, time.UTC)}
+		if h == "node-b" {
+			n.SlowRoute, n.SlowFactor = "/api/search", 8
+		}
+		nodes = append(nodes, n)
+	}
+	writeFleet(t, dir, nodes)
+	req := analyze.Request{Sections: analyze.AllSections}
+	base, err := analyze.Load(filepath.Join(dir, "base.bpfsnap"), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths := []string{filepath.Join(dir, "node-a.bpfsnap"), filepath.Join(dir, "node-b.bpfsnap"), filepath.Join(dir, "node-c.bpfsnap")}
+	parts, fleet, err := buildReport(paths, req, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fleet == nil || len(fleet.Nodes) != 3 || len(parts) != 3 {
+		t.Fatalf("fleet %v, %d parts", fleet, len(parts))
+	}
+	for _, p := range parts {
+		if p.Compare == nil {
+			t.Fatalf("%s: not compared with the baseline", p.Summary.Archive)
+		}
+	}
+	var page bytes.Buffer
+	if err := report.WriteHTML(&page, parts, report.HTMLOptions{Fleet: fleet}); err != nil {
+		t.Fatal(err)
+	}
+	checkHTML(t, "fleet report with a baseline", page.Bytes())
+	if n := strings.Count(page.String(), "vs baseline base.bpfsnap"); n < 3 {
+		t.Errorf("%d differential flame graphs, want one per node", n)
+	}
+	if !strings.Contains(page.String(), `<section id="fleet">`) {
+		t.Error("no fleet section")
+	}
+	if got := parts[1].Compare.Changes; len(got) == 0 || !strings.Contains(strings.Join(got, " "), "/api/search") {
+		t.Errorf("node-b's changes do not name its slow route: %q", got)
+	}
 }
