@@ -87,7 +87,7 @@ func benchFleetReport(env *Env) ([]Row, error) {
 		repCPU, anCPU, rss, anRSS = append(repCPU, cpuSeconds(rep)), append(anCPU, ac), append(rss, maxRSSMB(rep)), append(anRSS, ar)
 	}
 	r := stats(ratios)
-	return []Row{{
+	rows := []Row{{
 		Name:   fmt.Sprintf("fleet report: %d archives of 60 s, wall time (s)", fleetNodes),
 		Result: stats(repWall).Format("%.2f"),
 		Peer:   "`analyze --json` of each, one after the other: " + stats(anWall).Format("%.2f") + "; ratio " + r.Format("%.2f"),
@@ -99,7 +99,19 @@ func benchFleetReport(env *Env) ([]Row, error) {
 			"report with GOMAXPROCS=1 %s s; peak RSS of report %s MB (of one analyze: %s MB); %d interleaved runs",
 			fleetNodes, gen.Seconds(), humanMB(bytes), fleetRate, stats(repCPU).Format("%.2f"), stats(anCPU).Format("%.2f"),
 			stats(oneWall).Format("%.2f"), stats(rss).Format("%.0f"), stats(anRSS).Format("%.0f"), max(env.Reps, 1)),
-	}}, nil
+	}}
+	// The page those 20 archives make, opened as the "report opening"
+	// rows open theirs, against the busy node's goal.
+	chromium, err := exec.LookPath("chromium")
+	if err != nil {
+		return nil, fmt.Errorf("chromium: %w", err)
+	}
+	open, err := openRow(chromium, "fleet report", fmt.Sprintf("report opening: the fleet report of %d archives, load-to-interactive", fleetNodes), html,
+		"the page the row above writes (fleet view, and every archive's sections)", dir, 2*time.Second, max(env.Reps, 3))
+	if err != nil {
+		return nil, err
+	}
+	return append(rows, open), nil
 }
 
 // maxRSSMB is a finished command's peak resident set, in MB.
