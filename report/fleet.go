@@ -35,7 +35,10 @@ type fleetView struct {
 	Routes  []fleetRouteView
 	Slowest []fleetExchangeView
 	Overlap string
-	Flame   template.HTML
+	// Hosts counts the nodes' distinct hosts (fewer than the nodes when
+	// one host made several archives).
+	Hosts int
+	Flame template.HTML
 	// CPUNodes are the nodes whose archive section has a flame graph.
 	CPUNodes []fleetNodeView
 	CSS      template.CSS
@@ -94,7 +97,17 @@ func buildFleetView(f *analyze.FleetSummary, archives []*HTMLArchive) (*fleetVie
 	} else if len(f.Nodes) > 1 {
 		v.Overlap = "the windows do not all overlap: compare nodes with care"
 	}
+	label := nodeLabels(f.Nodes)
+	hosts := map[string]bool{}
+	for _, n := range f.Nodes {
+		hosts[n.Host] = true
+	}
+	v.Hosts = len(hosts)
 	for i, r := range f.Routes {
+		r.Nodes = append([]analyze.FleetRouteNode(nil), r.Nodes...)
+		for j := range r.Nodes {
+			r.Nodes[j].Host = label(r.Nodes[j].Node, r.Nodes[j].Host)
+		}
 		rv := fleetRouteView{FleetRoute: r, Worst: r.Worst(), Detailed: i < fleetDetailedRoutes}
 		if rv.Detailed {
 			rv.Spread = template.HTML(spreadChart(r, 140, 30))
@@ -102,6 +115,7 @@ func buildFleetView(f *analyze.FleetSummary, archives []*HTMLArchive) (*fleetVie
 		v.Routes = append(v.Routes, rv)
 	}
 	for _, x := range f.Slowest {
+		x.Host = label(x.Node, x.Host)
 		v.Slowest = append(v.Slowest, fleetExchangeView{FleetExchange: x, Part: x.Node})
 	}
 	if folded := f.Folded(); len(folded) > 0 {
@@ -113,6 +127,28 @@ func buildFleetView(f *analyze.FleetSummary, archives []*HTMLArchive) (*fleetVie
 		v.Flame = fl
 	}
 	return v, nil
+}
+
+// nodeLabels names nodes in the fleet's tables: by host, and when several
+// archives come from one host (two captures, a flight recorder's dumps),
+// by host and archive, so their rows can be told apart.
+func nodeLabels(nodes []analyze.FleetNode) func(index int, host string) string {
+	hosts := map[string]int{}
+	for _, n := range nodes {
+		hosts[n.Host]++
+	}
+	names := map[int]string{}
+	for _, n := range nodes {
+		if hosts[n.Host] > 1 {
+			names[n.Index] = n.Host + " (" + filepath.Base(n.Archive) + ")"
+		}
+	}
+	return func(index int, host string) string {
+		if name, ok := names[index]; ok {
+			return name
+		}
+		return host
+	}
 }
 
 func fmtSeconds(s float64) string { return strconv.FormatFloat(s, 'f', 1, 64) + " s" }
