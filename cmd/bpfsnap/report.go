@@ -143,6 +143,18 @@ func buildReport(paths []string, req analyze.Request, baseline *analyze.Summary)
 	if len(kept) == 0 {
 		return nil, nil, fmt.Errorf("no archive has a process of the selection (%s)", fs.Skipped[0].Reason)
 	}
+	// A fleet is several archives of the same kind of traffic: a node
+	// capture beside a memory capture of one program is two reports on
+	// one page, not a fleet to merge.
+	serving := 0
+	for _, n := range fs.Nodes {
+		if n.Requests > 0 || n.CPUSamples > 0 {
+			serving++
+		}
+	}
+	if serving < 2 {
+		return kept, nil, nil
+	}
 	return kept, fs, nil
 }
 
