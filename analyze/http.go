@@ -439,14 +439,13 @@ func Quantile(sorted []float64, q float64) float64 {
 	if len(sorted) == 0 {
 		return 0
 	}
-	rank := int(q*float64(len(sorted))+0.999999999) - 1
-	if rank < 0 {
-		rank = 0
-	}
-	if rank >= len(sorted) {
-		rank = len(sorted) - 1
-	}
-	return sorted[rank]
+	return sorted[quantileRank(len(sorted), q)]
+}
+
+// quantileRank is the 0-based nearest rank of the q-quantile of n values.
+func quantileRank(n int, q float64) int {
+	rank := int(q*float64(n)+0.999999999) - 1
+	return min(max(rank, 0), n-1)
 }
 
 // processNames maps pids to the name of their last program.
