@@ -374,6 +374,8 @@ func TestGrowthRingHasNoWholeRunTotals(t *testing.T) {
 	}
 	t.Logf("touch gained %d bytes; the ring's window estimates %d", after-before, got)
 	if gained := after - before; got < gained/2 || got > gained*2 {
-		t.Errorf("the window's growth is %d bytes, the process gained %d", got, gained)
+		tables, _ := a.Tables()
+		t.Errorf("the window's growth is %d bytes, the process gained %d; window %+v; tables %+v; growth %+v; warnings %q",
+			got, gained, a.Manifest().Window, tables, s.Growth, s.Warnings)
 	}
 }

@@ -51,6 +51,12 @@ type flightRecorder struct {
 	seq      int
 	dumps    atomic.Int64
 	regFile  string // the registration `bpfsnap trigger` reads
+	usr1     chan os.Signal
+
+	// reqMu orders requests (SIGUSR1's goroutine, triggers) before the
+	// final one: none is queued once requests is closed.
+	reqMu  sync.Mutex
+	closed bool
 
 	mu       sync.Mutex
 	dropHist []dropSnapshot // one per second, for each dump's window
@@ -106,10 +112,10 @@ func (f *flightRecorder) start(specs []trigger.Spec, cpuHz float64) {
 			}
 		}
 	}()
-	usr1 := make(chan os.Signal, 4)
-	signal.Notify(usr1, syscall.SIGUSR1)
+	f.usr1 = make(chan os.Signal, 4)
+	signal.Notify(f.usr1, syscall.SIGUSR1)
 	go func() {
-		for range usr1 {
+		for range f.usr1 {
 			f.request("signal", "SIGUSR1")
 		}
 	}()
@@ -118,6 +124,11 @@ func (f *flightRecorder) start(specs []trigger.Spec, cpuHz float64) {
 
 // request queues a dump of the window ending now.
 func (f *flightRecorder) request(trig, detail string) {
+	f.reqMu.Lock()
+	defer f.reqMu.Unlock()
+	if f.closed {
+		return // the recorder is finishing: its last window is being written
+	}
 	wall, mono := clock()
 	req := dumpRequest{trigger: trig, detail: detail, wall: wall, mono: mono, release: f.s.writer.HoldChunks()}
 	select {
@@ -178,9 +189,19 @@ func (f *flightRecorder) finish(reason string) error {
 	done := make(chan error, 1)
 	// Not at -o itself: the recorder's own directory is -o.partial.
 	tmp := f.s.opts.Output + ".last"
+	// A recorder that is not the process's last one (tests run several)
+	// must stop hearing SIGUSR1: a later signal would queue a dump on
+	// a closed channel.
+	if f.usr1 != nil {
+		signal.Stop(f.usr1)
+		close(f.usr1)
+	}
+	f.reqMu.Lock()
 	f.requests <- dumpRequest{trigger: "end", detail: reason, wall: wall, mono: mono,
 		output: tmp, release: f.s.writer.HoldChunks(), done: done}
 	close(f.requests)
+	f.closed = true
+	f.reqMu.Unlock()
 	err := <-done
 	<-f.stopped
 	if f.regFile != "" {
