@@ -74,6 +74,12 @@ func (t *TableWriter[T]) Write(rows ...T) error {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.pw == nil && len(t.batch) == 0 {
+		// The chunk's first row: a chunk is opened only when its first
+		// batch is flushed (often by the seal, after a dump's end), but
+		// its rows were written from now on.
+		t.opened = t.w.monoNow()
+	}
 	t.batch = append(t.batch, rows...)
 	if len(t.batch) < batchRows && t.open+int64(len(t.batch)) < int64(t.w.MaxChunkRows) {
 		return nil
@@ -131,7 +137,6 @@ func (t *TableWriter[T]) chunkPath() string {
 
 func (t *TableWriter[T]) startLocked() error {
 	t.seq++
-	t.opened = t.w.monoNow()
 	tmp := tmpName(t.chunkPath())
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
 	if err != nil {
