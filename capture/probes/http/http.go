@@ -232,7 +232,7 @@ func (h *httpProbe) handle(raw []byte) {
 func (h *httpProbe) handleRecord(ev *bpfHttpEvent, line []byte) {
 	c := h.conn(ev)
 	h.learnOwner(c, ev)
-	switch ev.Kind {
+	switch ev.H.Kind {
 	case kindPair:
 		row, ok := h.requestRow(ev, line, c)
 		if !ok {
@@ -252,7 +252,7 @@ func (h *httpProbe) handleRecord(ev *bpfHttpEvent, line []byte) {
 		c.pending = append(c.pending, row)
 	case kindResponse:
 		role := formats.RoleServer
-		if ev.Flags&flagClient != 0 {
+		if ev.H.Flags&flagClient != 0 {
 			role = formats.RoleClient
 		}
 		i := firstPending(c.pending, role)
@@ -279,15 +279,15 @@ func (h *httpProbe) handleRecord(ev *bpfHttpEvent, line []byte) {
 // candidates, not the last one seen. A release is voted like a send: the
 // task closing a socket is almost always its owner.
 func (h *httpProbe) learnOwner(c *httpConn, ev *bpfHttpEvent) {
-	if ev.Flags&flagCtx == 0 || ev.CtxCgroup != ev.SockCgroup || ev.CtxPid == 0 {
+	if ev.H.Flags&flagCtx == 0 || ev.H.CtxCgroup != ev.H.SockCgroup || ev.H.CtxPid == 0 {
 		return
 	}
 	switch {
-	case ev.CtxPid == c.pid:
+	case ev.H.CtxPid == c.pid:
 		c.votes++
-		c.tid = ev.CtxTid
+		c.tid = ev.H.CtxTid
 	case c.votes == 0:
-		c.pid, c.tid, c.votes = ev.CtxPid, ev.CtxTid, 1
+		c.pid, c.tid, c.votes = ev.H.CtxPid, ev.H.CtxTid, 1
 	default:
 		c.votes--
 	}
@@ -301,7 +301,7 @@ func (h *httpProbe) requestRow(ev *bpfHttpEvent, line []byte, c *httpConn) (form
 		return formats.HTTPRequest{}, false
 	}
 	role := formats.RoleServer
-	if ev.Flags&flagClient != 0 {
+	if ev.H.Flags&flagClient != 0 {
 		role = formats.RoleClient
 	}
 	path, cut := httpparse.CleanTarget(req.Target, h.keepQuery)
@@ -312,12 +312,12 @@ func (h *httpProbe) requestRow(ev *bpfHttpEvent, line []byte, c *httpConn) (form
 		h.countFor(c, "truncated_path")
 	}
 	row := formats.HTTPRequest{
-		RequestNs: ev.ReqNs, CgroupID: ev.SockCgroup, Role: role, Method: req.Method, Path: path, PathTruncated: cut,
-		LocalAddr: c.local, RemoteAddr: c.remote, Connection: ev.Cookie, RequestBytes: ev.ReqBody, ResponseBytes: -1,
+		RequestNs: ev.ReqNs, CgroupID: ev.H.SockCgroup, Role: role, Method: req.Method, Path: path, PathTruncated: cut,
+		LocalAddr: c.local, RemoteAddr: c.remote, Connection: ev.H.Cookie, RequestBytes: ev.ReqBody, ResponseBytes: -1,
 		Protocol: formats.ProtocolHTTP1,
 	}
 	if role == formats.RoleClient && h.ownerCtx(ev) {
-		row.RequestTID = ev.CtxTid
+		row.RequestTID = ev.H.CtxTid
 	}
 	return row, true
 }
@@ -325,7 +325,7 @@ func (h *httpProbe) requestRow(ev *bpfHttpEvent, line []byte, c *httpConn) (form
 // ownerCtx reports whether the record's context is a task of the socket's
 // owner cgroup (see learnOwner).
 func (h *httpProbe) ownerCtx(ev *bpfHttpEvent) bool {
-	return ev.Flags&flagCtx != 0 && ev.Flags&flagReleased == 0 && ev.CtxCgroup == ev.SockCgroup && ev.CtxPid != 0
+	return ev.H.Flags&flagCtx != 0 && ev.H.Flags&flagReleased == 0 && ev.H.CtxCgroup == ev.H.SockCgroup && ev.H.CtxPid != 0
 }
 
 // respond completes a row with the record's response.
@@ -336,13 +336,13 @@ func (h *httpProbe) respond(row *formats.HTTPRequest, ev *bpfHttpEvent, c *httpC
 		return
 	}
 	row.ResponseNs, row.Status, row.ResponseBytes = ev.RespNs, uint32(ev.Status), ev.RespBody
-	if ev.Flags&flagEndUnknown == 0 {
+	if ev.H.Flags&flagEndUnknown == 0 {
 		row.ResponseEndNs = ev.RespEndNs
 	} else {
 		h.countFor(c, "response_end_unknown")
 	}
 	if row.Role == formats.RoleServer && h.ownerCtx(ev) {
-		row.ResponseTID = ev.CtxTid
+		row.ResponseTID = ev.H.CtxTid
 	}
 }
 
@@ -375,7 +375,7 @@ func (h *httpProbe) emit(row formats.HTTPRequest, c *httpConn) {
 // conn returns the state of ev's connection, made on its first record
 // (with the addresses, which never change for a socket).
 func (h *httpProbe) conn(ev *bpfHttpEvent) *httpConn {
-	cookie := ev.Cookie
+	cookie := ev.H.Cookie
 	c := h.conns[cookie]
 	if c == nil {
 		if len(h.conns) >= maxConnections {
@@ -401,11 +401,11 @@ func (h *httpProbe) conn(ev *bpfHttpEvent) *httpConn {
 // addrs formats the record's addresses (the kernel orients them: source is
 // the socket's own end).
 func addrs(ev *bpfHttpEvent) (local, remote string) {
-	if ev.Family != 4 && ev.Family != 6 {
+	if ev.H.Family != 4 && ev.H.Family != 6 {
 		return "", ""
 	}
-	return netip.AddrPortFrom(ipOf(ev.Family, ev.Saddr), ev.Sport).String(),
-		netip.AddrPortFrom(ipOf(ev.Family, ev.Daddr), ev.Dport).String()
+	return netip.AddrPortFrom(ipOf(ev.H.Family, ev.H.Saddr), ev.H.Sport).String(),
+		netip.AddrPortFrom(ipOf(ev.H.Family, ev.H.Daddr), ev.H.Dport).String()
 }
 
 func ipOf(family uint8, b [16]uint8) netip.Addr {
@@ -534,38 +534,38 @@ func (h *httpProbe) handleHeld(st *bpfHttpSock, cookie uint64) {
 	}
 	r := &st.Req
 	var ev bpfHttpEvent
-	ev.Cookie, ev.SockCgroup = cookie, r.SockCgroup
-	ev.Family, ev.Saddr, ev.Daddr, ev.Sport, ev.Dport = r.Conn.Family, r.Conn.Saddr, r.Conn.Daddr, r.Conn.Sport, r.Conn.Dport
+	ev.H.Cookie, ev.H.SockCgroup = cookie, r.SockCgroup
+	ev.H.Family, ev.H.Saddr, ev.H.Daddr, ev.H.Sport, ev.H.Dport = r.Conn.Family, r.Conn.Saddr, r.Conn.Daddr, r.Conn.Sport, r.Conn.Dport
 	ev.ReqBody, ev.RespBody = int64(r.Body), -1
 	respDir := &st.Dir[1] // a server sends the response
 	if r.Egress != 0 {
-		ev.Flags |= flagClient
+		ev.H.Flags |= flagClient
 		respDir = &st.Dir[0]
 	}
 	var line []byte
 	if st.Held != 0 && st.Pipelined == 0 {
-		ev.Kind, ev.ReqNs = kindRequest, r.TimeNs
+		ev.H.Kind, ev.ReqNs = kindRequest, r.TimeNs
 		if r.Ctx != 0 {
-			ev.Flags |= flagCtx
-			ev.CtxCgroup, ev.CtxPid, ev.CtxTid = r.CtxCgroup, r.CtxPid, r.CtxTid
+			ev.H.Flags |= flagCtx
+			ev.H.CtxCgroup, ev.H.CtxPid, ev.H.CtxTid = r.CtxCgroup, r.CtxPid, r.CtxTid
 		}
 		n := min(int(r.LineLen), len(r.Line))
 		line = unsafe.Slice((*byte)(unsafe.Pointer(&r.Line[0])), n)
 	}
 	if respDir.IsResponse != 0 {
-		if ev.Kind == kindRequest {
-			ev.Kind = kindPair
+		if ev.H.Kind == kindRequest {
+			ev.H.Kind = kindPair
 		} else {
-			ev.Kind = kindResponse
+			ev.H.Kind = kindResponse
 		}
 		ev.RespNs, ev.Status, ev.RespBody = respDir.MsgNs, respDir.Status, int64(respDir.Body)
-		ev.Flags |= flagEndUnknown
+		ev.H.Flags |= flagEndUnknown
 		if respDir.Ctx != 0 {
-			ev.Flags |= flagCtx
-			ev.CtxCgroup, ev.CtxPid, ev.CtxTid = respDir.CtxCgroup, respDir.CtxPid, respDir.CtxTid
+			ev.H.Flags |= flagCtx
+			ev.H.CtxCgroup, ev.H.CtxPid, ev.H.CtxTid = respDir.CtxCgroup, respDir.CtxPid, respDir.CtxTid
 		}
 	}
-	if ev.Kind != 0 {
+	if ev.H.Kind != 0 {
 		h.handleRecord(&ev, line)
 	}
 }
