@@ -75,6 +75,7 @@ type bpfH2Event struct {
 	_         structs.HostLayout
 	H         bpfRecHead
 	TimeNs    uint64
+	FrameNs   uint64
 	DataBytes int64
 	Stream    uint32
 	FrameLen  uint32
@@ -117,6 +118,7 @@ type bpfHttpDir struct {
 	Pad         [2]uint8
 	H2Stream    uint32
 	H2Len       uint32
+	H2FrameNs   uint64
 	H2Hdr       [16]uint8
 	Streams     [16]struct {
 		_     structs.HostLayout

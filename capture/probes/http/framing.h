@@ -158,6 +158,7 @@ struct http_dir {
 	__u8 pad[2];
 	__u32 h2_stream;
 	__u32 h2_len;
+	__u64 h2_frame_ns; // when the frame's header began to pass
 	__u8 h2_hdr[16] __attribute__((aligned(8)));
 	struct h2_stream streams[H2_STREAMS];
 };
@@ -253,6 +254,7 @@ struct http_event {
 struct h2_event {
 	struct rec_head h;
 	__u64 time_ns;    // when the segment passed
+	__u64 frame_ns;   // when the frame's header began to pass
 	__s64 data_bytes; // END_STREAM (DATA, HEADERS), RST_STREAM: the stream's DATA bytes in this direction; -1 unknown
 	__u32 stream;
 	__u32 frame_len;  // payload length
@@ -939,6 +941,7 @@ static __always_inline struct h2_event *h2_record(struct scratch *sc, struct htt
 	if (sc->ws.egress || sc->ws.proc)
 		head_ctx(&e->h);
 	e->time_ns = sc->ws.now;
+	e->frame_ns = d->h2_frame_ns;
 	e->data_bytes = -1;
 	e->stream = d->h2_stream;
 	e->frame_len = d->h2_len;

@@ -499,6 +499,8 @@ __noinline int FN(h2_header)(SRC_T *src, struct http_sock *st, struct scratch *s
 	__u32 need = 9 - hn;
 	__u32 avail = ws->len - ws->pos;
 	__builtin_memcpy(ws->hb, d->h2_hdr, 16);
+	if (hn == 0)
+		d->h2_frame_ns = ws->now;
 	if (avail < need) {
 		// The header goes on in the next segment.
 		__u32 k = avail - 1; // 1..8
