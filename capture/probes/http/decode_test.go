@@ -20,7 +20,7 @@ func BenchmarkHTTPRecord(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	h := &httpProbe{s: recorder.NewDetachedSession(w, recorder.Options{}), conns: map[uint64]*httpConn{}, counters: map[string]uint64{}}
+	h := &httpProbe{s: recorder.NewDetachedSession(w, recorder.Options{}), conns: map[connKey]*httpConn{}, counters: map[string]uint64{}}
 	h.table = formats.NewTable[formats.HTTPRequest](w, formats.TableHTTPRequests)
 	var ev bpfHttpEvent
 	ev.H.Kind, ev.H.Family, ev.H.SockCgroup = kindPair, 4, 7
