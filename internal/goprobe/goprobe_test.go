@@ -131,4 +131,3 @@ func TestHTTP2LayoutsMatchDWARF(t *testing.T) {
 		t.Error(err)
 	}
 }
-

@@ -53,8 +53,8 @@ const (
 type Fragment struct {
 	TimeNs  uint64 // when the segment passed
 	FrameNs uint64 // when the frame's header began to pass
-	Egress  bool // sent by the end the records are about
-	Preface bool // this direction began with the client connection preface
+	Egress  bool   // sent by the end the records are about
+	Preface bool   // this direction began with the client connection preface
 	Type    uint8
 	Flags   uint8
 	Stream  uint32

@@ -182,7 +182,9 @@ func (h *httpProbe) handleNames(raw []byte) {
 	h.flushNames(b.lastNs)
 }
 
-func bytesOf(s []int8) []byte { return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(s))), len(s)) }
+func bytesOf(s []int8) []byte {
+	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(s))), len(s))
+}
 
 // flushNames completes the waiting rows whose fields came, writes those
 // that waited long enough (or all, at the end: now = max) and forgets old
