@@ -128,23 +128,37 @@ type timedReader struct {
 }
 
 func (r *timedReader) Read(p []byte) (int, error) {
+	n, rx, err := recvTimed(r.raw, p, r.oob)
+	if err != nil {
+		return 0, err
+	}
+	if r.first.IsZero() {
+		r.first = rx
+	}
+	r.last = rx
+	return n, nil
+}
+
+// recvTimed reads a socket with recvmsg and returns the kernel's receive
+// timestamp (SO_TIMESTAMPNS) of the bytes read.
+func recvTimed(raw syscall.RawConn, p, oob []byte) (int, time.Time, error) {
 	var n, oobn int
 	var serr error
-	rerr := r.raw.Read(func(fd uintptr) bool {
-		n, oobn, _, _, serr = unix.Recvmsg(int(fd), p, r.oob, 0)
+	rerr := raw.Read(func(fd uintptr) bool {
+		n, oobn, _, _, serr = unix.Recvmsg(int(fd), p, oob, 0)
 		return serr != unix.EAGAIN
 	})
 	if rerr != nil {
-		return 0, rerr
+		return 0, time.Time{}, rerr
 	}
 	if serr != nil {
-		return 0, serr
+		return 0, time.Time{}, serr
 	}
 	if n == 0 {
-		return 0, io.EOF
+		return 0, time.Time{}, io.EOF
 	}
 	rx := time.Now()
-	msgs, _ := unix.ParseSocketControlMessage(r.oob[:oobn])
+	msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
 	for _, m := range msgs {
 		if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SO_TIMESTAMPNS && len(m.Data) >= 16 {
 			ts := (*unix.Timespec)(unsafe.Pointer(&m.Data[0]))
@@ -154,11 +168,7 @@ func (r *timedReader) Read(p []byte) (int, error) {
 			rx = time.Unix(ts.Sec, ts.Nsec)
 		}
 	}
-	if r.first.IsZero() {
-		r.first = rx
-	}
-	r.last = rx
-	return n, nil
+	return n, rx, nil
 }
 
 type getResult struct {
@@ -270,9 +280,6 @@ func checkAgainstClient(t *testing.T, p string, e analyze.HTTPEndpoint, ct *clie
 	if e.Count != int64(ct.count()) {
 		t.Errorf("%s: bpfsnap counted %d requests, the client sent %d", p, e.Count, ct.count())
 	}
-	if e.Protocol != formats.ProtocolHTTP1 {
-		t.Errorf("%s: protocol %q", p, e.Protocol)
-	}
 	for _, q := range []struct {
 		name       string
 		ours, them float64
@@ -307,6 +314,9 @@ func compareWithClient(t *testing.T, path string, serverPID int, client map[stri
 		if !ok {
 			t.Errorf("%s: not seen; endpoints: %+v", p, h.Endpoints)
 			continue
+		}
+		if e.Protocol != formats.ProtocolHTTP1 || e.TLS {
+			t.Errorf("%s: protocol %q, tls %v", p, e.Protocol, e.TLS)
 		}
 		checkAgainstClient(t, p, e, ct, 0.05)
 	}

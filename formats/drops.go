@@ -88,7 +88,6 @@ var dropCatalog = func() map[string]DropReason {
 		{"http.h2_streams_overflow", DropLost, "HTTP/2 streams were not followed: more than 4096 were open on one connection"},
 		{"http.h2_name_unknown", DropIncomplete, "HTTP/2 requests whose path could not be decoded (HPACK state from before the window) and that no Go uprobe named: counted under the route [h2 name unknown]"},
 		{"http.h2_status_unknown", DropIncomplete, "HTTP/2 responses or trailers whose :status or grpc-status could not be decoded: not counted as errors"},
-		{"http.h2_names_unmatched", DropNoted, "header fields read by the Go HTTP/2 uprobes that matched no stream seen on the wire (streams of other connections, or from before the window)"},
 		{"http.tls_state_full", DropLost, "TLS connections were not followed: the kernel's table of TLS connections (16384) was full"},
 		{"http.tls_read_fault", DropLost, "TLS plaintext could not be read from the application's memory: those bytes were not framed"},
 		{"http.tls_undecoded", DropIncomplete, "TCP connections carried TLS that no TLS probe decoded (a TLS library bpfsnap does not cover: statically linked BoringSSL, Java's JSSE, rustls...): their requests are not in the archive"},

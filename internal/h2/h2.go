@@ -327,6 +327,7 @@ func (c *Conn) decodeBlock(di int) []Exchange {
 	b := &d.block
 	b.active = false
 	d.fields = fields{}
+	complete := false
 	if b.broken {
 		// What a cut block held cannot be trusted past the cut, and its
 		// insertions into the table are lost: start afresh.
@@ -338,13 +339,16 @@ func (c *Conn) decodeBlock(di int) []Exchange {
 	} else if err := d.dec.Close(); err != nil {
 		d.reset()
 		c.Counts.DecodeResets++
+	} else {
+		complete = true
 	}
-	return c.applyBlock(di, b, d.fields, b.broken)
+	return c.applyBlock(di, b, d.fields, complete)
 }
 
 // applyBlock makes a decoded block the request, the response or the
-// trailers of its stream.
-func (c *Conn) applyBlock(di int, b *block, fs fields, broken bool) []Exchange {
+// trailers of its stream; complete says whether every field of it was
+// decoded.
+func (c *Conn) applyBlock(di int, b *block, fs fields, complete bool) []Exchange {
 	s := c.streams[b.stream]
 	isRequest := fs.has&(hasMethod|hasPath) != 0
 	isResponse := fs.has&hasStatus != 0
@@ -393,7 +397,12 @@ func (c *Conn) applyBlock(di int, b *block, fs fields, broken bool) []Exchange {
 		if fs.has&hasCType != 0 && s.ex.ContentType == "" {
 			s.ex.ContentType = fs.ctype
 		}
-	} else if fs.has&hasGRPCStatus == 0 && (broken || !fs.first) {
+		if !complete && b.flags&FlagEndStream != 0 && fs.has&hasGRPCStatus == 0 {
+			// A response in one block ("trailers-only" in gRPC) whose
+			// grpc-status, if it had one, could not be read.
+			s.ex.StatusUnknown = true
+		}
+	} else if fs.has&hasGRPCStatus == 0 && !complete {
 		s.ex.StatusUnknown = true // trailers whose grpc-status could not be read
 	}
 	if fs.has&hasGRPCStatus != 0 {

@@ -3,6 +3,7 @@
 package http
 
 import (
+	"strings"
 	"unsafe"
 
 	"github.com/bpfsnap/bpfsnap/formats"
@@ -116,6 +117,7 @@ type goFields struct {
 	server     bool // the function is a server's (known for incoming only)
 	endStream  bool
 	method     string
+	ctype      string
 	path       string
 	hasPath    bool
 	status     uint32
@@ -167,6 +169,7 @@ func (h *httpProbe) handleNames(raw []byte) {
 	f := goFields{timeNs: ev.TimeNs, incoming: fn&uint32(bpfGoH2FnGO_H2INCOMING) != 0, server: fn&uint32(bpfGoH2FnGO_H2SERVER) != 0,
 		endStream: ev.EndStream != 0, status: uint32(ev.Status), grpcStatus: ev.GrpcStatus}
 	f.method = string(bytesOf(ev.Method[:min(int(ev.MethodLen), len(ev.Method))]))
+	f.ctype = string(bytesOf(ev.Ctype[:min(int(ev.CtypeLen), len(ev.Ctype))]))
 	if n := min(int(ev.PathLen), len(raw)-namesFixed, len(ev.Path)); n > 0 {
 		f.path, f.hasPath = string(raw[namesFixed:namesFixed+n]), true
 	}
@@ -212,9 +215,6 @@ func (h *httpProbe) flushNames(now uint64) {
 			i++
 		}
 		if i > 0 {
-			if now == ^uint64(0) {
-				h.countN("h2_names_unmatched", uint64(i))
-			}
 			if i == len(fs) {
 				delete(b.fields, k)
 			} else {
@@ -223,8 +223,6 @@ func (h *httpProbe) flushNames(now uint64) {
 		}
 	}
 }
-
-func (h *httpProbe) countN(reason string, n uint64) { h.counters["http."+reason] += n }
 
 // nameRow fills a waiting row from the fields of its process and stream:
 // the request's fields (an incoming block at a server, an outgoing one at
@@ -260,6 +258,9 @@ func (h *httpProbe) nameRow(w *waitingRow) {
 			if w.row.Method == "" {
 				w.row.Method = f.method
 			}
+			if strings.HasPrefix(f.ctype, "application/grpc") {
+				w.row.Protocol = formats.ProtocolGRPC
+			}
 			w.nameUnknown = false
 			used[best] = true
 		}
@@ -272,6 +273,7 @@ func (h *httpProbe) nameRow(w *waitingRow) {
 			}
 			if f.status != 0 && w.row.Status == 0 {
 				w.row.Status = f.status
+				used[i] = true
 			}
 			if f.grpcStatus >= 0 {
 				w.row.GRPCStatus = f.grpcStatus

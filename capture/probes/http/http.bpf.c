@@ -344,6 +344,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 egress)
 	if (h2) {
 		counted(st, HTTP_DROP_H2_JOINED);
 		h2_start(st, d, ws->seq);
+		d->next_seq = ws->seq;
 	}
 	if (len > 0) {
 		if (d->mode != MODE_NEW && d->mode != MODE_H2_SYNC) {
@@ -766,9 +767,13 @@ int go_h2_names(struct pt_regs *ctx)
 		if (bpf_probe_read_user(meta, sizeof(meta), (const void *)frame) ||
 		    bpf_probe_read_user(fh, sizeof(fh), (const void *)meta[0]))
 			return 0;
-		if (fh[0] != 1 || fh[1] != H2_HEADERS)
-			return 0; // not a valid HEADERS frame: the wrong register (an unknown version)
-		e->stream = *(__u32 *)&fh[8] & 0x7fffffff;
+		// x/net marks the HeadersFrame invalid (valid = false) once its
+		// block is decoded, before the MetaHeadersFrame reaches these
+		// functions: only the type and stream are checked (a wrong
+		// register, from a version not known, fails here).
+		e->stream = *(__u32 *)&fh[8];
+		if (fh[1] != H2_HEADERS || e->stream == 0 || e->stream > 0x7fffffff)
+			return 0;
 		e->end_stream = fh[2] & H2_END_STREAM;
 		s->fields = meta[1];
 		s->nfields = meta[2];
