@@ -4,8 +4,8 @@ package capture
 
 import (
 	"bufio"
-	"context"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -458,4 +458,3 @@ func TestHTTPGRPCConnectionFromBeforeTheWindow(t *testing.T) {
 		t.Errorf("the connection was not recognised mid-way (drops %v)", d)
 	}
 }
-
