@@ -174,6 +174,7 @@ func recvTimed(raw syscall.RawConn, p, oob []byte) (int, time.Time, error) {
 type getResult struct {
 	ttfb, total float64 // ms
 	keep        bool    // the connection stays open
+	status      int
 }
 
 // rawGet sends one GET and reads the whole response; it returns the time

@@ -91,6 +91,7 @@ var dropCatalog = func() map[string]DropReason {
 		{"http.tls_state_full", DropLost, "TLS connections were not followed: the kernel's table of TLS connections (16384) was full"},
 		{"http.tls_read_fault", DropLost, "TLS plaintext could not be read from the application's memory: those bytes were not framed"},
 		{"http.tls_undecoded", DropIncomplete, "TCP connections carried TLS that no TLS probe decoded (a TLS library bpfsnap does not cover: statically linked BoringSSL, Java's JSSE, rustls...): their requests are not in the archive"},
+		{"http.tls_idle", DropNoted, "TCP connections carried TLS for a process whose TLS library is probed but were never written to in a TLS call: handshakes only, or idle in the window"},
 		{"http.tls_unbound", DropNoted, "TLS connections whose socket was never seen written during a TLS call: their rows have no addresses"},
 		{"mem.ringbuf_full", DropLost, "allocator events were lost: the ring buffer was full"},
 		{"mem.inflight_full", DropLost, "allocations were lost: the kernel's table of calls in progress was full"},

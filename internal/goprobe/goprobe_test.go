@@ -130,4 +130,7 @@ func TestHTTP2LayoutsMatchDWARF(t *testing.T) {
 	if err := CheckHTTP2Layouts(d, StdHTTP2); err != nil {
 		t.Error(err)
 	}
+	if err := CheckTLSLayouts(d); err != nil {
+		t.Error(err)
+	}
 }

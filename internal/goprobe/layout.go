@@ -24,6 +24,31 @@ const (
 	FieldSize         = 40
 )
 
+// The path from a crypto/tls connection to its socket's descriptor that
+// the go_bind program follows (stable since Go 1.9's internal/poll):
+//
+//	type tls.Conn struct { conn net.Conn; ... }          // the interface's data word at 8
+//	type net.TCPConn struct { conn }                     // conn{fd *netFD}: fd at 0
+//	type net.netFD struct { pfd poll.FD; ... }           // pfd at 0
+//	type poll.FD struct { fdmu fdMutex; Sysfd int; ... } // Sysfd at 16
+const (
+	TLSConnOffset     = 0
+	NetConnFDOffset   = 0
+	NetFDPFDOffset    = 0
+	PollFDSysfdOffset = 16
+)
+
+// CheckTLSLayouts compares those offsets with the DWARF of a binary that
+// links crypto/tls.
+func CheckTLSLayouts(d *dwarf.Data) error {
+	return checkFields(d, map[string]map[string]int64{
+		"crypto/tls.Conn":  {"conn": TLSConnOffset},
+		"net.conn":         {"fd": NetConnFDOffset},
+		"net.netFD":        {"pfd": NetFDPFDOffset},
+		"internal/poll.FD": {"Sysfd": PollFDSysfdOffset},
+	}, nil)
+}
+
 // HTTP2Types names the Go types of one HTTP/2 implementation.
 type HTTP2Types struct{ Meta, Header, Field string }
 
@@ -37,11 +62,17 @@ var (
 // CheckHTTP2Layouts compares the offsets above with the DWARF of a binary
 // that links the implementation ty.
 func CheckHTTP2Layouts(d *dwarf.Data, ty HTTP2Types) error {
-	want := map[string]map[string]int64{
+	return checkFields(d, map[string]map[string]int64{
 		ty.Meta:   {"Fields": MetaFieldsOffset},
 		ty.Header: {"valid": 0, "Type": FrameTypeOffset, "Flags": FrameFlagsOffset, "StreamID": FrameStreamOffset},
 		ty.Field:  {"Name": 0, "Value": FieldValueOffset},
-	}
+	}, map[string]int64{ty.Field: FieldSize, ty.Meta: -1})
+}
+
+// checkFields finds each struct type of want in the DWARF and compares
+// its fields' offsets; sizes gives whole sizes to check (-1: the first
+// field must be at 0).
+func checkFields(d *dwarf.Data, want map[string]map[string]int64, sizes map[string]int64) error {
 	var errs []error
 	found := map[string]bool{}
 	r := d.Reader()
@@ -67,11 +98,12 @@ func CheckHTTP2Layouts(d *dwarf.Data, ty HTTP2Types) error {
 		if !ok {
 			continue
 		}
-		if name == ty.Field && st.ByteSize != FieldSize {
-			errs = append(errs, fmt.Errorf("%s: %d bytes, probes assume %d", name, st.ByteSize, FieldSize))
-		}
-		if name == ty.Meta && (len(st.Field) == 0 || st.Field[0].ByteOffset != 0) {
-			errs = append(errs, fmt.Errorf("%s: the *HeadersFrame is not first", name))
+		if sz, ok := sizes[name]; ok {
+			if sz < 0 && (len(st.Field) == 0 || st.Field[0].ByteOffset != 0) {
+				errs = append(errs, fmt.Errorf("%s: its first field is not at 0", name))
+			} else if sz >= 0 && st.ByteSize != sz {
+				errs = append(errs, fmt.Errorf("%s: %d bytes, probes assume %d", name, st.ByteSize, sz))
+			}
 		}
 		for _, f := range st.Field {
 			if off, ok := fields[f.Name]; ok {

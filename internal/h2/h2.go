@@ -239,7 +239,7 @@ func (c *Conn) addBlock(di int, f Fragment) []Exchange {
 	d := &c.dirs[di]
 	b := &d.block
 	var out []Exchange
-	if f.Type == TypeHeaders && f.Offset == 0 {
+	if f.Type == TypeHeaders && f.Offset == 0 && !(b.active && b.inHeaders && b.stream == f.Stream && b.expect == 0) {
 		if b.active {
 			// A HEADERS frame before the last block ended: the
 			// CONTINUATION frames ending it were missed.

@@ -115,11 +115,14 @@ type bpfHttpDir struct {
 	H2InFrame   uint8
 	H2Hn        uint8
 	H2Preface   uint8
-	Pad         [2]uint8
+	StashN      uint8
+	Pad         uint8
 	H2Stream    uint32
 	H2Len       uint32
 	H2FrameNs   uint64
 	H2Hdr       [16]uint8
+	StashNs     uint64
+	Stash       [16]int8
 	Streams     [16]struct {
 		_     structs.HostLayout
 		Id    uint32
@@ -229,9 +232,12 @@ type bpfHttpSock struct {
 	Mark      uint8
 	Bound     uint8
 	TlsSeen   uint8
-	Pad       [6]uint8
+	Pad       [2]uint8
+	TlsTgid   uint32
+	TlsPtr    uint64
 	B_cookie  uint64
 	B_cgroup  uint64
+	RxNs      uint64
 	B_conn    struct {
 		_      structs.HostLayout
 		Saddr  [16]uint8
@@ -352,6 +358,7 @@ type bpfTlsTask struct {
 	Buf     uint64
 	LenPtr  uint64
 	BindKey uint64
+	BindLen uint64
 	Fn      uint8
 	Pad     [7]uint8
 }
@@ -367,6 +374,7 @@ const (
 	bpfMapScratch         = "scratch"
 	bpfMapSocks           = "socks"
 	bpfMapTargets         = "targets"
+	bpfMapTlsByCookie     = "tls_by_cookie"
 	bpfMapTlsConns        = "tls_conns"
 	bpfMapTlsTasks        = "tls_tasks"
 	bpfMapTlsZero         = "tls_zero"
@@ -442,16 +450,17 @@ type bpfProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfMapSpecs struct {
-	Drops      *ebpf.MapSpec `ebpf:"drops"`
-	GoCalls    *ebpf.MapSpec `ebpf:"go_calls"`
-	GoScratch  *ebpf.MapSpec `ebpf:"go_scratch"`
-	HttpEvents *ebpf.MapSpec `ebpf:"http_events"`
-	Scratch    *ebpf.MapSpec `ebpf:"scratch"`
-	Socks      *ebpf.MapSpec `ebpf:"socks"`
-	Targets    *ebpf.MapSpec `ebpf:"targets"`
-	TlsConns   *ebpf.MapSpec `ebpf:"tls_conns"`
-	TlsTasks   *ebpf.MapSpec `ebpf:"tls_tasks"`
-	TlsZero    *ebpf.MapSpec `ebpf:"tls_zero"`
+	Drops       *ebpf.MapSpec `ebpf:"drops"`
+	GoCalls     *ebpf.MapSpec `ebpf:"go_calls"`
+	GoScratch   *ebpf.MapSpec `ebpf:"go_scratch"`
+	HttpEvents  *ebpf.MapSpec `ebpf:"http_events"`
+	Scratch     *ebpf.MapSpec `ebpf:"scratch"`
+	Socks       *ebpf.MapSpec `ebpf:"socks"`
+	Targets     *ebpf.MapSpec `ebpf:"targets"`
+	TlsByCookie *ebpf.MapSpec `ebpf:"tls_by_cookie"`
+	TlsConns    *ebpf.MapSpec `ebpf:"tls_conns"`
+	TlsTasks    *ebpf.MapSpec `ebpf:"tls_tasks"`
+	TlsZero     *ebpf.MapSpec `ebpf:"tls_zero"`
 }
 
 // bpfVariableSpecs contains global variables before they are loaded into the kernel.
@@ -490,16 +499,17 @@ func (o *bpfObjects) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfMaps struct {
-	Drops      *ebpf.Map `ebpf:"drops"`
-	GoCalls    *ebpf.Map `ebpf:"go_calls"`
-	GoScratch  *ebpf.Map `ebpf:"go_scratch"`
-	HttpEvents *ebpf.Map `ebpf:"http_events"`
-	Scratch    *ebpf.Map `ebpf:"scratch"`
-	Socks      *ebpf.Map `ebpf:"socks"`
-	Targets    *ebpf.Map `ebpf:"targets"`
-	TlsConns   *ebpf.Map `ebpf:"tls_conns"`
-	TlsTasks   *ebpf.Map `ebpf:"tls_tasks"`
-	TlsZero    *ebpf.Map `ebpf:"tls_zero"`
+	Drops       *ebpf.Map `ebpf:"drops"`
+	GoCalls     *ebpf.Map `ebpf:"go_calls"`
+	GoScratch   *ebpf.Map `ebpf:"go_scratch"`
+	HttpEvents  *ebpf.Map `ebpf:"http_events"`
+	Scratch     *ebpf.Map `ebpf:"scratch"`
+	Socks       *ebpf.Map `ebpf:"socks"`
+	Targets     *ebpf.Map `ebpf:"targets"`
+	TlsByCookie *ebpf.Map `ebpf:"tls_by_cookie"`
+	TlsConns    *ebpf.Map `ebpf:"tls_conns"`
+	TlsTasks    *ebpf.Map `ebpf:"tls_tasks"`
+	TlsZero     *ebpf.Map `ebpf:"tls_zero"`
 }
 
 func (m *bpfMaps) Close() error {
@@ -511,6 +521,7 @@ func (m *bpfMaps) Close() error {
 		m.Scratch,
 		m.Socks,
 		m.Targets,
+		m.TlsByCookie,
 		m.TlsConns,
 		m.TlsTasks,
 		m.TlsZero,

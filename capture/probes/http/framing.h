@@ -155,11 +155,17 @@ struct http_dir {
 	__u8 h2_in_frame; // the frame's end has not been handled yet
 	__u8 h2_hn;       // bytes of the next frame header carried in h2_hdr
 	__u8 h2_preface;  // this direction sent the connection preface (the client's)
-	__u8 pad[2];
+	__u8 stash_n;     // bytes in stash
+	__u8 pad;
 	__u32 h2_stream;
 	__u32 h2_len;
 	__u64 h2_frame_ns; // when the frame's header began to pass
 	__u8 h2_hdr[16] __attribute__((aligned(8)));
+	// The first bytes of a message, when fewer than 16 came before the
+	// segment (or TLS read) ended: too few to tell what they start. Go's
+	// HTTP server reads one byte ahead on its TLS connections.
+	__u64 stash_ns;
+	char stash[16] __attribute__((aligned(8)));
 	struct h2_stream streams[H2_STREAMS];
 };
 
@@ -207,9 +213,12 @@ struct http_sock {
 	// the socket it writes to, once an egress in its write saw it.
 	__u8 bound;
 	__u8 tls_seen;
-	__u8 pad[6];
+	__u8 pad[2];
+	__u32 tls_tgid;  // a socket: the TLS connection bound to it
+	__u64 tls_ptr;
 	__u64 b_cookie;
 	__u64 b_cgroup;
+	__u64 rx_ns;     // a TLS connection: when its socket last received a segment
 	struct conn_head b_conn;
 };
 
@@ -753,7 +762,7 @@ static __always_inline void send_head(struct rec_head *h)
 
 // on_request holds the request whose head starts at the walk position
 // (scanned into sc->hs and sc->head) until its response ends.
-static __always_inline void on_request(struct http_sock *st, struct scratch *sc, __s64 clen)
+static __always_inline void on_request(struct http_sock *st, struct scratch *sc, __s64 clen, __u64 t)
 {
 	if (st->mark == SOCK_OTHER)
 		return;
@@ -775,7 +784,7 @@ static __always_inline void on_request(struct http_sock *st, struct scratch *sc,
 		st->held = 0;
 	}
 	struct http_req *r = &st->req;
-	r->time_ns = sc->ws.now;
+	r->time_ns = t;
 	r->body = clen;
 	r->sock_cgroup = sc->ws.sock_cgroup;
 	__builtin_memcpy(&r->conn, &sc->ws.conn, sizeof(r->conn));
@@ -865,6 +874,7 @@ static __always_inline int lost(struct http_sock *st, struct http_dir *d, __u32 
 {
 	counted(st, reason);
 	d->mode = MODE_LOST;
+	d->stash_n = 0;
 	return 1;
 }
 

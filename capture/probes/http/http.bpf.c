@@ -111,7 +111,8 @@ struct tls_task {
 	__u64 key;      // SSL*
 	__u64 buf;
 	__u64 len_ptr;  // SSL_*_ex: where the byte count is written
-	__u64 bind_key; // the connection being written (0: none)
+	__u64 bind_key; // the connection last written by this thread and not yet tied to its socket (0: none)
+	__u64 bind_len; // the bytes of that write
 	__u8 fn;        // enum tls_fn of the call in progress (0: none)
 	__u8 pad[7];
 };
@@ -122,6 +123,16 @@ struct {
 	__type(key, int);
 	__type(value, struct tls_task);
 } tls_tasks SEC(".maps");
+
+// Sockets whose TLS connection a Go probe found through the connection's
+// file descriptor, for the cgroup_skb programs to tie the socket's state
+// to it (and take the times its bytes arrive).
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, TLS_CONNS);
+	__type(key, __u64); // socket cookie
+	__type(value, struct tls_key);
+} tls_by_cookie SEC(".maps");
 
 // A goroutine inside crypto/tls.(*Conn).Read: goroutines move between
 // threads, so the call is keyed by the goroutine (R14 holds g on amd64).
@@ -175,35 +186,80 @@ static __always_inline __u8 sock_mark(struct __sk_buff *skb, struct http_sock *s
 // get the socket's addresses and cookie); a socket no probe ever ties is
 // reported once from its owner's context, for the count of TLS connections
 // not decoded.
+// tls_bind ties TLS connection k (its state ts) to a socket.
+static __always_inline void tls_bind(struct scratch *sc, struct http_sock *ts, struct tls_key *k)
+{
+	struct walk_state *ws = &sc->ws;
+	ts->b_cookie = ws->cookie;
+	ts->b_cgroup = ws->sock_cgroup;
+	__builtin_memcpy(&ts->b_conn, &ws->conn, sizeof(ts->b_conn));
+	ts->bound = 1;
+	struct rec_head *h = &sc->ev.h;
+	new_head(h, ws, HTTP_TLS_BIND);
+	h->conn_key = k->ptr;
+	h->ctx_pid = k->tgid;
+	h->flags |= HTTP_F_TLS | HTTP_F_BOUND | HTTP_F_CTX;
+	send_head(h);
+}
+
+// tls_wire follows a socket that carries TLS records. It ties the socket
+// to a TLS probe's connection: one a Go probe found by file descriptor
+// (tls_by_cookie), or the connection the current thread last wrote with
+// OpenSSL when this segment starts with a record the size of that write,
+// on a socket of the thread's cgroup (OpenSSL may send a write's records
+// after SSL_write returns, as node's memory BIOs do; a segment sent from
+// a softirq on top of the thread, another socket's, does not match its
+// size or cgroup). A bound socket's received segments
+// give the times its TLS connection's bytes arrived. A socket no probe
+// ever ties is reported once from its owner's context, for the count of
+// TLS connections not decoded.
 static __always_inline void tls_wire(struct __sk_buff *skb, struct http_sock *st, struct scratch *sc, __u8 egress)
 {
-	if (!egress || st->bound)
-		return;
 	struct walk_state *ws = &sc->ws;
-	__u64 id = bpf_get_current_pid_tgid();
-	struct tls_task *t = bpf_task_storage_get(&tls_tasks, bpf_get_current_task_btf(), 0, 0);
-	if (t && t->bind_key && ws->len >= 5 && is_tls_record(ws->hb)) {
-		struct tls_key k = {.tgid = id >> 32, .ptr = t->bind_key};
-		t->bind_key = 0;
-		struct http_sock *ts = bpf_map_lookup_elem(&tls_conns, &k);
-		if (!ts)
-			return;
-		st->bound = 1;
-		if (ts->bound)
-			return;
-		ts->b_cookie = ws->cookie;
-		ts->b_cgroup = ws->sock_cgroup;
-		__builtin_memcpy(&ts->b_conn, &ws->conn, sizeof(ts->b_conn));
-		ts->bound = 1;
-		struct rec_head *h = &sc->ev.h;
-		new_head(h, ws, HTTP_TLS_BIND);
-		h->conn_key = k.ptr;
-		h->flags |= HTTP_F_TLS | HTTP_F_BOUND;
-		head_ctx(h);
-		send_head(h);
+	if (!st->bound) {
+		struct tls_key *found = bpf_map_lookup_elem(&tls_by_cookie, &ws->cookie);
+		if (found) {
+			st->bound = 1;
+			st->tls_tgid = found->tgid;
+			st->tls_ptr = found->ptr;
+			bpf_map_delete_elem(&tls_by_cookie, &ws->cookie);
+		}
+	}
+	if (st->bound) {
+		// The TLS connection's reads are framed when the application
+		// reads them, later than its bytes came in: a read is dated by
+		// the last segment received before it.
+		if (!egress && ws->len > 0) {
+			struct tls_key k = {.tgid = st->tls_tgid, .ptr = st->tls_ptr};
+			struct http_sock *ts = bpf_map_lookup_elem(&tls_conns, &k);
+			if (ts)
+				ts->rx_ns = ws->now;
+		}
 		return;
 	}
-	if (st->tls_seen || bpf_get_current_cgroup_id() != ws->sock_cgroup || !is_target(id >> 32))
+	if (!egress || ws->len < 5 || !is_tls_record(ws->hb))
+		return;
+	__u64 id = bpf_get_current_pid_tgid();
+	__u8 own = bpf_get_current_cgroup_id() == ws->sock_cgroup;
+	struct tls_task *t = bpf_task_storage_get(&tls_tasks, bpf_get_current_task_btf(), 0, 0);
+	if (own && t && t->bind_key) {
+		__u64 want = t->bind_len > 16384 ? 16384 : t->bind_len;
+		__u64 rec = ((__u64)ws->hb[3] << 8) | ws->hb[4];
+		if (rec > want && rec <= want + 64) {
+			struct tls_key k = {.tgid = id >> 32, .ptr = t->bind_key};
+			t->bind_key = 0;
+			struct http_sock *ts = bpf_map_lookup_elem(&tls_conns, &k);
+			if (!ts)
+				return;
+			st->bound = 1;
+			st->tls_tgid = k.tgid;
+			st->tls_ptr = k.ptr;
+			if (!ts->bound)
+				tls_bind(sc, ts, &k);
+			return;
+		}
+	}
+	if (st->tls_seen || !own || !is_target(id >> 32))
 		return;
 	st->tls_seen = 1;
 	struct rec_head *h = &sc->ev.h;
@@ -498,6 +554,10 @@ static __always_inline void tls_frame(struct pt_regs *ctx, __u64 ptr, __u64 buf,
 	struct walk_state *ws = &sc->ws;
 	if (n > 0x7fffffff)
 		n = 0x7fffffff;
+	// What is read came in with the socket's last segment, or before:
+	// the wire's time, not the application's.
+	if (!egress && st->rx_ns && st->rx_ns < ws->now)
+		ws->now = st->rx_ns;
 	ws->ubuf = buf;
 	ws->len = n;
 	ws->egress = egress;
@@ -528,6 +588,76 @@ static __always_inline struct go_key go_key_of(struct pt_regs *ctx)
 	return k;
 }
 
+// go_bind finds the socket of a Go TLS connection not yet tied to one,
+// through its file descriptor: tls.Conn{conn net.Conn} holds a
+// *net.TCPConn{conn{fd *netFD}}, netFD{pfd poll.FD} and poll.FD{fdmu
+// (16 bytes); Sysfd int} (internal/goprobe checks these offsets against
+// the DWARF of real binaries). The descriptor is looked up in the task's
+// table and kept only if it is a TCP socket whose file points back to it,
+// so a tls.Conn over something else finds nothing rather than a wrong
+// socket.
+static __always_inline void go_bind(__u64 conn)
+{
+	struct tls_key k = {.tgid = bpf_get_current_pid_tgid() >> 32, .ptr = conn};
+	struct http_sock *ts = bpf_map_lookup_elem(&tls_conns, &k);
+	if (ts && ts->bound)
+		return;
+	__u64 iface[2], tcp, nfd;
+	__s64 fd;
+	if (bpf_probe_read_user(iface, sizeof(iface), (const void *)conn) ||
+	    bpf_probe_read_user(&tcp, sizeof(tcp), (const void *)iface[1]) ||
+	    bpf_probe_read_user(&fd, sizeof(fd), (const void *)(tcp + 16)))
+		return;
+	(void)nfd;
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	if (!fdt || fd < 0 || fd >= BPF_CORE_READ(fdt, max_fds))
+		return;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *f = 0;
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
+		return;
+	struct socket *sock = BPF_CORE_READ(f, private_data);
+	if (!sock || BPF_CORE_READ(sock, file) != f)
+		return;
+	struct sock *sk = BPF_CORE_READ(sock, sk);
+	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP_ || BPF_CORE_READ(sk, sk_type) != 1 /* SOCK_STREAM */)
+		return;
+	__u64 cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+	if (!cookie)
+		return; // not yet given one: no segment of it was seen
+	bpf_map_update_elem(&tls_by_cookie, &cookie, &k, BPF_ANY);
+	if (!ts)
+		return;
+	__u32 idx = SCRATCH_UPROBE;
+	struct scratch *sc = bpf_map_lookup_elem(&scratch, &idx);
+	if (!sc)
+		return;
+	struct walk_state *ws = &sc->ws;
+	struct conn_head *h = &ws->conn;
+	__builtin_memset(h, 0, sizeof(*h));
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family == 2 /* AF_INET */) {
+		h->family = 4;
+		__u32 a = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr), b = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		__builtin_memcpy(h->saddr, &a, 4);
+		__builtin_memcpy(h->daddr, &b, 4);
+	} else if (family == 10 /* AF_INET6 */) {
+		h->family = 6;
+		BPF_CORE_READ_INTO(&h->saddr, sk, __sk_common.skc_v6_rcv_saddr);
+		BPF_CORE_READ_INTO(&h->daddr, sk, __sk_common.skc_v6_daddr);
+	} else {
+		return;
+	}
+	h->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	h->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	ws->cookie = cookie;
+	ws->sock_cgroup = BPF_CORE_READ(sk, sk_cgrp_data.cgroup, kn, id);
+	ws->flags = 0;
+	ws->conn_key = conn;
+	tls_bind(sc, ts, &k);
+}
+
 // tls_enter is on the entry of every TLS function (its cookie says which).
 SEC("uprobe.multi")
 int tls_enter(struct pt_regs *ctx)
@@ -546,8 +676,10 @@ int tls_enter(struct pt_regs *ctx)
 		t->key = ctx->di;
 		t->buf = ctx->si;
 		t->len_ptr = (fn == TLS_FN_SSL_READ_EX || fn == TLS_FN_SSL_WRITE_EX) ? ctx->cx : 0;
-		if (fn == TLS_FN_SSL_WRITE || fn == TLS_FN_SSL_WRITE_EX)
+		if (fn == TLS_FN_SSL_WRITE || fn == TLS_FN_SSL_WRITE_EX) {
 			t->bind_key = ctx->di;
+			t->bind_len = ctx->dx;
+		}
 		return 0;
 	}
 	case TLS_FN_SSL_FREE:
@@ -556,21 +688,18 @@ int tls_enter(struct pt_regs *ctx)
 	case TLS_FN_GO_READ: {
 		// Register ABI: the receiver in RAX, b's pointer and length in
 		// RBX and RCX.
+		go_bind(ctx->ax);
 		struct go_key k = go_key_of(ctx);
 		struct go_call c = {.conn = ctx->ax, .buf = ctx->bx};
 		bpf_map_update_elem(&go_calls, &k, &c, BPF_ANY);
 		return 0;
 	}
-	case TLS_FN_GO_WRITE: {
+	case TLS_FN_GO_WRITE:
 		// Framed at the entry (b is complete): a write that fails is
 		// still counted as sent.
-		struct tls_task *t = bpf_task_storage_get(&tls_tasks, bpf_get_current_task_btf(), 0,
-							  BPF_LOCAL_STORAGE_GET_F_CREATE);
-		if (t)
-			t->bind_key = ctx->ax;
 		tls_frame(ctx, ctx->ax, ctx->bx, ctx->cx, 1);
+		go_bind(ctx->ax);
 		return 0;
-	}
 	case TLS_FN_GO_CLOSE:
 		tls_release(ctx->ax);
 		return 0;
@@ -604,8 +733,6 @@ int tls_ret(struct pt_regs *ctx)
 	__u64 key = t->key, buf = t->buf, len_ptr = t->len_ptr;
 	t->fn = 0;
 	__u8 egress = call == TLS_FN_SSL_WRITE || call == TLS_FN_SSL_WRITE_EX;
-	if (egress)
-		t->bind_key = 0;
 	__s64 ret = (__s32)ctx->ax;
 	__u64 n = 0;
 	if (call == TLS_FN_SSL_READ_EX || call == TLS_FN_SSL_WRITE_EX) {

@@ -344,7 +344,7 @@ func (h *httpProbe) handleRecord(ev *bpfHttpEvent, line []byte) {
 // first.
 func (h *httpProbe) learnOwner(c *httpConn, ev *bpfRecHead) {
 	if c.tls {
-		if ev.Flags&flagCtx != 0 {
+		if ev.Flags&flagCtx != 0 && ev.CtxTid != 0 {
 			c.tid = ev.CtxTid
 		}
 		return
@@ -447,6 +447,10 @@ func (h *httpProbe) emit(row formats.HTTPRequest, c *httpConn) {
 
 func (h *httpProbe) write(row formats.HTTPRequest, c *httpConn) {
 	row.PID, row.TID = c.pid, c.tid
+	if c.tls {
+		// The socket may have become known since the row was made.
+		row.LocalAddr, row.RemoteAddr, row.Connection, row.CgroupID = c.local, c.remote, c.cookie, c.cgroup
+	}
 	if row.PID == 0 {
 		// No message of this connection was seen in its owner's context
 		// (e.g. a request on a fresh connection still unanswered at the

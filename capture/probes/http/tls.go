@@ -28,6 +28,9 @@ import (
 // from its owner (TLS_SEEN), and a TLS probe's connection tied to its
 // socket (TLS_BIND).
 func (h *httpProbe) handleTLSWire(ev *bpfRecHead) {
+	if debugH2 {
+		fmt.Fprintf(os.Stderr, "tls wire kind %d cookie %d key %d/%d\n", ev.Kind, ev.Cookie, ev.CtxPid, ev.ConnKey)
+	}
 	switch ev.Kind {
 	case kindTLSSeen:
 		if _, ok := h.tlsSeen[ev.Cookie]; !ok && len(h.tlsSeen) < maxConnections {
@@ -47,14 +50,15 @@ func (h *httpProbe) bind(c *httpConn, ev *bpfRecHead) {
 	c.bound, c.cookie, c.cgroup = true, ev.Cookie, ev.SockCgroup
 	c.local, c.remote = addrs(ev)
 	for _, row := range c.unbound {
-		row.LocalAddr, row.RemoteAddr, row.Connection, row.CgroupID = c.local, c.remote, c.cookie, c.cgroup
 		h.write(row, c)
 	}
 	c.unbound = nil
 }
 
-// endTLS writes the rows of TLS connections never tied to a socket and
-// counts the sockets that carried TLS no probe decoded, per process.
+// endTLS counts the sockets that carried TLS no probe decoded, per
+// process. A socket of a process whose TLS library is probed, never
+// written to in a TLS call, only had a handshake (or was idle): that is
+// not a library bpfsnap misses.
 func (h *httpProbe) endTLS() {
 	undecoded := map[uint32]uint64{}
 	for cookie, bound := range h.tlsSeen {
@@ -63,6 +67,10 @@ func (h *httpProbe) endTLS() {
 		}
 		pid := h.tlsOwner[cookie]
 		if h.s.Filtered() && !h.s.IsTarget(pid) {
+			continue
+		}
+		if h.tls != nil && h.tls.covers(pid) {
+			h.count("tls_idle")
 			continue
 		}
 		undecoded[pid]++
@@ -127,7 +135,8 @@ type tlsAttacher struct {
 	attached map[string]bool      // "pid/dev:ino" (pid 0: every process)
 	pidLinks map[uint32][]link.Link
 	links    []link.Link // per-file links (whole host)
-	named    map[uint32]bool
+	named    map[uint32]bool // pids whose Go HTTP/2 code is probed for names
+	tlsPids  map[uint32]bool // pids whose TLS library is probed
 	queue    map[uint32]int // pid -> scans left
 	closer   recorder.LinkCloser
 	errs     map[string]string // file -> why it was not probed
@@ -161,7 +170,7 @@ var opensslFuncs = []struct {
 
 func newTLSAttacher(h *httpProbe, details map[string]string) *tlsAttacher {
 	a := &tlsAttacher{h: h, s: h.s, perPid: h.s.Filtered(), plans: map[string]*filePlan{}, attached: map[string]bool{},
-		pidLinks: map[uint32][]link.Link{}, named: map[uint32]bool{}, queue: map[uint32]int{}, errs: map[string]string{},
+		pidLinks: map[uint32][]link.Link{}, named: map[uint32]bool{}, tlsPids: map[uint32]bool{}, queue: map[uint32]int{}, errs: map[string]string{},
 		stopc: make(chan struct{}), done: make(chan struct{})}
 	if self, err := os.Executable(); err == nil {
 		a.selfIno = fileKey(self)
@@ -287,6 +296,13 @@ func (a *tlsAttacher) stop() {
 // wait returns once the per-process links are closed.
 func (a *tlsAttacher) wait() { a.closer.Wait() }
 
+// covers reports whether pid's TLS library is probed.
+func (a *tlsAttacher) covers(pid uint32) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.tlsPids[pid]
+}
+
 // goNames reports whether pid runs a Go program whose HTTP/2 code is
 // probed for names.
 func (a *tlsAttacher) goNames(pid uint32) bool {
@@ -321,7 +337,7 @@ func (a *tlsAttacher) scan(pid uint32) {
 	maps, _ := symbolize.ParseMaps(f)
 	f.Close()
 	seen := map[string]bool{}
-	var named bool
+	var named, tlsOn bool
 	for i, m := range maps {
 		if !m.Executable() || m.Path == "" || seen[m.Path] || strings.HasPrefix(m.Path, "[") {
 			continue
@@ -332,15 +348,18 @@ func (a *tlsAttacher) scan(pid uint32) {
 		if i > 0 && !strings.HasPrefix(base, "libssl.so") && !isFirstFile(maps, m.Path) {
 			continue
 		}
-		if p := a.attachFile(pid, filepath.Join(root, m.Path)); p != nil && p.kind == "go" && len(p.names.Addresses) > 0 {
+		p := a.attachFile(pid, filepath.Join(root, m.Path))
+		if p != nil && p.kind == "go" && len(p.names.Addresses) > 0 {
 			named = true
 		}
+		if p != nil && len(p.enter.Addresses) > 0 {
+			tlsOn = true
+		}
 	}
-	if named {
-		a.mu.Lock()
-		a.named[pid] = true
-		a.mu.Unlock()
-	}
+	a.mu.Lock()
+	a.named[pid] = a.named[pid] || named
+	a.tlsPids[pid] = a.tlsPids[pid] || tlsOn
+	a.mu.Unlock()
 }
 
 // isFirstFile reports whether path is the first file-backed mapping: the

@@ -14,23 +14,25 @@ struct FN(frame_ctx) {
 };
 
 // load_head copies up to HEAD_MAX bytes from the walk position into
-// sc->head; it returns how many, 0 on failure.
-static __always_inline __u32 FN(load_head)(SRC_T *src, struct scratch *sc)
+// sc->head after the k bytes already there (a direction's stash); it
+// returns how many bytes the head then holds, 0 on failure.
+static __always_inline __u32 FN(load_head)(SRC_T *src, struct scratch *sc, __u32 k)
 {
 	__u32 pos = sc->ws.pos;
+	k &= 15;
 	if (pos >= sc->ws.len)
 		return 0;
 	__u32 n = sc->ws.len - pos;
-	if (n > HEAD_MAX)
-		n = HEAD_MAX;
+	if (n > HEAD_MAX - k)
+		n = HEAD_MAX - k;
 	// n is 1..HEAD_MAX; the mask, opaque to the compiler, makes the
 	// verifier see those bounds on the very register passed as the size.
 	n -= 1;
 	asm volatile("%[n] &= 0x7ff" : [n] "+r"(n));
 	n += 1;
-	if (LOAD(src, sc, pos, sc->head, n))
+	if (LOAD(src, sc, pos, sc->head + k, n))
 		return 0;
-	return n;
+	return k + n;
 }
 
 // ---- HTTP/2 recognition ----------------------------------------------------------
@@ -92,20 +94,45 @@ __noinline int FN(begin_message)(SRC_T *src, struct http_sock *st, struct scratc
 		return 1;
 	struct walk_state *ws = &sc->ws;
 	struct http_dir *d = DIR(st, sc);
-	char first[4];
-	if (ws->pos + 4 > ws->len || LOAD(src, sc, ws->pos, first, 4))
+	if (ws->pos >= ws->len)
+		return 1;
+	__u32 avail = ws->len - ws->pos;
+	__u32 stash = d->stash_n & 15;
+	if (stash + avail < 16) {
+		// Too few bytes to tell what they start: kept for the next
+		// segment (or read).
+		if (!stash)
+			d->stash_ns = ws->now;
+		__u32 k = avail - 1; // 1..15
+		asm volatile("%[k] &= 0xf" : [k] "+r"(k));
+		k += 1;
+		if (LOAD(src, sc, ws->pos, d->stash + stash, k))
+			return lost(st, d, HTTP_DROP_HEAD_SPLIT);
+		d->stash_n = stash + avail;
+		ws->pos = ws->len;
+		return 1;
+	}
+	__u64 t = ws->now;
+	if (stash) {
+		__builtin_memcpy(sc->head, d->stash, 16);
+		t = d->stash_ns;
+	}
+	d->stash_n = 0;
+	__u32 n = FN(load_head)(src, sc, stash);
+	if (n < 16)
 		return lost(st, d, HTTP_DROP_HEAD_SPLIT);
-	if (first[0] == 'P' && first[1] == 'R' && first[2] == 'I' && first[3] == ' ' &&
-	    ws->pos + H2_PREFACE_LEN <= ws->len && !LOAD(src, sc, ws->pos, ws->hb, H2_PREFACE_LEN) &&
-	    is_preface((const __u64 *)ws->hb)) {
-		h2_start(st, d, ws->seq + ws->pos + H2_PREFACE_LEN);
+	const char *first = sc->head;
+	if (first[0] == 'P' && first[1] == 'R' && first[2] == 'I' && first[3] == ' ' && n >= H2_PREFACE_LEN &&
+	    is_preface((const __u64 *)sc->head)) {
+		__u32 used = H2_PREFACE_LEN - stash;
+		h2_start(st, d, ws->seq + ws->pos + used);
 		d->h2_preface = 1;
-		ws->pos += H2_PREFACE_LEN;
+		ws->pos += used;
 		return 1; // walk_h2 goes on
 	}
 	__u8 kind = classify(first);
 	if (!kind) {
-		if ((d->mode == MODE_NEW || d->mode == MODE_LOST) && ws->pos == 0) {
+		if ((d->mode == MODE_NEW || d->mode == MODE_LOST) && ws->pos == 0 && !stash) {
 			FN(h2_chain)(src, sc);
 			if (ws->chain_ok) {
 				struct http_dir *peer = d == &st->dir[0] ? &st->dir[1] : &st->dir[0];
@@ -122,9 +149,6 @@ __noinline int FN(begin_message)(SRC_T *src, struct http_sock *st, struct scratc
 		d->mode = MODE_LOST;
 		return 1;
 	}
-	__u32 n = FN(load_head)(src, sc);
-	if (n < 4)
-		return lost(st, d, HTTP_DROP_HEAD_SPLIT);
 	struct head_scan *hs = &sc->hs;
 	__builtin_memset(hs, 0, sizeof(*hs));
 	hs->n = n;
@@ -133,11 +157,11 @@ __noinline int FN(begin_message)(SRC_T *src, struct http_sock *st, struct scratc
 	__u8 chunked = 0, no_body = 0;
 	if (hs->end && head_framing(sc, &clen, &chunked))
 		return lost(st, d, HTTP_DROP_HEAD_SPLIT);
-	d->msg_ns = ws->now;
+	d->msg_ns = t;
 	d->ctx = 0;
 	d->is_response = 0;
 	if (kind == HTTP_REQUEST) {
-		on_request(st, sc, clen);
+		on_request(st, sc, clen, t);
 	} else {
 		__u16 status = 0;
 		if (n >= 12) {
@@ -161,7 +185,7 @@ __noinline int FN(begin_message)(SRC_T *src, struct http_sock *st, struct scratc
 			st->dir[0].mode = MODE_H2_LOST;
 			st->dir[1].mode = MODE_H2_LOST;
 			if (hs->end && hs->end < n) {
-				ws->pos += hs->end;
+				ws->pos += hs->end - stash;
 				FN(h2_chain)(src, sc);
 				if (ws->chain_ok) {
 					counted(st, HTTP_DROP_UPGRADED_H2);
@@ -189,7 +213,7 @@ __noinline int FN(begin_message)(SRC_T *src, struct http_sock *st, struct scratc
 		}
 	}
 	if (!hs->end) {
-		if (n == HEAD_MAX)
+		if (n >= HEAD_MAX)
 			return lost(st, d, HTTP_DROP_HEAD_TOO_LONG);
 		if (head_framing(sc, &clen, &chunked))
 			return lost(st, d, HTTP_DROP_HEAD_SPLIT);
@@ -201,7 +225,7 @@ __noinline int FN(begin_message)(SRC_T *src, struct http_sock *st, struct scratc
 		d->no_body = no_body;
 		return 1;
 	}
-	ws->pos += hs->end;
+	ws->pos += hs->end - stash;
 	if (no_body)
 		return start_body(st, sc, 0, 0);
 	return start_body(st, sc, clen, chunked);
@@ -213,7 +237,7 @@ __noinline int FN(continue_head)(SRC_T *src, struct http_sock *st, struct scratc
 	if (!src || !st || !sc)
 		return 1;
 	struct http_dir *d = DIR(st, sc);
-	__u32 n = FN(load_head)(src, sc);
+	__u32 n = FN(load_head)(src, sc, 0);
 	if (!n)
 		return lost(st, d, HTTP_DROP_HEAD_SPLIT);
 	struct head_scan *hs = &sc->hs;
@@ -442,8 +466,10 @@ __noinline int FN(h2_fragment)(SRC_T *src, struct http_sock *st, struct scratch 
 	struct http_dir *d = DIR(st, sc);
 	if (st->mark == SOCK_OTHER)
 		return 0;
-	struct h2_event *e = h2_record(sc, d, HTTP_H2_FRAME);
 	__u32 n = stop_at > ws->pos ? stop_at - ws->pos : 0;
+	if (!n && !ends)
+		return 0; // the header only (a TLS read may end there): its bytes come next
+	struct h2_event *e = h2_record(sc, d, HTTP_H2_FRAME);
 	e->frag_off = ws->seq + ws->pos - (d->body_end - d->h2_len);
 	e->last = ends;
 	if (n > H2_FRAG_MAX) {

@@ -1,0 +1,320 @@
+//go:build linux
+
+package capture
+
+import (
+	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bpfsnap/bpfsnap/formats"
+	"github.com/bpfsnap/bpfsnap/internal/testenv"
+)
+
+// selfSigned writes a self-signed certificate for 127.0.0.1 and its key
+// (PEM) into dir.
+func selfSigned(t *testing.T, dir string) (cert, key string) {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "bpfsnap test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, key = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	os.WriteFile(key, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600)
+	return cert, key
+}
+
+// waitTLS waits until a TLS server answers a handshake.
+func waitTLS(t *testing.T, port int) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("a TLS server on port %d", port), 20*time.Second, func() bool {
+		c, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port), &tls.Config{InsecureSkipVerify: true})
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+}
+
+// tlsGet sends one HTTP/1.1 GET over a TLS connection and reads the whole
+// response; the figures are those of the TCP connection under it (the
+// request's write to the receive times of the response's first and last
+// records).
+func tlsGet(tc *timedConn, conn *tls.Conn, path string) (getResult, error) {
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	start := tc.mark()
+	if _, err := io.WriteString(conn, "GET "+path+" HTTP/1.1\r\nHost: test\r\nUser-Agent: bpfsnap-test\r\n\r\n"); err != nil {
+		return getResult{}, err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		return getResult{}, err
+	}
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return getResult{}, err
+	}
+	resp.Body.Close()
+	ttfb, total := tc.since(start)
+	return getResult{ttfb: ttfb, total: total, keep: !resp.Close, status: resp.StatusCode}, nil
+}
+
+// tlsLoad is clientLoad over TLS (HTTP/1.1, ALPN http/1.1): n requests
+// to each path from workers connections, a new one when the server closes
+// it. It returns the client's figures and the count of 5xx per path.
+func tlsLoad(t *testing.T, port, n, workers int, paths ...string) (map[string]*clientTimes, map[string]int64) {
+	t.Helper()
+	var mu sync.Mutex
+	out, errs := map[string]*clientTimes{}, map[string]int64{}
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var tc *timedConn
+			var conn *tls.Conn
+			defer func() {
+				if conn != nil {
+					conn.Close()
+				}
+			}()
+			for i := 0; i < n/workers; i++ {
+				for _, p := range paths {
+					if conn == nil {
+						tc = dialTimed(t, fmt.Sprintf("127.0.0.1:%d", port))
+						conn = tls.Client(tc, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
+						if err := conn.Handshake(); err != nil {
+							t.Errorf("handshake: %v", err)
+							return
+						}
+					}
+					r, err := tlsGet(tc, conn, p)
+					if err != nil {
+						t.Errorf("GET %s: %v", p, err)
+						return
+					}
+					if !r.keep {
+						conn.Close()
+						conn = nil
+					}
+					mu.Lock()
+					if out[p] == nil {
+						out[p] = &clientTimes{}
+					}
+					out[p].add(r.ttfb, r.total)
+					if r.status >= 500 {
+						errs[p]++
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return out, errs
+}
+
+// Go net/http over TLS: HTTP/1.1 and HTTP/2 (ALPN) clients of one server,
+// read from crypto/tls's plaintext by uprobes on a stripped binary.
+func TestHTTPTLSGo(t *testing.T) {
+	testenv.RequireBPF(t)
+	dir := t.TempDir()
+	cert, key := selfSigned(t, dir)
+	bin := buildGoStripped(t, h2cServerSrc)
+	port := freePort(t)
+	cmd := exec.Command(bin, fmt.Sprint(port), cert, key)
+	pid := startServer(t, cmd, port)
+	waitTLS(t, port)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	dialH2 := func() *h2Client {
+		tc := dialTimed(t, addr)
+		conn := tls.Client(tc, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}})
+		if err := conn.Handshake(); err != nil || conn.ConnectionState().NegotiatedProtocol != "h2" {
+			t.Fatalf("h2 handshake: %v %q", err, conn.ConnectionState().NegotiatedProtocol)
+		}
+		t.Cleanup(func() { conn.Close() })
+		return newH2Client(t, tc, conn, "https")
+	}
+	var h1, h2 map[string]*clientTimes
+	var h1Errs map[string]int64
+	var statuses map[string]int
+	path := captureHTTP(t, pid, func() {
+		h1, h1Errs = tlsLoad(t, port, 200, 2, "/fast", "/slow/1", "/fail")
+		h2, statuses = h2Load(t, 2, 200, dialH2, "/fast", "/slow/2", "/fail")
+	})
+	h := openHTTP(t, path)
+	checkEndpoints(t, h, formats.RoleServer, formats.ProtocolHTTP1, true, h1, h1Errs)
+	checkEndpoints(t, h, formats.RoleServer, formats.ProtocolHTTP2, true, h2, map[string]int64{"/fail": int64(statuses["/fail 503"])})
+	if h.Unanswered != 0 || h.EndUnknown != 0 {
+		t.Errorf("%d unanswered, %d without end", h.Unanswered, h.EndUnknown)
+	}
+	checkNoLosses(t, path)
+	checkTLSRows(t, path, port)
+}
+
+// checkTLSRows checks that TLS rows carry their socket's addresses.
+func checkTLSRows(t *testing.T, path string, port int) {
+	t.Helper()
+	a, err := formats.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	rows, err := formats.ReadAll[formats.HTTPRequest](a, formats.TableHTTPRequests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rows {
+		if r.TLS && (r.LocalAddr != fmt.Sprintf("127.0.0.1:%d", port) || r.Connection == 0 || r.CgroupID == 0) {
+			t.Errorf("TLS row without its socket: %+v", r)
+			break
+		}
+	}
+}
+
+func buildGoStripped(t *testing.T, src string) string {
+	t.Helper()
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "main.go"), []byte(src), 0o644)
+	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module srv\n\ngo 1.24\n"), 0o644)
+	cmd := exec.Command("go", "build", "-ldflags=-s -w", "-o", "srv", ".")
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v: %s", err, out)
+	}
+	return filepath.Join(dir, "srv")
+}
+
+// nginx with OpenSSL (libssl.so.3): SSL_read/SSL_write uprobes.
+func TestHTTPTLSNginx(t *testing.T) {
+	testenv.RequireBPF(t)
+	nginx := testenv.RequireTool(t, "nginx")
+	dir := t.TempDir()
+	cert, key := selfSigned(t, dir)
+	port := freePort(t)
+	os.WriteFile(filepath.Join(dir, "index.html"), []byte("hello"), 0o644)
+	conf := fmt.Sprintf(`daemon off; master_process on; worker_processes 1; pid %[1]s/nginx.pid; error_log %[1]s/error.log;
+events { worker_connections 256; }
+http { access_log off; client_body_temp_path %[1]s; proxy_temp_path %[1]s; fastcgi_temp_path %[1]s; uwsgi_temp_path %[1]s; scgi_temp_path %[1]s;
+  server { listen 127.0.0.1:%[2]d ssl; ssl_certificate %[3]s; ssl_certificate_key %[4]s; root %[1]s;
+    location /missing { return 404; } location /broken { return 502; } } }
+`, dir, port, cert, key)
+	os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o644)
+	master := startServer(t, exec.Command(nginx, "-c", filepath.Join(dir, "nginx.conf"), "-p", dir), port)
+	waitTLS(t, port)
+	var client map[string]*clientTimes
+	var errs map[string]int64
+	path := captureHTTPPids(t, append([]int{master}, childrenOf(t, master)...), func() {
+		client, errs = tlsLoad(t, port, 300, 2, "/index.html", "/missing", "/broken")
+	})
+	h := openHTTP(t, path)
+	checkEndpoints(t, h, formats.RoleServer, formats.ProtocolHTTP1, true, client, errs)
+	checkNoLosses(t, path)
+	checkTLSRows(t, path, port)
+}
+
+// childrenOf lists the children of pid (nginx's workers).
+func childrenOf(t *testing.T, pid int) []int {
+	t.Helper()
+	var out []int
+	waitFor(t, "nginx's worker", 10*time.Second, func() bool {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+		out = nil
+		for _, f := range strings.Fields(string(b)) {
+			var c int
+			fmt.Sscan(f, &c)
+			out = append(out, c)
+		}
+		return len(out) > 0
+	})
+	return out
+}
+
+// Python's http.server wrapped in ssl (libssl through the _ssl module,
+// loaded after the interpreter starts; SSL_read_ex/SSL_write_ex): one
+// connection per request (HTTP/1.0).
+func TestHTTPTLSPython(t *testing.T) {
+	testenv.RequireBPF(t)
+	py := "/root/.pyenv/versions/3.12.1/bin/python3"
+	if _, err := os.Stat(py); err != nil {
+		py = testenv.RequireTool(t, "python3")
+	}
+	dir := t.TempDir()
+	cert, key := selfSigned(t, dir)
+	os.WriteFile(filepath.Join(dir, "a.txt"), []byte("a"), 0o644)
+	src := `import http.server, ssl, sys, functools
+h = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[4])
+h.log_message = lambda *a: None
+s = http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), h)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[2], sys.argv[3])
+s.socket = ctx.wrap_socket(s.socket, server_side=True)
+s.serve_forever()
+`
+	os.WriteFile(filepath.Join(dir, "srv.py"), []byte(src), 0o644)
+	port := freePort(t)
+	pid := startServer(t, exec.Command(py, filepath.Join(dir, "srv.py"), fmt.Sprint(port), cert, key, dir), port)
+	waitTLS(t, port)
+	var client map[string]*clientTimes
+	var errs map[string]int64
+	path := captureHTTP(t, pid, func() { client, errs = tlsLoad(t, port, 100, 2, "/a.txt", "/nothing/7") })
+	h := openHTTP(t, path)
+	checkEndpoints(t, h, formats.RoleServer, formats.ProtocolHTTP1, true, client, errs)
+	checkNoLosses(t, path)
+	checkTLSRows(t, path, port)
+}
+
+// Node.js's https server: OpenSSL linked into the node executable, which
+// exports SSL_read/SSL_write.
+func TestHTTPTLSNode(t *testing.T) {
+	testenv.RequireBPF(t)
+	node := testenv.RequireTool(t, "node")
+	dir := t.TempDir()
+	cert, key := selfSigned(t, dir)
+	js := `const https = require('https'), fs = require('fs');
+https.createServer({cert: fs.readFileSync(process.argv[3]), key: fs.readFileSync(process.argv[4])}, (req, res) => {
+  if (req.url.startsWith('/slow')) { setTimeout(() => res.end('slow'), 5); return; }
+  if (req.url === '/fail') { res.statusCode = 500; res.end('boom'); return; }
+  res.end('fast');
+}).listen(Number(process.argv[2]), '127.0.0.1');
+`
+	os.WriteFile(filepath.Join(dir, "srv.js"), []byte(js), 0o644)
+	port := freePort(t)
+	pid := startServer(t, exec.Command(node, filepath.Join(dir, "srv.js"), fmt.Sprint(port), cert, key), port)
+	waitTLS(t, port)
+	var client map[string]*clientTimes
+	var errs map[string]int64
+	path := captureHTTP(t, pid, func() { client, errs = tlsLoad(t, port, 300, 2, "/fast", "/slow/99", "/fail") })
+	h := openHTTP(t, path)
+	checkEndpoints(t, h, formats.RoleServer, formats.ProtocolHTTP1, true, client, errs)
+	checkNoLosses(t, path)
+	checkTLSRows(t, path, port)
+}
