@@ -187,14 +187,15 @@ const (
 type bpfHttpKind uint32
 
 const (
-	bpfHttpKindHTTP_PAIR     bpfHttpKind = 1
-	bpfHttpKindHTTP_REQUEST  bpfHttpKind = 2
-	bpfHttpKindHTTP_RESPONSE bpfHttpKind = 3
-	bpfHttpKindHTTP_H2FRAME  bpfHttpKind = 4
-	bpfHttpKindHTTP_TLS_SEEN bpfHttpKind = 5
-	bpfHttpKindHTTP_TLS_BIND bpfHttpKind = 6
-	bpfHttpKindHTTP_H2NAMES  bpfHttpKind = 7
-	bpfHttpKindHTTP_H2RESYNC bpfHttpKind = 8
+	bpfHttpKindHTTP_PAIR      bpfHttpKind = 1
+	bpfHttpKindHTTP_REQUEST   bpfHttpKind = 2
+	bpfHttpKindHTTP_RESPONSE  bpfHttpKind = 3
+	bpfHttpKindHTTP_H2FRAME   bpfHttpKind = 4
+	bpfHttpKindHTTP_TLS_SEEN  bpfHttpKind = 5
+	bpfHttpKindHTTP_TLS_BIND  bpfHttpKind = 6
+	bpfHttpKindHTTP_H2NAMES   bpfHttpKind = 7
+	bpfHttpKindHTTP_H2RESYNC  bpfHttpKind = 8
+	bpfHttpKindHTTP_TLS_CLOSE bpfHttpKind = 9
 )
 
 type bpfHttpReq struct {
@@ -238,6 +239,8 @@ type bpfHttpSock struct {
 	B_cookie  uint64
 	B_cgroup  uint64
 	RxNs      uint64
+	TxBusy    uint8
+	Pad2      [7]uint8
 	B_conn    struct {
 		_      structs.HostLayout
 		Saddr  [16]uint8
@@ -343,6 +346,8 @@ const (
 	bpfTlsFnTLS_FN_GO_READ_RET  bpfTlsFn = 7
 	bpfTlsFnTLS_FN_GO_WRITE     bpfTlsFn = 8
 	bpfTlsFnTLS_FN_GO_CLOSE     bpfTlsFn = 9
+	bpfTlsFnTLS_FN_SSL_SET_FD   bpfTlsFn = 10
+	bpfTlsFnTLS_FN_GO_HANDSHAKE bpfTlsFn = 11
 )
 
 type bpfTlsKey struct {
@@ -353,14 +358,15 @@ type bpfTlsKey struct {
 }
 
 type bpfTlsTask struct {
-	_       structs.HostLayout
-	Key     uint64
-	Buf     uint64
-	LenPtr  uint64
-	BindKey uint64
-	BindLen uint64
-	Fn      uint8
-	Pad     [7]uint8
+	_      structs.HostLayout
+	Key    uint64
+	Buf    uint64
+	LenPtr uint64
+	W_key  [4]uint64
+	W_len  [4]uint64
+	W_next uint8
+	Fn     uint8
+	Pad    [6]uint8
 }
 
 // Names of all BPF objects in the ELF.
@@ -374,8 +380,9 @@ const (
 	bpfMapScratch         = "scratch"
 	bpfMapSocks           = "socks"
 	bpfMapTargets         = "targets"
-	bpfMapTlsByCookie     = "tls_by_cookie"
+	bpfMapTlsBySk         = "tls_by_sk"
 	bpfMapTlsConns        = "tls_conns"
+	bpfMapTlsDeferred     = "tls_deferred"
 	bpfMapTlsTasks        = "tls_tasks"
 	bpfMapTlsZero         = "tls_zero"
 	bpfProgGoH2Names      = "go_h2_names"
@@ -457,8 +464,9 @@ type bpfMapSpecs struct {
 	Scratch     *ebpf.MapSpec `ebpf:"scratch"`
 	Socks       *ebpf.MapSpec `ebpf:"socks"`
 	Targets     *ebpf.MapSpec `ebpf:"targets"`
-	TlsByCookie *ebpf.MapSpec `ebpf:"tls_by_cookie"`
+	TlsBySk     *ebpf.MapSpec `ebpf:"tls_by_sk"`
 	TlsConns    *ebpf.MapSpec `ebpf:"tls_conns"`
+	TlsDeferred *ebpf.MapSpec `ebpf:"tls_deferred"`
 	TlsTasks    *ebpf.MapSpec `ebpf:"tls_tasks"`
 	TlsZero     *ebpf.MapSpec `ebpf:"tls_zero"`
 }
@@ -506,8 +514,9 @@ type bpfMaps struct {
 	Scratch     *ebpf.Map `ebpf:"scratch"`
 	Socks       *ebpf.Map `ebpf:"socks"`
 	Targets     *ebpf.Map `ebpf:"targets"`
-	TlsByCookie *ebpf.Map `ebpf:"tls_by_cookie"`
+	TlsBySk     *ebpf.Map `ebpf:"tls_by_sk"`
 	TlsConns    *ebpf.Map `ebpf:"tls_conns"`
+	TlsDeferred *ebpf.Map `ebpf:"tls_deferred"`
 	TlsTasks    *ebpf.Map `ebpf:"tls_tasks"`
 	TlsZero     *ebpf.Map `ebpf:"tls_zero"`
 }
@@ -521,8 +530,9 @@ func (m *bpfMaps) Close() error {
 		m.Scratch,
 		m.Socks,
 		m.Targets,
-		m.TlsByCookie,
+		m.TlsBySk,
 		m.TlsConns,
+		m.TlsDeferred,
 		m.TlsTasks,
 		m.TlsZero,
 	)

@@ -57,6 +57,7 @@ enum http_kind {
 	HTTP_TLS_BIND = 6, // rec_head: a TLS connection (conn_key) and the socket it writes to
 	HTTP_H2_NAMES = 7, // go_h2_event: header fields read in a Go program's HTTP/2 code
 	HTTP_H2_RESYNC = 8, // h2_event: a direction's HTTP/2 framing was lost and found again (HPACK blocks missed)
+	HTTP_TLS_CLOSE = 9, // rec_head: a TLS connection was freed by its library (its object may be reused)
 };
 const enum http_kind *unused_http_kind __attribute__((unused));
 
@@ -219,6 +220,8 @@ struct http_sock {
 	__u64 b_cookie;
 	__u64 b_cgroup;
 	__u64 rx_ns;     // a TLS connection: when its socket last received a segment
+	__u8 tx_busy;    // a TLS connection: bytes written to the library have not all left its socket
+	__u8 pad2[7];
 	struct conn_head b_conn;
 };
 
@@ -306,6 +309,25 @@ struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 8 * 1024 * 1024);
 } http_events SEC(".maps");
+
+// A TLS library's connection: the process and its connection object.
+struct tls_key {
+	__u32 tgid;
+	__u32 pad;
+	__u64 ptr;
+};
+
+// The last response of each TLS connection, while its bytes wait in the
+// socket (Nagle holds a write until the peer's ACK; Go's Write is seen at
+// its entry): sent when the socket's queue drains (tls_wire), with that
+// time as its end.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 16384);
+	__type(key, struct tls_key);
+	__type(value, struct http_event);
+} tls_deferred SEC(".maps");
 
 enum sock_mark {
 	SOCK_UNKNOWN = 0,
@@ -758,6 +780,21 @@ static __always_inline void send_head(struct rec_head *h)
 		count_drop(HTTP_DROP_RINGBUF);
 }
 
+// send_response sends a response's record, or, for a TLS response written
+// whose bytes have not all left the socket, keeps it until they have.
+static __always_inline void send_response(struct http_sock *st, struct scratch *sc, struct http_event *e)
+{
+	if ((sc->ws.flags & HTTP_F_TLS) && sc->ws.egress && st->bound && st->tx_busy) {
+		struct tls_key k = {.tgid = bpf_get_current_pid_tgid() >> 32, .ptr = sc->ws.conn_key};
+		struct http_event *old = bpf_map_lookup_elem(&tls_deferred, &k);
+		if (old)
+			send(old); // its socket never drained since: its end is its write
+		if (!bpf_map_update_elem(&tls_deferred, &k, e, BPF_ANY))
+			return;
+	}
+	send(e);
+}
+
 // ---- HTTP/1.x message events ------------------------------------------------
 
 // on_request holds the request whose head starts at the walk position
@@ -827,7 +864,7 @@ __noinline int response_end(struct http_sock *st, struct scratch *sc, __u64 end_
 		struct http_event *e = new_event(sc, HTTP_PAIR);
 		fill_req(e, &st->req);
 		fill_resp(e, d, end_ns);
-		send(e);
+		send_response(st, sc, e);
 		st->held = 0;
 		return 0;
 	}
@@ -835,7 +872,7 @@ __noinline int response_end(struct http_sock *st, struct scratch *sc, __u64 end_
 	fill_resp(e, d, end_ns);
 	if (!sc->ws.egress)
 		e->h.flags |= HTTP_F_REQ_EGRESS; // received a response: a client
-	send(e);
+	send_response(st, sc, e);
 	return 0;
 }
 

@@ -3,8 +3,6 @@
 package http
 
 import (
-	"fmt"
-	"os"
 	"strings"
 	"unsafe"
 
@@ -35,9 +33,6 @@ func (h *httpProbe) handleH2(raw []byte) {
 		TimeNs: ev.TimeNs, FrameNs: ev.FrameNs, Egress: egress, Preface: ev.H.Flags&flagPreface != 0,
 		Type: ev.Ftype, Flags: ev.Fflags, Stream: ev.Stream, FrameLen: ev.FrameLen, Offset: ev.FragOff,
 		Data: raw[h2Offset : h2Offset+n], Last: ev.Last != 0, Cut: ev.Cut != 0, DataBytes: ev.DataBytes, RSTCode: ev.RstCode,
-	}
-	if debugH2 {
-		fmt.Fprintf(os.Stderr, "h2 key %d/%d flags %#x type %d flags %#x stream %d n %d last %v t %d frame %d tid %d\n", ev.H.CtxPid, ev.H.ConnKey, ev.H.Flags, f.Type, f.Flags, f.Stream, len(f.Data), f.Last, f.TimeNs, f.FrameNs, ev.H.CtxTid)
 	}
 	for _, x := range c.h2.Add(f) {
 		h.h2Row(c, x)
@@ -311,5 +306,3 @@ func absDiff(a, b uint64) uint64 {
 	}
 	return b - a
 }
-
-var debugH2 = os.Getenv("BPFSNAP_DEBUG_H2") != ""

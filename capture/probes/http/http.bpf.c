@@ -64,13 +64,6 @@ struct {
 
 // ---- TLS state ----------------------------------------------------------------
 
-// A TLS library's connection: the process and its connection object.
-struct tls_key {
-	__u32 tgid;
-	__u32 pad;
-	__u64 ptr;
-};
-
 // The framing state of TLS connections, created at their first plaintext
 // and deleted when the library frees them (SSL_free, Go's Close).
 #define TLS_CONNS 16384
@@ -101,20 +94,27 @@ enum tls_fn {
 	TLS_FN_GO_READ_RET = 7,  // ... its RET instructions
 	TLS_FN_GO_WRITE = 8,     // crypto/tls.(*Conn).Write(b []byte) (int, error): entry
 	TLS_FN_GO_CLOSE = 9,     // crypto/tls.(*Conn).Close() error
+	TLS_FN_SSL_SET_FD = 10,  // int SSL_set_fd(SSL *, int fd)
+	TLS_FN_GO_HANDSHAKE = 11, // crypto/tls.(*Conn).handshakeContext(ctx) error
 };
 const enum tls_fn *unused_tls_fn __attribute__((unused));
 
 // A thread inside an OpenSSL call, from its entry to its return; and the
 // TLS connection whose write this thread is doing, for the egress program
 // to tie the connection to its socket.
+#define TLS_WRITES 4
 struct tls_task {
 	__u64 key;      // SSL*
 	__u64 buf;
 	__u64 len_ptr;  // SSL_*_ex: where the byte count is written
-	__u64 bind_key; // the connection last written by this thread and not yet tied to its socket (0: none)
-	__u64 bind_len; // the bytes of that write
+	// The last writes of this thread (connection, bytes), whose records
+	// may leave later (Nagle, memory BIOs): the egress program ties a
+	// connection to its socket when a record of its size goes out.
+	__u64 w_key[TLS_WRITES];
+	__u64 w_len[TLS_WRITES];
+	__u8 w_next;
 	__u8 fn;        // enum tls_fn of the call in progress (0: none)
-	__u8 pad[7];
+	__u8 pad[6];
 };
 
 struct {
@@ -124,15 +124,16 @@ struct {
 	__type(value, struct tls_task);
 } tls_tasks SEC(".maps");
 
-// Sockets whose TLS connection a Go probe found through the connection's
-// file descriptor, for the cgroup_skb programs to tie the socket's state
-// to it (and take the times its bytes arrive).
+// Sockets (by the kernel address of their struct sock) whose TLS
+// connection a probe found through the connection's file descriptor
+// (SSL_set_fd, a Go tls.Conn's net.Conn), for the cgroup_skb programs to
+// tie the socket's state to it at its next segment.
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, TLS_CONNS);
-	__type(key, __u64); // socket cookie
+	__type(key, __u64);
 	__type(value, struct tls_key);
-} tls_by_cookie SEC(".maps");
+} tls_by_sk SEC(".maps");
 
 // A goroutine inside crypto/tls.(*Conn).Read: goroutines move between
 // threads, so the call is keyed by the goroutine (R14 holds g on amd64).
@@ -203,8 +204,8 @@ static __always_inline void tls_bind(struct scratch *sc, struct http_sock *ts, s
 }
 
 // tls_wire follows a socket that carries TLS records. It ties the socket
-// to a TLS probe's connection: one a Go probe found by file descriptor
-// (tls_by_cookie), or the connection the current thread last wrote with
+// to a TLS probe's connection: one a probe found by file descriptor
+// (tls_by_sk), or the connection the current thread last wrote with
 // OpenSSL when this segment starts with a record the size of that write,
 // on a socket of the thread's cgroup (OpenSSL may send a write's records
 // after SSL_write returns, as node's memory BIOs do; a segment sent from
@@ -213,27 +214,52 @@ static __always_inline void tls_bind(struct scratch *sc, struct http_sock *ts, s
 // give the times its TLS connection's bytes arrived. A socket no probe
 // ever ties is reported once from its owner's context, for the count of
 // TLS connections not decoded.
-static __always_inline void tls_wire(struct __sk_buff *skb, struct http_sock *st, struct scratch *sc, __u8 egress)
+static __always_inline void tls_wire(struct bpf_sock *sk, struct http_sock *st, struct scratch *sc, __u8 egress, __u8 fin)
 {
 	struct walk_state *ws = &sc->ws;
 	if (!st->bound) {
-		struct tls_key *found = bpf_map_lookup_elem(&tls_by_cookie, &ws->cookie);
+		struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+		__u64 addr = (__u64)tp;
+		struct tls_key *found = tp ? bpf_map_lookup_elem(&tls_by_sk, &addr) : 0;
 		if (found) {
+			struct tls_key k = *found;
+			bpf_map_delete_elem(&tls_by_sk, &addr);
 			st->bound = 1;
-			st->tls_tgid = found->tgid;
-			st->tls_ptr = found->ptr;
-			bpf_map_delete_elem(&tls_by_cookie, &ws->cookie);
+			st->tls_tgid = k.tgid;
+			st->tls_ptr = k.ptr;
+			struct http_sock *ts = bpf_map_lookup_elem(&tls_conns, &k);
+			if (ts && !ts->bound)
+				tls_bind(sc, ts, &k);
 		}
 	}
 	if (st->bound) {
 		// The TLS connection's reads are framed when the application
 		// reads them, later than its bytes came in: a read is dated by
 		// the last segment received before it.
-		if (!egress && ws->len > 0) {
-			struct tls_key k = {.tgid = st->tls_tgid, .ptr = st->tls_ptr};
-			struct http_sock *ts = bpf_map_lookup_elem(&tls_conns, &k);
-			if (ts)
-				ts->rx_ns = ws->now;
+		if (ws->len == 0)
+			return;
+		struct tls_key k = {.tgid = st->tls_tgid, .ptr = st->tls_ptr};
+		struct http_sock *ts = bpf_map_lookup_elem(&tls_conns, &k);
+		if (!ts)
+			return;
+		if (!egress) {
+			ts->rx_ns = ws->now;
+			return;
+		}
+		// A segment that empties the socket's queue ends the response
+		// waiting for it (send_response).
+		struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+		if (!tp)
+			return;
+		// A FIN counts in the sequence.
+		ts->tx_busy = ws->seq + ws->len + (fin ? 1 : 0) != tp->write_seq;
+		if (ts->tx_busy)
+			return;
+		struct http_event *e = bpf_map_lookup_elem(&tls_deferred, &k);
+		if (e) {
+			e->resp_end_ns = ws->now;
+			send(e);
+			bpf_map_delete_elem(&tls_deferred, &k);
 		}
 		return;
 	}
@@ -242,12 +268,14 @@ static __always_inline void tls_wire(struct __sk_buff *skb, struct http_sock *st
 	__u64 id = bpf_get_current_pid_tgid();
 	__u8 own = bpf_get_current_cgroup_id() == ws->sock_cgroup;
 	struct tls_task *t = bpf_task_storage_get(&tls_tasks, bpf_get_current_task_btf(), 0, 0);
-	if (own && t && t->bind_key) {
-		__u64 want = t->bind_len > 16384 ? 16384 : t->bind_len;
+	if (own && t) {
 		__u64 rec = ((__u64)ws->hb[3] << 8) | ws->hb[4];
-		if (rec > want && rec <= want + 64) {
-			struct tls_key k = {.tgid = id >> 32, .ptr = t->bind_key};
-			t->bind_key = 0;
+		for (int i = 0; i < TLS_WRITES; i++) {
+			__u64 want = t->w_len[i] > 16384 ? 16384 : t->w_len[i];
+			if (!t->w_key[i] || rec <= want || rec > want + 64)
+				continue;
+			struct tls_key k = {.tgid = id >> 32, .ptr = t->w_key[i]};
+			t->w_key[i] = 0;
 			struct http_sock *ts = bpf_map_lookup_elem(&tls_conns, &k);
 			if (!ts)
 				return;
@@ -386,7 +414,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 egress)
 	ws->cookie = bpf_get_socket_cookie(skb);
 	ws->sock_cgroup = bpf_skb_cgroup_id(skb);
 	if (st->dir[0].mode == MODE_TLS) {
-		tls_wire(skb, st, sc, egress);
+		tls_wire(sk, st, sc, egress, flags & TCP_FIN);
 		return 1;
 	}
 	if (sock_mark(skb, st, egress) == SOCK_OTHER) {
@@ -579,7 +607,16 @@ static __always_inline void tls_release(__u64 ptr)
 		return;
 	release(st, sc);
 	struct tls_key k = {.tgid = bpf_get_current_pid_tgid() >> 32, .ptr = ptr};
+	struct http_event *e = bpf_map_lookup_elem(&tls_deferred, &k);
+	if (e) {
+		send(e);
+		bpf_map_delete_elem(&tls_deferred, &k);
+	}
 	bpf_map_delete_elem(&tls_conns, &k);
+	struct rec_head *h = &sc->ev.h;
+	new_head(h, &sc->ws, HTTP_TLS_CLOSE);
+	head_ctx(h);
+	send_head(h);
 }
 
 static __always_inline struct go_key go_key_of(struct pt_regs *ctx)
@@ -588,27 +625,24 @@ static __always_inline struct go_key go_key_of(struct pt_regs *ctx)
 	return k;
 }
 
-// go_bind finds the socket of a Go TLS connection not yet tied to one,
-// through its file descriptor: tls.Conn{conn net.Conn} holds a
-// *net.TCPConn{conn{fd *netFD}}, netFD{pfd poll.FD} and poll.FD{fdmu
-// (16 bytes); Sysfd int} (internal/goprobe checks these offsets against
-// the DWARF of real binaries). The descriptor is looked up in the task's
-// table and kept only if it is a TCP socket whose file points back to it,
-// so a tls.Conn over something else finds nothing rather than a wrong
-// socket.
-static __always_inline void go_bind(__u64 conn)
+// tls_writing notes that connection ptr is being written: its bytes are
+// not all out of its socket until a segment empties the socket's queue.
+static __always_inline void tls_writing(__u64 ptr)
 {
-	struct tls_key k = {.tgid = bpf_get_current_pid_tgid() >> 32, .ptr = conn};
-	struct http_sock *ts = bpf_map_lookup_elem(&tls_conns, &k);
-	if (ts && ts->bound)
-		return;
-	__u64 iface[2], tcp, nfd;
-	__s64 fd;
-	if (bpf_probe_read_user(iface, sizeof(iface), (const void *)conn) ||
-	    bpf_probe_read_user(&tcp, sizeof(tcp), (const void *)iface[1]) ||
-	    bpf_probe_read_user(&fd, sizeof(fd), (const void *)(tcp + 16)))
-		return;
-	(void)nfd;
+	struct tls_key k = {.tgid = bpf_get_current_pid_tgid() >> 32, .ptr = ptr};
+	struct http_sock *st = bpf_map_lookup_elem(&tls_conns, &k);
+	if (st)
+		st->tx_busy = 1;
+}
+
+// fd_bind ties TLS connection ptr of the current process to the socket
+// behind file descriptor fd, at the socket's next segment: the descriptor
+// is looked up in the task's table and kept only if it is a TCP socket
+// whose file points back to it. The connection's state is made now, so
+// the segment finds it.
+static __always_inline void fd_bind(__u64 ptr, __s64 fd)
+{
+	struct tls_key k = {.tgid = bpf_get_current_pid_tgid() >> 32, .ptr = ptr};
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
 	if (!fdt || fd < 0 || fd >= BPF_CORE_READ(fdt, max_fds))
@@ -623,39 +657,34 @@ static __always_inline void go_bind(__u64 conn)
 	struct sock *sk = BPF_CORE_READ(sock, sk);
 	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP_ || BPF_CORE_READ(sk, sk_type) != 1 /* SOCK_STREAM */)
 		return;
-	__u64 cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
-	if (!cookie)
-		return; // not yet given one: no segment of it was seen
-	bpf_map_update_elem(&tls_by_cookie, &cookie, &k, BPF_ANY);
-	if (!ts)
-		return;
 	__u32 idx = SCRATCH_UPROBE;
 	struct scratch *sc = bpf_map_lookup_elem(&scratch, &idx);
-	if (!sc)
+	if (!sc || !tls_setup(sc, ptr, 1))
 		return;
-	struct walk_state *ws = &sc->ws;
-	struct conn_head *h = &ws->conn;
-	__builtin_memset(h, 0, sizeof(*h));
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	if (family == 2 /* AF_INET */) {
-		h->family = 4;
-		__u32 a = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr), b = BPF_CORE_READ(sk, __sk_common.skc_daddr);
-		__builtin_memcpy(h->saddr, &a, 4);
-		__builtin_memcpy(h->daddr, &b, 4);
-	} else if (family == 10 /* AF_INET6 */) {
-		h->family = 6;
-		BPF_CORE_READ_INTO(&h->saddr, sk, __sk_common.skc_v6_rcv_saddr);
-		BPF_CORE_READ_INTO(&h->daddr, sk, __sk_common.skc_v6_daddr);
-	} else {
+	__u64 addr = (__u64)sk;
+	bpf_map_update_elem(&tls_by_sk, &addr, &k, BPF_ANY);
+}
+
+// go_bind ties a Go TLS connection not yet tied to a socket to the one
+// of its descriptor: tls.Conn{conn net.Conn} holds a
+// *net.TCPConn{conn{fd *netFD}}, netFD{pfd poll.FD} and poll.FD{fdmu
+// (16 bytes); Sysfd int} (internal/goprobe checks these offsets against
+// the DWARF of real binaries). A tls.Conn over something else than a
+// *net.TCPConn finds nothing (fd_bind checks the descriptor is a TCP
+// socket) or, at worst, another of the process's TCP sockets.
+static __always_inline void go_bind(__u64 conn)
+{
+	struct tls_key k = {.tgid = bpf_get_current_pid_tgid() >> 32, .ptr = conn};
+	struct http_sock *ts = bpf_map_lookup_elem(&tls_conns, &k);
+	if (ts && ts->bound)
 		return;
-	}
-	h->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	h->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	ws->cookie = cookie;
-	ws->sock_cgroup = BPF_CORE_READ(sk, sk_cgrp_data.cgroup, kn, id);
-	ws->flags = 0;
-	ws->conn_key = conn;
-	tls_bind(sc, ts, &k);
+	__u64 iface[2], tcp;
+	__s64 fd;
+	if (bpf_probe_read_user(iface, sizeof(iface), (const void *)conn) ||
+	    bpf_probe_read_user(&tcp, sizeof(tcp), (const void *)iface[1]) ||
+	    bpf_probe_read_user(&fd, sizeof(fd), (const void *)(tcp + 16)))
+		return;
+	fd_bind(conn, fd);
 }
 
 // tls_enter is on the entry of every TLS function (its cookie says which).
@@ -677,8 +706,10 @@ int tls_enter(struct pt_regs *ctx)
 		t->buf = ctx->si;
 		t->len_ptr = (fn == TLS_FN_SSL_READ_EX || fn == TLS_FN_SSL_WRITE_EX) ? ctx->cx : 0;
 		if (fn == TLS_FN_SSL_WRITE || fn == TLS_FN_SSL_WRITE_EX) {
-			t->bind_key = ctx->di;
-			t->bind_len = ctx->dx;
+			__u8 i = t->w_next++ % TLS_WRITES;
+			t->w_key[i] = ctx->di;
+			t->w_len[i] = ctx->dx;
+			tls_writing(ctx->di);
 		}
 		return 0;
 	}
@@ -697,11 +728,18 @@ int tls_enter(struct pt_regs *ctx)
 	case TLS_FN_GO_WRITE:
 		// Framed at the entry (b is complete): a write that fails is
 		// still counted as sent.
+		tls_writing(ctx->ax);
 		tls_frame(ctx, ctx->ax, ctx->bx, ctx->cx, 1);
 		go_bind(ctx->ax);
 		return 0;
 	case TLS_FN_GO_CLOSE:
 		tls_release(ctx->ax);
+		return 0;
+	case TLS_FN_SSL_SET_FD:
+		fd_bind(ctx->di, (__s32)ctx->si);
+		return 0;
+	case TLS_FN_GO_HANDSHAKE:
+		go_bind(ctx->ax);
 		return 0;
 	}
 	return 0;

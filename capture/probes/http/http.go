@@ -246,6 +246,7 @@ const (
 	kindTLSSeen  = uint8(bpfHttpKindHTTP_TLS_SEEN)
 	kindTLSBind  = uint8(bpfHttpKindHTTP_TLS_BIND)
 	kindH2Names  = uint8(bpfHttpKindHTTP_H2NAMES)
+	kindTLSClose = uint8(bpfHttpKindHTTP_TLS_CLOSE)
 
 	flagClient     = uint8(bpfHttpFlagHTTP_F_REQ_EGRESS)
 	flagReleased   = uint8(bpfHttpFlagHTTP_F_RELEASED)
@@ -282,7 +283,7 @@ func (h *httpProbe) handle(raw []byte) {
 		}
 	case kindH2Frame, kindH2Resync:
 		h.handleH2(raw)
-	case kindTLSSeen, kindTLSBind:
+	case kindTLSSeen, kindTLSBind, kindTLSClose:
 		h.handleTLSWire((*bpfRecHead)(unsafe.Pointer(&raw[0])))
 	case kindH2Names:
 		h.handleNames(raw)
@@ -662,6 +663,12 @@ func (h *httpProbe) readHeldTLS() {
 	}
 	var k bpfTlsKey
 	var st bpfHttpSock
+	// Responses whose socket never drained: their end is their write.
+	var ev bpfHttpEvent
+	for it := h.objs.TlsDeferred.Iterate(); it.Next(&k, &ev); {
+		n := min(int(ev.LineLen), len(ev.Line))
+		h.handleRecord(&ev, unsafe.Slice((*byte)(unsafe.Pointer(&ev.Line[0])), n))
+	}
 	it := h.objs.TlsConns.Iterate()
 	for it.Next(&k, &st) {
 		h.handleHeld(&st, bpfRecHead{Flags: flagTLS | flagCtx, CtxPid: k.Tgid, ConnKey: k.Ptr})

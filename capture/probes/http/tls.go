@@ -28,9 +28,6 @@ import (
 // from its owner (TLS_SEEN), and a TLS probe's connection tied to its
 // socket (TLS_BIND).
 func (h *httpProbe) handleTLSWire(ev *bpfRecHead) {
-	if debugH2 {
-		fmt.Fprintf(os.Stderr, "tls wire kind %d cookie %d key %d/%d\n", ev.Kind, ev.Cookie, ev.CtxPid, ev.ConnKey)
-	}
 	switch ev.Kind {
 	case kindTLSSeen:
 		if _, ok := h.tlsSeen[ev.Cookie]; !ok && len(h.tlsSeen) < maxConnections {
@@ -40,8 +37,37 @@ func (h *httpProbe) handleTLSWire(ev *bpfRecHead) {
 	case kindTLSBind:
 		h.tlsSeen[ev.Cookie] = true
 		c := h.conn(ev) // binds c (the record is flagged bound)
+		if c.cookie != ev.Cookie {
+			// The library's object now serves another connection (its
+			// close was not seen).
+			h.bind(c, ev)
+		}
 		h.learnOwner(c, ev)
+	case kindTLSClose:
+		// The library freed the connection: its object may be reused for
+		// the next one.
+		key := connKey{tls: true, pid: ev.CtxPid, id: ev.ConnKey}
+		if c := h.conns[key]; c != nil {
+			h.closeConn(key, c)
+		}
 	}
+}
+
+// closeConn ends a connection's state: requests queued without response,
+// HTTP/2 streams still open, rows waiting for an address are written.
+func (h *httpProbe) closeConn(k connKey, c *httpConn) {
+	for _, row := range c.pending {
+		h.countFor(c, "no_response")
+		h.emit(row, c)
+	}
+	c.pending = nil
+	if c.h2 != nil {
+		for _, x := range c.h2.Close() {
+			h.h2Row(c, x)
+		}
+	}
+	h.flushUnbound(c)
+	h.dropConn(k, c)
 }
 
 // bind ties a TLS connection to its socket and writes the rows that
@@ -166,6 +192,8 @@ var opensslFuncs = []struct {
 	{"SSL_write", bpfTlsFnTLS_FN_SSL_WRITE, true},
 	{"SSL_write_ex", bpfTlsFnTLS_FN_SSL_WRITE_EX, true},
 	{"SSL_free", bpfTlsFnTLS_FN_SSL_FREE, false},
+	// The descriptor a connection is given: its socket, before any byte.
+	{"SSL_set_fd", bpfTlsFnTLS_FN_SSL_SET_FD, false},
 }
 
 func newTLSAttacher(h *httpProbe, details map[string]string) *tlsAttacher {
@@ -541,7 +569,8 @@ func fileOffset(f *elf.File, vaddr uint64) (uint64, bool) {
 // The Go functions probed. crypto/tls: Read's entry saves the buffer,
 // uprobes on its RET instructions frame what it returned (uretprobes would
 // break Go's moving stacks); Write is framed at its entry; Close ends the
-// connection's state. HTTP/2 names (entry only): the MetaHeadersFrame a
+// connection's state; the handshake (and Read and Write, for connections
+// from before the window) finds its socket. HTTP/2 names (entry only): the MetaHeadersFrame a
 // server or client reads (net/http's bundled copy, x/net/http2, grpc-go),
 // and grpc-go's loopyWriter.writeHeader (the fields it is about to encode).
 var (
@@ -552,6 +581,8 @@ var (
 		{"crypto/tls.(*Conn).Read", bpfTlsFnTLS_FN_GO_READ},
 		{"crypto/tls.(*Conn).Write", bpfTlsFnTLS_FN_GO_WRITE},
 		{"crypto/tls.(*Conn).Close", bpfTlsFnTLS_FN_GO_CLOSE},
+		// The handshake (before any plaintext): the socket is found then.
+		{"crypto/tls.(*Conn).handshakeContext", bpfTlsFnTLS_FN_GO_HANDSHAKE},
 	}
 	goH2Funcs = []struct {
 		name   string
