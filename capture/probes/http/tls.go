@@ -160,10 +160,10 @@ type tlsAttacher struct {
 	plans    map[string]*filePlan // dev:ino -> what it offers
 	attached map[string]bool      // "pid/dev:ino" (pid 0: every process)
 	pidLinks map[uint32][]link.Link
-	links    []link.Link // per-file links (whole host)
+	links    []link.Link     // per-file links (whole host)
 	named    map[uint32]bool // pids whose Go HTTP/2 code is probed for names
 	tlsPids  map[uint32]bool // pids whose TLS library is probed
-	queue    map[uint32]int // pid -> scans left
+	queue    map[uint32]int  // pid -> scans left
 	closer   recorder.LinkCloser
 	errs     map[string]string // file -> why it was not probed
 	stopc    chan struct{}
