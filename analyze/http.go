@@ -208,12 +208,18 @@ var httpColumns = []formats.ColumnSpec{
 	{Name: "grpc_status", Kind: formats.ColumnInt32, Optional: true},
 }
 
-// HTTP computes the http section, or nil when the archive has no HTTP data.
+// HTTP computes the http section, or nil when the archive has no HTTP data
+// (no request, and no TLS connection that went by undecoded).
 func HTTP(a *formats.Archive, opts Options, procs []Process) (*HTTPSummary, error) {
-	if !a.HasTable(formats.TableHTTPRequests) {
-		return nil, nil
-	}
 	m := a.Manifest()
+	if !a.HasTable(formats.TableHTTPRequests) {
+		if m.Drops["http.tls_undecoded"] == 0 {
+			return nil, nil
+		}
+		s := &HTTPSummary{Measure: MeasureLastByte}
+		s.undecoded(m)
+		return s, nil
+	}
 	b := opts.Filter.Bind(m)
 	names := processNames(procs)
 	// Endpoints are found without allocating per request: role and method
@@ -237,12 +243,8 @@ func HTTP(a *formats.Archive, opts Options, procs []Process) (*HTTPSummary, erro
 		}
 		return v
 	}
-	s := &HTTPSummary{Measure: MeasureLastByte, TLSUndecoded: m.Drops["http.tls_undecoded"], NamesUnknown: m.Drops["http.h2_name_unknown"]}
-	for _, p := range m.Probes {
-		if p.Name == "http" {
-			s.TLSUndecodedBy = p.Details["tls_undecoded"]
-		}
-	}
+	s := &HTTPSummary{Measure: MeasureLastByte}
+	s.undecoded(m)
 	// Format 1 recorders timed the response's first segment only.
 	firstByteOnly := m.FormatVersion < 2
 	if firstByteOnly {
@@ -381,6 +383,16 @@ func HTTP(a *formats.Archive, opts Options, procs []Process) (*HTTPSummary, erro
 	})
 	s.Slowest = topSlowest(slow)
 	return s, nil
+}
+
+// undecoded takes what the capture could not decode from the manifest.
+func (s *HTTPSummary) undecoded(m *formats.Manifest) {
+	s.TLSUndecoded, s.NamesUnknown = m.Drops["http.tls_undecoded"], m.Drops["http.h2_name_unknown"]
+	for _, p := range m.Probes {
+		if p.Name == "http" {
+			s.TLSUndecodedBy = p.Details["tls_undecoded"]
+		}
+	}
 }
 
 // sortLatencies sorts every endpoint's latencies, on every CPU: with

@@ -21,6 +21,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 
 	"github.com/bpfsnap/bpfsnap/analyze"
@@ -219,6 +220,20 @@ func captureHTTP(t *testing.T, pid int, load func()) string {
 
 func captureHTTPPids(t *testing.T, pids []int, load func()) string {
 	t.Helper()
+	return captureHTTPArgs(t, pids, nil, load)
+}
+
+// captureHTTPArgs is captureHTTPPids with capture flags (e.g. --http-tls=false).
+func captureHTTPArgs(t *testing.T, pids []int, args []string, load func()) string {
+	t.Helper()
+	sets := NewProbeSets()
+	fs := pflag.NewFlagSet("capture", pflag.ContinueOnError)
+	for _, ps := range sets {
+		ps.BindFlags(fs)
+	}
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
 	var targets []uint32
 	for _, p := range pids {
 		targets = append(targets, uint32(p))
@@ -231,7 +246,7 @@ func captureHTTPPids(t *testing.T, pids []int, load func()) string {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		res, err = Run(ctx, Options{Output: out, Duration: 2 * time.Minute, Probes: []string{"http"}, Sets: NewProbeSets(),
+		res, err = Run(ctx, Options{Output: out, Duration: 2 * time.Minute, Probes: []string{"http"}, Sets: sets,
 			PIDs: targets, Version: "test", Ready: func() { close(ready) }})
 	}()
 	select {

@@ -318,3 +318,29 @@ https.createServer({cert: fs.readFileSync(process.argv[3]), key: fs.readFileSync
 	checkNoLosses(t, path)
 	checkTLSRows(t, path, port)
 }
+
+// TLS that no probe decodes (here Go's crypto/tls with --http-tls=false,
+// standing for BoringSSL, Java or rustls) is not silently absent: the
+// connections are counted, by process, and the report says so.
+func TestHTTPTLSUndecodedCounted(t *testing.T) {
+	testenv.RequireBPF(t)
+	dir := t.TempDir()
+	cert, key := selfSigned(t, dir)
+	bin := buildGoStripped(t, h2cServerSrc)
+	port := freePort(t)
+	pid := startServer(t, exec.Command(bin, fmt.Sprint(port), cert, key), port)
+	waitTLS(t, port)
+	path := captureHTTPArgs(t, []int{pid}, []string{"--http-tls=false"}, func() { tlsLoad(t, port, 40, 2, "/fast") })
+	a, err := formats.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if n := a.Manifest().Drops["http.tls_undecoded"]; n != 2 {
+		t.Errorf("tls_undecoded = %d, want 2 (the client's two connections); drops %v", n, a.Manifest().Drops)
+	}
+	h := openHTTP(t, path)
+	if h.Requests != 0 || h.TLSUndecoded != 2 || !strings.Contains(h.TLSUndecodedBy, fmt.Sprintf("pid %d: 2", pid)) {
+		t.Errorf("summary: %d requests, %d undecoded (%q)", h.Requests, h.TLSUndecoded, h.TLSUndecodedBy)
+	}
+}
