@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"debug/elf"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/bpfsnap/bpfsnap/analyze"
 	"github.com/bpfsnap/bpfsnap/formats"
+	"github.com/bpfsnap/bpfsnap/internal/goprobe"
 	"github.com/bpfsnap/bpfsnap/internal/testenv"
 )
 
@@ -386,6 +388,20 @@ func TestHTTPGRPC(t *testing.T) {
 	client, errors := grpcFigures(t, out)
 	if errors["/bpfsnap.test.Echo/Flaky"] == 0 {
 		t.Fatalf("the client saw no failures: %s", out[:min(len(out), 500)])
+	}
+	// The struct offsets the Go HTTP/2 uprobes read, against this grpc-go's
+	// golang.org/x/net/http2 (the server is built with DWARF).
+	if ef, err := elf.Open(srv); err != nil {
+		t.Error(err)
+	} else {
+		d, err := ef.DWARF()
+		if err == nil {
+			err = goprobe.CheckHTTP2Layouts(d, goprobe.XNetHTTP2)
+		}
+		if err != nil {
+			t.Errorf("x/net/http2 layouts: %v", err)
+		}
+		ef.Close()
 	}
 	h := openHTTP(t, path)
 	checkEndpoints(t, h, formats.RoleServer, formats.ProtocolGRPC, false, client, errors)

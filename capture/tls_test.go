@@ -90,7 +90,10 @@ func tlsGet(tc *timedConn, conn *tls.Conn, path string) (getResult, error) {
 // tlsLoad is clientLoad over TLS (HTTP/1.1, ALPN http/1.1): n requests
 // to each path from workers connections, a new one when the server closes
 // it. It returns the client's figures and the count of 5xx per path.
-func tlsLoad(t *testing.T, port, n, workers int, paths ...string) (map[string]*clientTimes, map[string]int64) {
+// maxVersion caps the TLS version (0: TLS 1.3): a TLS 1.3 server sends
+// its session tickets after the handshake, and a client that opens a
+// connection per request would take them for its response's first bytes.
+func tlsLoad(t *testing.T, port, n, workers int, maxVersion uint16, paths ...string) (map[string]*clientTimes, map[string]int64) {
 	t.Helper()
 	var mu sync.Mutex
 	out, errs := map[string]*clientTimes{}, map[string]int64{}
@@ -110,7 +113,7 @@ func tlsLoad(t *testing.T, port, n, workers int, paths ...string) (map[string]*c
 				for _, p := range paths {
 					if conn == nil {
 						tc = dialTimed(t, fmt.Sprintf("127.0.0.1:%d", port))
-						conn = tls.Client(tc, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
+						conn = tls.Client(tc, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}, MaxVersion: maxVersion})
 						if err := conn.Handshake(); err != nil {
 							t.Errorf("handshake: %v", err)
 							return
@@ -167,7 +170,7 @@ func TestHTTPTLSGo(t *testing.T) {
 	var h1Errs map[string]int64
 	var statuses map[string]int
 	path := captureHTTP(t, pid, func() {
-		h1, h1Errs = tlsLoad(t, port, 200, 2, "/fast", "/slow/1", "/fail")
+		h1, h1Errs = tlsLoad(t, port, 200, 2, 0, "/fast", "/slow/1", "/fail")
 		h2, statuses = h2Load(t, 2, 200, dialH2, "/fast", "/slow/2", "/fail")
 	})
 	h := openHTTP(t, path)
@@ -233,7 +236,7 @@ http { access_log off; client_body_temp_path %[1]s; proxy_temp_path %[1]s; fastc
 	var client map[string]*clientTimes
 	var errs map[string]int64
 	path := captureHTTPPids(t, append([]int{master}, childrenOf(t, master)...), func() {
-		client, errs = tlsLoad(t, port, 300, 2, "/index.html", "/missing", "/broken")
+		client, errs = tlsLoad(t, port, 300, 2, 0, "/index.html", "/missing", "/broken")
 	})
 	h := openHTTP(t, path)
 	checkEndpoints(t, h, formats.RoleServer, formats.ProtocolHTTP1, true, client, errs)
@@ -285,7 +288,7 @@ s.serve_forever()
 	waitTLS(t, port)
 	var client map[string]*clientTimes
 	var errs map[string]int64
-	path := captureHTTP(t, pid, func() { client, errs = tlsLoad(t, port, 100, 2, "/a.txt", "/nothing/7") })
+	path := captureHTTP(t, pid, func() { client, errs = tlsLoad(t, port, 100, 2, tls.VersionTLS12, "/a.txt", "/nothing/7") })
 	h := openHTTP(t, path)
 	checkEndpoints(t, h, formats.RoleServer, formats.ProtocolHTTP1, true, client, errs)
 	checkNoLosses(t, path)
@@ -312,7 +315,7 @@ https.createServer({cert: fs.readFileSync(process.argv[3]), key: fs.readFileSync
 	waitTLS(t, port)
 	var client map[string]*clientTimes
 	var errs map[string]int64
-	path := captureHTTP(t, pid, func() { client, errs = tlsLoad(t, port, 300, 2, "/fast", "/slow/99", "/fail") })
+	path := captureHTTP(t, pid, func() { client, errs = tlsLoad(t, port, 300, 2, 0, "/fast", "/slow/99", "/fail") })
 	h := openHTTP(t, path)
 	checkEndpoints(t, h, formats.RoleServer, formats.ProtocolHTTP1, true, client, errs)
 	checkNoLosses(t, path)
@@ -330,7 +333,7 @@ func TestHTTPTLSUndecodedCounted(t *testing.T) {
 	port := freePort(t)
 	pid := startServer(t, exec.Command(bin, fmt.Sprint(port), cert, key), port)
 	waitTLS(t, port)
-	path := captureHTTPArgs(t, []int{pid}, []string{"--http-tls=false"}, func() { tlsLoad(t, port, 40, 2, "/fast") })
+	path := captureHTTPArgs(t, []int{pid}, []string{"--http-tls=false"}, func() { tlsLoad(t, port, 40, 2, 0, "/fast") })
 	a, err := formats.Open(path)
 	if err != nil {
 		t.Fatal(err)

@@ -81,7 +81,7 @@ var dropCatalog = func() map[string]DropReason {
 		{"http.h2_frames_overflow", DropIncomplete, "TCP segments held more HTTP/2 frames than the kernel walks (256): the direction's frames were missed until a segment started with frames"},
 		{"http.h2_block_cut", DropIncomplete, "HTTP/2 header blocks were longer than the kernel copies per segment (4 KiB): their stream's fields may be unknown, and the direction's HPACK decoder started afresh"},
 		{"http.h2_streams_full", DropIncomplete, "HTTP/2 streams sent DATA while 16 others of the same direction were open: their byte counts are too low"},
-		{"http.h2_joined", DropNoted, "HTTP/2 connections that began before the window were recognised by their frames and followed from there"},
+		{"http.h2_joined", DropNoted, "HTTP/2 connections were recognised by their frames rather than their preface (they began before the window, or their server spoke first) and followed from there"},
 		{"http.h2_upgraded", DropNoted, "HTTP/1.1 connections were upgraded to HTTP/2 (h2c) and followed as HTTP/2"},
 		{"http.h2_block_broken", DropIncomplete, "HTTP/2 header blocks were seen incomplete (framing lost inside them): their stream's fields are unknown"},
 		{"http.h2_decoder_reset", DropNoted, "HTTP/2 header blocks referred to HPACK table entries from before the window (or were incomplete): the direction's decoder started afresh; fields it could not decode are left unknown, never guessed"},

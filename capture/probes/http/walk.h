@@ -624,34 +624,39 @@ __noinline int FN(walk_h2)(SRC_T *src, struct http_sock *st, struct scratch *sc)
 		return 0;
 	struct walk_state *ws = &sc->ws;
 	struct http_dir *d = DIR(st, sc);
+	if (d->mode == MODE_H2_SYNC || d->mode == MODE_H2_LOST) {
+		// The client's preface may come after the server's first frames
+		// (a server speaks first, as grpc-go does), or after an h2c
+		// upgrade's 101.
+		char first[4];
+		__u32 at = ws->pos;
+		if (ws->len >= at + H2_PREFACE_LEN && !LOAD(src, sc, at, first, 4) && first[0] == 'P' && first[1] == 'R' &&
+		    !LOAD(src, sc, at, ws->hb, H2_PREFACE_LEN) && is_preface((const __u64 *)ws->hb)) {
+			if (d->mode == MODE_H2_LOST)
+				counted(st, HTTP_DROP_UPGRADED_H2);
+			d->h2_preface = 1;
+			ws->pos = at + H2_PREFACE_LEN;
+			d->mode = MODE_H2_SYNC;
+		}
+	}
 	if (d->mode == MODE_H2_SYNC) {
 		d->mode = MODE_H2;
 		d->body_end = ws->seq + ws->pos;
 		d->h2_in_frame = 0;
 		d->h2_hn = 0;
 	} else if (d->mode == MODE_H2_LOST) {
-		// Framing comes back at a segment that starts with frames (or the
-		// preface, after an h2c upgrade); header blocks were missed, so
-		// user space starts the direction's HPACK state afresh.
+		// Framing comes back at a segment that starts with frames; header
+		// blocks were missed, so user space starts the direction's HPACK
+		// state afresh.
 		if (ws->pos != 0)
 			return 0;
-		__u32 at = 0;
-		char first[4];
-		if (ws->len >= H2_PREFACE_LEN && !LOAD(src, sc, 0, first, 4) && first[0] == 'P' && first[1] == 'R' &&
-		    !LOAD(src, sc, 0, ws->hb, H2_PREFACE_LEN) && is_preface((const __u64 *)ws->hb)) {
-			at = H2_PREFACE_LEN;
-			d->h2_preface = 1;
-			counted(st, HTTP_DROP_UPGRADED_H2);
-		} else {
-			FN(h2_chain)(src, sc);
-			if (!ws->chain_ok)
-				return 0;
-		}
+		FN(h2_chain)(src, sc);
+		if (!ws->chain_ok)
+			return 0;
 		d->mode = MODE_H2;
-		d->body_end = ws->seq + at;
+		d->body_end = ws->seq;
 		d->h2_in_frame = 0;
 		d->h2_hn = 0;
-		ws->pos = at;
 		if (st->mark != SOCK_OTHER)
 			h2_send(h2_record(sc, d, HTTP_H2_RESYNC));
 	}
