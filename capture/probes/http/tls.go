@@ -234,12 +234,16 @@ func (a *tlsAttacher) start() {
 				a.attachFile(0, filepath.Join(a.s.HostRoot(), p))
 			}
 		}
+		// Every process of the host: in the background (each Go binary's
+		// pclntab is read), so the capture starts at once.
 		procs, _ := os.ReadDir(a.s.ProcRoot())
+		a.mu.Lock()
 		for _, p := range procs {
 			if pid, err := strconv.ParseUint(p.Name(), 10, 32); err == nil {
-				a.scan(uint32(pid))
+				a.queue[uint32(pid)] = 1
 			}
 		}
+		a.mu.Unlock()
 	}
 	a.s.OnProcess(func(ev formats.ProcessEvent) {
 		switch ev.Kind {
@@ -274,8 +278,9 @@ func (a *tlsAttacher) loop() {
 		a.mu.Lock()
 		var pids []uint32
 		for pid, left := range a.queue {
-			// Scans at the first tick, then at the 4th and 12th after.
-			if left == 3 || (left == 2 && n%4 == 0) || (left == 1 && n%12 == 0) {
+			// Scans at the first tick, then at the 4th and 12th after (a
+			// process of the host at the start: once, at the first tick).
+			if left == 3 || (left == 2 && n%4 == 0) || (left == 1 && (n%12 == 0 || n == 1)) {
 				pids = append(pids, pid)
 				if left == 1 {
 					delete(a.queue, pid)
