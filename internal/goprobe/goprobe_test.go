@@ -49,7 +49,7 @@ func build(t *testing.T, stripped bool) string {
 }
 
 var probed = []string{
-	"crypto/tls.(*Conn).Read", "crypto/tls.(*Conn).Write", "crypto/tls.(*Conn).Close", "crypto/tls.(*Conn).handshakeContext",
+	"crypto/tls.(*Conn).Read", "crypto/tls.(*Conn).Write", "crypto/tls.(*Conn).Close",
 	"net/http.(*http2serverConn).processHeaders", "net/http.(*http2clientConnReadLoop).processHeaders",
 }
 

@@ -347,7 +347,6 @@ const (
 	bpfTlsFnTLS_FN_GO_WRITE     bpfTlsFn = 8
 	bpfTlsFnTLS_FN_GO_CLOSE     bpfTlsFn = 9
 	bpfTlsFnTLS_FN_SSL_SET_FD   bpfTlsFn = 10
-	bpfTlsFnTLS_FN_GO_HANDSHAKE bpfTlsFn = 11
 )
 
 type bpfTlsKey struct {

@@ -95,7 +95,6 @@ enum tls_fn {
 	TLS_FN_GO_WRITE = 8,     // crypto/tls.(*Conn).Write(b []byte) (int, error): entry
 	TLS_FN_GO_CLOSE = 9,     // crypto/tls.(*Conn).Close() error
 	TLS_FN_SSL_SET_FD = 10,  // int SSL_set_fd(SSL *, int fd)
-	TLS_FN_GO_HANDSHAKE = 11, // crypto/tls.(*Conn).handshakeContext(ctx) error
 };
 const enum tls_fn *unused_tls_fn __attribute__((unused));
 
@@ -636,7 +635,8 @@ static __always_inline void tls_writing(__u64 ptr)
 }
 
 // fd_bind ties TLS connection ptr of the current process to the socket
-// behind file descriptor fd, at the socket's next segment: the descriptor
+// behind file descriptor fd, at the socket's next segment (for a server's
+// first request, the request's own when the server waits in its read): the descriptor
 // is looked up in the task's table and kept only if it is a TCP socket
 // whose file points back to it. The connection's state is made now, so
 // the segment finds it.
@@ -737,9 +737,6 @@ int tls_enter(struct pt_regs *ctx)
 		return 0;
 	case TLS_FN_SSL_SET_FD:
 		fd_bind(ctx->di, (__s32)ctx->si);
-		return 0;
-	case TLS_FN_GO_HANDSHAKE:
-		go_bind(ctx->ax);
 		return 0;
 	}
 	return 0;

@@ -574,8 +574,9 @@ func fileOffset(f *elf.File, vaddr uint64) (uint64, bool) {
 // The Go functions probed. crypto/tls: Read's entry saves the buffer,
 // uprobes on its RET instructions frame what it returned (uretprobes would
 // break Go's moving stacks); Write is framed at its entry; Close ends the
-// connection's state; the handshake (and Read and Write, for connections
-// from before the window) finds its socket. HTTP/2 names (entry only): the MetaHeadersFrame a
+// connection's state. Read and Write find the connection's socket (the
+// handshake would find it earlier, but Go calls it from every Read and
+// Write: a trap each for nothing). HTTP/2 names (entry only): the MetaHeadersFrame a
 // server or client reads (net/http's bundled copy, x/net/http2, grpc-go),
 // and grpc-go's loopyWriter.writeHeader (the fields it is about to encode).
 var (
@@ -586,8 +587,6 @@ var (
 		{"crypto/tls.(*Conn).Read", bpfTlsFnTLS_FN_GO_READ},
 		{"crypto/tls.(*Conn).Write", bpfTlsFnTLS_FN_GO_WRITE},
 		{"crypto/tls.(*Conn).Close", bpfTlsFnTLS_FN_GO_CLOSE},
-		// The handshake (before any plaintext): the socket is found then.
-		{"crypto/tls.(*Conn).handshakeContext", bpfTlsFnTLS_FN_GO_HANDSHAKE},
 	}
 	goH2Funcs = []struct {
 		name   string
