@@ -166,16 +166,44 @@ func TestHTTPTLSGo(t *testing.T) {
 		t.Cleanup(func() { conn.Close() })
 		return newH2Client(t, tc, conn, "https")
 	}
+	// An HTTP/2 connection opened and used before the capture: its HPACK
+	// table is unknown to the decoder, its frames are read one Go framer
+	// read at a time (header, then payload); the names come from the
+	// uprobe on net/http's processHeaders.
+	early := dialH2()
+	for i := 0; i < 10; i++ {
+		if _, _, _, err := early.get("/early"); err != nil {
+			t.Fatal(err)
+		}
+	}
 	var h1, h2 map[string]*clientTimes
 	var h1Errs map[string]int64
 	var statuses map[string]int
+	const earlyN = 50
 	path := captureHTTP(t, pid, func() {
+		for i := 0; i < earlyN; i++ {
+			if _, _, _, err := early.get("/early"); err != nil {
+				t.Fatal(err)
+			}
+		}
 		h1, h1Errs = tlsLoad(t, port, 200, 2, 0, "/fast", "/slow/1", "/fail")
 		h2, statuses = h2Load(t, 2, 200, dialH2, "/fast", "/slow/2", "/fail")
 	})
 	h := openHTTP(t, path)
 	checkEndpoints(t, h, formats.RoleServer, formats.ProtocolHTTP1, true, h1, h1Errs)
 	checkEndpoints(t, h, formats.RoleServer, formats.ProtocolHTTP2, true, h2, map[string]int64{"/fail": int64(statuses["/fail 503"])})
+	var early404 int64
+	for _, e := range h.Endpoints {
+		if e.Route == "/early" && e.Protocol == formats.ProtocolHTTP2 && e.TLS {
+			early404 += e.Status["404"]
+		}
+		if e.Route == formats.PathNameUnknown {
+			t.Errorf("%d calls without a name", e.Count)
+		}
+	}
+	if early404 != earlyN {
+		t.Errorf("the connection from before the window: %d requests counted, want %d", early404, earlyN)
+	}
 	if h.Unanswered != 0 || h.EndUnknown != 0 {
 		t.Errorf("%d unanswered, %d without end", h.Unanswered, h.EndUnknown)
 	}

@@ -3,7 +3,7 @@
 # Idempotent; does nothing that is already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pkgs=(clang llvm bpftool libbpf-dev linux-perf bpftrace wrk nginx-light runc chromium jq zip unzip make gcc)
+pkgs=(clang llvm bpftool libbpf-dev linux-perf bpftrace wrk nginx-light runc chromium jq zip unzip make gcc curl openssl nodejs)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

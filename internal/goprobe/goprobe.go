@@ -197,3 +197,69 @@ func entry(code []byte) (uint64, string) {
 	}
 	return 0, "entry: no stack check found (the function never grows its stack)"
 }
+
+// SpillsArgs reports whether fn stores its first n integer arguments
+// (RAX, RBX, RCX, ... in Go's register ABI) into their spill slots in the
+// caller's frame on entry, before any branch: then at any of its RET
+// instructions the arguments are at SP+8, SP+16, ... The probes read them
+// there for a call that began before they were attached.
+func (b *Binary) SpillsArgs(fn Func, n int) (bool, error) {
+	code, err := b.code(fn)
+	if err != nil {
+		return false, err
+	}
+	return spillsArgs(code, n), nil
+}
+
+var abiRegs = []x86asm.Reg{x86asm.RAX, x86asm.RBX, x86asm.RCX, x86asm.RDI, x86asm.RSI, x86asm.R8, x86asm.R9, x86asm.R10, x86asm.R11}
+
+func spillsArgs(code []byte, n int) bool {
+	frame, pushed := int64(-1), false
+	stored := map[x86asm.Reg]int64{}
+	off := 0
+scan:
+	for i := 0; i < 16 && off < len(code); i++ {
+		inst, err := x86asm.Decode(code[off:], 64)
+		if err != nil {
+			return false
+		}
+		off += inst.Len
+		switch inst.Op {
+		case x86asm.CMP, x86asm.LEA, x86asm.NOP, x86asm.MOVUPS, x86asm.MOVQ:
+			continue
+		case x86asm.JBE, x86asm.JA, x86asm.JB, x86asm.JAE:
+			if frame >= 0 {
+				return false // a branch before the arguments are stored
+			}
+			continue // the stack check
+		case x86asm.PUSH:
+			pushed = inst.Args[0] == x86asm.RBP
+			continue
+		case x86asm.SUB:
+			if r, ok := inst.Args[0].(x86asm.Reg); ok && r == x86asm.RSP {
+				if imm, ok := inst.Args[1].(x86asm.Imm); ok {
+					frame = int64(imm)
+				}
+			}
+			continue
+		case x86asm.MOV:
+			mem, ok := inst.Args[0].(x86asm.Mem)
+			src, ok2 := inst.Args[1].(x86asm.Reg)
+			if ok && ok2 && mem.Base == x86asm.RSP && mem.Index == 0 {
+				stored[src] = mem.Disp
+			}
+			continue
+		}
+		break scan // a call or anything else: what it does to the registers is unknown
+	}
+	if frame < 0 || !pushed {
+		return false
+	}
+	// Above the frame: the saved BP, the return address, then the slots.
+	for i := 0; i < n && i < len(abiRegs); i++ {
+		if d, ok := stored[abiRegs[i]]; !ok || d != frame+16+8*int64(i) {
+			return false
+		}
+	}
+	return true
+}

@@ -86,6 +86,11 @@ func TestFindsProbedFunctions(t *testing.T) {
 			if code[0] != 0x55 { // PUSHQ BP
 				t.Errorf("%s: entry probe at +%d on %#x, not PUSHQ BP (%s)", name, off, code[0], reason)
 			}
+			if name == "crypto/tls.(*Conn).Read" {
+				if ok, err := b.SpillsArgs(fn, 2); !ok || err != nil {
+					t.Errorf("%s does not spill its receiver and buffer on entry (%v): the probes cannot read a call in flight", name, err)
+				}
+			}
 			rets, err := b.Returns(fn)
 			if err != nil || len(rets) == 0 {
 				t.Errorf("%s: RETs %v, %v", name, rets, err)
@@ -132,5 +137,32 @@ func TestHTTP2LayoutsMatchDWARF(t *testing.T) {
 	}
 	if err := CheckTLSLayouts(d); err != nil {
 		t.Error(err)
+	}
+}
+
+// A function that does not store its arguments first is not taken for one
+// that does.
+func TestSpillsArgsRefuses(t *testing.T) {
+	spills := []byte{
+		0x49, 0x3b, 0x66, 0x10, // CMPQ SP, 0x10(R14)
+		0x0f, 0x86, 0x00, 0x01, 0x00, 0x00, // JBE
+		0x55,             // PUSHQ BP
+		0x48, 0x89, 0xe5, // MOVQ SP, BP
+		0x48, 0x83, 0xec, 0x58, // SUBQ $0x58, SP
+		0x48, 0x89, 0x44, 0x24, 0x68, // MOVQ AX, 0x68(SP)
+		0x48, 0x89, 0x5c, 0x24, 0x70, // MOVQ BX, 0x70(SP)
+		0xc3,
+	}
+	if !spillsArgs(spills, 2) {
+		t.Error("the spilling prologue is not recognised")
+	}
+	wrongSlot := append([]byte{}, spills...)
+	wrongSlot[27] = 0x78                                                // BX to 0x78(SP): not its slot
+	calls := append(append([]byte{}, spills[:18]...), 0xe8, 0, 0, 0, 0) // a CALL before the stores
+	calls = append(calls, spills[18:]...)
+	for name, code := range map[string][]byte{"wrong slot": wrongSlot, "call first": calls, "AX only": spills[:23]} {
+		if spillsArgs(code, 2) {
+			t.Errorf("%s: taken for a prologue that spills both arguments", name)
+		}
 	}
 }

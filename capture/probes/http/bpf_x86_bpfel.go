@@ -347,6 +347,7 @@ const (
 	bpfTlsFnTLS_FN_GO_WRITE     bpfTlsFn = 8
 	bpfTlsFnTLS_FN_GO_CLOSE     bpfTlsFn = 9
 	bpfTlsFnTLS_FN_SSL_SET_FD   bpfTlsFn = 10
+	bpfTlsFnTLS_FN_SPILLS       bpfTlsFn = 256
 )
 
 type bpfTlsKey struct {

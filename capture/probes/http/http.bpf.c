@@ -95,6 +95,7 @@ enum tls_fn {
 	TLS_FN_GO_WRITE = 8,     // crypto/tls.(*Conn).Write(b []byte) (int, error): entry
 	TLS_FN_GO_CLOSE = 9,     // crypto/tls.(*Conn).Close() error
 	TLS_FN_SSL_SET_FD = 10,  // int SSL_set_fd(SSL *, int fd)
+	TLS_FN_SPILLS = 0x100,   // flag (GO_READ_RET): Read stores its arguments in their spill slots on entry
 };
 const enum tls_fn *unused_tls_fn __attribute__((unused));
 
@@ -634,29 +635,38 @@ static __always_inline void tls_writing(__u64 ptr)
 		st->tx_busy = 1;
 }
 
-// fd_bind ties TLS connection ptr of the current process to the socket
-// behind file descriptor fd, at the socket's next segment (for a server's
-// first request, the request's own when the server waits in its read): the descriptor
-// is looked up in the task's table and kept only if it is a TCP socket
-// whose file points back to it. The connection's state is made now, so
-// the segment finds it.
-static __always_inline void fd_bind(__u64 ptr, __s64 fd)
+// sock_of_fd returns the TCP socket behind file descriptor fd of the
+// current task, or 0: the descriptor is looked up in the task's table and
+// kept only if it is a TCP socket whose file points back to it.
+static __always_inline struct sock *sock_of_fd(__s64 fd)
 {
-	struct tls_key k = {.tgid = bpf_get_current_pid_tgid() >> 32, .ptr = ptr};
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
 	if (!fdt || fd < 0 || fd >= BPF_CORE_READ(fdt, max_fds))
-		return;
+		return 0;
 	struct file **fds = BPF_CORE_READ(fdt, fd);
 	struct file *f = 0;
 	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
-		return;
+		return 0;
 	struct socket *sock = BPF_CORE_READ(f, private_data);
 	if (!sock || BPF_CORE_READ(sock, file) != f)
-		return;
+		return 0;
 	struct sock *sk = BPF_CORE_READ(sock, sk);
 	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP_ || BPF_CORE_READ(sk, sk_type) != 1 /* SOCK_STREAM */)
+		return 0;
+	return sk;
+}
+
+// fd_bind ties TLS connection ptr of the current process to the socket
+// behind file descriptor fd, at the socket's next segment (for a server's
+// first request, the request's own when the server waits in its read).
+// The connection's state is made now, so the segment finds it.
+static __always_inline void fd_bind(__u64 ptr, __s64 fd)
+{
+	struct sock *sk = sock_of_fd(fd);
+	if (!sk)
 		return;
+	struct tls_key k = {.tgid = bpf_get_current_pid_tgid() >> 32, .ptr = ptr};
 	__u32 idx = SCRATCH_UPROBE;
 	struct scratch *sc = bpf_map_lookup_elem(&scratch, &idx);
 	if (!sc || !tls_setup(sc, ptr, 1))
@@ -665,26 +675,32 @@ static __always_inline void fd_bind(__u64 ptr, __s64 fd)
 	bpf_map_update_elem(&tls_by_sk, &addr, &k, BPF_ANY);
 }
 
-// go_bind ties a Go TLS connection not yet tied to a socket to the one
-// of its descriptor: tls.Conn{conn net.Conn} holds a
-// *net.TCPConn{conn{fd *netFD}}, netFD{pfd poll.FD} and poll.FD{fdmu
-// (16 bytes); Sysfd int} (internal/goprobe checks these offsets against
-// the DWARF of real binaries). A tls.Conn over something else than a
-// *net.TCPConn finds nothing (fd_bind checks the descriptor is a TCP
-// socket) or, at worst, another of the process's TCP sockets.
+// go_fd reads the descriptor under a Go tls.Conn: tls.Conn{conn
+// net.Conn} holds a *net.TCPConn{conn{fd *netFD}}, netFD{pfd poll.FD} and
+// poll.FD{fdmu (16 bytes); Sysfd int} (internal/goprobe checks these
+// offsets against the DWARF of real binaries). A tls.Conn over something
+// else than a *net.TCPConn gives a descriptor sock_of_fd refuses, or, at
+// worst, another of the process's TCP sockets.
+static __always_inline __s64 go_fd(__u64 conn)
+{
+	__u64 iface[2], tcp;
+	__s64 fd;
+	if (bpf_probe_read_user(iface, sizeof(iface), (const void *)conn) ||
+	    bpf_probe_read_user(&tcp, sizeof(tcp), (const void *)iface[1]) ||
+	    bpf_probe_read_user(&fd, sizeof(fd), (const void *)(tcp + 16)))
+		return -1;
+	return fd;
+}
+
+// go_bind ties a Go TLS connection not yet tied to a socket to the one of
+// its descriptor.
 static __always_inline void go_bind(__u64 conn)
 {
 	struct tls_key k = {.tgid = bpf_get_current_pid_tgid() >> 32, .ptr = conn};
 	struct http_sock *ts = bpf_map_lookup_elem(&tls_conns, &k);
 	if (ts && ts->bound)
 		return;
-	__u64 iface[2], tcp;
-	__s64 fd;
-	if (bpf_probe_read_user(iface, sizeof(iface), (const void *)conn) ||
-	    bpf_probe_read_user(&tcp, sizeof(tcp), (const void *)iface[1]) ||
-	    bpf_probe_read_user(&fd, sizeof(fd), (const void *)(tcp + 16)))
-		return;
-	fd_bind(conn, fd);
+	fd_bind(conn, go_fd(conn));
 }
 
 // tls_enter is on the entry of every TLS function (its cookie says which).
@@ -748,14 +764,34 @@ int tls_enter(struct pt_regs *ctx)
 SEC("uprobe.multi")
 int tls_ret(struct pt_regs *ctx)
 {
-	__u64 fn = bpf_get_attach_cookie(ctx);
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	__u64 fn = cookie & 0xff;
 	if (fn == TLS_FN_GO_READ_RET) {
 		struct go_key k = go_key_of(ctx);
 		struct go_call *c = bpf_map_lookup_elem(&go_calls, &k);
-		if (!c)
-			return 0;
-		__u64 conn = c->conn, buf = c->buf;
-		bpf_map_delete_elem(&go_calls, &k);
+		__u64 conn, buf;
+		if (c) {
+			conn = c->conn;
+			buf = c->buf;
+			bpf_map_delete_elem(&go_calls, &k);
+		} else {
+			// A read that began before the probes were attached (the
+			// connection's reader waits in Read): its entry was not seen.
+			// Go's register ABI reserves spill slots for the arguments
+			// in the caller's frame, and Read stores its receiver and b
+			// there on entry, so at RET they are just above the return
+			// address (user space checked the prologue: TLS_FN_SPILLS).
+			// Used only for a connection whose socket checks out.
+			__u64 spill[2];
+			if (!(cookie & TLS_FN_SPILLS) ||
+			    bpf_probe_read_user(spill, sizeof(spill), (const void *)(ctx->sp + 8)))
+				return 0;
+			conn = spill[0];
+			buf = spill[1];
+			if (!sock_of_fd(go_fd(conn)))
+				return 0;
+			go_bind(conn);
+		}
 		__s64 n = ctx->ax;
 		if (n > 0)
 			tls_frame(ctx, conn, buf, n, 0);

@@ -621,9 +621,16 @@ func (a *tlsAttacher) planGo(p *filePlan, b *goprobe.Binary) {
 					a.errs[filepath.Base(p.path)] = fmt.Sprintf("%s: %v", fn.name, err)
 					continue
 				}
+				// A read already waiting when the probes are attached is
+				// read from Read's spill slots at its RET, if Read stores
+				// its arguments there first thing.
+				cookie := uint64(bpfTlsFnTLS_FN_GO_READ_RET)
+				if ok, _ := b.SpillsArgs(f, 2); ok {
+					cookie |= uint64(bpfTlsFnTLS_FN_SPILLS)
+				}
 				for _, r := range rets {
 					p.ret.Addresses = append(p.ret.Addresses, f.Offset+r)
-					p.ret.Cookies = append(p.ret.Cookies, uint64(bpfTlsFnTLS_FN_GO_READ_RET))
+					p.ret.Cookies = append(p.ret.Cookies, cookie)
 				}
 			}
 			p.enter.Addresses = append(p.enter.Addresses, f.Offset+off)

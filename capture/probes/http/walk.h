@@ -98,6 +98,19 @@ __noinline int FN(begin_message)(SRC_T *src, struct http_sock *st, struct scratc
 		return 1;
 	__u32 avail = ws->len - ws->pos;
 	__u32 stash = d->stash_n & 15;
+	if (avail == 9 && !stash && ws->pos == 0 && (d->mode == MODE_NEW || d->mode == MODE_LOST)) {
+		// Exactly one HTTP/2 frame header: how Go's framer reads a
+		// connection (header, then payload), here one that began before
+		// the window, through a TLS library.
+		__u32 l;
+		if (!LOAD(src, sc, 0, ws->hb, 9) && h2_header_ok(ws->hb, &l)) {
+			struct http_dir *peer = d == &st->dir[0] ? &st->dir[1] : &st->dir[0];
+			if (peer->mode < MODE_H2)
+				counted(st, HTTP_DROP_H2_JOINED);
+			h2_start(st, d, ws->seq);
+			return 1;
+		}
+	}
 	if (stash + avail < 16) {
 		// Too few bytes to tell what they start: kept for the next
 		// segment (or read).
