@@ -166,6 +166,8 @@ type tlsAttacher struct {
 	queue    map[uint32]int  // pid -> scans left
 	closer   recorder.LinkCloser
 	errs     map[string]string // file -> why it was not probed
+	// hostScan is how long the scan of every process took (whole host).
+	hostScan time.Duration
 	stopc    chan struct{}
 	done     chan struct{}
 }
@@ -290,8 +292,14 @@ func (a *tlsAttacher) loop() {
 			}
 		}
 		a.mu.Unlock()
+		t0 := time.Now()
 		for _, pid := range pids {
 			a.scan(pid)
+		}
+		if n == 1 && !a.perPid {
+			a.mu.Lock()
+			a.hostScan = time.Since(t0)
+			a.mu.Unlock()
 		}
 	}
 }
@@ -323,7 +331,11 @@ func (a *tlsAttacher) stop() {
 		}
 	}
 	sort.Strings(files)
-	recorder.MergeProbeDetails(a.s, "http", map[string]string{"tls.files": strings.Join(files, "; ")})
+	d := map[string]string{"tls.files": strings.Join(files, "; ")}
+	if a.hostScan > 0 {
+		d["tls.host_scan"] = a.hostScan.Round(time.Millisecond).String() + " (the processes running at the start, attached in the background)"
+	}
+	recorder.MergeProbeDetails(a.s, "http", d)
 }
 
 // wait returns once the per-process links are closed.
