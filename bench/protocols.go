@@ -16,26 +16,6 @@ func init() {
 	optIn["http2 and tls capture cost"] = true
 }
 
-// protoServer serves plaintext HTTP/1.1 and h2c on its first address and
-// HTTP/1.1 and HTTP/2 over TLS on its second.
-const protoServer = `package main
-
-import (
-	"net/http"
-	"os"
-)
-
-func main() {
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("hello from go\n")) })
-	p := new(http.Protocols)
-	p.SetHTTP1(true)
-	p.SetUnencryptedHTTP2(true)
-	p.SetHTTP2(true)
-	go (&http.Server{Addr: os.Args[1], Handler: h, Protocols: p}).ListenAndServe()
-	panic((&http.Server{Addr: os.Args[2], Handler: h, Protocols: p}).ListenAndServeTLS(os.Args[3], os.Args[4]))
-}
-`
-
 // protoLoad is the load generator: conns connections, one request at a
 // time each, for a duration, over the protocol asked for; it prints the
 // requests made.
@@ -113,9 +93,9 @@ func benchProtocols(env *Env) ([]Row, error) {
 		}
 		return out, nil
 	}
-	srvBin, err := build("protosrv", protoServer)
-	if err != nil {
-		return nil, err
+	srvBin := filepath.Join(dir, "h2tls")
+	if b, err := exec.Command("go", "build", "-o", srvBin, "./testdata/h2tls").CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("go build testdata/h2tls: %v: %s", err, b)
 	}
 	loadBin, err := build("protoload", protoLoad)
 	if err != nil {
@@ -134,7 +114,7 @@ func benchProtocols(env *Env) ([]Row, error) {
 	if err != nil {
 		return nil, err
 	}
-	srv := exec.Command(srvBin, fmt.Sprintf("127.0.0.1:%d", p1), fmt.Sprintf("127.0.0.1:%d", p2), cert, key)
+	srv := exec.Command(srvBin, "-listen", fmt.Sprintf("127.0.0.1:%d", p1), "-tls-listen", fmt.Sprintf("127.0.0.1:%d", p2), "-cert", cert, "-key", key)
 	if err := srv.Start(); err != nil {
 		return nil, err
 	}

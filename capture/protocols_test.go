@@ -181,33 +181,20 @@ func (c *h2Client) get(path string) (status string, ttfb, total float64, err err
 	}
 }
 
-const h2cServerSrc = `package main
-
-import (
-	"net/http"
-	"os"
-	"time"
-)
-
-func main() {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/fast", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) })
-	mux.HandleFunc("/slow/", func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(8 * time.Millisecond)
-		w.Write([]byte("slow"))
-	})
-	mux.HandleFunc("/fail", func(w http.ResponseWriter, r *http.Request) { http.Error(w, "boom", 503) })
-	p := new(http.Protocols)
-	p.SetHTTP1(true)
-	p.SetUnencryptedHTTP2(true)
-	s := &http.Server{Addr: "127.0.0.1:" + os.Args[1], Handler: mux, Protocols: p}
-	if len(os.Args) > 3 {
-		p.SetHTTP2(true)
-		panic(s.ListenAndServeTLS(os.Args[2], os.Args[3]))
+// buildTestdata builds a command of the main module's testdata (with
+// symbols and DWARF, or stripped).
+func buildTestdata(t *testing.T, name string, stripped bool) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), name)
+	args := []string{"build", "-o", out}
+	if stripped {
+		args = append(args, "-ldflags=-s -w")
 	}
-	panic(s.ListenAndServe())
+	if b, err := exec.Command("go", append(args, "../testdata/"+name)...).CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", name, err, b)
+	}
+	return out
 }
-`
 
 // h2Load sends n rounds of requests to each path over conns connections
 // (made by dial), one request at a time per connection, and returns the
@@ -278,10 +265,10 @@ func checkEndpoints(t *testing.T, h *analyze.HTTPSummary, role, protocol string,
 
 func TestHTTPH2C(t *testing.T) {
 	testenv.RequireBPF(t)
-	bin := buildGo(t, h2cServerSrc)
+	bin := buildTestdata(t, "h2tls", false)
 	port := freePort(t)
-	pid := startServer(t, exec.Command(bin, fmt.Sprint(port)), port)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	pid := startServer(t, exec.Command(bin, "-listen", addr), port)
 	dial := func() *h2Client {
 		tc := dialTimed(t, addr)
 		t.Cleanup(func() { tc.Close() })

@@ -151,10 +151,9 @@ func TestHTTPTLSGo(t *testing.T) {
 	testenv.RequireBPF(t)
 	dir := t.TempDir()
 	cert, key := selfSigned(t, dir)
-	bin := buildGoStripped(t, h2cServerSrc)
+	bin := buildTestdata(t, "h2tls", true)
 	port := freePort(t)
-	cmd := exec.Command(bin, fmt.Sprint(port), cert, key)
-	pid := startServer(t, cmd, port)
+	pid := startServer(t, h2tlsCommand(t, bin, port, cert, key), port)
 	waitTLS(t, port)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	dialH2 := func() *h2Client {
@@ -231,17 +230,10 @@ func checkTLSRows(t *testing.T, path string, port int) {
 	}
 }
 
-func buildGoStripped(t *testing.T, src string) string {
-	t.Helper()
-	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "main.go"), []byte(src), 0o644)
-	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module srv\n\ngo 1.24\n"), 0o644)
-	cmd := exec.Command("go", "build", "-ldflags=-s -w", "-o", "srv", ".")
-	cmd.Dir = dir
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v: %s", err, out)
-	}
-	return filepath.Join(dir, "srv")
+// h2tlsCommand runs testdata/h2tls with TLS on port (and plaintext on
+// another).
+func h2tlsCommand(t *testing.T, bin string, port int, cert, key string) *exec.Cmd {
+	return exec.Command(bin, "-listen", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "-tls-listen", fmt.Sprintf("127.0.0.1:%d", port), "-cert", cert, "-key", key)
 }
 
 // nginx with OpenSSL (libssl.so.3): SSL_read/SSL_write uprobes.
@@ -357,9 +349,9 @@ func TestHTTPTLSUndecodedCounted(t *testing.T) {
 	testenv.RequireBPF(t)
 	dir := t.TempDir()
 	cert, key := selfSigned(t, dir)
-	bin := buildGoStripped(t, h2cServerSrc)
+	bin := buildTestdata(t, "h2tls", true)
 	port := freePort(t)
-	pid := startServer(t, exec.Command(bin, fmt.Sprint(port), cert, key), port)
+	pid := startServer(t, h2tlsCommand(t, bin, port, cert, key), port)
 	waitTLS(t, port)
 	path := captureHTTPArgs(t, []int{pid}, []string{"--http-tls=false"}, func() { tlsLoad(t, port, 40, 2, 0, "/fast") })
 	a, err := formats.Open(path)

@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -21,26 +20,6 @@ import (
 	"github.com/bpfsnap/bpfsnap/internal/testenv"
 )
 
-// h2Server serves h2c and, with a certificate, HTTP/1.1 and HTTP/2 over TLS
-// (ALPN), from one program whose plaintext bpfsnap reads by uprobes.
-const h2Server = `package main
-
-import (
-	"net/http"
-	"os"
-)
-
-func main() {
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) })
-	p := new(http.Protocols)
-	p.SetHTTP1(true)
-	p.SetUnencryptedHTTP2(true)
-	p.SetHTTP2(true)
-	go (&http.Server{Addr: os.Args[1], Handler: h, Protocols: p}).ListenAndServe()
-	panic((&http.Server{Addr: os.Args[2], Handler: h, Protocols: p}).ListenAndServeTLS(os.Args[3], os.Args[4]))
-}
-`
-
 // The same secrets over HTTP/2 (h2c) and over TLS (HTTP/1.1 and HTTP/2):
 // the HPACK blocks and the TLS plaintext reach the recorder, but no header
 // value other than :method, :path, :status, content-type and grpc-status
@@ -50,14 +29,8 @@ func TestPrivacyHTTP2AndTLS(t *testing.T) {
 	testenv.RequireBPF(t)
 	bin := bpfsnapBin(t)
 	dir := t.TempDir()
-	srcDir := filepath.Join(dir, "src")
-	os.MkdirAll(srcDir, 0o755)
-	os.WriteFile(filepath.Join(srcDir, "main.go"), []byte(h2Server), 0o644)
-	os.WriteFile(filepath.Join(srcDir, "go.mod"), []byte("module srv\n\ngo 1.24\n"), 0o644)
 	srv := filepath.Join(dir, "srv")
-	build := exec.Command("go", "build", "-o", srv, ".")
-	build.Dir = srcDir
-	if out, err := build.CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-o", srv, "../../testdata/h2tls").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v: %s", err, out)
 	}
 	cert, key := filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")
@@ -66,7 +39,7 @@ func TestPrivacyHTTP2AndTLS(t *testing.T) {
 		t.Fatalf("openssl: %v: %s", err, out)
 	}
 	plainAddr, tlsAddr := freeAddr(t), freeAddr(t)
-	cmd := exec.Command(srv, plainAddr, tlsAddr, cert, key)
+	cmd := exec.Command(srv, "-listen", plainAddr, "-tls-listen", tlsAddr, "-cert", cert, "-key", key)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -94,15 +94,17 @@ func (b *Binary) Func(name string) (Func, bool) {
 	if fn == nil || fn.End <= fn.Entry {
 		return Func{}, false
 	}
-	off, ok := b.fileOffset(fn.Entry)
+	off, ok := FileOffset(b.f, fn.Entry)
 	if !ok {
 		return Func{}, false
 	}
 	return Func{Name: name, Entry: fn.Entry, End: fn.End, Offset: off}, true
 }
 
-func (b *Binary) fileOffset(vaddr uint64) (uint64, bool) {
-	for _, p := range b.f.Progs {
+// FileOffset converts the address of code in an ELF file (Go or not) to
+// the file offset uprobes are placed by.
+func FileOffset(f *elf.File, vaddr uint64) (uint64, bool) {
+	for _, p := range f.Progs {
 		if p.Type == elf.PT_LOAD && p.Flags&elf.PF_X != 0 && vaddr >= p.Vaddr && vaddr < p.Vaddr+p.Filesz {
 			return vaddr - p.Vaddr + p.Off, true
 		}

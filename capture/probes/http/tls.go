@@ -556,7 +556,7 @@ func (a *tlsAttacher) plan(path string) (*filePlan, error) {
 		if !ok {
 			continue
 		}
-		off, ok := fileOffset(ef, v)
+		off, ok := goprobe.FileOffset(ef, v)
 		if !ok {
 			continue
 		}
@@ -570,17 +570,6 @@ func (a *tlsAttacher) plan(path string) (*filePlan, error) {
 	}
 	p.kind = "openssl"
 	return p, nil
-}
-
-// fileOffset converts an ELF virtual address to the file offset uprobes
-// are placed by.
-func fileOffset(f *elf.File, vaddr uint64) (uint64, bool) {
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_LOAD && vaddr >= p.Vaddr && vaddr < p.Vaddr+p.Filesz {
-			return vaddr - p.Vaddr + p.Off, true
-		}
-	}
-	return 0, false
 }
 
 // The Go functions probed. crypto/tls: Read's entry saves the buffer,

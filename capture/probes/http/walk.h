@@ -82,6 +82,16 @@ __noinline int FN(h2_chain)(SRC_T *src, struct scratch *sc)
 	return 0;
 }
 
+// preface_at tells whether the client connection preface is at payload
+// offset at (it is then copied in ws.hb).
+static __always_inline int FN(preface_at)(SRC_T *src, struct scratch *sc, __u32 at)
+{
+	struct walk_state *ws = &sc->ws;
+	char first[4];
+	return ws->len >= at + H2_PREFACE_LEN && !LOAD(src, sc, at, first, 4) && first[0] == 'P' && first[1] == 'R' &&
+	       first[2] == 'I' && !LOAD(src, sc, at, ws->hb, H2_PREFACE_LEN) && is_preface((const __u64 *)ws->hb);
+}
+
 // ---- HTTP/1.x messages ------------------------------------------------------------
 
 // begin_message frames the message whose head starts at the walk
@@ -641,10 +651,8 @@ __noinline int FN(walk_h2)(SRC_T *src, struct http_sock *st, struct scratch *sc)
 		// The client's preface may come after the server's first frames
 		// (a server speaks first, as grpc-go does), or after an h2c
 		// upgrade's 101.
-		char first[4];
 		__u32 at = ws->pos;
-		if (ws->len >= at + H2_PREFACE_LEN && !LOAD(src, sc, at, first, 4) && first[0] == 'P' && first[1] == 'R' &&
-		    !LOAD(src, sc, at, ws->hb, H2_PREFACE_LEN) && is_preface((const __u64 *)ws->hb)) {
+		if (FN(preface_at)(src, sc, at)) {
 			if (d->mode == MODE_H2_LOST)
 				counted(st, HTTP_DROP_UPGRADED_H2);
 			d->h2_preface = 1;
