@@ -415,20 +415,28 @@ func TestHTTPGoServer(t *testing.T) {
 
 func TestHTTPNginx(t *testing.T) {
 	testenv.RequireBPF(t)
-	nginx := testenv.RequireTool(t, "nginx")
 	dir := t.TempDir()
 	port := freePort(t)
+	pid := startNginx(t, dir, port, "", "location /missing { return 404; }")
+	var client map[string]*clientTimes
+	path := captureHTTP(t, pid, func() { client = clientLoad(t, port, 400, 2, "/index.html", "/missing") })
+	compareWithClient(t, path, pid, client)
+}
+
+// startNginx runs nginx (one worker) serving dir's index.html on port;
+// listen is added to the listen directive ("ssl"), server to the server
+// block. It returns the master's pid.
+func startNginx(t *testing.T, dir string, port int, listen, server string) int {
+	t.Helper()
+	nginx := testenv.RequireTool(t, "nginx")
 	os.WriteFile(filepath.Join(dir, "index.html"), []byte("hello"), 0o644)
 	conf := fmt.Sprintf(`daemon off; master_process on; worker_processes 1; pid %[1]s/nginx.pid; error_log %[1]s/error.log;
 events { worker_connections 256; }
 http { access_log off; client_body_temp_path %[1]s; proxy_temp_path %[1]s; fastcgi_temp_path %[1]s; uwsgi_temp_path %[1]s; scgi_temp_path %[1]s;
-  server { listen 127.0.0.1:%[2]d; root %[1]s; location /missing { return 404; } } }
-`, dir, port)
+  server { listen 127.0.0.1:%[2]d %[3]s; root %[1]s; %[4]s } }
+`, dir, port, listen, server)
 	os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o644)
-	pid := startServer(t, exec.Command(nginx, "-c", filepath.Join(dir, "nginx.conf"), "-p", dir), port)
-	var client map[string]*clientTimes
-	path := captureHTTP(t, pid, func() { client = clientLoad(t, port, 400, 2, "/index.html", "/missing") })
-	compareWithClient(t, path, pid, client)
+	return startServer(t, exec.Command(nginx, "-c", filepath.Join(dir, "nginx.conf"), "-p", dir), port)
 }
 
 func TestHTTPPython(t *testing.T) {

@@ -239,46 +239,18 @@ func h2tlsCommand(t *testing.T, bin string, port int, cert, key string) *exec.Cm
 // nginx with OpenSSL (libssl.so.3): SSL_read/SSL_write uprobes.
 func TestHTTPTLSNginx(t *testing.T) {
 	testenv.RequireBPF(t)
-	nginx := testenv.RequireTool(t, "nginx")
 	dir := t.TempDir()
 	cert, key := selfSigned(t, dir)
 	port := freePort(t)
-	os.WriteFile(filepath.Join(dir, "index.html"), []byte("hello"), 0o644)
-	conf := fmt.Sprintf(`daemon off; master_process on; worker_processes 1; pid %[1]s/nginx.pid; error_log %[1]s/error.log;
-events { worker_connections 256; }
-http { access_log off; client_body_temp_path %[1]s; proxy_temp_path %[1]s; fastcgi_temp_path %[1]s; uwsgi_temp_path %[1]s; scgi_temp_path %[1]s;
-  server { listen 127.0.0.1:%[2]d ssl; ssl_certificate %[3]s; ssl_certificate_key %[4]s; root %[1]s;
-    location /missing { return 404; } location /broken { return 502; } } }
-`, dir, port, cert, key)
-	os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o644)
-	master := startServer(t, exec.Command(nginx, "-c", filepath.Join(dir, "nginx.conf"), "-p", dir), port)
+	pid := startNginx(t, dir, port, "ssl", fmt.Sprintf("ssl_certificate %s; ssl_certificate_key %s; location /missing { return 404; } location /broken { return 502; }", cert, key))
 	waitTLS(t, port)
 	var client map[string]*clientTimes
 	var errs map[string]int64
-	path := captureHTTPPids(t, append([]int{master}, childrenOf(t, master)...), func() {
-		client, errs = tlsLoad(t, port, 300, 2, 0, "/index.html", "/missing", "/broken")
-	})
+	path := captureHTTP(t, pid, func() { client, errs = tlsLoad(t, port, 300, 2, 0, "/index.html", "/missing", "/broken") })
 	h := openHTTP(t, path)
 	checkEndpoints(t, h, formats.RoleServer, formats.ProtocolHTTP1, true, client, errs)
 	checkNoLosses(t, path)
 	checkTLSRows(t, path, port)
-}
-
-// childrenOf lists the children of pid (nginx's workers).
-func childrenOf(t *testing.T, pid int) []int {
-	t.Helper()
-	var out []int
-	waitFor(t, "nginx's worker", 10*time.Second, func() bool {
-		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
-		out = nil
-		for _, f := range strings.Fields(string(b)) {
-			var c int
-			fmt.Sscan(f, &c)
-			out = append(out, c)
-		}
-		return len(out) > 0
-	})
-	return out
 }
 
 // Python's http.server wrapped in ssl (libssl through the _ssl module,
