@@ -239,7 +239,9 @@ type bpfHttpSock struct {
 	B_cookie  uint64
 	B_cgroup  uint64
 	RxNs      uint64
-	TxBusy    uint8
+	TxPlain   uint64
+	TxSent    uint64
+	TxDrained uint8
 	Pad2      [7]uint8
 	B_conn    struct {
 		_      structs.HostLayout

@@ -220,7 +220,12 @@ struct http_sock {
 	__u64 b_cookie;
 	__u64 b_cgroup;
 	__u64 rx_ns;     // a TLS connection: when its socket last received a segment
-	__u8 tx_busy;    // a TLS connection: bytes written to the library have not all left its socket
+	// A TLS connection: plaintext bytes written to the library, and bytes
+	// its socket sent since, until all have left (tx_sent >= tx_plain,
+	// ciphertext being longer, and the socket's queue empty).
+	__u64 tx_plain;
+	__u64 tx_sent;
+	__u8 tx_drained;
 	__u8 pad2[7];
 	struct conn_head b_conn;
 };
@@ -784,7 +789,7 @@ static __always_inline void send_head(struct rec_head *h)
 // whose bytes have not all left the socket, keeps it until they have.
 static __always_inline void send_response(struct http_sock *st, struct scratch *sc, struct http_event *e)
 {
-	if ((sc->ws.flags & HTTP_F_TLS) && sc->ws.egress && st->bound && st->tx_busy) {
+	if ((sc->ws.flags & HTTP_F_TLS) && sc->ws.egress && st->bound && !(st->tx_drained && st->tx_sent >= st->tx_plain)) {
 		struct tls_key k = {.tgid = bpf_get_current_pid_tgid() >> 32, .ptr = sc->ws.conn_key};
 		struct http_event *old = bpf_map_lookup_elem(&tls_deferred, &k);
 		if (old)

@@ -107,9 +107,10 @@ struct tls_task {
 	__u64 key;      // SSL*
 	__u64 buf;
 	__u64 len_ptr;  // SSL_*_ex: where the byte count is written
-	// The last writes of this thread (connection, bytes), whose records
-	// may leave later (Nagle, memory BIOs): the egress program ties a
-	// connection to its socket when a record of its size goes out.
+	// The last writes of this thread to connections without a socket yet
+	// (connection, bytes), whose records may leave later (Nagle, memory
+	// BIOs): the egress program ties a connection to its socket when a
+	// record of its size goes out.
 	__u64 w_key[TLS_WRITES];
 	__u64 w_len[TLS_WRITES];
 	__u8 w_next;
@@ -191,6 +192,9 @@ static __always_inline __u8 sock_mark(struct __sk_buff *skb, struct http_sock *s
 static __always_inline void tls_bind(struct scratch *sc, struct http_sock *ts, struct tls_key *k)
 {
 	struct walk_state *ws = &sc->ws;
+	ts->tx_plain = 0;
+	ts->tx_sent = 0;
+	ts->tx_drained = 1;
 	ts->b_cookie = ws->cookie;
 	ts->b_cgroup = ws->sock_cgroup;
 	__builtin_memcpy(&ts->b_conn, &ws->conn, sizeof(ts->b_conn));
@@ -246,15 +250,22 @@ static __always_inline void tls_wire(struct bpf_sock *sk, struct http_sock *st, 
 			ts->rx_ns = ws->now;
 			return;
 		}
-		// A segment that empties the socket's queue ends the response
-		// waiting for it (send_response).
+		// Once as many bytes as the application wrote left (ciphertext
+		// is longer than plaintext) and the socket's queue is empty, the
+		// response waiting for it (send_response) ends here. The
+		// application may write a response's records in several writes
+		// after the library returned (node's memory BIOs): an empty
+		// queue alone is not enough.
 		struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
 		if (!tp)
 			return;
+		ts->tx_sent += ws->len;
 		// A FIN counts in the sequence.
-		ts->tx_busy = ws->seq + ws->len + (fin ? 1 : 0) != tp->write_seq;
-		if (ts->tx_busy)
+		ts->tx_drained = ws->seq + ws->len + (fin ? 1 : 0) == tp->write_seq;
+		if (!ts->tx_drained || ts->tx_sent < ts->tx_plain)
 			return;
+		ts->tx_sent = 0;
+		ts->tx_plain = 0;
 		struct http_event *e = bpf_map_lookup_elem(&tls_deferred, &k);
 		if (e) {
 			e->resp_end_ns = ws->now;
@@ -269,16 +280,21 @@ static __always_inline void tls_wire(struct bpf_sock *sk, struct http_sock *st, 
 	__u8 own = bpf_get_current_cgroup_id() == ws->sock_cgroup;
 	struct tls_task *t = bpf_task_storage_get(&tls_tasks, bpf_get_current_task_btf(), 0, 0);
 	if (own && t) {
+		// Newest first: OpenSSL with a memory BIO (node) sends a write's
+		// records right after it; several connections of a process
+		// often write the same sizes, and a connection that has its
+		// socket already is not another's.
 		__u64 rec = ((__u64)ws->hb[3] << 8) | ws->hb[4];
-		for (int i = 0; i < TLS_WRITES; i++) {
-			__u64 want = t->w_len[i] > 16384 ? 16384 : t->w_len[i];
-			if (!t->w_key[i] || rec <= want || rec > want + 64)
+		for (int i = 1; i <= TLS_WRITES; i++) {
+			__u8 j = (__u8)(t->w_next - i) % TLS_WRITES;
+			__u64 want = t->w_len[j] > 16384 ? 16384 : t->w_len[j];
+			if (!t->w_key[j] || rec <= want || rec > want + 64)
 				continue;
-			struct tls_key k = {.tgid = id >> 32, .ptr = t->w_key[i]};
-			t->w_key[i] = 0;
+			struct tls_key k = {.tgid = id >> 32, .ptr = t->w_key[j]};
 			struct http_sock *ts = bpf_map_lookup_elem(&tls_conns, &k);
-			if (!ts)
-				return;
+			if (!ts || (ts->bound && ts->b_cookie != ws->cookie))
+				continue;
+			t->w_key[j] = 0;
 			st->bound = 1;
 			st->tls_tgid = k.tgid;
 			st->tls_ptr = k.ptr;
@@ -592,6 +608,8 @@ static __always_inline void tls_frame(struct pt_regs *ctx, __u64 ptr, __u64 buf,
 	struct http_dir *d = &st->dir[egress & 1];
 	ws->seq = d->next_seq;
 	d->next_seq += n;
+	if (egress)
+		st->tx_plain += n;
 	user_walk_segment(ctx, st, sc);
 }
 
@@ -623,16 +641,6 @@ static __always_inline struct go_key go_key_of(struct pt_regs *ctx)
 {
 	struct go_key k = {.tgid = bpf_get_current_pid_tgid() >> 32, .g = ctx->r14};
 	return k;
-}
-
-// tls_writing notes that connection ptr is being written: its bytes are
-// not all out of its socket until a segment empties the socket's queue.
-static __always_inline void tls_writing(__u64 ptr)
-{
-	struct tls_key k = {.tgid = bpf_get_current_pid_tgid() >> 32, .ptr = ptr};
-	struct http_sock *st = bpf_map_lookup_elem(&tls_conns, &k);
-	if (st)
-		st->tx_busy = 1;
 }
 
 // sock_of_fd returns the TCP socket behind file descriptor fd of the
@@ -722,10 +730,15 @@ int tls_enter(struct pt_regs *ctx)
 		t->buf = ctx->si;
 		t->len_ptr = (fn == TLS_FN_SSL_READ_EX || fn == TLS_FN_SSL_WRITE_EX) ? ctx->cx : 0;
 		if (fn == TLS_FN_SSL_WRITE || fn == TLS_FN_SSL_WRITE_EX) {
-			__u8 i = t->w_next++ % TLS_WRITES;
-			t->w_key[i] = ctx->di;
-			t->w_len[i] = ctx->dx;
-			tls_writing(ctx->di);
+			// Only the writes of connections without a socket yet are
+			// kept for tls_wire to match.
+			struct tls_key k = {.tgid = bpf_get_current_pid_tgid() >> 32, .ptr = ctx->di};
+			struct http_sock *st = bpf_map_lookup_elem(&tls_conns, &k);
+			if (!st || !st->bound) {
+				__u8 i = t->w_next++ % TLS_WRITES;
+				t->w_key[i] = ctx->di;
+				t->w_len[i] = ctx->dx;
+			}
 		}
 		return 0;
 	}
@@ -744,7 +757,6 @@ int tls_enter(struct pt_regs *ctx)
 	case TLS_FN_GO_WRITE:
 		// Framed at the entry (b is complete): a write that fails is
 		// still counted as sent.
-		tls_writing(ctx->ax);
 		tls_frame(ctx, ctx->ax, ctx->bx, ctx->cx, 1);
 		go_bind(ctx->ax);
 		return 0;
