@@ -366,6 +366,7 @@ type bpfTlsTask struct {
 	LenPtr uint64
 	W_key  [4]uint64
 	W_len  [4]uint64
+	Num    uint64
 	W_next uint8
 	Fn     uint8
 	Pad    [6]uint8

@@ -113,6 +113,7 @@ struct tls_task {
 	// record of its size goes out.
 	__u64 w_key[TLS_WRITES];
 	__u64 w_len[TLS_WRITES];
+	__u64 num;      // the bytes the write in progress was asked to write
 	__u8 w_next;
 	__u8 fn;        // enum tls_fn of the call in progress (0: none)
 	__u8 pad[6];
@@ -586,7 +587,7 @@ static __always_inline struct http_sock *tls_setup(struct scratch *sc, __u64 ptr
 // tls_frame frames n bytes of plaintext at buf, read from (egress = 0) or
 // written to connection ptr: a byte count per direction stands for the
 // TCP sequence number.
-static __always_inline void tls_frame(struct pt_regs *ctx, __u64 ptr, __u64 buf, __u64 n, __u8 egress)
+static __always_inline void tls_frame(struct pt_regs *ctx, __u64 ptr, __u64 buf, __u64 n, __u8 egress, __u8 at_entry)
 {
 	__u32 idx = SCRATCH_UPROBE;
 	struct scratch *sc = bpf_map_lookup_elem(&scratch, &idx);
@@ -608,8 +609,8 @@ static __always_inline void tls_frame(struct pt_regs *ctx, __u64 ptr, __u64 buf,
 	struct http_dir *d = &st->dir[egress & 1];
 	ws->seq = d->next_seq;
 	d->next_seq += n;
-	if (egress)
-		st->tx_plain += n;
+	if (egress && at_entry)
+		st->tx_plain += n; // a write framed at its entry: its records leave after
 	user_walk_segment(ctx, st, sc);
 }
 
@@ -730,10 +731,15 @@ int tls_enter(struct pt_regs *ctx)
 		t->buf = ctx->si;
 		t->len_ptr = (fn == TLS_FN_SSL_READ_EX || fn == TLS_FN_SSL_WRITE_EX) ? ctx->cx : 0;
 		if (fn == TLS_FN_SSL_WRITE || fn == TLS_FN_SSL_WRITE_EX) {
-			// Only the writes of connections without a socket yet are
-			// kept for tls_wire to match.
+			// The plaintext counts as written before its records leave,
+			// inside this call with a socket BIO (see tls_wire). Only the
+			// writes of connections without a socket yet are kept for
+			// tls_wire to match.
 			struct tls_key k = {.tgid = bpf_get_current_pid_tgid() >> 32, .ptr = ctx->di};
 			struct http_sock *st = bpf_map_lookup_elem(&tls_conns, &k);
+			t->num = ctx->dx;
+			if (st)
+				st->tx_plain += ctx->dx;
 			if (!st || !st->bound) {
 				__u8 i = t->w_next++ % TLS_WRITES;
 				t->w_key[i] = ctx->di;
@@ -757,7 +763,7 @@ int tls_enter(struct pt_regs *ctx)
 	case TLS_FN_GO_WRITE:
 		// Framed at the entry (b is complete): a write that fails is
 		// still counted as sent.
-		tls_frame(ctx, ctx->ax, ctx->bx, ctx->cx, 1);
+		tls_frame(ctx, ctx->ax, ctx->bx, ctx->cx, 1, 1);
 		go_bind(ctx->ax);
 		return 0;
 	case TLS_FN_GO_CLOSE:
@@ -806,7 +812,7 @@ int tls_ret(struct pt_regs *ctx)
 		}
 		__s64 n = ctx->ax;
 		if (n > 0)
-			tls_frame(ctx, conn, buf, n, 0);
+			tls_frame(ctx, conn, buf, n, 0, 0);
 		return 0;
 	}
 	struct tls_task *t = bpf_task_storage_get(&tls_tasks, bpf_get_current_task_btf(), 0, 0);
@@ -828,8 +834,17 @@ int tls_ret(struct pt_regs *ctx)
 	} else if (ret > 0) {
 		n = ret;
 	}
+	if (egress && n < t->num) {
+		// Fewer bytes written than asked for (or none): they were counted
+		// at the entry.
+		struct tls_key k = {.tgid = bpf_get_current_pid_tgid() >> 32, .ptr = key};
+		struct http_sock *st = bpf_map_lookup_elem(&tls_conns, &k);
+		__u64 d = t->num - n;
+		if (st)
+			st->tx_plain = st->tx_plain > d ? st->tx_plain - d : 0;
+	}
 	if (n > 0)
-		tls_frame(ctx, key, buf, n, egress);
+		tls_frame(ctx, key, buf, n, egress, 0);
 	return 0;
 }
 
