@@ -32,17 +32,30 @@ import (
 
 // timedConn is a TCP connection whose reads keep the kernel's receive
 // timestamps, for clients that speak through a library (TLS, HTTP/2
-// framing): mark starts a measure, times gives the receive times of the
-// first and last reads since (reads of bytes that arrived before the mark,
-// such as a TLS session ticket, do not count).
+// framing): mark starts a measure, since gives the client's figures from
+// its first write after the mark (the request leaving: what comes before,
+// a TLS library encrypting, a goroutine waiting for a CPU, is the client's
+// own time) to the receive times of the first and last reads (reads of
+// bytes that arrived before the mark, such as a TLS session ticket, do not
+// count).
 type timedConn struct {
 	*net.TCPConn
 	raw  syscall.RawConn
 	oob  []byte
 	mu   sync.Mutex
 	from time.Time
+	sent time.Time
 	// first and last receive times since from.
 	first, last time.Time
+}
+
+func (c *timedConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	if c.sent.IsZero() && !c.from.IsZero() {
+		c.sent = time.Now()
+	}
+	c.mu.Unlock()
+	return c.TCPConn.Write(p)
 }
 
 func dialTimed(t *testing.T, addr string) *timedConn {
@@ -83,15 +96,19 @@ func (c *timedConn) Read(p []byte) (int, error) {
 func (c *timedConn) mark() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.from, c.first, c.last = time.Now(), time.Time{}, time.Time{}
+	c.from, c.sent, c.first, c.last = time.Now(), time.Time{}, time.Time{}, time.Time{}
 	return c.from
 }
 
-// since returns the client's figures, in ms from start: to the first and
-// the last byte received.
+// since returns the client's figures, in ms from its first write since
+// the mark (start, if it wrote nothing): to the first and the last byte
+// received.
 func (c *timedConn) since(start time.Time) (ttfb, total float64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if !c.sent.IsZero() {
+		start = c.sent
+	}
 	ms := func(t time.Time) float64 { return float64(t.Sub(start).Nanoseconds()) / 1e6 }
 	return ms(c.first), ms(c.last)
 }
