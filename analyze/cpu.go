@@ -36,6 +36,8 @@ type CPUProfile struct {
 	// Slices are the profiles of Options.Slices equal parts of the
 	// filtered window, oldest first (none unless asked for).
 	Slices []CPUSlice
+	// Unwind is how the capture walked user stacks (nil: not recorded).
+	Unwind *CPUUnwind
 }
 
 // CPUSlice is the part of a profile whose samples fall in [From, To),
@@ -215,6 +217,7 @@ func LoadCPU(a *formats.Archive, opts Options) (*CPUProfile, error) {
 	p.Samples = total
 	p.Timeline = tl.Timeline
 	p.PeriodNs = samplingPeriodNs(a.Manifest())
+	p.Unwind = CPUUnwindOf(a.Manifest())
 	if err := p.nameProcesses(a, bound, procs); err != nil {
 		return nil, err
 	}

@@ -18,12 +18,15 @@ type CPUSummary struct {
 	// SamplesWithoutStack were kept but carry no stack (see drops).
 	SamplesWithoutStack uint64 `json:"samples_without_stack"`
 	// UnresolvedFrames is the number of distinct frames without a name.
-	UnresolvedFrames int           `json:"unresolved_frames"`
-	TruncatedStacks  uint64        `json:"truncated_stacks,omitempty"`
-	PeriodNs         int64         `json:"period_ns,omitempty"`
-	Timeline         Timeline      `json:"timeline"`
-	Processes        []CPUProcess  `json:"processes"`
-	Functions        []CPUFunction `json:"functions"`
+	UnresolvedFrames int    `json:"unresolved_frames"`
+	TruncatedStacks  uint64 `json:"truncated_stacks,omitempty"`
+	PeriodNs         int64  `json:"period_ns,omitempty"`
+	// Unwind says how user stacks were walked and how many reached their
+	// thread's root (omitted with --unwind fp).
+	Unwind    *CPUUnwind    `json:"unwind,omitempty"`
+	Timeline  Timeline      `json:"timeline"`
+	Processes []CPUProcess  `json:"processes"`
+	Functions []CPUFunction `json:"functions"`
 }
 
 // CPUProcess is one process's share of the samples.
@@ -55,6 +58,7 @@ func (p *CPUProfile) Summarize() *CPUSummary {
 		UnresolvedFrames:    p.Unresolved(),
 		TruncatedStacks:     p.Truncated,
 		PeriodNs:            p.PeriodNs,
+		Unwind:              p.Unwind,
 		Timeline:            p.Timeline,
 		Processes:           []CPUProcess{},
 		Functions:           []CPUFunction{},

@@ -37,6 +37,9 @@ type FoldOptions struct {
 	WithPID bool
 }
 
+// unknownFrame names a frame outside every mapping, or in anonymous code.
+const unknownFrame = "[unknown]"
+
 // FrameName is the display name of a frame: its function, or for an
 // unresolved frame "module+0xoffset" ("[unknown]" without a module), with
 // KernelSuffix on kernel frames and InlinedSuffix on inlined ones. The
@@ -48,10 +51,12 @@ func FrameName(f *formats.Frame) string {
 		name = f.Function
 	case f.Kernel && f.Module != "":
 		name = fmt.Sprintf("%s+0x%x", f.Module, f.Address)
-	case f.Module != "":
+	case f.Module != "" && f.Module != unknownFrame:
 		name = fmt.Sprintf("%s+0x%x", path.Base(f.Module), f.FileOffset)
 	default:
-		name = "[unknown]"
+		// No mapping (earlier recorders wrote the module "[unknown]",
+		// which read "[unknown]+0x0": one spelling for both).
+		name = unknownFrame
 	}
 	name = SafeFrameName(name)
 	if f.Kernel {
@@ -75,7 +80,7 @@ func FunctionName(f *formats.Frame) string {
 func SafeFrameName(s string) string {
 	if safetext.PlainASCII(s) && !strings.Contains(s, ";") {
 		if s == "" {
-			return "[unknown]"
+			return unknownFrame
 		}
 		return s
 	}

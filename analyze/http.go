@@ -92,6 +92,9 @@ type HTTPEndpoint struct {
 	ttfb      []float64
 	// Series holds (offset from window start in s, latency ms) for charts.
 	Series [][2]float64 `json:"-"`
+	// TimeSplit is where the requests' time went (offcpu_split.go).
+	TimeSplit *TimeSplit `json:"time_split,omitempty"`
+	split     *splitAcc
 }
 
 // HTTPExchange is one request, for the slowest list.
@@ -106,6 +109,10 @@ type HTTPExchange struct {
 	LatencyMs float64   `json:"latency_ms"`
 	TTFBMs    float64   `json:"ttfb_ms"`
 	Remote    string    `json:"remote"`
+
+	// TimeSplit is where the request's time went (offcpu_split.go).
+	TimeSplit *TimeSplit `json:"time_split,omitempty"`
+	served    servedRequest
 }
 
 const maxSlowest = 20
@@ -206,6 +213,10 @@ var httpColumns = []formats.ColumnSpec{
 	{Name: "protocol", Kind: formats.ColumnBytes, Optional: true},
 	{Name: "tls", Kind: formats.ColumnBool, Optional: true},
 	{Name: "grpc_status", Kind: formats.ColumnInt32, Optional: true},
+	{Name: "tid", Kind: formats.ColumnInt32},
+	{Name: "request_tid", Kind: formats.ColumnInt32, Optional: true},
+	{Name: "response_tid", Kind: formats.ColumnInt32, Optional: true},
+	{Name: "response_written_ns", Kind: formats.ColumnInt64, Optional: true},
 }
 
 // HTTP computes the http section, or nil when the archive has no HTTP data
@@ -259,6 +270,7 @@ func HTTP(a *formats.Archive, opts Options, procs []Process) (*HTTPSummary, erro
 		reqNs, respNs, pids, status := c.Columns[0].Int64, c.Columns[1].Int64, c.Columns[2].Int32, c.Columns[6].Int32
 		roles, methods, paths, remotes := &c.Columns[3], &c.Columns[4], &c.Columns[5], &c.Columns[7]
 		endNs, protocols, tlss, grpcs := c.Columns[8].Int64, &c.Columns[9], c.Columns[10].Int32, c.Columns[11].Int32
+		tids, reqTids, respTids, written := c.Columns[12].Int32, c.Columns[13].Int32, c.Columns[14].Int32, c.Columns[15].Int64
 		for i := 0; i < c.Rows; i++ {
 			pid, req, resp, end := uint32(pids[i]), uint64(reqNs[i]), uint64(respNs[i]), uint64(endNs[i])
 			if !b.Keep(pid, req) {
@@ -318,6 +330,18 @@ func HTTP(a *formats.Archive, opts Options, procs []Process) (*HTTPSummary, erro
 			} else if st >= 500 {
 				ep.Errors++
 			}
+			// The serving threads' time counts until the server wrote the
+			// response's last byte (not when a segment held back by Nagle
+			// left: the thread had moved on), else its last or first byte.
+			done := max(resp, end)
+			if w := uint64(written[i]); w >= resp && w <= done {
+				done = w
+			}
+			served := servedRequest{PID: pid, TID: uint32(tids[i]), RequestTID: uint32(reqTids[i]),
+				ResponseTID: uint32(respTids[i]), RequestNs: req, ResponseNs: done}
+			if opts.split != nil && g.role == formats.RoleServer {
+				ep.split = opts.split.add(ep.split, served)
+			}
 			if end == 0 {
 				s.EndUnknown++
 				continue
@@ -329,7 +353,7 @@ func HTTP(a *formats.Archive, opts Options, procs []Process) (*HTTPSummary, erro
 				continue
 			}
 			slow = append(slow, HTTPExchange{Time: m.Window.WallTime(req), PID: pid, Process: names[pid], Role: g.role,
-				Method: g.method, Path: string(paths.Bytes(i)), Status: st, LatencyMs: ms, TTFBMs: ttfb, Remote: string(remotes.Bytes(i))})
+				Method: g.method, Path: string(paths.Bytes(i)), Status: st, LatencyMs: ms, TTFBMs: ttfb, Remote: string(remotes.Bytes(i)), served: served})
 			if len(slow) > 4*maxSlowest {
 				slow = topSlowest(slow)
 				slowFloor = slow[len(slow)-1].LatencyMs
@@ -382,6 +406,11 @@ func HTTP(a *formats.Archive, opts Options, procs []Process) (*HTTPSummary, erro
 		return a.Route < b.Route
 	})
 	s.Slowest = topSlowest(slow)
+	if opts.split != nil {
+		if err := opts.split.finish(s); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
 }
 

@@ -37,8 +37,9 @@ const (
 	SectionCPU Sections = 1 << iota
 	SectionHTTP
 	SectionMem
+	SectionOffCPU
 
-	AllSections = SectionCPU | SectionHTTP | SectionMem
+	AllSections = SectionCPU | SectionHTTP | SectionMem | SectionOffCPU
 )
 
 func (s Sections) has(x Sections) bool { return s == 0 || s&x != 0 }

@@ -2,8 +2,10 @@ package analyze
 
 import (
 	"math"
+	"path"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/bpfsnap/bpfsnap/formats"
 )
@@ -44,7 +46,36 @@ type MemSummary struct {
 	// Mappings are the outstanding mappings grouped by stack, ranked like
 	// Leaks, the program's own before the allocator's.
 	Mappings []MemLeak `json:"mappings"`
+	// OutsideLibc lists the processes whose memory grows outside the C
+	// library's allocator (the Go runtime, a JVM, a custom allocator):
+	// their heap is not in Leaks, only their mappings are traced, and the
+	// growth analysis (-p growth) is the one that sees them. Largest
+	// steady growth first.
+	OutsideLibc []MemOutsideLibc `json:"outside_libc,omitempty"`
 }
+
+// MemOutsideLibc is a process that allocates outside libc: its runtime's
+// own mappings grow while it makes few or no allocations through libc.
+type MemOutsideLibc struct {
+	PID     uint32 `json:"pid"`
+	Process string `json:"process"`
+	// Runtime names the allocator its mapping stacks show ("Go runtime",
+	// "JVM", ".NET runtime", "V8"); empty when none is recognized.
+	Runtime string `json:"runtime,omitempty"`
+	// LibcAllocations counts its allocations through libc in the window;
+	// LibcOutstandingBytes what of them is still held.
+	LibcAllocations      uint64 `json:"libc_allocations"`
+	LibcOutstandingBytes uint64 `json:"libc_outstanding_bytes"`
+	// MappedBytes are its own anonymous mappings outstanding at the end
+	// (address space a runtime reserved included); GrowingBytes those of
+	// them at stacks that grew steadily over the window.
+	MappedBytes  uint64 `json:"mapped_bytes"`
+	GrowingBytes uint64 `json:"growing_bytes"`
+	Hint         string `json:"hint"`
+}
+
+// OutsideLibcHint is what to do about a process that allocates outside libc.
+const OutsideLibcHint = "-p mem traces the C library's allocator only, so its heap is not in the leak list; capture with -p growth to see which code makes its memory grow"
 
 // MemLeak is one allocation stack with outstanding memory: a leak
 // candidate. Candidates are ranked by how steadily they grew, then bytes.
@@ -348,14 +379,22 @@ func Mem(a *formats.Archive, opts Options, procs []Process) (*MemSummary, error)
 	if err != nil {
 		return nil, err
 	}
-	for i := range groups {
-		l := groups[i]
+	for k := range groups {
+		l := groups[k]
 		l.Process = names[l.PID]
 		for _, f := range stacks.Frames[l.StackID] {
 			l.Stack = append(l.Stack, SafeFrameName(FrameName(f)))
 		}
-		groups[i] = l
+		if k.kind != memHeap && !l.ByAllocator && madeByAllocator(stacks.Frames[l.StackID]) {
+			// glibc creates a thread's arena inside free (no return
+			// probe there, so in_allocator is not set): the allocator's.
+			l.ByAllocator = true
+			s.MappedBytes -= l.Bytes
+			s.AllocatorMappedBytes += l.Bytes
+		}
+		groups[k] = l
 	}
+	s.OutsideLibc = outsideLibc(rows, groups, stacks, names)
 	for k, l := range groups {
 		if k.kind == memHeap {
 			s.Leaks = append(s.Leaks, l)
@@ -532,5 +571,122 @@ func MemFolded(s *MemSummary) []FoldedStack {
 			add(l, "["+l.Kind+"]")
 		}
 	}
+	return out
+}
+
+// libcAllocator are the C library's allocator entry points: a mapping made
+// below one of them (the leaf's frames in libc up to it) backs the heap.
+var libcAllocator = map[string]bool{
+	"free": true, "__libc_free": true, "cfree": true, "__free": true,
+	"malloc": true, "__libc_malloc": true, "calloc": true, "__libc_calloc": true,
+	"realloc": true, "__libc_realloc": true, "reallocarray": true,
+	"memalign": true, "__libc_memalign": true, "aligned_alloc": true, "posix_memalign": true,
+	"valloc": true, "__libc_valloc": true, "pvalloc": true, "__libc_pvalloc": true,
+}
+
+// isLibc reports whether a module is the C library (glibc or musl).
+func isLibc(module string) bool {
+	base := path.Base(module)
+	return strings.HasPrefix(base, "libc.so") || strings.HasPrefix(base, "libc-") || strings.HasPrefix(base, "ld-musl")
+}
+
+// madeByAllocator reports whether a mapping's stack (leaf first) runs
+// through a libc allocator entry point before it leaves libc.
+func madeByAllocator(frames []*formats.Frame) bool {
+	for _, f := range frames {
+		if f.Kernel {
+			continue
+		}
+		if !isLibc(f.Module) {
+			return false
+		}
+		if libcAllocator[f.Function] {
+			return true
+		}
+	}
+	return false
+}
+
+// runtimeOf names the allocator a mapping's frames belong to, if any.
+func runtimeOf(frames []*formats.Frame) string {
+	for _, f := range frames {
+		base := path.Base(f.Module)
+		switch {
+		case f.Kernel:
+		case strings.HasPrefix(f.Function, "runtime.") && !isLibc(f.Module):
+			return "Go runtime"
+		case strings.HasPrefix(base, "libjvm.so"):
+			return "JVM"
+		case strings.HasPrefix(base, "libcoreclr.so"):
+			return ".NET runtime"
+		case strings.HasPrefix(f.Function, "v8::internal::"):
+			return "V8"
+		}
+	}
+	return ""
+}
+
+// Thresholds of the generic rule for a process that allocates outside libc
+// when no runtime is recognized: its own mappings grew steadily by at least
+// minOutsideGrowth, sixteen times what it holds through libc, with fewer
+// libc allocations than one per 64 KiB of that growth.
+const (
+	minOutsideGrowth    = 8 << 20
+	outsideGrowthFactor = 16
+	bytesPerLibcAlloc   = 64 << 10
+)
+
+// outsideLibc finds the processes whose memory grows outside libc: their
+// mapping stacks show a runtime's allocator, or their mappings grow while
+// libc sees almost nothing of them.
+func outsideLibc(rows []formats.MemEvent, groups map[groupKey]MemLeak, stacks *Stacks, names map[uint32]string) []MemOutsideLibc {
+	allocs := map[uint32]uint64{}
+	for _, ev := range rows {
+		switch ev.Kind {
+		case formats.MemMalloc, formats.MemCalloc, formats.MemRealloc, formats.MemMemalign, formats.MemPosixMemalign:
+			allocs[ev.PID]++
+		}
+	}
+	per := map[uint32]*MemOutsideLibc{}
+	get := func(pid uint32) *MemOutsideLibc {
+		o := per[pid]
+		if o == nil {
+			o = &MemOutsideLibc{PID: pid, Process: names[pid], LibcAllocations: allocs[pid], Hint: OutsideLibcHint}
+			per[pid] = o
+		}
+		return o
+	}
+	for k, l := range groups {
+		switch {
+		case k.kind == memHeap:
+			get(k.pid).LibcOutstandingBytes += l.Bytes
+		case !l.ByAllocator:
+			o := get(k.pid)
+			o.MappedBytes += l.Bytes
+			if l.Steady {
+				o.GrowingBytes += l.Bytes
+			}
+			if o.Runtime == "" {
+				o.Runtime = runtimeOf(stacks.Frames[k.stack])
+			}
+		}
+	}
+	var out []MemOutsideLibc
+	for _, o := range per {
+		generic := o.GrowingBytes >= minOutsideGrowth && o.GrowingBytes > outsideGrowthFactor*o.LibcOutstandingBytes &&
+			o.LibcAllocations*bytesPerLibcAlloc < o.GrowingBytes
+		if o.Runtime != "" && o.MappedBytes > 0 || generic {
+			out = append(out, *o)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].GrowingBytes != out[j].GrowingBytes {
+			return out[i].GrowingBytes > out[j].GrowingBytes
+		}
+		if out[i].MappedBytes != out[j].MappedBytes {
+			return out[i].MappedBytes > out[j].MappedBytes
+		}
+		return out[i].PID < out[j].PID
+	})
 	return out
 }

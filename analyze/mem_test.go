@@ -233,3 +233,64 @@ func TestMemReplayExec(t *testing.T) {
 		t.Errorf("heap groups %v", h)
 	}
 }
+
+func TestMadeByAllocator(t *testing.T) {
+	libc := "/usr/lib/x86_64-linux-gnu/libc.so.6"
+	fr := func(module, fn string) *formats.Frame { return &formats.Frame{Module: module, Function: fn} }
+	for _, c := range []struct {
+		name   string
+		frames []*formats.Frame
+		want   bool
+	}{
+		{"arena made in free", []*formats.Frame{fr(libc, "mmap64"), fr(libc, ""), fr(libc, "__libc_free"), fr("/x/prog", "threadentry")}, true},
+		{"the program's mmap", []*formats.Frame{fr(libc, "mmap64"), fr("/x/prog", "leak_mmap"), fr(libc, "__libc_start_main")}, false},
+		{"free above the program's frame", []*formats.Frame{fr(libc, "mmap64"), fr("/x/prog", "f"), fr(libc, "free")}, false},
+		{"a thread stack", []*formats.Frame{fr(libc, "mmap64"), fr(libc, "pthread_create")}, false},
+	} {
+		if got := madeByAllocator(c.frames); got != c.want {
+			t.Errorf("%s: %v", c.name, got)
+		}
+	}
+}
+
+// Processes whose memory grows outside libc are named, by their runtime's
+// frames or by their numbers; a C program that maps memory and allocates
+// through libc is not.
+func TestOutsideLibc(t *testing.T) {
+	libc := "/usr/lib/x86_64-linux-gnu/libc.so.6"
+	stacks := &Stacks{Frames: map[uint64][]*formats.Frame{
+		1: {{Module: libc, Function: "mmap64"}, {Module: "/srv/api", Function: "runtime.sysMap"}},
+		2: {{Module: libc, Function: "mmap64"}, {Module: "/srv/cache", Function: "arena_grow"}},
+		3: {{Module: libc, Function: "mmap64"}, {Module: "/srv/c", Function: "leak_mmap"}},
+		4: {{Module: "/srv/c", Function: "leak_malloc"}},
+		5: {{Module: "/opt/jdk/lib/server/libjvm.so", Function: "os::commit_memory"}},
+	}}
+	const mib = 1 << 20
+	groups := map[groupKey]MemLeak{
+		{pid: 10, stack: 1, kind: memMmap}:                {PID: 10, Bytes: 2 * mib, Steady: true},  // Go: any size
+		{pid: 20, stack: 2, kind: memMmap}:                {PID: 20, Bytes: 40 * mib, Steady: true}, // its own allocator
+		{pid: 30, stack: 3, kind: memMmap}:                {PID: 30, Bytes: 40 * mib, Steady: true}, // C, many libc allocations
+		{pid: 30, stack: 4, kind: memHeap}:                {PID: 30, Bytes: 10 * mib},
+		{pid: 40, stack: 5, kind: memMmap}:                {PID: 40, Bytes: 1 * mib},               // a JVM
+		{pid: 50, stack: 2, kind: memMmap}:                {PID: 50, Bytes: 4 * mib, Steady: true}, // too little to tell
+		{pid: 60, stack: 2, kind: memMmap, byAlloc: true}: {PID: 60, Bytes: 64 * mib, ByAllocator: true},
+	}
+	var rows []formats.MemEvent
+	for i := 0; i < 5000; i++ {
+		rows = append(rows, formats.MemEvent{PID: 30, Kind: formats.MemMalloc})
+	}
+	rows = append(rows, formats.MemEvent{PID: 20, Kind: formats.MemMalloc})
+	got := outsideLibc(rows, groups, stacks, map[uint32]string{10: "api", 20: "cache", 40: "java"})
+	want := map[uint32]string{10: "Go runtime", 20: "", 40: "JVM"}
+	if len(got) != len(want) {
+		t.Fatalf("listed %+v, want pids %v", got, want)
+	}
+	for _, o := range got {
+		if rt, ok := want[o.PID]; !ok || o.Runtime != rt || o.Hint != OutsideLibcHint {
+			t.Errorf("%+v: want runtime %q", o, rt)
+		}
+	}
+	if got[0].PID != 20 || got[0].GrowingBytes != 40*mib || got[0].LibcAllocations != 1 {
+		t.Errorf("largest growth first: %+v", got[0])
+	}
+}

@@ -21,6 +21,7 @@ type Process struct {
 	ExitNs     uint64 `json:"exit_ns,omitempty"`
 	Exited     bool   `json:"exited"`
 	ExitCode   int32  `json:"exit_code,omitempty"`
+	OOMKilled  bool   `json:"oom_killed,omitempty"` // the kernel's OOM killer chose it
 	Execs      int    `json:"execs,omitempty"`
 	ForkSeen   bool   `json:"fork_seen"`
 	ScannedRun bool   `json:"running_at_start"`
@@ -91,9 +92,12 @@ func FoldProcesses(rows []formats.ProcessEvent) []Process {
 				p = newLife(r)
 			}
 			p.Exited, p.ExitNs, p.ExitCode = true, r.TimeNs, r.ExitCode
-		default: // info and unknown kinds only fill gaps
+		default: // info, oom and unknown kinds only fill gaps
 			if p == nil {
 				p = newLife(r)
+			}
+			if r.Kind == formats.ProcessOOM {
+				p.OOMKilled = true
 			}
 		}
 		fill(p, r)

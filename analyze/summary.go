@@ -18,12 +18,16 @@ type Summary struct {
 	CPU       *CPUSummary       `json:"cpu,omitempty"`
 	HTTP      *HTTPSummary      `json:"http,omitempty"`
 	Mem       *MemSummary       `json:"mem,omitempty"`
+	OffCPU    *OffCPUSummary    `json:"offcpu,omitempty"`
 
 	// cpuProfile is the profile the cpu section was made from, kept so
 	// renderers (flame graphs, the report's slices) need no second pass.
 	cpuProfile *CPUProfile
 	// filter is the resolved filter, for renderers that describe it.
 	filter Filter
+	// offCPUProfile is the off-CPU profile (and its slices), for flame
+	// graphs, like cpuProfile.
+	offCPUProfile *OffCPUProfile
 }
 
 // CPUProfile returns the filtered CPU profile the summary was made from
@@ -43,6 +47,9 @@ type Options struct {
 	Slices int
 	// Sections limits the analyses run; zero runs all of them.
 	Sections Sections
+	// split attributes serving threads' time to HTTP requests; set by
+	// Analyze when the archive has off-CPU intervals or CPU samples.
+	split *timeSplitter
 }
 
 // Analyze runs every analysis that applies to the archive.
@@ -61,6 +68,21 @@ func Analyze(a *formats.Archive, opts Options) (*Summary, error) {
 		}
 		s.CPU = prof.Summarize()
 		s.cpuProfile = prof
+	}
+	var off *offCPUData
+	if opts.Sections.has(SectionOffCPU) {
+		if s.OffCPU, off, err = OffCPU(a, opts, s.Processes); err != nil {
+			return nil, err
+		}
+		if off != nil {
+			s.offCPUProfile = off.profile
+		}
+	}
+	if opts.Sections.has(SectionHTTP) && a.HasTable(formats.TableHTTPRequests) && opts.Sections.has(SectionOffCPU) {
+		// Where each request's time went (offcpu_split.go).
+		if opts.split, err = newTimeSplitter(a, opts, off); err != nil {
+			return nil, err
+		}
 	}
 	if opts.Sections.has(SectionHTTP) {
 		if s.HTTP, err = HTTP(a, opts, s.Processes); err != nil {

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -45,62 +43,22 @@ func benchMem(env *Env) ([]Row, error) {
 	}
 	const pairs = 200000
 	gate := filepath.Join(env.Dir, "pairs.go")
-	// traced starts the workload held, attaches tracer (argv with PID
-	// substituted), waits until it says it is ready, releases the
-	// workload and returns its figure.
+	// traced runs the workload held until tracer (argv with PID
+	// substituted) is attached and returns its figure.
 	traced := func(n int, mode string, tracer []string, ready string) (float64, error) {
-		os.Remove(gate)
 		args := []string{strconv.Itoa(n)}
 		if mode != "" {
 			args = append(args, mode)
 		}
 		w := exec.Command(bin, args...)
 		w.Env = append(os.Environ(), "PAIRS_WAIT_FILE="+gate)
-		var wout strings.Builder
-		w.Stdout = &wout
-		if err := w.Start(); err != nil {
+		out, err := gatedRun(w, gate, tracer, ready, nil)
+		if err != nil {
 			return 0, err
 		}
-		defer w.Process.Kill()
-		var t *exec.Cmd
-		if tracer != nil {
-			argv := make([]string, len(tracer))
-			for i, a := range tracer {
-				argv[i] = strings.ReplaceAll(a, "PID", strconv.Itoa(w.Process.Pid))
-			}
-			t = exec.Command(argv[0], argv[1:]...)
-			t.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-			out, err := t.StdoutPipe()
-			if err != nil {
-				return 0, err
-			}
-			t.Stderr = t.Stdout
-			if err := t.Start(); err != nil {
-				return 0, err
-			}
-			sc := bufio.NewScanner(out)
-			deadline := time.AfterFunc(60*time.Second, func() { t.Process.Kill() })
-			for ready != "" && sc.Scan() && !strings.Contains(sc.Text(), ready) {
-			}
-			deadline.Stop()
-			go io.Copy(io.Discard, out)
-			if ready == "" {
-				time.Sleep(2 * time.Second)
-			}
-			time.Sleep(500 * time.Millisecond)
-		}
-		os.WriteFile(gate, nil, 0o644)
-		err := w.Wait()
-		if t != nil {
-			t.Process.Signal(syscall.SIGINT)
-			t.Wait()
-		}
-		if err != nil {
-			return 0, fmt.Errorf("pairs: %v: %s", err, wout.String())
-		}
-		m := nsPer.FindStringSubmatch(wout.String())
+		m := nsPer.FindStringSubmatch(out)
 		if m == nil {
-			return 0, fmt.Errorf("pairs printed no figure: %q", wout.String())
+			return 0, fmt.Errorf("pairs printed no figure: %q", out)
 		}
 		return strconv.ParseFloat(m[1], 64)
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/bpfsnap/bpfsnap/capture/probes/cpu"
 	"github.com/bpfsnap/bpfsnap/capture/probes/http"
 	"github.com/bpfsnap/bpfsnap/capture/probes/mem"
+	"github.com/bpfsnap/bpfsnap/capture/probes/offcpu"
 	"github.com/bpfsnap/bpfsnap/capture/probes/process"
 	"github.com/bpfsnap/bpfsnap/capture/recorder"
 )
@@ -24,7 +25,7 @@ type (
 // NewProbeSets returns a fresh instance of every probe set the user can
 // select with -p, in name order. A new probe set is added here.
 func NewProbeSets() []ProbeSet {
-	return []ProbeSet{cpu.New(), http.New(), mem.New()}
+	return []ProbeSet{cpu.New(), http.New(), mem.New(), offcpu.New()}
 }
 
 // Run records one capture window with the always-on process probe and the

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -176,8 +177,13 @@ func TestCPUShortLivedProcessSymbolized(t *testing.T) {
 			continue
 		}
 		burn += l.Count
+		if slices.Contains(l.Frames, "__x64_sys_execve_[k]") {
+			// Sampled inside the exec: the user registers are still the
+			// shell's, in an address space that is gone ([unknown]).
+			continue
+		}
 		for _, f := range l.Frames[1:] {
-			if strings.HasPrefix(f, "cpuburn+0x") || f == "[unknown]" {
+			if strings.HasPrefix(f, "cpuburn+0x") || strings.HasPrefix(f, "[unknown]") {
 				t.Errorf("unresolved frame %q of the exited process in %v", f, l.Frames)
 			}
 		}

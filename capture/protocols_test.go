@@ -78,7 +78,7 @@ func dialTimed(t *testing.T, addr string) *timedConn {
 }
 
 func (c *timedConn) Read(p []byte) (int, error) {
-	n, rx, err := recvTimed(c.raw, p, c.oob)
+	n, rx, err := testenv.RecvTimed(c.raw, p, c.oob)
 	if err != nil {
 		return 0, err
 	}

@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -24,8 +23,9 @@ import (
 	"github.com/bpfsnap/bpfsnap/internal/testenv"
 )
 
-// captureWithFlags records with the cpu probe set and extra capture flags.
-func captureWithFlags(t *testing.T, flags []string, duration time.Duration, argv ...string) string {
+// probeSetsWithFlags returns every probe set with its flags parsed from
+// flags (as `capture FLAGS` would).
+func probeSetsWithFlags(t *testing.T, flags ...string) []ProbeSet {
 	t.Helper()
 	sets := NewProbeSets()
 	fs := pflag.NewFlagSet("capture", pflag.ContinueOnError)
@@ -35,8 +35,14 @@ func captureWithFlags(t *testing.T, flags []string, duration time.Duration, argv
 	if err := fs.Parse(flags); err != nil {
 		t.Fatal(err)
 	}
+	return sets
+}
+
+// captureWithFlags records with the cpu probe set and extra capture flags.
+func captureWithFlags(t *testing.T, flags []string, duration time.Duration, argv ...string) string {
+	t.Helper()
 	out := filepath.Join(t.TempDir(), "cpu.bpfsnap")
-	if _, err := Run(context.Background(), Options{Output: out, Duration: duration, Probes: []string{"cpu"}, Sets: sets, Command: argv, Version: "test"}); err != nil {
+	if _, err := Run(context.Background(), Options{Output: out, Duration: duration, Probes: []string{"cpu"}, Sets: probeSetsWithFlags(t, flags...), Command: argv, Version: "test"}); err != nil {
 		t.Fatal(err)
 	}
 	return out
@@ -230,26 +236,9 @@ func perfStacks(out []byte) [][]string {
 // samples, as perf record --call-graph dwarf sees them.
 func TestUnwindDWARFNginx(t *testing.T) {
 	testenv.RequireBPF(t)
-	nginx := testenv.RequireTool(t, "nginx")
 	wrk := testenv.RequireTool(t, "wrk")
-	dir := t.TempDir()
 	port := freePort(t)
-	os.WriteFile(filepath.Join(dir, "index.html"), []byte("hello"), 0o644)
-	conf := fmt.Sprintf(`daemon off; master_process on; worker_processes 1; pid %[1]s/nginx.pid; error_log %[1]s/error.log;
-events { worker_connections 256; }
-http { access_log off; client_body_temp_path %[1]s; proxy_temp_path %[1]s; fastcgi_temp_path %[1]s; uwsgi_temp_path %[1]s; scgi_temp_path %[1]s;
-  server { listen 127.0.0.1:%[2]d; root %[1]s; } }
-`, dir, port)
-	os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o644)
-	master := startServer(t, exec.Command(nginx, "-c", filepath.Join(dir, "nginx.conf"), "-p", dir), port)
-	// A SIGTERM lets the master take its worker down; a bare SIGKILL would
-	// orphan the worker, which holds the test's stderr open.
-	t.Cleanup(func() {
-		syscall.Kill(master, syscall.SIGTERM)
-		for i := 0; i < 50 && syscall.Kill(master, 0) == nil; i++ {
-			time.Sleep(20 * time.Millisecond)
-		}
-	})
+	master := startNginx(t, t.TempDir(), port, "", "")
 	load := func() {
 		out, err := exec.Command(wrk, "-t1", "-c8", "-d2s", fmt.Sprintf("http://127.0.0.1:%d/index.html", port)).CombinedOutput()
 		if err != nil {
@@ -257,34 +246,10 @@ http { access_log off; client_body_temp_path %[1]s; proxy_temp_path %[1]s; fastc
 		}
 	}
 
-	sets := NewProbeSets()
-	fs := pflag.NewFlagSet("capture", pflag.ContinueOnError)
-	for _, s := range sets {
-		s.BindFlags(fs)
-	}
-	if err := fs.Parse([]string{"--freq", "499", "--unwind", "dwarf"}); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "nginx.bpfsnap")
-	ctx, cancel := context.WithCancel(context.Background())
-	ready, done := make(chan struct{}), make(chan error, 1)
-	go func() {
-		_, err := Run(ctx, Options{Output: path, Duration: time.Minute, Probes: []string{"cpu"}, Sets: sets,
-			PIDs: []uint32{uint32(master)}, Version: "test", Ready: func() { close(ready) }})
-		done <- err
-	}()
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("capture ended before it was ready: %v", err)
-	}
-	load()
-	time.Sleep(300 * time.Millisecond)
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	lines, _, man := foldedOf(t, path)
+	lines, man := runCPUCapture(t, []string{"--freq", "499", "--unwind", "dwarf"}, Options{Duration: time.Minute, PIDs: []uint32{uint32(master)}}, func() {
+		load()
+		time.Sleep(300 * time.Millisecond)
+	})
 	var total, rooted, worker int64
 	for _, l := range lines {
 		user := userFrames(l.Frames[1:])

@@ -34,20 +34,23 @@ type DropReason struct {
 // (internal/unwind's stop reasons other than "end"); cpu and mem count them
 // under their own prefix.
 var unwindStops = []struct{ reason, meaning string }{
-	{"no_module", "stopped at code outside any mapped file (JIT, vdso); kept up to there"},
-	{"no_cfi", "stopped at a function without unwind info (.eh_frame); kept up to there"},
-	{"outside_stack", "were deeper than the copied stack (--stack-size); kept up to there"},
+	{"no_module", "stopped at code outside any mapped file (JIT, vdso) that neither a frame pointer nor its epilogue could unwind, or at an address no longer mapped (a sample taken inside exec); kept up to there"},
+	{"no_cfi", "stopped at a function without unwind info (.eh_frame) that neither a frame pointer nor its epilogue could unwind; kept up to there"},
+	{"outside_stack", "were deeper than the copied stack (--stack-size) and the kernel's frame-pointer walk could not continue them; kept up to there"},
 	{"depth", "were cut at the depth limit"},
 	{"loop", "stopped at a corrupt frame (stack pointer did not move); kept up to there"},
 	{"bad_cfi", "stopped at malformed unwind info; kept up to there"},
 	{"unknown_register", "stopped at a frame whose unwind rule needs a register not sampled; kept up to there"},
-	{"fp_untrusted", "had the kernel's frame-pointer walk cut where it left executable code or disagreed with the CFI walk (code without frame pointers); kept up to there"},
+	{"bad_frame_pointer", "stopped at a frame without unwind info whose frame pointer did not point into the stack (code built without frame pointers); kept up to there"},
+	{"bad_return_address", "stopped where a return address was outside executable code or did not follow a call (a frame pointer that was not one, or a corrupt stack); kept up to there"},
+	{"fp_untrusted", "had the kernel's frame-pointer walk cut where it left executable code (archives of earlier versions; now bad_return_address); kept up to there"},
 }
 
 var dropCatalog = func() map[string]DropReason {
 	list := []DropReason{
 		{"capture.warnings_suppressed", DropNoted, "further capture warnings were not kept (the first 100 are listed)"},
 		{"process.ringbuf_full", DropLost, "process events (fork, exec, exit) were lost: the ring buffer was full"},
+		{"process.cmdline_redacted", DropNoted, "command-line values that looked like secrets (passwords, tokens, keys, URL userinfo) were replaced by <redacted> before writing (capture --keep-cmdline keeps them)"},
 		{"process.targets_full", DropLost, "forked children of targets were not followed: the kernel's target map was full"},
 		{"k8s.unresolved", DropIncomplete, "process rows have no pod or container: their cgroup was gone before it could be resolved"},
 		{"stacks.unsymbolized_frames", DropIncomplete, "distinct stack frames could not be symbolized (shown as module+offset)"},
@@ -98,11 +101,18 @@ var dropCatalog = func() map[string]DropReason {
 		{"mem.stack_failed", DropIncomplete, "allocations have no stack (the walk failed)"},
 		{"mem.sampled_set_full", DropLost, "sampled allocations were dropped: the kernel's set of live sampled blocks was full"},
 		{"mem.user_regs_missing", DropIncomplete, "allocations had no user registers (no user stack copied)"},
+		{"offcpu.ringbuf_full", DropLost, "off-CPU intervals were lost: the ring buffer was full"},
+		{"offcpu.stack_ringbuf_full", DropIncomplete, "off-CPU stacks could not be sent (ring buffer full); each is sent again at its next use, intervals before that have no stack"},
+		{"offcpu.thread_state_failed", DropLost, "threads were not followed off CPU: the kernel could not allocate their state"},
+		{"offcpu.kernel_stack_failed", DropIncomplete, "off-CPU intervals have no kernel stack (the kernel could not walk it)"},
+		{"offcpu.stack_missing", DropIncomplete, "off-CPU intervals have no stack: the stack's record was lost"},
+		{"offcpu.cgroup_unreadable", DropIncomplete, "cgroups' CPU throttling counters (cpu.stat) could not be read at the start or the end"},
 	}
 	for _, u := range unwindStops {
 		list = append(list,
 			DropReason{"cpu.unwind_" + u.reason, DropIncomplete, "user stacks " + u.meaning},
-			DropReason{"mem.unwind_" + u.reason, DropIncomplete, "allocation stacks " + u.meaning})
+			DropReason{"mem.unwind_" + u.reason, DropIncomplete, "allocation stacks " + u.meaning},
+			DropReason{"offcpu.unwind_" + u.reason, DropIncomplete, "off-CPU stacks " + u.meaning})
 	}
 	m := make(map[string]DropReason, len(list))
 	for _, r := range list {

@@ -27,8 +27,14 @@ type HTTPRequest struct {
 	// (the window ended inside the response's body, or the message framing
 	// was lost: http.response_end_unknown).
 	ResponseEndNs uint64 `parquet:"response_end_ns"`
-	PID           uint32 `parquet:"pid"` // the socket's process; 0 when it could not be learned
-	TID           uint32 `parquet:"tid"` // a thread of PID seen on the socket
+	// ResponseWrittenNs is when the response's last segment sent in the
+	// context of a task of the socket's owner left: about when the server
+	// finished writing it (a segment held back by Nagle leaves later, from
+	// the softirq of the peer's ACK, and does not count). 0 when unknown.
+	// The time split of a server request ends here.
+	ResponseWrittenNs uint64 `parquet:"response_written_ns"`
+	PID               uint32 `parquet:"pid"` // the socket's process; 0 when it could not be learned
+	TID               uint32 `parquet:"tid"` // a thread of PID seen on the socket
 	// RequestTID and ResponseTID are the threads that handled each
 	// message where the hook runs in their context: for a server the
 	// thread that wrote the response; for a client the thread that wrote

@@ -39,6 +39,27 @@ type Manifest struct {
 	// running and after a crash until `bpfsnap recover` seals it.
 	Complete  bool `json:"complete"`
 	Recovered bool `json:"recovered,omitempty"`
+	// Dump is set on an archive a flight recorder (capture --ring) wrote:
+	// what made it write the archive, and when.
+	Dump *Dump `json:"dump,omitempty"`
+}
+
+// Dump says why and when a flight recorder wrote an archive of its last
+// window.
+type Dump struct {
+	// Trigger is what asked for it: "signal" (SIGUSR1 or `bpfsnap
+	// trigger`), or the condition given with --trigger, e.g.
+	// "http.p99>250ms" or "oom".
+	Trigger string `json:"trigger"`
+	// Detail says what the condition saw, e.g. "p99 412.3 ms over 10 s
+	// on GET /api/x (server, pid 4242)".
+	Detail string `json:"detail,omitempty"`
+	// FiredWall is when the trigger fired.
+	FiredWall time.Time `json:"fired_wall"`
+	// Ring is the flight recorder's window (--ring); Sequence numbers the
+	// recorder's dumps from 1.
+	Ring     string `json:"ring"`
+	Sequence int    `json:"sequence"`
 }
 
 // Window is the time span the capture covered. Events carry timestamps of
@@ -53,7 +74,8 @@ type Window struct {
 	// (signal, command exit, error).
 	Requested string `json:"requested,omitempty"`
 	// EndReason says why the window ended: "duration", "signal",
-	// "command-exited", "error" or "crash".
+	// "command-exited", "error", "crash", or "dump" (a flight recorder's
+	// archive of its last window; see Manifest.Dump).
 	EndReason string `json:"end_reason,omitempty"`
 }
 

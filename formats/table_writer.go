@@ -26,15 +26,23 @@ type TableWriter[T any] struct {
 	seq     int
 	file    *os.File
 	pw      *parquet.GenericWriter[T]
-	open    int64 // rows in the open chunk (written to pw)
-	batch   []T   // rows not yet handed to pw (see batchRows)
-	total   int64 // rows in sealed chunks
-	pending int64 // bytes sealed by Write (size bound) not yet reported to the Writer
+	open    int64  // rows in the open chunk (written to pw)
+	batch   []T    // rows not yet handed to pw (see batchRows)
+	total   int64  // rows in sealed chunks
+	pending int64  // bytes sealed by Write (size bound) not yet reported to the Writer
+	opened  uint64 // when the open chunk got its first row (the writer's clock)
+	observe []func(any)
+	// timed: rows implement Timed, and minT/maxT bound the open chunk's
+	// rows (ChunkInfo).
+	timed      bool
+	minT, maxT uint64
 }
 
 // NewTable registers a table in the archive. Call it once per table name.
 func NewTable[T any](w *Writer, name string) *TableWriter[T] {
-	t := &TableWriter[T]{w: w, name: name}
+	var zero T
+	_, timed := any(&zero).(Timed)
+	t := &TableWriter[T]{w: w, name: name, observe: w.observersOf(name), timed: timed}
 	w.register(t)
 	return t
 }
@@ -55,6 +63,14 @@ func (t *TableWriter[T]) Write(rows ...T) error {
 	}
 	if err := t.w.Err(); err != nil {
 		return err
+	}
+	if len(t.observe) > 0 {
+		// A copy, so rows itself never escapes (Write(row) stays free of
+		// allocations when nobody observes).
+		cp := append([]T(nil), rows...)
+		for _, fn := range t.observe {
+			fn(cp)
+		}
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -88,6 +104,16 @@ func (t *TableWriter[T]) flushLocked() error {
 			return err
 		}
 	}
+	if t.timed {
+		for i := range t.batch {
+			// A pointer into the batch: no allocation per row.
+			ts := any(&t.batch[i]).(Timed).EventTime()
+			if t.minT == 0 || ts < t.minT {
+				t.minT = ts
+			}
+			t.maxT = max(t.maxT, ts)
+		}
+	}
 	if _, err := t.pw.Write(t.batch); err != nil {
 		err = fmt.Errorf("writing %s rows to %s: %w", t.name, t.w.dir, err)
 		t.w.fail(err)
@@ -105,6 +131,7 @@ func (t *TableWriter[T]) chunkPath() string {
 
 func (t *TableWriter[T]) startLocked() error {
 	t.seq++
+	t.opened = t.w.monoNow()
 	tmp := tmpName(t.chunkPath())
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
 	if err != nil {
@@ -152,6 +179,9 @@ func (t *TableWriter[T]) sealLocked() (int64, error) {
 	if err := commitFile(f, tmp, path); err != nil {
 		return 0, fmt.Errorf("sealing chunk: %w", err)
 	}
+	t.w.addChunk(ChunkInfo{Table: t.name, File: filepath.Base(path), Rows: t.open, Bytes: st.Size(),
+		OpenedMono: t.opened, SealedMono: t.w.monoNow(), MinTime: t.minT, MaxTime: t.maxT})
+	t.minT, t.maxT = 0, 0
 	t.total += t.open
 	t.open = 0
 	return st.Size(), nil

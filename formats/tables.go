@@ -6,6 +6,18 @@ const (
 	TableProcesses = "processes" // ProcessEvent
 )
 
+// RingRetained reports whether a flight recorder (capture --ring) keeps a
+// table's chunks for as long as it runs instead of only its last window:
+// rows that later rows refer to (stacks, frames, the processes that own
+// them) are written once, when first seen, and must stay.
+func RingRetained(table string) bool {
+	switch table {
+	case TableProcesses, TableStacks, TableFrames:
+		return true
+	}
+	return false
+}
+
 // Process event kinds, in the Kind column of the processes table.
 const (
 	ProcessScan = "scan" // already running when the capture started (from /proc)
@@ -15,6 +27,9 @@ const (
 	// ProcessInfo is written by user space when it learns more about a
 	// process (e.g. its command line) after the kernel event.
 	ProcessInfo = "info"
+	// ProcessOOM: the kernel's OOM killer chose this process (its exit
+	// follows).
+	ProcessOOM = "oom"
 )
 
 // ProcessEvent is one row of the processes table: an observation of a

@@ -42,6 +42,12 @@ type Writer struct {
 	stop     chan struct{}
 	loopDone chan struct{}
 	now      func() (time.Time, uint64)
+
+	// Flight recorder state (ring.go).
+	ring      time.Duration // keep event chunks of this last window only; 0 keeps all
+	chunks    []ChunkInfo   // sealed chunks on disk, oldest first
+	holds     int           // snapshots in progress: nothing expires
+	observers map[string][]func(any)
 }
 
 // sealer is the type-erased side of a TableWriter[T] that the Writer drives.
@@ -57,8 +63,13 @@ type CreateOptions struct {
 	// SealInterval overrides DefaultSealInterval when positive.
 	SealInterval time.Duration
 	// Clock returns wall time and CLOCK_MONOTONIC nanoseconds read together;
-	// it is used to keep the manifest's provisional window end current.
+	// it is used to keep the manifest's provisional window end current, and
+	// to date chunks (ChunkInfo).
 	Clock func() (time.Time, uint64)
+	// Ring, when positive, makes the writer a flight recorder's: after
+	// each seal it deletes the chunks of event tables sealed more than
+	// Ring ago (ring.go). Needs Clock.
+	Ring time.Duration
 }
 
 // Create makes "<output>.partial/" and writes the initial manifest into it.
@@ -88,6 +99,7 @@ func Create(output string, m Manifest, opts CreateOptions) (*Writer, error) {
 		stop:         make(chan struct{}),
 		loopDone:     make(chan struct{}),
 		now:          opts.Clock,
+		ring:         opts.Ring,
 	}
 	if err := w.writeManifestLocked(); err != nil {
 		os.RemoveAll(dir)
@@ -180,24 +192,30 @@ func (w *Writer) Seal() error {
 	tables := append([]sealer(nil), w.tables...)
 	w.mu.Unlock()
 	var sealed int64
-	for _, t := range tables {
+	totals := make([]int64, len(tables))
+	for i, t := range tables {
 		n, err := t.seal()
 		sealed += n
 		if err != nil {
 			return err
 		}
+		totals[i] = t.rowsTotal()
 	}
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	w.bytes += sealed
-	for _, t := range tables {
-		w.manifest.Tables[t.tableName()] = t.rowsTotal()
+	for i, t := range tables {
+		w.manifest.Tables[t.tableName()] = totals[i]
 	}
 	if w.now != nil {
 		// A provisional end: after a crash, recover keeps the last one.
 		w.manifest.Window.EndWall, w.manifest.Window.EndMonoNs = w.now()
 	}
-	return w.writeManifestLocked()
+	err := w.writeManifestLocked()
+	w.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return w.expire()
 }
 
 func (w *Writer) writeManifestLocked() error {

@@ -66,6 +66,12 @@ type HTMLArchive struct {
 	Mem       *memView
 	// Folded holds the archive's folded CPU stacks, for the download.
 	Folded string
+	// OffCPU is the off-CPU section (report/offcpu.go) and FoldedOffCPU
+	// its folded stacks, for the download.
+	OffCPU       *offcpuView
+	FoldedOffCPU string
+	// Compare is the comparison with a baseline (AddBaseline), or nil.
+	Compare *compareView
 }
 
 type probeView struct {
@@ -80,6 +86,8 @@ type endpointView struct {
 	Codes     map[string]int64
 	Histogram template.HTML
 	OverTime  template.HTML
+	// Baseline is the endpoint in the comparison (AddBaseline), or nil.
+	Baseline *analyze.EndpointDiff
 }
 
 type cpuView struct {
@@ -102,9 +110,11 @@ type leakView struct {
 	Sparkline template.HTML
 }
 
+// sliceView is a time slice's flame graph, packed (pack): unpacked in the
+// browser when the slice is first shown.
 type sliceView struct {
-	Label string
-	Flame template.HTML
+	Label  string
+	Packed string
 }
 
 // BuildHTMLArchive lays out one archive's analysis for the report: the
@@ -174,6 +184,9 @@ func BuildHTMLArchive(s *analyze.Summary) (*HTMLArchive, error) {
 			return nil, err
 		}
 	}
+	if h.OffCPU, h.FoldedOffCPU, err = buildOffCPUView(s); err != nil {
+		return nil, err
+	}
 	return h, nil
 }
 
@@ -207,7 +220,7 @@ func buildCPUView(s *analyze.Summary) (*cpuView, string, error) {
 		if err != nil {
 			return nil, "", err
 		}
-		v.Slices = append(v.Slices, sliceView{Label: label, Flame: fl})
+		v.Slices = append(v.Slices, sliceView{Label: label, Packed: pack(string(fl))})
 	}
 	tl := s.CPU.Timeline
 	v.Timeline = template.HTML(timelineChart(tl.Samples, len(prof.Slices), 1160, 60, float64(tl.StepNs)/1e9))
@@ -225,9 +238,13 @@ type glance struct {
 	WorstEndpoint *endpointView
 	WorstArchive  string
 	BiggestLeak   *analyze.MemLeak
-	HotFunction   *analyze.CPUFunction
-	HotArchive    string
-	Warnings      int
+	// OutsideLibc replaces the leak card when a process's memory grows
+	// outside libc by more than the biggest libc leak holds.
+	OutsideLibc *analyze.MemOutsideLibc
+	HotFunction *analyze.CPUFunction
+	HotArchive  string
+	Warnings    int
+	SlowTime    *slowTime
 }
 
 type pageData struct {
@@ -241,8 +258,9 @@ type pageData struct {
 	JS        template.JS
 	FlameJS   template.JS
 	// Data is embedded as JSON for the downloads.
-	Data   []*analyze.Summary
-	Folded string
+	Data         []*analyze.Summary
+	Folded       string
+	FoldedOffCPU string
 }
 
 // WriteHTML writes one self-contained page for one or more archives (one
@@ -257,12 +275,12 @@ func WriteHTML(w io.Writer, archives []*HTMLArchive, opts HTMLOptions) error {
 		Generated: now.UTC().Format("2006-01-02 15:04 UTC"),
 		Version:   opts.Version,
 		Archives:  archives,
-		CSS:       template.CSS(reportCSS),
+		CSS:       template.CSS(reportCSS + diffCSS),
 		JS:        template.JS(reportJS),
 		FlameJS:   template.JS(FlameGraphScript()),
 	}
 	var hosts []string
-	var folded strings.Builder
+	var folded, foldedOff strings.Builder
 	for _, a := range archives {
 		m := a.Summary.Manifest
 		hosts = append(hosts, m.Host)
@@ -274,16 +292,16 @@ func WriteHTML(w io.Writer, archives []*HTMLArchive, opts HTMLOptions) error {
 			p.Warnings = append(p.Warnings, wmsg)
 		}
 		folded.WriteString(a.Folded)
+		foldedOff.WriteString(a.FoldedOffCPU)
+		p.Glance.SlowTime = slowTimeCard(p.Glance.SlowTime, a)
 		for i := range a.Endpoints {
 			e := &a.Endpoints[i]
 			if worseEndpoint(e, p.Glance.WorstEndpoint) {
 				p.Glance.WorstEndpoint, p.Glance.WorstArchive = e, a.Name
 			}
 		}
-		if a.Mem != nil && len(a.Mem.Summary.Leaks) > 0 {
-			if l := &a.Mem.Summary.Leaks[0]; p.Glance.BiggestLeak == nil || l.Bytes > p.Glance.BiggestLeak.Bytes {
-				p.Glance.BiggestLeak = l
-			}
+		if a.Mem != nil {
+			glanceMem(&p.Glance, a.Mem.Summary)
 		}
 		if a.CPU != nil {
 			for i := range a.CPU.Summary.Functions {
@@ -294,8 +312,14 @@ func WriteHTML(w io.Writer, archives []*HTMLArchive, opts HTMLOptions) error {
 			}
 		}
 	}
+	if o, l := p.Glance.OutsideLibc, p.Glance.BiggestLeak; o != nil && l != nil && l.Bytes >= max(o.GrowingBytes, 1) {
+		p.Glance.OutsideLibc = nil
+	}
 	p.Glance.Warnings = len(p.Warnings)
-	p.Folded = folded.String()
+	p.Folded = pack(folded.String())
+	if foldedOff.Len() > 0 {
+		p.FoldedOffCPU = pack(foldedOff.String())
+	}
 	p.Title = "bpfsnap report: " + strings.Join(hosts, ", ")
 	t, err := template.New("report").Funcs(template.FuncMap{
 		"ms":    fmtMs,
@@ -316,7 +340,10 @@ func WriteHTML(w io.Writer, archives []*HTMLArchive, opts HTMLOptions) error {
 			}
 			return strings.Join(parts, " ")
 		},
-	}).Parse(htmlTemplate)
+	}).Funcs(offcpuTemplateFuncs).Funcs(compareFuncs).Parse(htmlTemplate)
+	if err == nil {
+		t, err = t.Parse(diffTemplate)
+	}
 	if err != nil {
 		return err
 	}
@@ -365,6 +392,31 @@ func pageSafe(page string) string {
 	}
 	b.WriteString(page[last:])
 	return b.String()
+}
+
+// glanceMem takes an archive's memory headline candidates: its biggest leak
+// among processes that allocate through libc (a Go service's loader
+// allocation of a few hundred bytes is no headline), and its process that
+// grows most outside libc.
+func glanceMem(g *glance, m *analyze.MemSummary) {
+	outside := map[uint32]bool{}
+	for i := range m.OutsideLibc {
+		o := &m.OutsideLibc[i]
+		outside[o.PID] = true
+		if g.OutsideLibc == nil || o.GrowingBytes > g.OutsideLibc.GrowingBytes {
+			g.OutsideLibc = o
+		}
+	}
+	for i := range m.Leaks {
+		l := &m.Leaks[i]
+		if outside[l.PID] {
+			continue
+		}
+		if g.BiggestLeak == nil || l.Bytes > g.BiggestLeak.Bytes {
+			g.BiggestLeak = l
+		}
+		break
+	}
 }
 
 // worseEndpoint ranks endpoints for the "worst endpoint" card: a server's

@@ -58,8 +58,10 @@ func WriteSummaryText(out io.Writer, s *analyze.Summary) {
 				e.P50, e.P90, e.P99, e.P999, e.Max, e.TTFBP50, e.TTFBP99, e.Role, safe(e.Method), safe(e.Route), proto, safe(e.Process), e.PID)
 		}
 		tw.Flush()
+		writeTimeSplitsText(out, h)
 	}
 	writeCPUText(out, s.CPU)
+	writeOffCPUText(out, s.OffCPU)
 	if mem := s.Mem; mem != nil {
 		fmt.Fprintf(out, "\nMemory: %d allocations, %d frees (%d of blocks from before the window); outstanding at the end: %s in %d blocks\n",
 			mem.Allocations, mem.Frees, mem.FreesOfUnknown, HumanBytes(int64(mem.OutstandingBytes)), mem.OutstandingBlocks)
@@ -80,6 +82,14 @@ func WriteSummaryText(out io.Writer, s *analyze.Summary) {
 		}
 		if mem.Estimated {
 			fmt.Fprintf(out, "  (estimates: byte-sampled, one sample per %s allocated on average)\n", HumanBytes(int64(mem.SampleBytes)))
+		}
+		for _, o := range mem.OutsideLibc {
+			by := o.Runtime
+			if by == "" {
+				by = "an allocator of its own"
+			}
+			fmt.Fprintf(out, "  %s [%d] allocates outside libc (%s): %s of its own mappings grew steadily (%s mapped or reserved), %d allocations through libc; %s\n",
+				safe(o.Process), o.PID, safe(by), HumanBytes(int64(o.GrowingBytes)), HumanBytes(int64(o.MappedBytes)), o.LibcAllocations, o.Hint)
 		}
 		if mem.Maps > 0 || mem.Unmaps > 0 {
 			fmt.Fprintf(out, "Mappings: %d mmap/brk, %d munmap (%d of memory from before the window); outstanding: %s mapped by the program, %s by the allocator\n",
@@ -144,6 +154,9 @@ func writeCPUText(out io.Writer, c *analyze.CPUSummary) {
 		fmt.Fprintf(out, ", %d unresolved frames", c.UnresolvedFrames)
 	}
 	fmt.Fprintln(out)
+	if u := c.Unwind; u != nil {
+		fmt.Fprintf(out, "  %s\n", unwindLine(u))
+	}
 	if c.Samples == 0 {
 		return
 	}
@@ -162,6 +175,15 @@ func writeCPUText(out io.Writer, c *analyze.CPUSummary) {
 		}
 		fmt.Fprintf(out, "  %5.1f%%  %5.1f%%  %s\n", f.SelfPct, f.TotalPct, safe(f.Name))
 	}
+}
+
+// unwindLine says how many user stacks reached their thread's root.
+func unwindLine(u *analyze.CPUUnwind) string {
+	s := fmt.Sprintf("user stacks reaching a thread root: %.1f%% (%d of %d, --unwind %s", u.RootedPct, u.Rooted, u.Walks, TerminalSafe(u.Mode))
+	if u.Rooted < u.Walks {
+		s += "; the others stop early, counted in the cpu.unwind_* drops"
+	}
+	return s + ")"
 }
 
 // maxListedProcesses keeps the human output to a screenful; --json has all.
@@ -189,6 +211,9 @@ func WriteInspectionText(out io.Writer, doc *analyze.Inspection) {
 	fmt.Fprintf(out, "probes    %s\n", safe(strings.Join(probes, ", ")))
 	if len(m.Targets.PIDs) > 0 || len(m.Targets.Command) > 0 {
 		fmt.Fprintf(out, "targets   pids %v command %s\n", m.Targets.PIDs, safe(strings.Join(m.Targets.Command, " ")))
+	}
+	if u := analyze.CPUUnwindOf(m); u != nil {
+		fmt.Fprintf(out, "cpu       %s\n", unwindLine(u))
 	}
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(out, "\ntables")

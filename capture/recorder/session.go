@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bpfsnap/bpfsnap/formats"
+	"github.com/bpfsnap/bpfsnap/internal/trigger"
 )
 
 // Options is what `bpfsnap capture` was asked to do. Validate fills in
@@ -55,11 +56,26 @@ type Options struct {
 	// their processes now and, in the kernel, any process that joins their
 	// cgroups during the window.
 	K8s K8sSelector
+	// Ring, when positive, makes the capture a flight recorder (ring.go):
+	// it records until stopped (or Duration, when set), keeps the last
+	// Ring of events on disk, and dumps that window as an archive beside
+	// Output on SIGUSR1, `bpfsnap trigger` or a Triggers condition; when it
+	// stops, the last window is written to Output.
+	Ring time.Duration
+	// Triggers are --trigger conditions (internal/trigger); ring only.
+	Triggers []string
+	// Dumped, when set, is told of every dump a flight recorder wrote.
+	Dumped func(path, trigger, detail string)
 	// RingPages, when > 0, shrinks (or grows) every probe set's ring buffer
 	// to this many pages (a power of two). A debug knob for the flood
 	// tests: a tiny ring overflows under load, so the drop accounting can
 	// be checked against a workload that knows what it did.
 	RingPages int
+
+	triggerSpecs []trigger.Spec // Triggers, parsed by Validate
+	// KeepCmdline writes command lines as they are: by default values
+	// that look like secrets are replaced (internal/redact, Session.Cmdline).
+	KeepCmdline bool
 }
 
 // Status is a snapshot for the live status line.
@@ -72,6 +88,11 @@ type Status struct {
 	// stack that stopped early is not read as data loss.
 	Lost, Incomplete uint64
 	Bytes            int64
+	// A flight recorder's: its window, what it keeps on disk, the dumps
+	// written so far.
+	Ring      time.Duration
+	DiskBytes int64
+	Dumps     int64
 }
 
 // Result summarizes a finished capture.
@@ -96,6 +117,7 @@ type Session struct {
 	k8s           k8sState          // attribution caches and counters (k8s_enrich.go)
 	events        atomic.Uint64
 	warnings      atomic.Uint64
+	redacted      atomic.Uint64 // command-line values replaced (process.cmdline_redacted)
 
 	procTable *formats.TableWriter[formats.ProcessEvent]
 	subMu     sync.Mutex
@@ -112,7 +134,14 @@ type Session struct {
 
 	stacksOnce sync.Once
 	stacks     *StackRecorder
+
+	startWall time.Time // the window's start
+	startMono uint64
+	ring      *flightRecorder // capture --ring
 }
+
+// currentDrops is the manifest's counters as the loop last updated them.
+func (s *Session) currentDrops() map[string]uint64 { return s.writer.Manifest().Drops }
 
 // AtEnd registers work to run once every probe set has stopped and before
 // the archive is finalized: e.g. symbolizing all stacks while the binaries
@@ -278,6 +307,26 @@ func (s *Session) emitProcess(row formats.ProcessEvent) {
 	}
 }
 
+// adoptDescendants adds to the targets the children targets forked after
+// the /proc walk that chose them and before the fork probe was attached
+// (nginx's master forking its workers as the capture starts): from the
+// attach on, the kernel follows forks itself, so one more walk closes the
+// gap.
+func (s *Session) adoptDescendants() {
+	for _, pid := range descendants(s.procRoot, s.TargetPIDs()) {
+		if s.IsTarget(pid) {
+			continue
+		}
+		if err := s.targets.Put(pid, uint8(1)); err != nil {
+			s.Warnf("adding pid %d to the target map: %v", pid, err)
+			continue
+		}
+		s.targetMu.Lock()
+		s.targetPIDs[pid] = true
+		s.targetMu.Unlock()
+	}
+}
+
 // IsTarget reports whether pid is one of the capture's targets (always
 // true for a whole-host capture). Probe sets whose events cannot be
 // filtered in the kernel (packets seen in softirq context) use it.
@@ -292,8 +341,22 @@ func (s *Session) IsTarget(pid uint32) bool {
 
 // Validate applies defaults and checks the options.
 func (o *Options) Validate() error {
-	if o.Duration == 0 {
+	if o.Duration == 0 && o.Ring == 0 {
 		o.Duration = 30 * time.Second // long enough for p99s, short enough to run during an incident
+	}
+	if o.Ring < 0 || (o.Ring > 0 && o.Ring < 2*time.Second) {
+		return fmt.Errorf("--ring %s: the flight recorder's window must be at least 2s", o.Ring)
+	}
+	o.triggerSpecs = nil
+	for _, t := range o.Triggers {
+		sp, err := trigger.Parse(t)
+		if err != nil {
+			return err
+		}
+		if o.Ring == 0 {
+			return fmt.Errorf("--trigger %q needs --ring (a flight recorder dumps its last window when the condition holds)", t)
+		}
+		o.triggerSpecs = append(o.triggerSpecs, sp)
 	}
 	if o.Duration < 0 {
 		return fmt.Errorf("duration must be positive, got %s", o.Duration)
@@ -340,7 +403,22 @@ func (o *Options) Validate() error {
 			return err
 		}
 	}
+	for _, sp := range o.triggerSpecs {
+		need := map[trigger.Kind]string{trigger.HTTPLatency: "http", trigger.HTTPErrors: "http", trigger.CPU: "cpu"}[sp.Kind]
+		if need != "" && !contains(o.Probes, need) {
+			return fmt.Errorf("--trigger %q needs the %s probe set (-p %s)", sp.Text, need, need)
+		}
+	}
 	return nil
+}
+
+func contains(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
 }
 
 // Run records one capture window. It returns when the window ends (the
@@ -410,11 +488,21 @@ func Run(ctx context.Context, opts Options, procs ProcessProbe) (*Result, error)
 		Kernel:         KernelRelease(),
 		Arch:           runtime.GOARCH,
 		Window:         formats.Window{StartWall: wall, StartMonoNs: mono, Requested: opts.Duration.String()},
-		Targets:        formats.Targets{PIDs: opts.PIDs, Command: opts.Command, Extra: s.opts.TargetExtra},
+		Targets:        formats.Targets{PIDs: opts.PIDs, Command: s.redactArgv(opts.Command), Extra: s.opts.TargetExtra},
 		Options:        map[string]string{"probes": strings.Join(opts.Probes, ",")},
-	}, formats.CreateOptions{Clock: clock})
+	}, formats.CreateOptions{Clock: clock, Ring: ringRetention(opts.Ring)})
 	if err != nil {
 		return nil, err
+	}
+	if opts.KeepCmdline {
+		// A reader of the archive must know its command lines may hold secrets.
+		w.UpdateManifest(func(m *formats.Manifest) { m.Options["keep_cmdline"] = "true" })
+	}
+	s.startWall, s.startMono = wall, mono
+	if opts.Ring > 0 {
+		s.ring = newFlightRecorder(s, opts.Ring)
+		s.ring.observe(w)
+		w.UpdateManifest(func(m *formats.Manifest) { m.Options["ring"] = opts.Ring.String() })
 	}
 	if opts.RingPages > 0 {
 		// A reader of the archive must know its drops were provoked.
@@ -438,6 +526,9 @@ func Run(ctx context.Context, opts Options, procs ProcessProbe) (*Result, error)
 	var follower ProcessProbe
 	if procsErr == nil {
 		follower = procs
+	}
+	if procsErr == nil && s.targets != nil {
+		s.adoptDescendants()
 	}
 	if err := procsErr; err != nil {
 		probes = append(probes, formats.Probe{Name: "process", Error: err.Error()})
@@ -485,6 +576,9 @@ func Run(ctx context.Context, opts Options, procs ProcessProbe) (*Result, error)
 		}
 	}
 
+	if s.ring != nil {
+		s.ring.start(opts.triggerSpecs, cpuHz(probes))
+	}
 	if opts.Ready != nil {
 		opts.Ready()
 	}
@@ -492,6 +586,9 @@ func Run(ctx context.Context, opts Options, procs ProcessProbe) (*Result, error)
 	stopAll()
 	s.runAtEnd()
 	s.updateDrops(procs, running)
+	if s.ring != nil {
+		return s.finishRing(w, reason)
+	}
 
 	if err := w.Err(); err != nil {
 		w.Abort()
@@ -518,8 +615,12 @@ func Run(ctx context.Context, opts Options, procs ProcessProbe) (*Result, error)
 // appearing during the window to the kernel.
 func (s *Session) loop(ctx context.Context, child *heldCommand, follower, procs ProcessProbe, running []ProbeSet) string {
 	start := time.Now()
-	deadline := time.NewTimer(s.opts.Duration)
-	defer deadline.Stop()
+	var end <-chan time.Time // a flight recorder runs until stopped
+	if s.opts.Duration > 0 {
+		deadline := time.NewTimer(s.opts.Duration)
+		defer deadline.Stop()
+		end = deadline.C
+	}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var exited <-chan struct{}
@@ -528,7 +629,7 @@ func (s *Session) loop(ctx context.Context, child *heldCommand, follower, procs 
 	}
 	for {
 		select {
-		case <-deadline.C:
+		case <-end:
 			return "duration"
 		case <-ctx.Done():
 			return "signal"
@@ -541,10 +642,15 @@ func (s *Session) loop(ctx context.Context, child *heldCommand, follower, procs 
 				s.rescanK8s(follower)
 			}
 			drops := s.updateDrops(procs, running)
+			st := Status{Elapsed: time.Since(start), Total: s.opts.Duration,
+				Events: s.events.Load(), Lost: drops[formats.DropLost],
+				Incomplete: drops[formats.DropIncomplete], Bytes: s.writer.BytesWritten()}
+			if s.ring != nil {
+				s.ring.tick(s.currentDrops())
+				st.Ring, st.DiskBytes, st.Dumps = s.ring.ring, s.writer.DiskBytes(), s.ring.dumps.Load()
+			}
 			if s.opts.Status != nil {
-				s.opts.Status(Status{Elapsed: time.Since(start), Total: s.opts.Duration,
-					Events: s.events.Load(), Lost: drops[formats.DropLost],
-					Incomplete: drops[formats.DropIncomplete], Bytes: s.writer.BytesWritten()})
+				s.opts.Status(st)
 			}
 		}
 	}
@@ -555,6 +661,7 @@ func (s *Session) loop(ctx context.Context, child *heldCommand, follower, procs 
 func (s *Session) updateDrops(procs ProcessProbe, running []ProbeSet) map[formats.DropClass]uint64 {
 	all := procs.Drops()
 	all[k8sDropName] = s.k8s.unresolved.Load()
+	all[redactDropName] = s.redacted.Load()
 	for _, ps := range running {
 		for k, v := range ps.Drops() {
 			all[k] = v

@@ -65,14 +65,18 @@ type userUnwinder struct {
 	procs     map[uint32]*unwoundProc
 	decisions map[string]string // binary path -> "dwarf" | "fp"
 	counts    unwind.Counts
-	fpUsed    uint64 // auto: the kernel's frame-pointer stack was longer and used
-	fpCut     uint64 // auto: the kernel's frame-pointer stack was cut or rejected as garbage
+	fpUsed    uint64 // auto: walks continued by the kernel's frame-pointer walk past the copied window
 	elapsed   time.Duration
+	code      codePages
+	// fpChecked and fpCut count the kernel's frame-pointer walks checked
+	// for --unwind fp (TrimFramePointerStack) and those cut short.
+	fpChecked, fpCut uint64
 }
 
 type unwoundProc struct {
 	version time.Time // procState.refreshed the module list was built from
 	proc    *unwind.Process
+	withCFI bool
 }
 
 // The unwinder hangs off the recorder without a field in StackRecorder so
@@ -111,27 +115,32 @@ func (r *StackRecorder) RecordUserStack(pid uint32, kernel []uint64, us UserStac
 // its own (mem, beside cpu on the same recorder).
 func (r *StackRecorder) RecordUserStackResult(pid uint32, kernel []uint64, us UserStack, mode UnwindMode) (uint64, unwind.Result) {
 	u := r.unwinder()
-	proc := r.processModules(u, pid)
-	res := unwind.Unwind(proc, us.Regs, unwind.Stack{Base: us.Regs.SP, Data: us.Bytes},
-		unwind.Options{FramePointerFallback: mode != UnwindDWARF, LeafIsReturnAddress: us.LeafIsReturnAddress})
+	opt := unwind.Options{FramePointerFallback: mode != UnwindDWARF, LeafIsReturnAddress: us.LeafIsReturnAddress}
+	walk := func() (*unwind.Process, unwind.Result) {
+		proc := r.processModules(u, pid, true)
+		return proc, unwind.Unwind(proc, us.Regs, unwind.Stack{Base: us.Regs.SP, Data: us.Bytes}, opt)
+	}
+	proc, res := walk()
+	if stale(proc, res) && r.refreshStale(pid) {
+		// Code outside the snapshot's mappings: the process may have
+		// mapped a library since. Walk again over fresh maps.
+		proc, res = walk()
+	}
+	if mode == UnwindAuto {
+		// The kernel's frame-pointer walk is not limited by the copied
+		// window: deep stacks of frame-pointer code (Go) go on with it
+		// where it checks out.
+		var added int
+		res, added = unwind.ContinueWithFramePointers(proc, res, us.FramePointer)
+		if added > 0 {
+			u.mu.Lock()
+			u.fpUsed++
+			u.mu.Unlock()
+		}
+	}
 	user := res.PCs
 	if us.Regs.SP == 0 {
 		user = nil
-	}
-	if mode == UnwindAuto && !res.Complete() && len(us.FramePointer) > len(user) {
-		// The kernel's frame-pointer walk is not limited by the copied
-		// window: deep stacks of frame-pointer code (Go) keep it, but only
-		// the part that is believable (see unwind.TrustedFramePointer).
-		fp, cut := unwind.TrustedFramePointer(proc, res.PCs, us.FramePointer)
-		u.mu.Lock()
-		if cut {
-			u.fpCut++
-		}
-		if len(fp) > len(user) {
-			user = fp
-			u.fpUsed++
-		}
-		u.mu.Unlock()
 	}
 	// Return addresses point after their call: move them back one byte, as
 	// the frame-pointer path does, so they resolve to the call's function.
@@ -145,45 +154,107 @@ func (r *StackRecorder) RecordUserStackResult(pid uint32, kernel []uint64, us Us
 	return r.Record(pid, kernel, adj), res
 }
 
-// processModules returns the CFI modules of pid's current mappings.
-func (r *StackRecorder) processModules(u *userUnwinder, pid uint32) *unwind.Process {
+// TrimFramePointerStack keeps the part of a kernel frame-pointer walk
+// (bpf_get_stack's raw return addresses, leaf first) that checks out, for
+// --unwind fp: it stops before the first return address outside executable
+// code or not after a call (rbp followed through code built without frame
+// pointers yields data, not return addresses). Cuts are counted as
+// bad_return_address walks in UnwindDrops.
+func (r *StackRecorder) TrimFramePointerStack(pid uint32, raw []uint64) []uint64 {
+	if len(raw) < 2 {
+		return raw
+	}
+	u := r.unwinder()
+	proc := r.processModules(u, pid, false)
+	// No re-read of the maps on a cut (garbage is the usual cause here);
+	// a library mapped since is learned when a sample's leaf runs in it.
+	keep := unwind.TrustedReturnAddresses(proc, raw)
+	u.mu.Lock()
+	u.fpChecked++
+	if keep < len(raw) {
+		u.fpCut++
+	}
+	u.mu.Unlock()
+	return raw[:keep]
+}
+
+// stale reports whether a walk stopped at code outside every executable
+// mapping of the snapshot it used: the sampled PC, or a return address CFI
+// produced (JIT code, which is mapped, never qualifies).
+func stale(proc *unwind.Process, res unwind.Result) bool {
+	switch res.Reason {
+	case unwind.ReasonNoModule:
+		exec, _ := proc.CodeAt(res.StopPC)
+		return !exec
+	case unwind.ReasonBadReturnAddress:
+		return res.Unmapped != 0
+	}
+	return false
+}
+
+// refreshStale re-reads pid's maps if the rate limit allows (as userFrame
+// does for an address outside every mapping) and reports whether it did.
+func (r *StackRecorder) refreshStale(pid uint32) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p := r.snapshot(pid)
+	if p.refreshes >= 4 && time.Since(p.refreshed) <= mapsRefreshEvery {
+		return false
+	}
+	r.refresh(pid, p)
+	return true
+}
+
+// processModules returns the executable mappings of pid's current
+// snapshot, with their CFI when withCFI (--unwind fp needs only where code
+// is, and never loads CFI tables).
+func (r *StackRecorder) processModules(u *userUnwinder, pid uint32, withCFI bool) *unwind.Process {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	p := r.snapshot(pid)
 	u.mu.Lock()
 	up := u.procs[pid]
 	u.mu.Unlock()
-	if up != nil && up.version.Equal(p.refreshed) {
+	if up != nil && up.version.Equal(p.refreshed) && (up.withCFI || !withCFI) {
 		return up.proc
 	}
-	proc := unwind.NewProcess(p.maps, func(m symbolize.Mapping) *unwind.Binary {
-		bin := r.binary(pid, m)
-		b := u.cache.Get(bin, func() (io.ReaderAt, error) {
-			if bin.file != nil {
-				// Shared with the symbolizer: read through a section
-				// reader, which the cache will not close.
-				return io.NewSectionReader(bin.file, 0, 1<<62), nil
-			}
-			if bin.reopen == "" {
-				return nil, os.ErrNotExist
-			}
-			return os.Open(bin.reopen)
-		})
-		u.mu.Lock()
-		if _, ok := u.decisions[m.Path]; !ok && len(u.decisions) < maxUnwindDecisions {
-			if b.Table != nil {
-				u.decisions[m.Path] = "dwarf"
-			} else {
-				u.decisions[m.Path] = "fp"
-			}
-		}
-		u.mu.Unlock()
-		return b
-	})
+	binary := func(symbolize.Mapping) *unwind.Binary { return nil }
+	if withCFI {
+		binary = func(m symbolize.Mapping) *unwind.Binary { return r.binaryCFI(u, pid, m) }
+	}
+	proc := unwind.NewProcess(p.maps, binary)
+	proc.SetCodeReader(r.codeReader(&u.code, pid, p))
 	u.mu.Lock()
-	u.procs[pid] = &unwoundProc{version: p.refreshed, proc: proc}
+	u.procs[pid] = &unwoundProc{version: p.refreshed, proc: proc, withCFI: withCFI}
 	u.mu.Unlock()
 	return proc
+}
+
+// binaryCFI loads the CFI of a mapping's file (once per file) and records
+// the per-binary decision for the manifest. The caller holds r.mu.
+func (r *StackRecorder) binaryCFI(u *userUnwinder, pid uint32, m symbolize.Mapping) *unwind.Binary {
+	bin := r.binary(pid, m)
+	b := u.cache.Get(bin, func() (io.ReaderAt, error) {
+		if bin.file != nil {
+			// Shared with the symbolizer: read through a section
+			// reader, which the cache will not close.
+			return io.NewSectionReader(bin.file, 0, 1<<62), nil
+		}
+		if bin.reopen == "" {
+			return nil, os.ErrNotExist
+		}
+		return os.Open(bin.reopen)
+	})
+	u.mu.Lock()
+	if _, ok := u.decisions[m.Path]; !ok && len(u.decisions) < maxUnwindDecisions {
+		if b.Table != nil {
+			u.decisions[m.Path] = "dwarf"
+		} else {
+			u.decisions[m.Path] = "fp"
+		}
+	}
+	u.mu.Unlock()
+	return b
 }
 
 // UnwindDrops returns the walks that did not reach the outermost frame, by
@@ -198,14 +269,17 @@ func (r *StackRecorder) UnwindDrops(set string) map[string]uint64 {
 	}
 	u.mu.Lock()
 	if u.fpCut > 0 {
-		out[set+".unwind_fp_untrusted"] = u.fpCut
+		out[set+".unwind_"+unwind.ReasonBadReturnAddress.String()] += u.fpCut
 	}
 	u.mu.Unlock()
 	return out
 }
 
 // UnwindDetails summarizes the walks for the manifest's probe details: the
-// mode, how many walks reached the root, and the per-binary decision.
+// mode, how many walks reached a thread root (unwind.complete: the
+// outermost frame, whose return address is undefined, as _start, clone3
+// and runtime.goexit mark it, or a frame-pointer chain ending in zero), and
+// the per-binary decision.
 func (r *StackRecorder) UnwindDetails(mode UnwindMode, stackSize int) map[string]string {
 	u := r.unwinder()
 	u.mu.Lock()
@@ -218,18 +292,30 @@ func (r *StackRecorder) UnwindDetails(mode UnwindMode, stackSize int) map[string
 	}
 	sort.Strings(bins)
 	d := map[string]string{
-		"unwind":             string(mode),
-		"unwind.stack_bytes": strconv.Itoa(stackSize),
-		"unwind.walks":       strconv.FormatUint(total, 10),
-		"unwind.complete":    strconv.FormatUint(complete, 10),
-		"unwind.fp_fallback": strconv.FormatUint(u.fpUsed, 10),
-		"unwind.user_cpu_us": strconv.FormatInt(u.elapsed.Microseconds(), 10),
-		"unwind.binaries":    strings.Join(bins, " "),
+		"unwind":              string(mode),
+		"unwind.stack_bytes":  strconv.Itoa(stackSize),
+		"unwind.walks":        strconv.FormatUint(total, 10),
+		"unwind.complete":     strconv.FormatUint(complete, 10),
+		"unwind.fp_continued": strconv.FormatUint(u.fpUsed, 10),
+		"unwind.user_cpu_us":  strconv.FormatInt(u.elapsed.Microseconds(), 10),
+		"unwind.binaries":     strings.Join(bins, " "),
 	}
 	if total > 0 {
 		d["unwind.complete_pct"] = strconv.FormatFloat(100*float64(complete)/float64(total), 'f', 1, 64)
 	}
 	return d
+}
+
+// FramePointerDetails summarizes --unwind fp for the manifest's probe
+// details: the kernel's walks checked and those cut where they left code.
+func (r *StackRecorder) FramePointerDetails() map[string]string {
+	u := r.unwinder()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return map[string]string{
+		"unwind.fp_walks": strconv.FormatUint(u.fpChecked, 10),
+		"unwind.fp_cut":   strconv.FormatUint(u.fpCut, 10),
+	}
 }
 
 // MergeProbeDetails adds details to a probe set's manifest entry.

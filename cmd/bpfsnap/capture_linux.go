@@ -40,7 +40,11 @@ early; the archive is still finalized. Needs root (or CAP_BPF + CAP_PERFMON).`,
   sudo bpfsnap capture --pid 4242 -d 10s -o checkout.bpfsnap
 
   # profile a command from its first instruction
-  sudo bpfsnap capture -d 1m -o run.bpfsnap -- ./server --port 8080`,
+  sudo bpfsnap capture -d 1m -o run.bpfsnap -- ./server --port 8080
+
+  # flight recorder: keep the last minute, dump it when a route gets slow
+  # (or on SIGUSR1 / bpfsnap trigger); Ctrl-C leaves the last minute in -o
+  sudo bpfsnap capture --ring 60s -p cpu,http -o node.bpfsnap --trigger 'http.p99>250ms'`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if dash := cmd.ArgsLenAtDash(); dash >= 0 {
 				opts.Command = args[dash:]
@@ -66,6 +70,9 @@ early; the archive is still finalized. Needs root (or CAP_BPF + CAP_PERFMON).`,
 			// cgroups for processes that join during the window.
 			opts.K8s = k8sSel
 			opts.Sets = sets
+			if opts.Ring > 0 && !cmd.Flags().Changed("duration") {
+				opts.Duration = 0 // a flight recorder runs until stopped
+			}
 			opts.Version = version
 			stderr := cmd.ErrOrStderr()
 			tty := isTerminal(stderr)
@@ -77,6 +84,12 @@ early; the archive is still finalized. Needs root (or CAP_BPF + CAP_PERFMON).`,
 			}
 			if tty {
 				opts.Status = func(s capture.Status) { fmt.Fprintf(stderr, "\r\033[K%s", statusLine(s)) }
+			}
+			opts.Dumped = func(path, trig, detail string) {
+				if tty {
+					fmt.Fprint(stderr, "\r\033[K")
+				}
+				fmt.Fprintf(stderr, "dumped %s (trigger %s: %s)\n", report.TerminalSafe(path), report.TerminalSafe(trig), report.TerminalSafe(detail))
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -107,6 +120,9 @@ early; the archive is still finalized. Needs root (or CAP_BPF + CAP_PERFMON).`,
 	f.StringVar(&k8sSel.Namespace, "namespace", "", "capture only processes of pods in this Kubernetes namespace")
 	f.StringVar(&k8sSel.ContainerID, "container-id", "", "capture only this container's processes (id or unique prefix)")
 	f.StringVar(&k8sSel.Cgroup, "cgroup", "", "capture only processes in this cgroup path (and below)")
+	f.DurationVar(&opts.Ring, "ring", 0, "flight recorder: record until stopped, keep the last DURATION on disk, dump it on SIGUSR1, `bpfsnap trigger` or --trigger")
+	f.StringArrayVar(&opts.Triggers, "trigger", nil, "with --ring: dump when a condition holds: http.pNN>DURATION, http.errors>N%, cpu>N%, oom; options after commas: route=/x, cooldown=1m, max=10 (repeatable)")
+	f.BoolVar(&opts.KeepCmdline, "keep-cmdline", false, "write command lines as they are (by default values that look like secrets, such as passwords, tokens, keys and URL userinfo, become <redacted>)")
 	// Debug: shrink every ring buffer so the flood tests can overflow it.
 	f.IntVar(&opts.RingPages, "ring-pages", 0, "debug: size every ring buffer to this many pages (a power of two)")
 	_ = f.MarkHidden("ring-pages")
@@ -117,6 +133,10 @@ early; the archive is still finalized. Needs root (or CAP_BPF + CAP_PERFMON).`,
 }
 
 func statusLine(s capture.Status) string {
+	if s.Ring > 0 {
+		return fmt.Sprintf("flight recorder %s elapsed, keeping the last %s: %s on disk, %d dumps | %d events | %s | %d incomplete",
+			s.Elapsed.Round(time.Second), s.Ring, report.HumanBytes(s.DiskBytes), s.Dumps, s.Events, lostShare(s.Lost, s.Events), s.Incomplete)
+	}
 	remain := s.Total - s.Elapsed
 	if remain < 0 {
 		remain = 0

@@ -26,3 +26,11 @@ func newDoctorCmd() *cobra.Command {
 		RunE:  func(*cobra.Command, []string) error { return errLinuxOnly },
 	}
 }
+
+func newTriggerCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "trigger",
+		Short: "Make a running flight recorder dump its last window (Linux only)",
+		RunE:  func(*cobra.Command, []string) error { return errLinuxOnly },
+	}
+}

@@ -59,8 +59,10 @@ percentiles, flame graphs, leak reports and a self-contained HTML report.`,
 		newFlamegraphCmd(),
 		newExportCmd(),
 		newReportCmd(),
+		newDiffCmd(),
 		newRecoverCmd(),
 		newDoctorCmd(),
+		newTriggerCmd(),
 		newVersionCmd(),
 	)
 	return root

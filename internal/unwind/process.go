@@ -84,7 +84,13 @@ func LoadBias(loads []elf.ProgHeader, mapStart, mapOffset uint64) (uint64, bool)
 // Process is the set of executable mappings of one process, for Unwind.
 type Process struct {
 	maps []procMapping // sorted by start
-	exec [][2]uint64   // every executable mapping, with or without CFI
+	exec []execRange   // every executable mapping, with or without CFI, sorted by start
+	code func(addr uint64, buf []byte) int
+}
+
+type execRange struct {
+	start, end uint64
+	file       bool
 }
 
 type procMapping struct {
@@ -100,7 +106,7 @@ func NewProcess(maps []symbolize.Mapping, binary func(symbolize.Mapping) *Binary
 	p := &Process{}
 	for _, m := range maps {
 		if m.Executable() {
-			p.exec = append(p.exec, [2]uint64{m.Start, m.End})
+			p.exec = append(p.exec, execRange{m.Start, m.End, m.FileBacked()})
 		}
 		if !m.Executable() || !m.FileBacked() {
 			continue
@@ -116,7 +122,35 @@ func NewProcess(maps []symbolize.Mapping, binary func(symbolize.Mapping) *Binary
 		p.maps = append(p.maps, procMapping{start: m.Start, end: m.End, mod: Module{Table: b.Table, Bias: bias}})
 	}
 	sort.Slice(p.maps, func(i, j int) bool { return p.maps[i].start < p.maps[j].start })
+	sort.Slice(p.exec, func(i, j int) bool { return p.exec[i].start < p.exec[j].start })
 	return p
+}
+
+// SetCodeReader lets walks read the process's instructions (read fills buf
+// with the bytes at addr and returns how many it could read): steps
+// without CFI are then checked (a return address must follow a call) and
+// code without frame pointers or CFI (JIT trampolines) can be unwound by
+// reading its epilogue. Without it those checks are skipped.
+func (p *Process) SetCodeReader(read func(addr uint64, buf []byte) int) { p.code = read }
+
+// CodeAt implements CodeMap.
+func (p *Process) CodeAt(pc uint64) (exec, file bool) {
+	i := sort.Search(len(p.exec), func(i int) bool { return p.exec[i].end > pc })
+	if i < len(p.exec) && pc >= p.exec[i].start {
+		return true, p.exec[i].file
+	}
+	return false, false
+}
+
+// ReadCode implements CodeMap.
+func (p *Process) ReadCode(addr uint64, buf []byte) int {
+	if p.code == nil {
+		return 0
+	}
+	if exec, _ := p.CodeAt(addr); !exec {
+		return 0
+	}
+	return p.code(addr, buf)
 }
 
 // ModuleFor implements Modules.

@@ -3,6 +3,8 @@ package unwind
 import (
 	"encoding/binary"
 	"sync/atomic"
+
+	"golang.org/x/arch/x86/x86asm"
 )
 
 // Regs is the user register state at the sample: enough to start a walk.
@@ -44,18 +46,21 @@ type Modules interface {
 type Reason uint8
 
 const (
-	ReasonEnd          Reason = iota // reached the outermost frame
-	ReasonNoModule                   // PC not in a file-backed mapping
-	ReasonNoCFI                      // the file has no CFI row for the PC
-	ReasonOutsideStack               // a saved value lies beyond the copied stack
-	ReasonDepth                      // the depth limit was reached
-	ReasonLoop                       // the stack pointer did not move up (corrupt or cyclic)
-	ReasonBadCFI                     // malformed or unsupported CFI or expression
-	ReasonUnknownReg                 // the CFA depends on a register we do not have
+	ReasonEnd              Reason = iota // reached the outermost frame
+	ReasonNoModule                       // PC not in a file-backed mapping
+	ReasonNoCFI                          // the file has no CFI row for the PC
+	ReasonOutsideStack                   // a saved value lies beyond the copied stack
+	ReasonDepth                          // the depth limit was reached
+	ReasonLoop                           // the stack pointer did not move up (corrupt or cyclic)
+	ReasonBadCFI                         // malformed or unsupported CFI or expression
+	ReasonUnknownReg                     // the CFA depends on a register we do not have
+	ReasonBadFramePointer                // a frame without CFI whose rbp is no frame address (code without frame pointers)
+	ReasonBadReturnAddress               // a step gave a return address outside executable code, or not after a call
 	numReasons
 )
 
-var reasonNames = [numReasons]string{"end", "no_module", "no_cfi", "outside_stack", "depth", "loop", "bad_cfi", "unknown_register"}
+var reasonNames = [numReasons]string{"end", "no_module", "no_cfi", "outside_stack", "depth", "loop", "bad_cfi", "unknown_register",
+	"bad_frame_pointer", "bad_return_address"}
 
 func (r Reason) String() string {
 	if r < numReasons {
@@ -73,12 +78,18 @@ func Reasons() []Reason {
 	return out
 }
 
+// defaultMaxDepth is the frame limit of a walk, as perf's and bpf_get_stack's.
+const defaultMaxDepth = 127
+
 // Options tune a walk.
 type Options struct {
 	// MaxDepth bounds the number of frames (default 127, as perf).
 	MaxDepth int
-	// FramePointerFallback follows the rbp chain for a frame whose PC has no
-	// CFI (code built with frame pointers but without .eh_frame, JIT code).
+	// FramePointerFallback unwinds a frame whose PC has no CFI (code built
+	// with frame pointers but without .eh_frame, JIT code) by its frame
+	// pointer when that checks out (rbp points into the stack above rsp and
+	// [rbp+8] is a return address), else by simulating its epilogue when
+	// the code is readable (see CodeMap).
 	FramePointerFallback bool
 	// LeafIsReturnAddress says Regs.PC is a return address (registers read
 	// at a uretprobe), so its CFI is looked up at PC-1 like callers' PCs.
@@ -92,6 +103,10 @@ type Result struct {
 	Reason Reason
 	// StopPC is the PC whose frame could not be unwound (0 on success).
 	StopPC uint64
+	// Unmapped is the return address a CFI step produced outside every
+	// executable mapping (ReasonBadReturnAddress): CFI is exact, so the
+	// caller's list of mappings may be out of date.
+	Unmapped uint64
 }
 
 // Complete reports whether the walk reached the outermost frame.
@@ -102,7 +117,7 @@ func (r Result) Complete() bool { return r.Reason == ReasonEnd }
 func Unwind(mods Modules, regs Regs, stack Stack, opt Options) (res Result) {
 	maxDepth := opt.MaxDepth
 	if maxDepth <= 0 {
-		maxDepth = 127
+		maxDepth = defaultMaxDepth
 	}
 	defer func() {
 		if r := recover(); r != nil {
@@ -114,6 +129,7 @@ func Unwind(mods Modules, regs Regs, stack Stack, opt Options) (res Result) {
 	rs.val[RegRSP], rs.known[RegRSP] = regs.SP, true
 	rs.val[RegRBP], rs.known[RegRBP] = regs.BP, true
 	res.PCs = append(res.PCs, regs.PC)
+	code, _ := mods.(CodeMap)
 	exact := !opt.LeafIsReturnAddress // a sampled PC is the instruction itself
 	for {
 		pc := rs.val[RegRA]
@@ -132,6 +148,11 @@ func Unwind(mods Modules, regs Regs, stack Stack, opt Options) (res Result) {
 		mod, ok := mods.ModuleFor(lookup)
 		if !ok {
 			reason = ReasonNoModule
+			if code != nil {
+				if _, file := code.CodeAt(lookup); file {
+					reason = ReasonNoCFI // a file without CFI (a stripped Go binary)
+				}
+			}
 		} else {
 			var row Row
 			var found bool
@@ -145,13 +166,29 @@ func Unwind(mods Modules, regs Regs, stack Stack, opt Options) (res Result) {
 			default:
 				next, reason = step(&row, &rs, stack)
 				signal = row.Signal
+				if reason == ReasonEnd && next.known[RegRA] && next.val[RegRA] != 0 && code != nil {
+					// CFI is exact, but a stale or corrupt stack is not:
+					// the caller must be code.
+					if exec, _ := code.CodeAt(next.val[RegRA]); !exec {
+						reason = ReasonBadReturnAddress
+						res.Unmapped = next.val[RegRA]
+					}
+				}
 			}
 		}
 		if reason == ReasonNoCFI || reason == ReasonNoModule {
 			if !opt.FramePointerFallback {
 				return res.stop(reason, pc)
 			}
-			next, reason = stepFramePointer(&rs, stack, reason)
+			if code != nil {
+				if exec, _ := code.CodeAt(lookup); !exec {
+					// Not code at all (a sample inside exec still has
+					// the old program's registers): nothing to check
+					// a frame pointer or an epilogue against.
+					return res.stop(ReasonNoModule, pc)
+				}
+			}
+			next, reason = stepWithoutCFI(code, &rs, stack, pc, reason)
 		}
 		if reason != ReasonEnd {
 			return res.stop(reason, pc)
@@ -244,13 +281,58 @@ func step(row *Row, rs *regSet, stack Stack) (regSet, Reason) {
 	return next, ReasonEnd
 }
 
+// maxStackSpan bounds how far above rsp a frame pointer may point and still
+// be taken for a frame beyond the copied window (8 MiB, the usual stack
+// limit) rather than for a value that is no frame address.
+const maxStackSpan = 8 << 20
+
+// stepWithoutCFI unwinds a frame that has no CFI (why says which: no_cfi or
+// no_module). Every way is checked, none guessed: the frame pointer when it
+// points into the stack above rsp and [rbp+8] is a return address (executable,
+// after a call); else the frame's epilogue when the code can be read and runs
+// straight to its ret; else, in a file's code, rbp = 0 marks the outermost
+// frame (the psABI's convention: _start clears it, and so do runtimes for
+// their thread roots). Otherwise the walk stops with the frame pointer's
+// reason.
+func stepWithoutCFI(code CodeMap, rs *regSet, stack Stack, pc uint64, why Reason) (regSet, Reason) {
+	next, reason := stepFramePointer(rs, stack)
+	if reason == ReasonEnd {
+		reason = checkReturnAddress(code, next.val[RegRA])
+		if next.val[RegRA] == 0 && next.val[RegRBP] != 0 {
+			reason = ReasonBadReturnAddress // a chain ends with both zero
+		}
+		if reason == ReasonEnd {
+			return next, ReasonEnd
+		}
+	}
+	if code != nil {
+		if e, ok := stepEpilogue(code, rs, stack, pc); ok && checkReturnAddress(code, e.val[RegRA]) == ReasonEnd {
+			return e, ReasonEnd
+		}
+	}
+	if bp, ok := rs.get(RegRBP); ok && bp == 0 && why == ReasonNoCFI {
+		return regSet{}, ReasonEnd // return address unknown: the outermost frame
+	}
+	if reason == ReasonNoModule || reason == ReasonNoCFI {
+		reason = why
+	}
+	return next, reason
+}
+
 // stepFramePointer unwinds one frame of code compiled with frame pointers:
-// [rbp] is the caller's rbp and [rbp+8] the return address.
-func stepFramePointer(rs *regSet, stack Stack, why Reason) (regSet, Reason) {
+// [rbp] is the caller's rbp and [rbp+8] the return address. A frame pointer
+// must be aligned and lie above rsp, inside the copied window (else the
+// frame is deeper than the copy, outside_stack) or at most maxStackSpan
+// above rsp; anything else is no frame pointer (bad_frame_pointer).
+func stepFramePointer(rs *regSet, stack Stack) (regSet, Reason) {
 	var next regSet
 	bp, ok := rs.get(RegRBP)
-	if !ok || bp == 0 {
-		return next, why
+	if !ok {
+		return next, ReasonUnknownReg
+	}
+	sp, _ := rs.get(RegRSP)
+	if bp == 0 || bp%8 != 0 || bp < sp || bp-sp > maxStackSpan {
+		return next, ReasonBadFramePointer
 	}
 	savedBP, ok1 := stack.read(bp, 8)
 	ra, ok2 := stack.read(bp+8, 8)
@@ -261,6 +343,34 @@ func stepFramePointer(rs *regSet, stack Stack, why Reason) (regSet, Reason) {
 	next.val[RegRA], next.known[RegRA] = ra, true
 	next.val[RegRSP], next.known[RegRSP] = bp+16, true
 	return next, ReasonEnd
+}
+
+// checkReturnAddress vouches for a return address no CFI produced: it must
+// lie in executable memory and follow a call instruction (when the code can
+// be read). 0 passes: it ends thread stacks.
+func checkReturnAddress(code CodeMap, ra uint64) Reason {
+	if ra == 0 || code == nil {
+		return ReasonEnd
+	}
+	if exec, _ := code.CodeAt(ra); !exec {
+		return ReasonBadReturnAddress
+	}
+	if call, known := CallPrecedes(code, ra); known && !call && !goexitReturn(code, ra) {
+		return ReasonBadReturnAddress
+	}
+	return ReasonEnd
+}
+
+// goexitReturn recognizes the one return address no call made: Go gives
+// each goroutine's first function runtime.goexit+1 as its return address,
+// between the NOP goexit opens with and the call that ends the goroutine.
+func goexitReturn(code CodeMap, ra uint64) bool {
+	var buf [16]byte
+	if code.ReadCode(ra-1, buf[:]) < 6 || buf[0] != 0x90 {
+		return false
+	}
+	in, err := x86asm.Decode(buf[1:], 64)
+	return err == nil && in.Op == x86asm.CALL
 }
 
 func exprReason(err error) Reason {

@@ -19,7 +19,11 @@ func New() recorder.ProbeSet {
 	// flags (the in-process tests, a library user) samples like the CLI.
 	// 99 Hz, as perf's users do: not a multiple of common timer ticks, so
 	// sampling does not lock step with periodic work, and cheap (<1%).
-	return &cpuProbe{freq: 99, unwindFlag: string(recorder.UnwindAuto), stackSize: 8192}
+	// 16 KiB of stack, the most the BPF buffer holds, where perf copies
+	// 8 KiB: OpenSSL's RSA exponentiation keeps an 11 KiB frame, and with
+	// 8 KiB a third of a TLS server's handshake samples stopped inside it
+	// (docs/architecture.md, DWARF unwinding).
+	return &cpuProbe{freq: 99, unwindFlag: string(recorder.UnwindAuto), stackSize: recorder.MaxStackCopy}
 }
 
 // cpuProbe samples on-CPU stacks with a perf_event program on the software
@@ -101,8 +105,10 @@ func (c *cpuProbe) handle(stacks *recorder.StackRecorder, raw []byte) {
 	}
 	ev := (*bpfCpuSample)(unsafe.Pointer(&raw[0]))
 	c.s.AwaitProcesses(ev.TimeNs)
-	kernel := returnAddresses(ev.Kstack[:], ev.KstackBytes)
-	user := returnAddresses(ev.Ustack[:], ev.UstackBytes)
+	kernel := returnAddresses(stackOf(ev.Kstack[:], ev.KstackBytes))
+	// rbp followed through code without frame pointers yields data:
+	// keep the walk up to the first frame that is no return address.
+	user := returnAddresses(stacks.TrimFramePointerStack(ev.Pid, stackOf(ev.Ustack[:], ev.UstackBytes)))
 	_ = c.table.Write(formats.CPUSample{
 		TimeNs:   ev.TimeNs,
 		CPU:      ev.Cpu,
@@ -114,19 +120,26 @@ func (c *cpuProbe) handle(stacks *recorder.StackRecorder, raw []byte) {
 	})
 }
 
-// returnAddresses trims a bpf_get_stack buffer to its frames and moves every
-// frame but the leaf back by one byte: those are return addresses, which
-// point after the call and may already belong to the next function or line.
-func returnAddresses(buf []uint64, nbytes int32) []uint64 {
+// stackOf trims a bpf_get_stack buffer to the frames it filled.
+func stackOf(buf []uint64, nbytes int32) []uint64 {
 	n := int(nbytes) / 8
 	if n <= 0 {
 		return nil
 	}
-	n = min(n, len(buf))
-	out := make([]uint64, n)
-	for i := 0; i < n; i++ {
-		out[i] = buf[i]
-		if i > 0 && out[i] > 0 {
+	return buf[:min(n, len(buf))]
+}
+
+// returnAddresses copies a stack and moves every frame but the leaf back by
+// one byte: those are return addresses, which point after the call and may
+// already belong to the next function or line.
+func returnAddresses(raw []uint64) []uint64 {
+	if len(raw) == 0 {
+		return nil
+	}
+	out := make([]uint64, len(raw))
+	for i, pc := range raw {
+		out[i] = pc
+		if i > 0 && pc > 0 {
 			out[i]--
 		}
 	}
@@ -137,7 +150,13 @@ func (c *cpuProbe) Drops() map[string]uint64 {
 	if c.dwarf != nil {
 		return c.dwarf.drops()
 	}
-	return c.drops.Read(c.objs.Drops, cpuDropNames)
+	out := c.drops.Read(c.objs.Drops, cpuDropNames)
+	if c.s != nil {
+		for k, v := range c.s.Stacks().UnwindDrops("cpu") {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 func (c *cpuProbe) Stop(s *recorder.Session) error {
@@ -146,10 +165,7 @@ func (c *cpuProbe) Stop(s *recorder.Session) error {
 	}
 	c.perf.Close()
 	c.ring.Stop()
+	recorder.MergeProbeDetails(s, "cpu", s.Stacks().FramePointerDetails())
 	c.drops.Freeze(c.objs.Drops, cpuDropNames)
 	return c.objs.Close()
 }
-
-// Sample is the ring record of the frame-pointer sampler (struct cpu_sample
-// of cpu.bpf.c), for benchmarks that build records without a kernel.
-type Sample = bpfCpuSample

@@ -77,11 +77,8 @@ func (c *cpuProbe) handleDWARF(raw []byte) {
 	stack := raw[unwindHeaderSize : unwindHeaderSize+n]
 	d := c.dwarf
 	c.s.AwaitProcesses(hdr.TimeNs)
-	kernel := returnAddresses(hdr.Kstack[:], hdr.KstackBytes)
-	var fp []uint64
-	if hdr.UstackBytes > 0 {
-		fp = append(fp, hdr.Ustack[:min(int(hdr.UstackBytes)/8, len(hdr.Ustack))]...)
-	}
+	kernel := returnAddresses(stackOf(hdr.Kstack[:], hdr.KstackBytes))
+	fp := stackOf(hdr.Ustack[:], hdr.UstackBytes)
 	id := d.stacks.RecordUserStack(hdr.Pid, kernel, recorder.UserStack{
 		Regs:         unwind.Regs{PC: hdr.Ip, SP: hdr.Sp, BP: hdr.Bp},
 		Bytes:        stack,

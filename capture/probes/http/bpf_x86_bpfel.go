@@ -97,6 +97,9 @@ type bpfHttpDir struct {
 	ChunkSize   uint64
 	CtxCgroup   uint64
 	LastNs      uint64
+	WrittenNs   uint64
+	WriterTid   uint32
+	PadW        uint32
 	HeadClen    int64
 	CtxPid      uint32
 	CtxTid      uint32
@@ -158,17 +161,18 @@ const (
 )
 
 type bpfHttpEvent struct {
-	_         structs.HostLayout
-	H         bpfRecHead
-	ReqNs     uint64
-	RespNs    uint64
-	RespEndNs uint64
-	ReqBody   int64
-	RespBody  int64
-	Status    uint16
-	LineLen   uint16
-	Pad       [4]uint8
-	Line      [256]int8
+	_             structs.HostLayout
+	H             bpfRecHead
+	ReqNs         uint64
+	RespNs        uint64
+	RespEndNs     uint64
+	RespWrittenNs uint64
+	ReqBody       int64
+	RespBody      int64
+	Status        uint16
+	LineLen       uint16
+	Pad           [4]uint8
+	Line          [256]int8
 }
 
 type bpfHttpFlag uint32
@@ -310,7 +314,8 @@ type bpfScratch struct {
 		Proc       uint8
 		Flags      uint8
 		ChainOk    uint8
-		Pad        [2]uint8
+		Owner      uint8
+		Pad        uint8
 		ChainPos   uint32
 		ChainN     uint32
 		_          [4]byte

@@ -138,6 +138,9 @@ struct http_dir {
 	__u64 chunk_size; // CH_SIZE: the size read so far
 	__u64 ctx_cgroup; // the task that sent the message's head (egress)
 	__u64 last_ns;    // MODE_CLOSE: the last segment of the body
+	__u64 written_ns; // the last segment of the message its writer sent itself (see http_event)
+	__u32 writer_tid; // the thread that sent the message's head
+	__u32 pad_w;
 	__s64 head_clen;  // MODE_HEAD: Content-Length found so far (-1: none)
 	__u32 ctx_pid, ctx_tid;
 	__u32 next_seq;   // sequence number of the first byte not yet framed
@@ -253,6 +256,13 @@ struct http_event {
 	__u64 req_ns;      // the request's first byte (PAIR, REQUEST)
 	__u64 resp_ns;     // the response's first byte (PAIR, RESPONSE)
 	__u64 resp_end_ns; // the response's last byte (PAIR, RESPONSE)
+	// resp_written_ns is when the last segment of the response left in
+	// the context of the thread that sent its head (TLS: the writer's last
+	// write of it): about when a server finished writing it. A segment
+	// held back (Nagle, corking) leaves later, from the softirq of the
+	// peer's ACK on top of whatever task runs, and does not count; 0 when
+	// none was seen so.
+	__u64 resp_written_ns;
 	__s64 req_body;    // request body bytes declared, or -1
 	__s64 resp_body;   // response body bytes (declared or walked), or -1
 	__u16 status;
@@ -376,7 +386,8 @@ struct walk_state {
 	__u8 proc;    // the program runs in the task that reads or writes the bytes (TLS)
 	__u8 flags;   // HTTP_F_TLS, HTTP_F_BOUND for the records
 	__u8 chain_ok; // h2_chain's answer
-	__u8 pad[2];
+	__u8 owner;    // egress bytes sent by a task of the socket's owner cgroup (TLS: the writer itself)
+	__u8 pad;
 	__u32 chain_pos; // h2_chain: the next frame header
 	__u32 chain_n;   // h2_chain: complete headers seen
 	struct conn_head conn; // as this end sees it: source = local
@@ -741,6 +752,7 @@ static __always_inline void fill_resp(struct http_event *e, const struct http_di
 {
 	e->resp_ns = d->msg_ns;
 	e->resp_end_ns = end_ns;
+	e->resp_written_ns = d->written_ns;
 	e->resp_body = d->body;
 	e->status = d->status;
 	if (!end_ns)
@@ -763,6 +775,7 @@ static __always_inline struct http_event *new_event(struct scratch *sc, __u8 kin
 	e->req_ns = 0;
 	e->resp_ns = 0;
 	e->resp_end_ns = 0;
+	e->resp_written_ns = 0;
 	e->status = 0;
 	e->line_len = 0;
 	e->req_body = -1;

@@ -430,6 +430,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 egress)
 	ws->now = bpf_ktime_get_ns();
 	ws->cookie = bpf_get_socket_cookie(skb);
 	ws->sock_cgroup = bpf_skb_cgroup_id(skb);
+	ws->owner = egress && bpf_get_current_cgroup_id() == ws->sock_cgroup;
 	if (st->dir[0].mode == MODE_TLS) {
 		tls_wire(sk, st, sc, egress, flags & TCP_FIN);
 		return 1;
@@ -476,6 +477,8 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 egress)
 			}
 		}
 		d->next_seq = ws->seq + len;
+		if (ws->owner && d->is_response && d->writer_tid == (__u32)bpf_get_current_pid_tgid())
+			d->written_ns = ws->now; // the body goes on from the thread that wrote the head
 		skb_walk_segment(skb, st, sc);
 	}
 	if (closing && d->mode == MODE_CLOSE) {
@@ -577,6 +580,7 @@ static __always_inline struct http_sock *tls_setup(struct scratch *sc, __u64 ptr
 	ws->conn_key = ptr;
 	ws->flags = HTTP_F_TLS | (st->bound ? HTTP_F_BOUND : 0);
 	ws->proc = 1;
+	ws->owner = 0;
 	ws->base = 0;
 	ws->pos = 0;
 	ws->done = 0;
@@ -606,9 +610,12 @@ static __always_inline void tls_frame(struct pt_regs *ctx, __u64 ptr, __u64 buf,
 	ws->ubuf = buf;
 	ws->len = n;
 	ws->egress = egress;
+	ws->owner = egress; // a TLS library's write runs in its writer's task
 	struct http_dir *d = &st->dir[egress & 1];
 	ws->seq = d->next_seq;
 	d->next_seq += n;
+	if (egress && d->is_response && d->writer_tid == (__u32)bpf_get_current_pid_tgid())
+		d->written_ns = ws->now;
 	if (egress && at_entry)
 		st->tx_plain += n; // a write framed at its entry: its records leave after
 	user_walk_segment(ctx, st, sc);

@@ -113,12 +113,18 @@ func (h *httpProbe) BindFlags(fs *pflag.FlagSet) {
 	_ = fs.MarkHidden("http-floor")
 }
 
-func (h *httpProbe) Start(s *recorder.Session) (map[string]string, error) {
+// reset gives the probe set's user-space half its empty state for a
+// session.
+func (h *httpProbe) reset(s *recorder.Session) {
 	h.s = s
 	h.conns = map[connKey]*httpConn{}
 	h.counters = map[string]uint64{}
 	h.names = nameBook{}
 	h.tlsSeen, h.tlsOwner = map[uint64]bool{}, map[uint64]uint32{}
+}
+
+func (h *httpProbe) Start(s *recorder.Session) (map[string]string, error) {
+	h.reset(s)
 	root := s.Cgroups().Root()
 	details := map[string]string{"keep_query": strconv.FormatBool(h.keepQuery), "max_path": strconv.Itoa(httpparse.MaxPath)}
 	if root == "" {
@@ -413,6 +419,7 @@ func (h *httpProbe) respond(row *formats.HTTPRequest, ev *bpfHttpEvent, c *httpC
 		return
 	}
 	row.ResponseNs, row.Status, row.ResponseBytes = ev.RespNs, uint32(ev.Status), ev.RespBody
+	row.ResponseWrittenNs = ev.RespWrittenNs
 	if ev.H.Flags&flagEndUnknown == 0 {
 		row.ResponseEndNs = ev.RespEndNs
 	} else {

@@ -28,6 +28,7 @@ const (
 	bpfProcKindPROC_EXEC   bpfProcKind = 2
 	bpfProcKindPROC_EXIT   bpfProcKind = 3
 	bpfProcKindPROC_ATTACH bpfProcKind = 4
+	bpfProcKindPROC_OOM    bpfProcKind = 5
 )
 
 type bpfProcessEvent struct {
@@ -60,6 +61,7 @@ const (
 	bpfProgHandleExec         = "handle_exec"
 	bpfProgHandleExit         = "handle_exit"
 	bpfProgHandleFork         = "handle_fork"
+	bpfProgHandleOom          = "handle_oom"
 	bpfVarFilterCgroups       = "filter_cgroups"
 	bpfVarFilterTargets       = "filter_targets"
 	bpfVarUnusedProcDrop      = "unused_proc_drop"
@@ -113,6 +115,7 @@ type bpfProgramSpecs struct {
 	HandleExec         *ebpf.ProgramSpec `ebpf:"handle_exec"`
 	HandleExit         *ebpf.ProgramSpec `ebpf:"handle_exit"`
 	HandleFork         *ebpf.ProgramSpec `ebpf:"handle_fork"`
+	HandleOom          *ebpf.ProgramSpec `ebpf:"handle_oom"`
 }
 
 // bpfMapSpecs contains maps before they are loaded into the kernel.
@@ -190,6 +193,7 @@ type bpfPrograms struct {
 	HandleExec         *ebpf.Program `ebpf:"handle_exec"`
 	HandleExit         *ebpf.Program `ebpf:"handle_exit"`
 	HandleFork         *ebpf.Program `ebpf:"handle_fork"`
+	HandleOom          *ebpf.Program `ebpf:"handle_oom"`
 }
 
 func (p *bpfPrograms) Close() error {
@@ -198,6 +202,7 @@ func (p *bpfPrograms) Close() error {
 		p.HandleExec,
 		p.HandleExit,
 		p.HandleFork,
+		p.HandleOom,
 	)
 }
 

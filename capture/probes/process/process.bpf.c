@@ -20,6 +20,8 @@ enum proc_kind {
 	// PROC_ATTACH: a process not yet followed was moved into a targeted
 	// cgroup (cgroup.procs write); user space records it from /proc.
 	PROC_ATTACH = 4,
+	// PROC_OOM: the OOM killer chose this process (oom:mark_victim).
+	PROC_OOM = 5,
 };
 // Kept in BTF for bpf2go's -type: the Go constants come from here.
 const enum proc_kind *unused_proc_kind __attribute__((unused));
@@ -272,6 +274,26 @@ int BPF_PROG(handle_cgroup_attach, struct cgroup *dst, const char *path, struct 
 	e->cgroup_id = task_cgroup_id(task);
 	fill_ns(e, task);
 	BPF_CORE_READ_STR_INTO(&e->comm, task, group_leader, comm);
+	bpf_ringbuf_submit(e, submit_flags(&process_events));
+	return 0;
+}
+
+// The OOM killer chose a victim. The classic tracepoint, read through
+// CO-RE, has the pid field on every kernel (the raw tracepoint's arguments
+// changed in 6.8). Rare; attached when tracefs is there.
+SEC("tracepoint/oom/mark_victim")
+int handle_oom(struct trace_event_raw_mark_victim *ctx)
+{
+	__u32 pid = BPF_CORE_READ(ctx, pid);
+	if (!is_target(pid))
+		return 0;
+	struct process_event *e = reserve(PROC_OOM);
+	if (!e)
+		return 0;
+	e->pid = pid;
+	e->ppid = 0;
+	e->start_ns = 0;
+	e->comm[0] = 0;
 	bpf_ringbuf_submit(e, submit_flags(&process_events));
 	return 0;
 }
