@@ -245,6 +245,7 @@ type bpfHttpSock struct {
 	RxNs      uint64
 	TxPlain   uint64
 	TxSent    uint64
+	DrainNs   uint64
 	TxDrained uint8
 	Pad2      [7]uint8
 	B_conn    struct {
@@ -303,6 +304,7 @@ type bpfScratch struct {
 		SockCgroup uint64
 		ConnKey    uint64
 		Ubuf       uint64
+		WroteNs    uint64
 		Base       uint32
 		Len        uint32
 		Seq        uint32
@@ -365,16 +367,17 @@ type bpfTlsKey struct {
 }
 
 type bpfTlsTask struct {
-	_      structs.HostLayout
-	Key    uint64
-	Buf    uint64
-	LenPtr uint64
-	W_key  [4]uint64
-	W_len  [4]uint64
-	Num    uint64
-	W_next uint8
-	Fn     uint8
-	Pad    [6]uint8
+	_       structs.HostLayout
+	Key     uint64
+	Buf     uint64
+	LenPtr  uint64
+	W_key   [4]uint64
+	W_len   [4]uint64
+	Num     uint64
+	EntryNs uint64
+	W_next  uint8
+	Fn      uint8
+	Pad     [6]uint8
 }
 
 // Names of all BPF objects in the ELF.

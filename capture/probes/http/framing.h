@@ -228,6 +228,7 @@ struct http_sock {
 	// ciphertext being longer, and the socket's queue empty).
 	__u64 tx_plain;
 	__u64 tx_sent;
+	__u64 drain_ns;  // a TLS connection: when its socket last sent all it was given (see send_response)
 	__u8 tx_drained;
 	__u8 pad2[7];
 	struct conn_head b_conn;
@@ -375,6 +376,7 @@ struct walk_state {
 	__u64 sock_cgroup; // cgroup of the socket's owner
 	__u64 conn_key;    // TLS: the library's connection object
 	__u64 ubuf;        // TLS: the plaintext's address in the application
+	__u64 wrote_ns;    // egress: when the writer was done with these bytes (a TLS library's write returned)
 	__u32 base;   // skb offset of payload byte 0
 	__u32 len;    // payload bytes in the segment
 	__u32 seq;    // sequence number of payload byte 0 (TLS: bytes before it in this direction)
@@ -802,7 +804,17 @@ static __always_inline void send_head(struct rec_head *h)
 // whose bytes have not all left the socket, keeps it until they have.
 static __always_inline void send_response(struct http_sock *st, struct scratch *sc, struct http_event *e)
 {
-	if ((sc->ws.flags & HTTP_F_TLS) && sc->ws.egress && st->bound && !(st->tx_drained && st->tx_sent >= st->tx_plain)) {
+	if ((sc->ws.flags & HTTP_F_TLS) && sc->ws.egress && st->bound) {
+		if (st->tx_drained && st->tx_sent >= st->tx_plain) {
+			// Its bytes left inside the library's write (a socket
+			// BIO), before the write returned: it ended then.
+			// (The drain came after this write began: the bytes
+			// counted at its entry had to leave.)
+			if (e->resp_end_ns && st->drain_ns > e->resp_end_ns)
+				e->resp_end_ns = st->drain_ns;
+			send(e);
+			return;
+		}
 		struct tls_key k = {.tgid = bpf_get_current_pid_tgid() >> 32, .ptr = sc->ws.conn_key};
 		struct http_event *old = bpf_map_lookup_elem(&tls_deferred, &k);
 		if (old)

@@ -114,6 +114,7 @@ struct tls_task {
 	__u64 w_key[TLS_WRITES];
 	__u64 w_len[TLS_WRITES];
 	__u64 num;      // the bytes the write in progress was asked to write
+	__u64 entry_ns; // when the write in progress began
 	__u8 w_next;
 	__u8 fn;        // enum tls_fn of the call in progress (0: none)
 	__u8 pad[6];
@@ -267,6 +268,7 @@ static __always_inline void tls_wire(struct bpf_sock *sk, struct http_sock *st, 
 			return;
 		ts->tx_sent = 0;
 		ts->tx_plain = 0;
+		ts->drain_ns = ws->now;
 		struct http_event *e = bpf_map_lookup_elem(&tls_deferred, &k);
 		if (e) {
 			e->resp_end_ns = ws->now;
@@ -428,6 +430,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 egress)
 		__builtin_memcpy(h->daddr, saddr, 16);
 	}
 	ws->now = bpf_ktime_get_ns();
+	ws->wrote_ns = ws->now;
 	ws->cookie = bpf_get_socket_cookie(skb);
 	ws->sock_cgroup = bpf_skb_cgroup_id(skb);
 	ws->owner = egress && bpf_get_current_cgroup_id() == ws->sock_cgroup;
@@ -590,8 +593,11 @@ static __always_inline struct http_sock *tls_setup(struct scratch *sc, __u64 ptr
 
 // tls_frame frames n bytes of plaintext at buf, read from (egress = 0) or
 // written to connection ptr: a byte count per direction stands for the
-// TCP sequence number.
-static __always_inline void tls_frame(struct pt_regs *ctx, __u64 ptr, __u64 buf, __u64 n, __u8 egress, __u8 at_entry)
+// TCP sequence number. A write framed at its return is dated by its entry
+// (entry_ns): with a socket BIO its records left inside the call, and the
+// writer may have waited for a CPU since (the peer it woke preempted it).
+static __always_inline void tls_frame(struct pt_regs *ctx, __u64 ptr, __u64 buf, __u64 n, __u8 egress, __u8 at_entry,
+				      __u64 entry_ns)
 {
 	__u32 idx = SCRATCH_UPROBE;
 	struct scratch *sc = bpf_map_lookup_elem(&scratch, &idx);
@@ -607,6 +613,9 @@ static __always_inline void tls_frame(struct pt_regs *ctx, __u64 ptr, __u64 buf,
 	// the wire's time, not the application's.
 	if (!egress && st->rx_ns && st->rx_ns < ws->now)
 		ws->now = st->rx_ns;
+	ws->wrote_ns = ws->now;
+	if (egress && entry_ns && entry_ns < ws->now)
+		ws->now = entry_ns;
 	ws->ubuf = buf;
 	ws->len = n;
 	ws->egress = egress;
@@ -615,7 +624,7 @@ static __always_inline void tls_frame(struct pt_regs *ctx, __u64 ptr, __u64 buf,
 	ws->seq = d->next_seq;
 	d->next_seq += n;
 	if (egress && d->is_response && d->writer_tid == (__u32)bpf_get_current_pid_tgid())
-		d->written_ns = ws->now;
+		d->written_ns = ws->wrote_ns;
 	if (egress && at_entry)
 		st->tx_plain += n; // a write framed at its entry: its records leave after
 	user_walk_segment(ctx, st, sc);
@@ -745,6 +754,7 @@ int tls_enter(struct pt_regs *ctx)
 			struct tls_key k = {.tgid = bpf_get_current_pid_tgid() >> 32, .ptr = ctx->di};
 			struct http_sock *st = bpf_map_lookup_elem(&tls_conns, &k);
 			t->num = ctx->dx;
+			t->entry_ns = bpf_ktime_get_ns();
 			if (st)
 				st->tx_plain += ctx->dx;
 			if (!st || !st->bound) {
@@ -770,7 +780,7 @@ int tls_enter(struct pt_regs *ctx)
 	case TLS_FN_GO_WRITE:
 		// Framed at the entry (b is complete): a write that fails is
 		// still counted as sent.
-		tls_frame(ctx, ctx->ax, ctx->bx, ctx->cx, 1, 1);
+		tls_frame(ctx, ctx->ax, ctx->bx, ctx->cx, 1, 1, 0);
 		go_bind(ctx->ax);
 		return 0;
 	case TLS_FN_GO_CLOSE:
@@ -819,7 +829,7 @@ int tls_ret(struct pt_regs *ctx)
 		}
 		__s64 n = ctx->ax;
 		if (n > 0)
-			tls_frame(ctx, conn, buf, n, 0, 0);
+			tls_frame(ctx, conn, buf, n, 0, 0, 0);
 		return 0;
 	}
 	struct tls_task *t = bpf_task_storage_get(&tls_tasks, bpf_get_current_task_btf(), 0, 0);
@@ -851,7 +861,7 @@ int tls_ret(struct pt_regs *ctx)
 			st->tx_plain = st->tx_plain > d ? st->tx_plain - d : 0;
 	}
 	if (n > 0)
-		tls_frame(ctx, key, buf, n, egress, 0);
+		tls_frame(ctx, key, buf, n, egress, 0, egress ? t->entry_ns : 0);
 	return 0;
 }
 

@@ -181,7 +181,7 @@ __noinline int FN(begin_message)(SRC_T *src, struct http_sock *st, struct scratc
 	if (hs->end && head_framing(sc, &clen, &chunked))
 		return lost(st, d, HTTP_DROP_HEAD_SPLIT);
 	d->msg_ns = t;
-	d->written_ns = ws->owner ? ws->now : 0;
+	d->written_ns = ws->owner ? ws->wrote_ns : 0;
 	d->writer_tid = ws->owner ? (__u32)bpf_get_current_pid_tgid() : 0;
 	d->ctx = 0;
 	d->is_response = 0;
