@@ -67,53 +67,73 @@ func (c *clientTimes) count() int {
 // definitions bpfsnap uses, measured with as little client machinery as
 // possible (raw sockets, no HTTP library timing).
 func clientLoad(t *testing.T, port, n, workers int, paths ...string) map[string]*clientTimes {
+	out, _ := loadPaths(t, n, workers, paths, func() (loadConn, error) {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			return loadConn{}, err
+		}
+		return loadConn{get: func(p string) (getResult, error) { return rawGet(c, p) }, close: func() { c.Close() }}, nil
+	})
+	return out
+}
+
+// loadConn is one client connection of loadPaths.
+type loadConn struct {
+	get   func(path string) (getResult, error)
+	close func()
+}
+
+// loadPaths sends n requests to each path from workers goroutines, each
+// over its own connection from dial, a new one when the server closes it.
+// It returns the client's figures and the count of 5xx per path.
+func loadPaths(t *testing.T, n, workers int, paths []string, dial func() (loadConn, error)) (map[string]*clientTimes, map[string]int64) {
 	var mu sync.Mutex
-	out := map[string]*clientTimes{}
+	out, errs := map[string]*clientTimes{}, map[string]int64{}
 	var wg sync.WaitGroup
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var conn net.Conn
+			var conn *loadConn
 			defer func() {
 				if conn != nil {
-					conn.Close()
+					conn.close()
 				}
 			}()
 			for i := 0; i < n/workers; i++ {
 				for _, p := range paths {
 					if conn == nil {
-						c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+						c, err := dial()
 						if err != nil {
 							t.Errorf("dial: %v", err)
 							return
 						}
-						conn = c
+						conn = &c
 					}
-					r, err := rawGet(conn, p)
+					r, err := conn.get(p)
 					if err != nil {
 						t.Errorf("GET %s: %v", p, err)
 						return
 					}
 					if !r.keep {
-						conn.Close()
+						conn.close()
 						conn = nil
 					}
 					mu.Lock()
-					ct := out[p]
-					if ct == nil {
-						ct = &clientTimes{}
-						out[p] = ct
+					if out[p] == nil {
+						out[p] = &clientTimes{}
 					}
-					ct.ttfb = append(ct.ttfb, r.ttfb)
-					ct.total = append(ct.total, r.total)
+					out[p].add(r.ttfb, r.total)
+					if r.status >= 500 {
+						errs[p]++
+					}
 					mu.Unlock()
 				}
 			}
 		}()
 	}
 	wg.Wait()
-	return out
+	return out, errs
 }
 
 type getResult struct {

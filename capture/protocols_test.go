@@ -202,13 +202,22 @@ func (c *h2Client) get(path string) (status string, ttfb, total float64, err err
 // symbols and DWARF, or stripped).
 func buildTestdata(t *testing.T, name string, stripped bool) string {
 	t.Helper()
-	out := filepath.Join(t.TempDir(), name)
+	return goBuild(t, filepath.Join("..", "testdata"), "./"+name, stripped, nil)
+}
+
+// goBuild builds package pkg of the module in dir into a temporary file.
+func goBuild(t *testing.T, dir, pkg string, stripped bool, env []string) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), filepath.Base(pkg))
 	args := []string{"build", "-o", out}
 	if stripped {
 		args = append(args, "-ldflags=-s -w")
 	}
-	if b, err := exec.Command("go", append(args, "../testdata/"+name)...).CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", name, err, b)
+	c := exec.Command("go", append(args, pkg)...)
+	c.Dir = dir
+	c.Env = append(os.Environ(), env...)
+	if b, err := c.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
 	}
 	return out
 }
@@ -331,18 +340,7 @@ func checkNoLosses(t *testing.T, path string) {
 // grpc-go comes from the module proxy at the version its go.mod pins.
 func buildGRPC(t *testing.T, cmd string, stripped bool) string {
 	t.Helper()
-	out := filepath.Join(t.TempDir(), cmd)
-	args := []string{"build", "-o", out}
-	if stripped {
-		args = append(args, "-ldflags=-s -w")
-	}
-	c := exec.Command("go", append(args, "./"+cmd)...)
-	c.Dir = filepath.Join("..", "testdata", "grpc")
-	c.Env = append(os.Environ(), "GOFLAGS=-mod=mod")
-	if b, err := c.CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", cmd, err, b)
-	}
-	return out
+	return goBuild(t, filepath.Join("..", "testdata", "grpc"), "./"+cmd, stripped, []string{"GOFLAGS=-mod=mod"})
 }
 
 type grpcCall struct {

@@ -20,7 +20,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -95,66 +94,22 @@ func tlsGet(tc *timedConn, conn *tls.Conn, path string) (getResult, error) {
 // connection per request would take them for its response's first bytes.
 func tlsLoad(t *testing.T, port, n, workers int, maxVersion uint16, paths ...string) (map[string]*clientTimes, map[string]int64) {
 	t.Helper()
-	var mu sync.Mutex
-	out, errs := map[string]*clientTimes{}, map[string]int64{}
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var tc *timedConn
-			var conn *tls.Conn
-			defer func() {
-				if conn != nil {
-					conn.Close()
-				}
-			}()
-			for i := 0; i < n/workers; i++ {
-				for _, p := range paths {
-					if conn == nil {
-						tc = dialTimed(t, fmt.Sprintf("127.0.0.1:%d", port))
-						conn = tls.Client(tc, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}, MaxVersion: maxVersion})
-						if err := conn.Handshake(); err != nil {
-							t.Errorf("handshake: %v", err)
-							return
-						}
-					}
-					r, err := tlsGet(tc, conn, p)
-					if err != nil {
-						t.Errorf("GET %s: %v", p, err)
-						return
-					}
-					if !r.keep {
-						conn.Close()
-						conn = nil
-					}
-					mu.Lock()
-					if out[p] == nil {
-						out[p] = &clientTimes{}
-					}
-					out[p].add(r.ttfb, r.total)
-					if r.status >= 500 {
-						errs[p]++
-					}
-					mu.Unlock()
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	return out, errs
+	return loadPaths(t, n, workers, paths, func() (loadConn, error) {
+		tc := dialTimed(t, fmt.Sprintf("127.0.0.1:%d", port))
+		conn := tls.Client(tc, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}, MaxVersion: maxVersion})
+		if err := conn.Handshake(); err != nil {
+			conn.Close()
+			return loadConn{}, fmt.Errorf("handshake: %v", err)
+		}
+		return loadConn{get: func(p string) (getResult, error) { return tlsGet(tc, conn, p) }, close: func() { conn.Close() }}, nil
+	})
 }
 
 // Go net/http over TLS: HTTP/1.1 and HTTP/2 (ALPN) clients of one server,
 // read from crypto/tls's plaintext by uprobes on a stripped binary.
 func TestHTTPTLSGo(t *testing.T) {
 	testenv.RequireBPF(t)
-	dir := t.TempDir()
-	cert, key := selfSigned(t, dir)
-	bin := buildTestdata(t, "h2tls", true)
-	port := freePort(t)
-	pid := startServer(t, h2tlsCommand(t, bin, port, cert, key), port)
-	waitTLS(t, port)
+	pid, port := startH2TLS(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	dialH2 := func() *h2Client {
 		tc := dialTimed(t, addr)
@@ -230,10 +185,33 @@ func checkTLSRows(t *testing.T, path string, port int) {
 	}
 }
 
-// h2tlsCommand runs testdata/h2tls with TLS on port (and plaintext on
-// another).
-func h2tlsCommand(t *testing.T, bin string, port int, cert, key string) *exec.Cmd {
-	return exec.Command(bin, "-listen", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "-tls-listen", fmt.Sprintf("127.0.0.1:%d", port), "-cert", cert, "-key", key)
+// startH2TLS runs testdata/h2tls, stripped, with TLS on a free port (and
+// plaintext on another) and returns its pid and the TLS port once it
+// answers handshakes.
+func startH2TLS(t *testing.T) (pid, port int) {
+	t.Helper()
+	cert, key := selfSigned(t, t.TempDir())
+	bin := buildTestdata(t, "h2tls", true)
+	port = freePort(t)
+	cmd := exec.Command(bin, "-listen", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "-tls-listen", fmt.Sprintf("127.0.0.1:%d", port), "-cert", cert, "-key", key)
+	pid = startServer(t, cmd, port)
+	waitTLS(t, port)
+	return pid, port
+}
+
+// checkTLSServer loads the HTTP/1.1 TLS server pid on port with tlsLoad
+// (n requests per path, 2 workers) while capturing it, then checks every
+// path's endpoint (protocol http1, tls), the losses and the rows' sockets.
+func checkTLSServer(t *testing.T, pid, port, n int, maxVersion uint16, paths ...string) {
+	t.Helper()
+	waitTLS(t, port)
+	var client map[string]*clientTimes
+	var errs map[string]int64
+	path := captureHTTP(t, pid, func() { client, errs = tlsLoad(t, port, n, 2, maxVersion, paths...) })
+	h := openHTTP(t, path)
+	checkEndpoints(t, h, formats.RoleServer, formats.ProtocolHTTP1, true, client, errs)
+	checkNoLosses(t, path)
+	checkTLSRows(t, path, port)
 }
 
 // nginx with OpenSSL (libssl.so.3): SSL_read/SSL_write uprobes.
@@ -243,14 +221,7 @@ func TestHTTPTLSNginx(t *testing.T) {
 	cert, key := selfSigned(t, dir)
 	port := freePort(t)
 	pid := startNginx(t, dir, port, "ssl", fmt.Sprintf("ssl_certificate %s; ssl_certificate_key %s; location /missing { return 404; } location /broken { return 502; }", cert, key))
-	waitTLS(t, port)
-	var client map[string]*clientTimes
-	var errs map[string]int64
-	path := captureHTTP(t, pid, func() { client, errs = tlsLoad(t, port, 300, 2, 0, "/index.html", "/missing", "/broken") })
-	h := openHTTP(t, path)
-	checkEndpoints(t, h, formats.RoleServer, formats.ProtocolHTTP1, true, client, errs)
-	checkNoLosses(t, path)
-	checkTLSRows(t, path, port)
+	checkTLSServer(t, pid, port, 300, 0, "/index.html", "/missing", "/broken")
 }
 
 // Python's http.server wrapped in ssl (libssl through the _ssl module,
@@ -277,14 +248,7 @@ s.serve_forever()
 	os.WriteFile(filepath.Join(dir, "srv.py"), []byte(src), 0o644)
 	port := freePort(t)
 	pid := startServer(t, exec.Command(py, filepath.Join(dir, "srv.py"), fmt.Sprint(port), cert, key, dir), port)
-	waitTLS(t, port)
-	var client map[string]*clientTimes
-	var errs map[string]int64
-	path := captureHTTP(t, pid, func() { client, errs = tlsLoad(t, port, 100, 2, tls.VersionTLS12, "/a.txt", "/nothing/7") })
-	h := openHTTP(t, path)
-	checkEndpoints(t, h, formats.RoleServer, formats.ProtocolHTTP1, true, client, errs)
-	checkNoLosses(t, path)
-	checkTLSRows(t, path, port)
+	checkTLSServer(t, pid, port, 100, tls.VersionTLS12, "/a.txt", "/nothing/7")
 }
 
 // Node.js's https server: OpenSSL linked into the node executable, which
@@ -304,14 +268,7 @@ https.createServer({cert: fs.readFileSync(process.argv[3]), key: fs.readFileSync
 	os.WriteFile(filepath.Join(dir, "srv.js"), []byte(js), 0o644)
 	port := freePort(t)
 	pid := startServer(t, exec.Command(node, filepath.Join(dir, "srv.js"), fmt.Sprint(port), cert, key), port)
-	waitTLS(t, port)
-	var client map[string]*clientTimes
-	var errs map[string]int64
-	path := captureHTTP(t, pid, func() { client, errs = tlsLoad(t, port, 300, 2, 0, "/fast", "/slow/99", "/fail") })
-	h := openHTTP(t, path)
-	checkEndpoints(t, h, formats.RoleServer, formats.ProtocolHTTP1, true, client, errs)
-	checkNoLosses(t, path)
-	checkTLSRows(t, path, port)
+	checkTLSServer(t, pid, port, 300, 0, "/fast", "/slow/99", "/fail")
 }
 
 // TLS that no probe decodes (here Go's crypto/tls with --http-tls=false,
@@ -319,12 +276,7 @@ https.createServer({cert: fs.readFileSync(process.argv[3]), key: fs.readFileSync
 // connections are counted, by process, and the report says so.
 func TestHTTPTLSUndecodedCounted(t *testing.T) {
 	testenv.RequireBPF(t)
-	dir := t.TempDir()
-	cert, key := selfSigned(t, dir)
-	bin := buildTestdata(t, "h2tls", true)
-	port := freePort(t)
-	pid := startServer(t, h2tlsCommand(t, bin, port, cert, key), port)
-	waitTLS(t, port)
+	pid, port := startH2TLS(t)
 	path := captureHTTPArgs(t, []int{pid}, []string{"--http-tls=false"}, func() { tlsLoad(t, port, 40, 2, 0, "/fast") })
 	a, err := formats.Open(path)
 	if err != nil {
