@@ -246,6 +246,7 @@ type bpfHttpSock struct {
 	TxPlain   uint64
 	TxSent    uint64
 	DrainNs   uint64
+	TxFirstNs uint64
 	TxDrained uint8
 	Pad2      [7]uint8
 	B_conn    struct {

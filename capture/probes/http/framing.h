@@ -229,6 +229,7 @@ struct http_sock {
 	__u64 tx_plain;
 	__u64 tx_sent;
 	__u64 drain_ns;  // a TLS connection: when its socket last sent all it was given (see send_response)
+	__u64 tx_first_ns; // a TLS connection: its socket's first segment out since the write in progress began
 	__u8 tx_drained;
 	__u8 pad2[7];
 	struct conn_head b_conn;

@@ -262,6 +262,8 @@ static __always_inline void tls_wire(struct bpf_sock *sk, struct http_sock *st, 
 		if (!tp)
 			return;
 		ts->tx_sent += ws->len;
+		if (!ts->tx_first_ns)
+			ts->tx_first_ns = ws->now;
 		// A FIN counts in the sequence.
 		ts->tx_drained = ws->seq + ws->len + (fin ? 1 : 0) == tp->write_seq;
 		if (!ts->tx_drained || ts->tx_sent < ts->tx_plain)
@@ -593,9 +595,11 @@ static __always_inline struct http_sock *tls_setup(struct scratch *sc, __u64 ptr
 
 // tls_frame frames n bytes of plaintext at buf, read from (egress = 0) or
 // written to connection ptr: a byte count per direction stands for the
-// TCP sequence number. A write framed at its return is dated by its entry
-// (entry_ns): with a socket BIO its records left inside the call, and the
-// writer may have waited for a CPU since (the peer it woke preempted it).
+// TCP sequence number. A write framed at its return is dated by its first
+// segment out since its entry (entry_ns), or by its entry when none left
+// inside the call (a memory BIO): with a socket BIO its records left inside
+// the call, and the writer may have waited for a CPU since (the peer it
+// woke preempted it), or before they left.
 static __always_inline void tls_frame(struct pt_regs *ctx, __u64 ptr, __u64 buf, __u64 n, __u8 egress, __u8 at_entry,
 				      __u64 entry_ns)
 {
@@ -615,7 +619,7 @@ static __always_inline void tls_frame(struct pt_regs *ctx, __u64 ptr, __u64 buf,
 		ws->now = st->rx_ns;
 	ws->wrote_ns = ws->now;
 	if (egress && entry_ns && entry_ns < ws->now)
-		ws->now = entry_ns;
+		ws->now = st->tx_first_ns >= entry_ns && st->tx_first_ns < ws->now ? st->tx_first_ns : entry_ns;
 	ws->ubuf = buf;
 	ws->len = n;
 	ws->egress = egress;
@@ -755,8 +759,10 @@ int tls_enter(struct pt_regs *ctx)
 			struct http_sock *st = bpf_map_lookup_elem(&tls_conns, &k);
 			t->num = ctx->dx;
 			t->entry_ns = bpf_ktime_get_ns();
-			if (st)
+			if (st) {
 				st->tx_plain += ctx->dx;
+				st->tx_first_ns = 0;
+			}
 			if (!st || !st->bound) {
 				__u8 i = t->w_next++ % TLS_WRITES;
 				t->w_key[i] = ctx->di;
