@@ -8,7 +8,7 @@ BIN       := bin/bpfsnap
 # Packages that must build on every OS (checked by cross-build).
 PORTABLE  := ./formats/... ./analyze/... ./report/... ./cmd/bpfsnap/
 
-.PHONY: all build generate generate-check vmlinux test test-short stress fuzz lint cross-build demo bench deps tracefs clean
+.PHONY: all build generate generate-check vmlinux test test-short stress test-kernels fuzz lint cross-build demo bench deps tracefs clean
 
 all: build
 
@@ -44,6 +44,13 @@ test: tracefs
 # Needs root; takes ~15 minutes.
 stress: tracefs
 	BPFSNAP_STRESS=1 $(GO) test -p 1 -count=1 -timeout 40m -run 'Stress' -v ./capture/
+
+# The kernel tests on the kernels users run: Debian's 6.1 and 6.12 cloud
+# kernels booted in qemu (KVM, or TCG where there is none), and this
+# machine's own kernel; one line per kernel and probe set (docs/kernels.md).
+# Needs root; takes ~25 minutes with TCG. Not part of `make test` nor CI.
+test-kernels:
+	./scripts/test-kernels.sh
 
 test-short:
 	$(GO) test -short -count=1 ./...
