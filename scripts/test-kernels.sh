@@ -159,6 +159,7 @@ settings() {
 repo=$repo
 bin=$work/bin
 suite=$suite
+accel=$2
 EOF
 }
 
@@ -169,7 +170,7 @@ for k in $kernels; do
 		echo "== host $(uname -r) (no VM: the same tests, natively)"
 		out=$work/results/host
 		rm -rf "$out" && mkdir -p "$out"
-		settings "$out"
+		settings "$out" native
 		t0=$(date +%s)
 		./scripts/test-kernels-guest.sh host "$out" || true
 		echo "$(($(date +%s) - t0))" >"$out/seconds"
@@ -185,7 +186,7 @@ for k in $kernels; do
 	dir=$(fetch "$pkg")
 	out=$work/results/$pkg
 	rm -rf "$out" && mkdir -p "$out"
-	settings "$out"
+	settings "$out" $accel
 	t0=$(date +%s)
 	boot "$dir" "$pkg" "$out"
 	echo "$(($(date +%s) - t0))" >"$out/seconds"
