@@ -1,6 +1,9 @@
 # bpfsnap — see README.md. Every target works on a fresh Debian/Ubuntu
-# machine after `make deps` (which .ci/run and `make demo` call).
+# machine after `make deps` (which .ci/run, `make test` and `make demo` call).
 
+# Go from the official tarball is in /usr/local/go (CI machines): found
+# even when it is not on PATH (the tests run `go build` themselves too).
+export PATH := $(PATH):/usr/local/go/bin
 GO        ?= go
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
@@ -29,19 +32,25 @@ generate-check: generate
 vmlinux:
 	bpftool btf dump file /sys/kernel/btf/vmlinux format c > capture/probes/include/vmlinux.h
 
-# The test suite: unit tests, real-kernel tests (root), fuzz seeds. Kernel
-# tests skip without root/BTF unless BPFSNAP_REQUIRE_BPF=1. Packages run one
-# at a time (-p 1): the kernel tests measure CPU shares and latencies, and
-# two of them on this 2-core machine at once skew each other.
-test: tracefs
+# The test suite: unit tests, real-kernel tests (root), fuzz seeds. It
+# installs what it needs first (deps: packages as root, DuckDB from npm), so
+# a fresh clone passes `make test` alone. Kernel tests skip without root/BTF
+# unless BPFSNAP_REQUIRE_BPF=1. Packages run one at a time (-p 1): the
+# kernel tests measure CPU shares and latencies, and two of them on this
+# 2-core machine at once skew each other. The analysis fuzz target runs
+# slowly (each input is a whole archive written and read by every
+# renderer), so its new inputs are minimized briefly.
+test: deps tracefs
 	$(GO) test -p 1 -count=1 -timeout 40m ./...
 	$(GO) test -run '^$$' -fuzz FuzzOpenArchive -fuzztime 20s ./formats/
+	$(GO) test -run '^$$' -fuzz FuzzAnalyzeArchive -fuzztime 30s -fuzzminimizetime 5x ./formats/
 	$(GO) test -run '^$$' -fuzz FuzzOpenBinary -fuzztime 10s ./internal/symbolize/
 
 # The long forms of the reliability suite (docs/reliability.md): a minute
-# of fork/exec + sampling + HTTP flood through one-page rings, and a
-# 10-minute capture of a steady workload whose recorder RSS must stay flat.
-# Needs root; takes ~15 minutes.
+# of fork/exec + sampling + HTTP flood through one-page rings, a 10-minute
+# capture of a steady workload whose recorder RSS must stay flat, and 100
+# captures of every probe set killed with SIGKILL at random moments
+# (TestStressKill9RandomMoments). Needs root; takes ~20 minutes.
 stress: tracefs
 	BPFSNAP_STRESS=1 $(GO) test -p 1 -count=1 -timeout 40m -run 'Stress' -v ./capture/
 

@@ -45,7 +45,13 @@ func newTimeline(w formats.Window, f Filter) *timelineBuilder {
 	b := &timelineBuilder{startMono: w.StartMonoNs + uint64(from), step: uint64(step)}
 	b.StartOffsetNs, b.StepNs = int64(from), int64(step)
 	if to > from {
-		b.Samples = make([]uint64, int((to-from+step-1)/step))
+		// Rounded up without (to-from+step-1), which overflows for a
+		// window of centuries (a hostile or corrupt manifest).
+		n := (to - from) / step
+		if (to-from)%step != 0 {
+			n++
+		}
+		b.Samples = make([]uint64, int(n))
 	}
 	return b
 }

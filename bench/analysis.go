@@ -116,7 +116,11 @@ func benchAnalysis(env *Env) ([]Row, error) {
 		return nil, fmt.Errorf("bpfsnap and DuckDB disagree: %s", mismatch)
 	}
 	r := stats(ratios)
-	return []Row{{
+	dsRows, err := benchDataset(env, archive, tool, stats(ours).Median)
+	if err != nil {
+		return nil, err
+	}
+	return append([]Row{{
 		Name:   "analysis: per-route p50/p90/p99 of 10M HTTP requests, time (s)",
 		Result: stats(ours).Format("%.2f"),
 		Peer:   "DuckDB: " + stats(theirs).Format("%.2f") + "; ratio " + r.Format("%.2f"),
@@ -126,6 +130,50 @@ func benchAnalysis(env *Env) ([]Row, error) {
 			"(process start-up included, %s s of it for SELECT 1; the %.1f s unzip is not counted); %d interleaved pairs. "+
 			"Every endpoint's count, p50, p90 and p99 agree exactly (both are nearest rank).",
 			stats(oursCPU).Format("%.2f"), stats(theirsCPU).Format("%.2f"), humanMB(st.Size()), analysisRequests, endpoints, genTime.Seconds(), stats(startup).Format("%.2f"), extractTime.Seconds(), max(reps, 1)),
+	}}, dsRows...), nil
+}
+
+// benchDataset exports the 10M-request archive as a parquet dataset and
+// runs the cookbook's slowest-routes query over it with DuckDB, beside
+// `bpfsnap analyze` of the archive (analyzeS, measured above).
+func benchDataset(env *Env, archive, tool string, analyzeS float64) ([]Row, error) {
+	doc, err := os.ReadFile("docs/cookbook.md")
+	if err != nil {
+		return nil, err
+	}
+	_, after, ok := strings.Cut(string(doc), "-- duckdb: slowest-routes\n")
+	if !ok {
+		return nil, fmt.Errorf("docs/cookbook.md has no slowest-routes query")
+	}
+	query, _, _ := strings.Cut(after, "```")
+	var export, duck []float64
+	for i := 0; i < min(env.Reps, 2); i++ {
+		ds := filepath.Join(env.Dir, "dataset")
+		os.RemoveAll(ds)
+		t0 := time.Now()
+		if out, err := exec.Command(env.Bpfsnap, "export", "--format", "parquet-dataset", "-o", ds, archive).CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("export: %v: %s", err, out)
+		}
+		export = append(export, time.Since(t0).Seconds())
+		t0 = time.Now()
+		if out, err := exec.Command("node", tool, strings.ReplaceAll(query, "DATASET", ds)).CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("duckdb over the dataset: %v: %s", err, out)
+		}
+		duck = append(duck, time.Since(t0).Seconds())
+		os.RemoveAll(ds)
+	}
+	perM := make([]float64, len(export))
+	for i, e := range export {
+		perM[i] = e / (analysisRequests / 1e6)
+	}
+	return []Row{{
+		Name:   "dataset export: seconds per million rows (export --format parquet-dataset)",
+		Result: stats(perM).Format("%.3f"),
+		Note:   fmt.Sprintf("the 10M-request archive above: chunks copied into table=/host=/capture= partitions, %s s in all", stats(export).Format("%.2f")),
+	}, {
+		Name:   "dataset: the cookbook's slowest-routes query over it, DuckDB, time (s)",
+		Result: stats(duck).Format("%.2f"), Peer: fmt.Sprintf("bpfsnap analyze of the archive: %.2f", analyzeS),
+		Note: "docs/cookbook.md's query as written (route normalization in SQL, quantile_disc), node + DuckDB start-up included",
 	}}, nil
 }
 

@@ -36,7 +36,18 @@ func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) {
 
 // linkIDs lists the bpf_link ids a process holds, from its fdinfo.
 func linkIDs(pid int) []link.ID {
-	var ids []link.ID
+	links := map[uint32]bool{}
+	bpfObjectIDs(pid, map[uint32]bool{}, links)
+	ids := make([]link.ID, 0, len(links))
+	for id := range links {
+		ids = append(ids, link.ID(id))
+	}
+	return ids
+}
+
+// bpfObjectIDs adds the ids of the BPF programs and links process pid
+// holds (from /proc/PID/fdinfo) to progs and links.
+func bpfObjectIDs(pid int, progs, links map[uint32]bool) {
 	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fdinfo", pid))
 	for _, fd := range fds {
 		f, err := os.Open(fmt.Sprintf("/proc/%d/fdinfo/%s", pid, fd.Name()))
@@ -46,13 +57,14 @@ func linkIDs(pid int) []link.ID {
 		sc := bufio.NewScanner(f)
 		for sc.Scan() {
 			var id uint32
-			if _, err := fmt.Sscanf(sc.Text(), "link_id:\t%d", &id); err == nil {
-				ids = append(ids, link.ID(id))
+			if _, err := fmt.Sscanf(sc.Text(), "prog_id:\t%d", &id); err == nil {
+				progs[id] = true
+			} else if _, err := fmt.Sscanf(sc.Text(), "link_id:\t%d", &id); err == nil {
+				links[id] = true
 			}
 		}
 		f.Close()
 	}
-	return ids
 }
 
 // kill -9 of a capture leaves a readable .partial directory that recover

@@ -454,11 +454,14 @@ func TestOffCPUFloodAccounted(t *testing.T) {
 		}
 	}
 	lost := s.Manifest.Drops["offcpu.ringbuf_full"]
-	t.Logf("%d switches; %d intervals recorded, %d lost; drops %v", switches, recorded, lost, s.Manifest.Drops)
+	// A scheduler event the kernel skipped (a program already running on
+	// that CPU) is an interval never seen: counted, it widens the margin.
+	skipped := int64(s.Manifest.Drops["offcpu.runs_skipped"])
+	t.Logf("%d switches; %d intervals recorded, %d lost, %d runs skipped; drops %v", switches, recorded, lost, skipped, s.Manifest.Drops)
 	if lost == 0 {
 		t.Error("a one-page ring lost nothing: the test did not flood it")
 	}
-	if d := int64(recorded+lost) - int64(switches); d < -4 || d > 4 {
+	if d := int64(recorded+lost) - int64(switches); d < -4-skipped || d > 4 {
 		t.Errorf("recorded + lost = %d, the pair switched %d times", recorded+lost, switches)
 	}
 }

@@ -50,6 +50,7 @@ var dropCatalog = func() map[string]DropReason {
 	list := []DropReason{
 		{"capture.warnings_suppressed", DropNoted, "further capture warnings were not kept (the first 100 are listed)"},
 		{"process.ringbuf_full", DropLost, "process events (fork, exec, exit) were lost: the ring buffer was full"},
+		{"process.cmdline_redacted", DropNoted, "command-line values that looked like secrets (passwords, tokens, keys, URL userinfo) were replaced by <redacted> before writing (capture --keep-cmdline keeps them)"},
 		{"process.targets_full", DropLost, "forked children of targets were not followed: the kernel's target map was full"},
 		{"k8s.unresolved", DropIncomplete, "process rows have no pod or container: their cgroup was gone before it could be resolved"},
 		{"stacks.unsymbolized_frames", DropIncomplete, "distinct stack frames could not be symbolized (shown as module+offset)"},

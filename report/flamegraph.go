@@ -28,11 +28,14 @@ func FlameGraphScript() string { return flameJS }
 // FlameNode is one frame of a flame graph: a function at one position of the
 // call tree, with the samples of its subtree.
 type FlameNode struct {
-	Name     string
-	Total    uint64 // samples in this frame and everything it called
-	Self     uint64 // samples where this frame was the leaf
-	Children []*FlameNode
-	index    map[string]*FlameNode
+	Name  string
+	Total uint64 // samples in this frame and everything it called
+	Self  uint64 // samples where this frame was the leaf
+	// Base and BaseSelf are a baseline profile's Total and Self at the
+	// same frame, for differential graphs (AddBase); widths stay Total's.
+	Base, BaseSelf uint64
+	Children       []*FlameNode
+	index          map[string]*FlameNode
 }
 
 // NewFlameTree returns an empty tree; its root is the "all" frame.
@@ -54,23 +57,29 @@ func (n *FlameNode) Add(frames []string, count uint64) {
 	if count == 0 {
 		return
 	}
-	n.Total += count
+	n.walk(frames, func(f *FlameNode) { f.Total += count }).Self += count
+}
+
+// walk calls visit on n and on the frame of each of frames below it (root
+// first, names made safe), adding the frames missing, and returns the last.
+func (n *FlameNode) walk(frames []string, visit func(*FlameNode)) *FlameNode {
+	visit(n)
 	cur := n
 	for _, name := range frames {
 		name = analyze.SafeFrameName(name)
-		child := cur.index[name]
-		if child == nil {
-			child = &FlameNode{Name: name}
+		c := cur.index[name]
+		if c == nil {
+			c = &FlameNode{Name: name}
 			if cur.index == nil {
 				cur.index = map[string]*FlameNode{}
 			}
-			cur.index[name] = child
-			cur.Children = append(cur.Children, child)
+			cur.index[name] = c
+			cur.Children = append(cur.Children, c)
 		}
-		child.Total += count
-		cur = child
+		visit(c)
+		cur = c
 	}
-	cur.Self += count
+	return cur
 }
 
 // FlameOptions tunes the rendering. The zero value renders a 1200 px wide
@@ -87,6 +96,11 @@ type FlameOptions struct {
 	OmitScript bool
 	// Unit names what the counts are ("samples", "bytes").
 	Unit string
+	// Color, when set, gives each frame's fill instead of the name's hue
+	// (differential graphs colour by change).
+	Color func(n *FlameNode, depth int) string
+	// Describe, when set, adds a sentence about the frame to its tooltip.
+	Describe func(n *FlameNode) string
 }
 
 const (
@@ -151,7 +165,10 @@ func WriteFlameGraph(w io.Writer, root *FlameNode, opts FlameOptions) error {
 	sw.element("text", "", "class", "details", "x", itoa(flamePad), "y", itoa(height-8))
 	sw.start("g", false, "class", "frames")
 	fw := frameWriter{sw: sw, total: root.Total, scale: scale, min: opts.MinWidth, unit: opts.Unit,
-		baseY: float64(height - flameBottom - flameFrameHeight), ff: ff}
+		baseY: float64(height - flameBottom - flameFrameHeight), ff: ff, color: opts.Color, describe: opts.Describe}
+	if fw.color == nil {
+		fw.color = func(n *FlameNode, depth int) string { return frameColor(n.Name, depth) }
+	}
 	if root.Total > 0 {
 		fw.write(root, 0, flamePad)
 	}
@@ -175,6 +192,8 @@ type frameWriter struct {
 	baseY        float64
 	unit         string
 	ff           func(float64) string
+	color        func(*FlameNode, int) string
+	describe     func(*FlameNode) string
 	title, label strings.Builder
 }
 
@@ -204,10 +223,14 @@ func (f *frameWriter) write(n *FlameNode, depth int, x float64) {
 		class = "f inl"
 		f.title.WriteString(", inlined")
 	}
+	if f.describe != nil {
+		f.title.WriteString("; ")
+		f.title.WriteString(f.describe(n))
+	}
 	sw.start("g", false, "class", class, "data-n", strconv.FormatUint(n.Total, 10))
 	sw.element("title", f.title.String())
 	sw.start("rect", true, "x", f.ff(x), "y", f.ff(y), "width", f.ff(width),
-		"height", strconv.Itoa(flameFrameHeight-1), "fill", frameColor(n.Name, depth))
+		"height", strconv.Itoa(flameFrameHeight-1), "fill", f.color(n, depth))
 	// A frame too narrow for a label gets no <text> (most frames of a big
 	// profile); the script adds one when a zoom makes room.
 	if label := fitLabel(n.Name, width); label != "" {

@@ -3,6 +3,7 @@ package report
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -47,11 +48,21 @@ document.getElementById("out").textContent = out.join("\n");
 // reports the match share, a click zooms, reset restores, and the hostile
 // names of the fixture neither run nor add elements.
 func TestFlameGraphInBrowser(t *testing.T) {
-	chromium := testenv.RequireTool(t, "chromium")
 	root := FlameTreeFromFolded(fixtureProfile(t).Folded(analyze.FoldOptions{}))
+	checkFlameProbe(t, probeFlameInBrowser(t, func(w io.Writer) error {
+		return WriteFlameGraph(w, root, FlameOptions{Title: "browser test"})
+	}))
+}
+
+// probeFlameInBrowser opens a page holding the graph write draws (a graph
+// of the fixture's profile, with its script) in headless Chromium, runs
+// flameProbeScript on it and returns what the script saw.
+func probeFlameInBrowser(t *testing.T, write func(io.Writer) error) string {
+	t.Helper()
+	chromium := testenv.RequireTool(t, "chromium")
 	var page bytes.Buffer
 	page.WriteString("<!doctype html><html><head><meta charset=utf-8><script>window.alert=function(){window.__alerts=(window.__alerts||0)+1};</script></head><body>")
-	if err := WriteFlameGraph(&page, root, FlameOptions{Title: "browser test"}); err != nil {
+	if err := write(&page); err != nil {
 		t.Fatal(err)
 	}
 	page.WriteString(flameProbeScript + "</body></html>")
@@ -73,6 +84,12 @@ func TestFlameGraphInBrowser(t *testing.T) {
 	}
 	got := string(m[1])
 	t.Logf("browser: %q", got)
+	return got
+}
+
+// checkFlameProbe checks what flameProbeScript saw on the fixture's graph.
+func checkFlameProbe(t *testing.T, got string) {
+	t.Helper()
 	for _, want := range []string{
 		"search 1 600 Matched: 60.0%",
 		"zoom 1180.00 hidden ",

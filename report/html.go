@@ -70,6 +70,8 @@ type HTMLArchive struct {
 	// its folded stacks, for the download.
 	OffCPU       *offcpuView
 	FoldedOffCPU string
+	// Compare is the comparison with a baseline (AddBaseline), or nil.
+	Compare *compareView
 }
 
 type probeView struct {
@@ -82,6 +84,8 @@ type endpointView struct {
 	ErrPct    float64
 	Histogram template.HTML
 	OverTime  template.HTML
+	// Baseline is the endpoint in the comparison (AddBaseline), or nil.
+	Baseline *analyze.EndpointDiff
 }
 
 type cpuView struct {
@@ -104,9 +108,11 @@ type leakView struct {
 	Sparkline template.HTML
 }
 
+// sliceView is a time slice's flame graph, packed (pack): unpacked in the
+// browser when the slice is first shown.
 type sliceView struct {
-	Label string
-	Flame template.HTML
+	Label  string
+	Packed string
 }
 
 // BuildHTMLArchive lays out one archive's analysis for the report: the
@@ -209,7 +215,7 @@ func buildCPUView(s *analyze.Summary) (*cpuView, string, error) {
 		if err != nil {
 			return nil, "", err
 		}
-		v.Slices = append(v.Slices, sliceView{Label: label, Flame: fl})
+		v.Slices = append(v.Slices, sliceView{Label: label, Packed: pack(string(fl))})
 	}
 	tl := s.CPU.Timeline
 	v.Timeline = template.HTML(timelineChart(tl.Samples, len(prof.Slices), 1160, 60, float64(tl.StepNs)/1e9))
@@ -264,7 +270,7 @@ func WriteHTML(w io.Writer, archives []*HTMLArchive, opts HTMLOptions) error {
 		Generated: now.UTC().Format("2006-01-02 15:04 UTC"),
 		Version:   opts.Version,
 		Archives:  archives,
-		CSS:       template.CSS(reportCSS),
+		CSS:       template.CSS(reportCSS + diffCSS),
 		JS:        template.JS(reportJS),
 		FlameJS:   template.JS(FlameGraphScript()),
 	}
@@ -305,8 +311,10 @@ func WriteHTML(w io.Writer, archives []*HTMLArchive, opts HTMLOptions) error {
 		p.Glance.OutsideLibc = nil
 	}
 	p.Glance.Warnings = len(p.Warnings)
-	p.Folded = folded.String()
-	p.FoldedOffCPU = foldedOff.String()
+	p.Folded = pack(folded.String())
+	if foldedOff.Len() > 0 {
+		p.FoldedOffCPU = pack(foldedOff.String())
+	}
 	p.Title = "bpfsnap report: " + strings.Join(hosts, ", ")
 	t, err := template.New("report").Funcs(template.FuncMap{
 		"ms":    fmtMs,
@@ -327,7 +335,10 @@ func WriteHTML(w io.Writer, archives []*HTMLArchive, opts HTMLOptions) error {
 			}
 			return strings.Join(parts, " ")
 		},
-	}).Funcs(offcpuTemplateFuncs).Parse(htmlTemplate)
+	}).Funcs(offcpuTemplateFuncs).Funcs(compareFuncs).Parse(htmlTemplate)
+	if err == nil {
+		t, err = t.Parse(diffTemplate)
+	}
 	if err != nil {
 		return err
 	}

@@ -209,7 +209,7 @@ func buildOffCPUView(s *analyze.Summary) (*offcpuView, string, error) {
 		if err != nil {
 			return nil, "", err
 		}
-		v.Slices = append(v.Slices, sliceView{Label: label, Flame: fl})
+		v.Slices = append(v.Slices, sliceView{Label: label, Packed: pack(string(fl))})
 	}
 	return v, fb.String(), nil
 }

@@ -40,7 +40,22 @@
     var flames = document.querySelector('.flames[data-archive="' + archive + '"]');
     if (!flames) return;
     flames.querySelectorAll('.flame').forEach(function (f) {
-      f.classList.toggle('hidden', f.getAttribute('data-slice') !== String(slice));
+      var shown = f.getAttribute('data-slice') === String(slice);
+      // A slice's graph comes packed (report/packed.go: the page opens
+      // fast) and is unpacked the first time it is shown. The markup is
+      // bpfsnap's own flame graph, names escaped when it was written.
+      if (shown && f.hasAttribute('data-packed')) {
+        var packed = f.getAttribute('data-packed');
+        f.removeAttribute('data-packed');
+        unpack(packed).then(function (svg) {
+          f.innerHTML = svg;
+          var g = f.querySelector('svg.bpfsnap-flame');
+          if (g && window.bpfsnapFlame) window.bpfsnapFlame.reset(g);
+          var sel = document.querySelector('.cpuctl[data-archive="' + archive + '"] .procsel');
+          if (sel && !f.classList.contains('hidden')) focusProcess(archive, sel.value);
+        });
+      }
+      f.classList.toggle('hidden', !shown);
     });
     document.querySelectorAll('.cpuctl[data-archive="' + archive + '"] .slicebtn').forEach(function (b) {
       b.classList.toggle('active', b.getAttribute('data-slice') === String(slice));
@@ -81,20 +96,32 @@
       bar.addEventListener('click', function () { showSlice(archive, bar.getAttribute('data-slice')); });
     });
   });
+  // unpack reverses report/packed.go: base64, then gzip.
+  function unpack(b64) {
+    var bin = atob(b64), bytes = new Uint8Array(bin.length);
+    for (var i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+    var stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream('gzip'));
+    return new Response(stream).text();
+  }
+  function downloadText(el) {
+    if (el.hasAttribute('data-packed')) return unpack(el.getAttribute('data-packed'));
+    var data = JSON.parse(el.textContent);
+    return Promise.resolve(typeof data === 'string' ? data : JSON.stringify(data, null, 2));
+  }
   document.querySelectorAll('button.download').forEach(function (b) {
     b.addEventListener('click', function () {
-      var raw = document.getElementById(b.getAttribute('data-source')).textContent;
-      var data = JSON.parse(raw);
-      var text = typeof data === 'string' ? data : JSON.stringify(data, null, 2);
-      var url = URL.createObjectURL(new Blob([text], {type: b.getAttribute('data-type')}));
-      var a = document.createElement('a');
-      a.href = url;
-      a.download = b.getAttribute('data-name');
-      document.body.appendChild(a);
-      a.click();
-      a.remove();
-      setTimeout(function () { URL.revokeObjectURL(url); }, 1000);
+      downloadText(document.getElementById(b.getAttribute('data-source'))).then(function (text) { save(b, text); });
     });
   });
+  function save(b, text) {
+    var url = URL.createObjectURL(new Blob([text], {type: b.getAttribute('data-type')}));
+    var a = document.createElement('a');
+    a.href = url;
+    a.download = b.getAttribute('data-name');
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+    setTimeout(function () { URL.revokeObjectURL(url); }, 1000);
+  }
   window.bpfsnapReport = {showSlice: showSlice, focusProcess: focusProcess};
 })();

@@ -186,3 +186,20 @@ func CString[T int8 | uint8](b []T) string {
 	}
 	return string(out)
 }
+
+// RecursionMisses sums the times the kernel skipped the programs because
+// one of them was already running on that CPU (a tracepoint hit from
+// inside a program, or a program interrupted by the same hook): each is an
+// event the probe set never saw, so it is shown as a loss, not left out.
+func RecursionMisses(progs ...*ebpf.Program) uint64 {
+	var n uint64
+	for _, p := range progs {
+		if p == nil {
+			continue
+		}
+		if st, err := p.Stats(); err == nil {
+			n += st.RecursionMisses
+		}
+	}
+	return n
+}

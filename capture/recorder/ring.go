@@ -195,6 +195,11 @@ func (f *flightRecorder) finish(reason string) error {
 // dump writes the archive of the window ending at req.mono.
 func (f *flightRecorder) dump(req dumpRequest) error {
 	w := f.s.writer
+	// Seal first: what was written up to now (the row that fired the
+	// trigger among it) is in the chunks the dump is made of.
+	if err := w.Seal(); err != nil {
+		return err
+	}
 	from := uint64(0)
 	if req.mono > uint64(f.ring) {
 		from = req.mono - uint64(f.ring)

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/bpfsnap/bpfsnap/formats"
+	"github.com/bpfsnap/bpfsnap/internal/redact"
 )
 
 // maxCmdline bounds what is kept of a command line: enough to tell
@@ -68,7 +69,7 @@ func (s *Session) scanProc(includeKnown bool) {
 			PPID:       st.ppid,
 			Comm:       st.comm,
 			Exe:        exe,
-			Cmdline:    ReadCmdline(s.procRoot, pid),
+			Cmdline:    s.ReadCmdline(pid),
 			CgroupID:   id,
 			CgroupPath: cg,
 			StartNs:    st.startNs,
@@ -106,17 +107,53 @@ func readStat(procRoot string, pid uint32) (procStat, bool) {
 	return procStat{comm: string(data[open+1 : end]), ppid: uint32(ppid), startNs: ticks * 10_000_000}, true
 }
 
-// ReadCmdline reads a process's command line from /proc, NULs as spaces,
-// bounded by maxCmdline.
-func ReadCmdline(procRoot string, pid uint32) string {
+// readArgs reads a process's argv from /proc (NUL-separated), bounded by
+// maxCmdline. The environment (/proc/PID/environ) is never read.
+func readArgs(procRoot string, pid uint32) []byte {
 	f, err := os.Open(filepath.Join(procRoot, Itoa(pid), "cmdline"))
 	if err != nil {
-		return ""
+		return nil
 	}
 	defer f.Close()
 	buf := make([]byte, maxCmdline)
 	n, _ := f.Read(buf)
-	return strings.TrimRight(strings.ReplaceAll(string(buf[:n]), "\x00", " "), " ")
+	return buf[:n]
+}
+
+// ReadCmdline is a process's command line from /proc, as Cmdline makes it.
+func (s *Session) ReadCmdline(pid uint32) string { return s.Cmdline(readArgs(s.procRoot, pid)) }
+
+// ProcArgsLonger returns the process's argv from /proc when it holds more
+// than args (a kernel copy cut at its buffer's size), else args.
+func (s *Session) ProcArgsLonger(pid uint32, args []byte) []byte {
+	if full := readArgs(s.procRoot, pid); len(full) > len(args) {
+		return full
+	}
+	return args
+}
+
+// Cmdline turns a NUL-separated argv into the processes table's cmdline:
+// arguments joined by spaces, with the values that look like secrets
+// replaced (internal/redact) unless the capture runs with --keep-cmdline.
+// Every value replaced is counted (process.cmdline_redacted).
+func (s *Session) Cmdline(args []byte) string {
+	argv := strings.Split(strings.TrimRight(string(args), "\x00"), "\x00")
+	argv = s.redactArgv(argv)
+	return strings.TrimRight(strings.Join(argv, " "), " ")
+}
+
+// redactDropName counts the command-line values replaced (a "noted"
+// counter of formats' drop catalog: nothing is lost but the secrets).
+const redactDropName = "process.cmdline_redacted"
+
+// redactArgv applies the capture's command-line policy to argv.
+func (s *Session) redactArgv(argv []string) []string {
+	if s.opts.KeepCmdline || len(argv) == 0 {
+		return argv
+	}
+	out, n := redact.Argv(argv)
+	s.redacted.Add(uint64(n))
+	return out
 }
 
 // children returns the pids whose parent is one of roots, transitively, from

@@ -73,6 +73,9 @@ type Options struct {
 	RingPages int
 
 	triggerSpecs []trigger.Spec // Triggers, parsed by Validate
+	// KeepCmdline writes command lines as they are: by default values
+	// that look like secrets are replaced (internal/redact, Session.Cmdline).
+	KeepCmdline bool
 }
 
 // Status is a snapshot for the live status line.
@@ -114,6 +117,7 @@ type Session struct {
 	k8s           k8sState          // attribution caches and counters (k8s_enrich.go)
 	events        atomic.Uint64
 	warnings      atomic.Uint64
+	redacted      atomic.Uint64 // command-line values replaced (process.cmdline_redacted)
 
 	procTable *formats.TableWriter[formats.ProcessEvent]
 	subMu     sync.Mutex
@@ -484,11 +488,15 @@ func Run(ctx context.Context, opts Options, procs ProcessProbe) (*Result, error)
 		Kernel:         KernelRelease(),
 		Arch:           runtime.GOARCH,
 		Window:         formats.Window{StartWall: wall, StartMonoNs: mono, Requested: opts.Duration.String()},
-		Targets:        formats.Targets{PIDs: opts.PIDs, Command: opts.Command, Extra: s.opts.TargetExtra},
+		Targets:        formats.Targets{PIDs: opts.PIDs, Command: s.redactArgv(opts.Command), Extra: s.opts.TargetExtra},
 		Options:        map[string]string{"probes": strings.Join(opts.Probes, ",")},
 	}, formats.CreateOptions{Clock: clock, Ring: ringRetention(opts.Ring)})
 	if err != nil {
 		return nil, err
+	}
+	if opts.KeepCmdline {
+		// A reader of the archive must know its command lines may hold secrets.
+		w.UpdateManifest(func(m *formats.Manifest) { m.Options["keep_cmdline"] = "true" })
 	}
 	s.startWall, s.startMono = wall, mono
 	if opts.Ring > 0 {
@@ -659,6 +667,7 @@ func (s *Session) loop(ctx context.Context, child *heldCommand, follower, procs 
 func (s *Session) updateDrops(procs ProcessProbe, running []ProbeSet) map[formats.DropClass]uint64 {
 	all := procs.Drops()
 	all[k8sDropName] = s.k8s.unresolved.Load()
+	all[redactDropName] = s.redacted.Load()
 	for _, ps := range running {
 		for k, v := range ps.Drops() {
 			all[k] = v

@@ -19,6 +19,18 @@ import (
 // symbolization; binaries beyond it are reopened by path at the end.
 const maxOpenBinaries = 2048
 
+// The state of an exited process (its mappings snapshot, its raw-stack
+// cache) is kept exitGrace after its exit was handled, in the process
+// events' own clock: samples of that life still in flight in other rings
+// resolve with it. Frames are named by (binary, offset), so nothing else
+// of the life is needed once they are recorded. maxRetired bounds the
+// states kept for the grace under a storm of short lives: the oldest go
+// first (a sample later than that re-reads /proc, as for an unknown pid).
+const (
+	exitGrace  = 2 * time.Second
+	maxRetired = 8192
+)
+
 // mapsRefreshEvery rate-limits re-reading a process's maps when an address
 // falls outside every known mapping (the dynamic loader mapped a library
 // after we looked, or a JIT).
@@ -36,15 +48,21 @@ type StackRecorder struct {
 	mu        sync.Mutex
 	procs     map[uint32]*procState
 	binaries  map[binaryKey]*binaryRef
+	byMaps    map[mapsKey]*binaryRef // the same binaries, by their maps line
 	frames    map[uint64]*pendingFrame
 	frameIDs  []uint64 // in first-seen order, for a stable frames table
 	stacks    map[uint64]bool
-	rawStacks map[uint64]uint64 // hash(pid, generation, raw ips) -> stack id
-	// gens counts the programs a pid has run (fork and exec start a new
-	// one): the raw-stack cache is keyed by it, so a reused pid or a new
-	// program at the same addresses (non-PIE binaries) is not given the
-	// stacks of the previous one.
-	gens     map[uint32]uint32
+	rawStacks map[uint64]uint64 // hash(pid, life, raw ips) -> stack id
+	// lives numbers the programs pids run (fork and exec start a new
+	// one): the raw-stack cache is keyed by the life, so a reused pid or
+	// a new program at the same addresses (non-PIE binaries) is not given
+	// the stacks of the previous one.
+	lives uint64
+	// retired holds, oldest first, the states of exited lives (and of
+	// lives met only through a sample) until exitGrace after eventNs,
+	// the latest process event's time.
+	retired  []retiredState
+	eventNs  uint64
 	stackTab *formats.TableWriter[formats.Stack]
 	frameTab *formats.TableWriter[formats.Frame]
 	scratch  []uint64
@@ -54,9 +72,14 @@ type StackRecorder struct {
 	resolved   map[uint64][]formats.Frame
 	unresolved uint64
 	ksyms      *symbolize.Kallsyms
+	// readMaps reads a process's mappings; /proc/PID/maps unless a test
+	// feeds synthetic lives.
+	readMaps func(pid uint32) ([]symbolize.Mapping, error)
 }
 
+// procState is what the recorder keeps of one life of a process.
 type procState struct {
+	life      uint64
 	maps      []symbolize.Mapping
 	refreshed time.Time
 	refreshes int
@@ -64,9 +87,26 @@ type procState struct {
 	// while the process was alive: samples read after it exited still
 	// find their binary here.
 	bins map[uint64]*binaryRef
+	// raws are the rawStacks keys of this life, dropped with it.
+	raws             []uint64
+	retired, dropped bool
+}
+
+type retiredState struct {
+	pid uint32
+	p   *procState
+	at  uint64 // process event time when it was retired
 }
 
 type binaryKey struct{ dev, ino uint64 }
+
+// mapsKey is a mapped file as a maps line names it (the device there may
+// differ from stat's on overlayfs, so it is a key of its own).
+type mapsKey struct {
+	dev  string
+	ino  uint64
+	path string
+}
 
 type binaryRef struct {
 	file    *os.File // nil once over maxOpenBinaries: reopen by path
@@ -92,33 +132,106 @@ func (s *Session) Stacks() *StackRecorder {
 			s:         s,
 			procs:     map[uint32]*procState{},
 			binaries:  map[binaryKey]*binaryRef{},
+			byMaps:    map[mapsKey]*binaryRef{},
 			frames:    map[uint64]*pendingFrame{},
 			stacks:    map[uint64]bool{},
 			rawStacks: map[uint64]uint64{},
-			gens:      map[uint32]uint32{},
 			stackTab:  formats.NewTable[formats.Stack](s.writer, formats.TableStacks),
 			frameTab:  formats.NewTable[formats.Frame](s.writer, formats.TableFrames),
 		}
 		// Snapshot mappings as soon as a process appears: an exec'd
 		// program may be gone before its first sample is read.
-		s.OnProcess(func(ev formats.ProcessEvent) {
-			if ev.Kind == formats.ProcessExit {
-				return
-			}
-			r.mu.Lock()
-			if ev.Kind == formats.ProcessExec || ev.Kind == formats.ProcessFork {
-				// A new program (or a pid reused): earlier mappings and
-				// cached stacks are void.
-				delete(r.procs, ev.PID)
-				r.gens[ev.PID]++
-			}
-			r.snapshot(ev.PID)
-			r.mu.Unlock()
-		})
+		s.OnProcess(r.onProcess)
 		s.AtEnd(r.symbolize)
 		s.stacks = r
 	})
 	return s.stacks
+}
+
+// onProcess keeps the per-life state: a fork or exec starts a new life
+// (earlier mappings and cached stacks of the pid are void), an exit
+// retires the life's state for exitGrace.
+func (r *StackRecorder) onProcess(ev formats.ProcessEvent) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.eventNs = max(r.eventNs, ev.TimeNs)
+	switch ev.Kind {
+	case formats.ProcessExit:
+		if p := r.procs[ev.PID]; p != nil {
+			r.retire(ev.PID, p)
+		}
+	case formats.ProcessExec, formats.ProcessFork:
+		if p := r.procs[ev.PID]; p != nil {
+			r.drop(ev.PID, p)
+		}
+		r.newLife(ev.PID)
+	default:
+		if r.procs[ev.PID] == nil {
+			r.newLife(ev.PID)
+		}
+	}
+	r.expire()
+}
+
+// newLife snapshots a process's mappings as a new life of its pid.
+func (r *StackRecorder) newLife(pid uint32) *procState {
+	r.lives++
+	p := &procState{life: r.lives, bins: map[uint64]*binaryRef{}}
+	r.procs[pid] = p
+	r.refresh(pid, p)
+	return p
+}
+
+// retire queues a life's state to be dropped exitGrace from now.
+func (r *StackRecorder) retire(pid uint32, p *procState) {
+	if p.retired || p.dropped {
+		return
+	}
+	p.retired = true
+	r.retired = append(r.retired, retiredState{pid: pid, p: p, at: r.eventNs})
+	r.expire()
+}
+
+// expire drops the retired states whose grace has passed, and the oldest
+// beyond maxRetired.
+func (r *StackRecorder) expire() {
+	n := 0
+	for n < len(r.retired) {
+		e := r.retired[n]
+		if len(r.retired)-n <= maxRetired && e.at+uint64(exitGrace) > r.eventNs {
+			break
+		}
+		r.drop(e.pid, e.p)
+		r.retired[n] = retiredState{}
+		n++
+	}
+	if n > 0 {
+		r.retired = append(r.retired[:0], r.retired[n:]...)
+	}
+}
+
+// drop forgets a life: its mappings, its raw-stack cache, and the
+// unwinder's module list built from them. Its frames and stacks stay.
+func (r *StackRecorder) drop(pid uint32, p *procState) {
+	if p.dropped {
+		return
+	}
+	p.dropped = true
+	for _, raw := range p.raws {
+		delete(r.rawStacks, raw)
+	}
+	p.raws, p.maps, p.bins = nil, nil, nil
+	if r.procs[pid] == p {
+		delete(r.procs, pid)
+	}
+	if v, ok := recorderUnwinders.Load(r); ok {
+		u := v.(*userUnwinder)
+		u.mu.Lock()
+		if up := u.procs[pid]; up != nil && up.version.Equal(p.refreshed) {
+			delete(u.procs, pid)
+		}
+		u.mu.Unlock()
+	}
 }
 
 // Record returns the id of the stack made of kernel and user instruction
@@ -130,7 +243,8 @@ func (r *StackRecorder) Record(pid uint32, kernel, user []uint64) uint64 {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	raw := hashIPs(pid, r.gens[pid], kernel, user)
+	p := r.snapshot(pid)
+	raw := hashIPs(pid, p.life, kernel, user)
 	if id, ok := r.rawStacks[raw]; ok {
 		return id
 	}
@@ -148,8 +262,9 @@ func (r *StackRecorder) Record(pid uint32, kernel, user []uint64) uint64 {
 	id := hashU64s(ids)
 	// A stack with an address outside every known mapping is not cached:
 	// the next sighting may resolve once the maps have been re-read.
-	if !unmapped {
+	if !unmapped && r.procs[pid] == p {
 		r.rawStacks[raw] = id
+		p.raws = append(p.raws, raw)
 	}
 	if !r.stacks[id] {
 		r.stacks[id] = true
@@ -218,12 +333,14 @@ func (r *StackRecorder) userFrame(pid uint32, ip uint64) (uint64, bool) {
 }
 
 // snapshot returns the process's mappings, reading them on first sight.
+// A life met first through a sample, not a process event (its state was
+// dropped after its exit, or its events were lost), is retired at once:
+// its state lasts the grace time, and a later sample reads /proc again.
 func (r *StackRecorder) snapshot(pid uint32) *procState {
 	p := r.procs[pid]
 	if p == nil {
-		p = &procState{bins: map[uint64]*binaryRef{}}
-		r.procs[pid] = p
-		r.refresh(pid, p)
+		p = r.newLife(pid)
+		r.retire(pid, p)
 	}
 	return p
 }
@@ -231,12 +348,11 @@ func (r *StackRecorder) snapshot(pid uint32) *procState {
 func (r *StackRecorder) refresh(pid uint32, p *procState) {
 	p.refreshed = time.Now()
 	p.refreshes++
-	f, err := os.Open(filepath.Join(r.s.procRoot, Itoa(pid), "maps"))
-	if err != nil {
-		return
+	read := r.readMaps
+	if read == nil {
+		read = r.procMaps
 	}
-	defer f.Close()
-	maps, err := symbolize.ParseMaps(f)
+	maps, err := read(pid)
 	if err != nil {
 		return
 	}
@@ -255,10 +371,27 @@ func (r *StackRecorder) refresh(pid uint32, p *procState) {
 	}
 }
 
+// procMaps reads /proc/PID/maps.
+func (r *StackRecorder) procMaps(pid uint32) ([]symbolize.Mapping, error) {
+	f, err := os.Open(filepath.Join(r.s.procRoot, Itoa(pid), "maps"))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return symbolize.ParseMaps(f)
+}
+
 // binary opens the file behind a mapping once per (device, inode). The
 // map_files link works for deleted files and container paths alike; the
 // path under /proc/PID/root is the fallback.
 func (r *StackRecorder) binary(pid uint32, m symbolize.Mapping) *binaryRef {
+	// A file already found through another process's mapping is known
+	// by the device and inode /proc/PID/maps shows: every new life of a
+	// program costs no stat of its libraries.
+	mk := mapsKey{m.Dev, m.Inode, m.Path}
+	if b := r.byMaps[mk]; b != nil && m.Inode != 0 {
+		return b
+	}
 	pidDir := filepath.Join(r.s.procRoot, Itoa(pid))
 	candidates := []string{
 		filepath.Join(pidDir, "map_files", fmt.Sprintf("%x-%x", m.Start, m.End)),
@@ -275,6 +408,7 @@ func (r *StackRecorder) binary(pid uint32, m symbolize.Mapping) *binaryRef {
 		}
 		key := binaryKey{uint64(sys.Dev), sys.Ino}
 		if b := r.binaries[key]; b != nil {
+			r.byMaps[mk] = b
 			return b
 		}
 		b := &binaryRef{path: m.Path, reopen: filepath.Join(pidDir, "root", m.Path)}
@@ -287,6 +421,7 @@ func (r *StackRecorder) binary(pid uint32, m symbolize.Mapping) *binaryRef {
 			}
 		}
 		r.binaries[key] = b
+		r.byMaps[mk] = b
 		return b
 	}
 	// The process is gone and nothing can be opened: keep the path so a
@@ -427,7 +562,7 @@ func hashU64s(vs []uint64) uint64 {
 	return nonZero(h.Sum64())
 }
 
-func hashIPs(pid, gen uint32, kernel, user []uint64) uint64 {
+func hashIPs(pid uint32, life uint64, kernel, user []uint64) uint64 {
 	h := fnv.New64a()
 	var buf [8]byte
 	put := func(v uint64) {
@@ -436,7 +571,8 @@ func hashIPs(pid, gen uint32, kernel, user []uint64) uint64 {
 		}
 		h.Write(buf[:])
 	}
-	put(uint64(pid) | uint64(gen)<<32)
+	put(uint64(pid))
+	put(life)
 	for _, v := range kernel {
 		put(v)
 	}

@@ -122,6 +122,7 @@ early; the archive is still finalized. Needs root (or CAP_BPF + CAP_PERFMON).`,
 	f.StringVar(&k8sSel.Cgroup, "cgroup", "", "capture only processes in this cgroup path (and below)")
 	f.DurationVar(&opts.Ring, "ring", 0, "flight recorder: record until stopped, keep the last DURATION on disk, dump it on SIGUSR1, `bpfsnap trigger` or --trigger")
 	f.StringArrayVar(&opts.Triggers, "trigger", nil, "with --ring: dump when a condition holds: http.pNN>DURATION, http.errors>N%, cpu>N%, oom; options after commas: route=/x, cooldown=1m, max=10 (repeatable)")
+	f.BoolVar(&opts.KeepCmdline, "keep-cmdline", false, "write command lines as they are (by default values that look like secrets, such as passwords, tokens, keys and URL userinfo, become <redacted>)")
 	// Debug: shrink every ring buffer so the flood tests can overflow it.
 	f.IntVar(&opts.RingPages, "ring-pages", 0, "debug: size every ring buffer to this many pages (a power of two)")
 	_ = f.MarkHidden("ring-pages")

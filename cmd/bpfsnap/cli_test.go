@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,6 +36,19 @@ func bpfsnapBin(t *testing.T) string {
 		t.Fatal(binErr)
 	}
 	return binPath
+}
+
+// runBin runs the built binary and returns its standard output; a
+// failure fails the test with the command and its standard error.
+func runBin(t *testing.T, args ...string) string {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(bpfsnapBin(t), args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("bpfsnap %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	return stdout.String()
 }
 
 type buildError struct {

@@ -24,7 +24,7 @@ func TestCPUVerbsOnRealCapture(t *testing.T) {
 		t.Skip("capture is linux only")
 	}
 	gcc := testenv.RequireTool(t, "gcc")
-	bin := bpfsnapBin(t)
+	bpfsnapBin(t)
 	dir := t.TempDir()
 	burn := filepath.Join(dir, "cpuburn")
 	if out, err := exec.Command(gcc, "-O1", "-fno-omit-frame-pointer", "-o", burn, "../../testdata/demo/cpuburn.c").CombinedOutput(); err != nil {
@@ -33,13 +33,7 @@ func TestCPUVerbsOnRealCapture(t *testing.T) {
 	arc := filepath.Join(dir, "cpu.bpfsnap")
 	run := func(args ...string) string {
 		t.Helper()
-		var stdout, stderr bytes.Buffer
-		cmd := exec.Command(bin, args...)
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		if err := cmd.Run(); err != nil {
-			t.Fatalf("bpfsnap %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
-		}
-		return stdout.String()
+		return runBin(t, args...)
 	}
 	run("capture", "-p", "cpu", "--freq", "499", "-d", "30s", "-o", arc, "--", burn, "1000")
 

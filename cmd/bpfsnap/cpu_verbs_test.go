@@ -101,7 +101,7 @@ func TestCPUVerbsWithoutSamples(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "no CPU samples match pid 4242") {
 		t.Errorf("filter leaving nothing: err = %v", err)
 	}
-	if _, err := runBpfsnap(t, "export", cpuFixture(t), "--format", "svgz"); err == nil || !strings.Contains(err.Error(), "pprof, folded or json") {
+	if _, err := runBpfsnap(t, "export", cpuFixture(t), "--format", "svgz"); err == nil || !strings.Contains(err.Error(), "pprof, folded, json or parquet-dataset") {
 		t.Errorf("bad format: err = %v", err)
 	}
 }

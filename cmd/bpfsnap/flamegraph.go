@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"io"
 
 	"github.com/spf13/cobra"
@@ -18,9 +19,11 @@ func newFlamegraphCmd() *cobra.Command {
 		title   string
 		minWide float64
 		offCPU  bool
+		diff    bool
+		sides   diffSides
 	)
 	cmd := &cobra.Command{
-		Use:   "flamegraph ARCHIVE [-o FILE.svg] [--folded]",
+		Use:   "flamegraph ARCHIVE [-o FILE.svg] [--folded] | flamegraph --diff BASE NEW",
 		Short: "Draw an interactive SVG flame graph (or folded stacks) of the CPU samples",
 		Long: `flamegraph turns an archive's CPU samples into a self-contained interactive
 SVG flame graph (click a frame to zoom, "Reset zoom", "Search" or Ctrl-F with
@@ -32,13 +35,32 @@ With --off-cpu it draws where threads waited instead (capture -p offcpu),
 weighted by microseconds off the CPU: under each process a frame per wait
 class ([lock], [disk], [network], [sleep], [page_fault], [idle],
 [preempted], [other]), then the stack the thread blocked in, and a last
-[run queue] frame for the wait for a CPU after the wakeup.`,
+[run queue] frame for the wait for a CPU after the wakeup.
+
+With --diff BASE NEW it draws a differential flame graph of the CPU samples:
+widths are NEW's samples, colours the change of each frame's self share of
+the samples (red grown, blue shrunk, grey within sampling noise); --folded
+then prints "stack BASE_COUNT NEW_COUNT" lines, as FlameGraph's
+difffolded.pl does. --base-X and --new-X replace a selector on one side.`,
 		Example: "  bpfsnap flamegraph incident.bpfsnap -o cpu.svg\n" +
 			"  bpfsnap flamegraph incident.bpfsnap --pid 4242 --from 5s --to 10s -o slice.svg\n" +
 			"  bpfsnap flamegraph incident.bpfsnap --folded > cpu.folded\n" +
-			"  bpfsnap flamegraph incident.bpfsnap --off-cpu -o offcpu.svg",
-		Args: cobra.ExactArgs(1),
+			"  bpfsnap flamegraph incident.bpfsnap --off-cpu -o offcpu.svg\n" +
+			"  bpfsnap flamegraph --diff before.bpfsnap after.bpfsnap -o diff.svg",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if diff {
+				return cobra.ExactArgs(2)(cmd, args)
+			}
+			return cobra.ExactArgs(1)(cmd, args)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if diff {
+				if perPID || offCPU {
+					return errors.New("--diff compares CPU samples by name: not with --per-pid (pids differ between captures) or --off-cpu")
+				}
+				base, cur := sides.requests(cmd, flags.request(analyze.SectionCPU))
+				return writeCPUDiff(cmd, args, out, base, cur, report.CPUFlameOptions{Folded: folded, Title: title, MinWidth: minWide})
+			}
 			if offCPU {
 				return writeOffCPU(cmd, args[0], out, &flags, report.OffCPUFlameOptions{Folded: folded, Title: title, MinWidth: minWide})
 			}
@@ -48,7 +70,9 @@ class ([lock], [disk], [network], [sleep], [page_fault], [idle],
 		},
 	}
 	flags.bind(cmd)
+	sides.bind(cmd)
 	f := cmd.Flags()
+	f.BoolVar(&diff, "diff", false, "compare two archives, BASE NEW: a differential flame graph")
 	f.StringVarP(&out, "output", "o", "", "write to this file instead of standard output")
 	f.BoolVar(&folded, "folded", false, "print folded stacks instead of SVG")
 	f.BoolVar(&perPID, "per-pid", false, "name the root frame of each stack comm-PID, keeping same-named processes apart")

@@ -4,16 +4,20 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/xml"
 	"fmt"
+	"html"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -226,6 +230,44 @@ func checkSVG(t *testing.T, what string, data []byte) {
 // checkHTML rejects raw workload markup and control bytes in the page.
 func checkHTML(t *testing.T, what string, page []byte) {
 	t.Helper()
+	checkMarkup(t, what, page)
+	// The page's own scripts are the template's three inline blocks (the
+	// JSON summary, two scripts); a fourth would be injected.
+	if n := bytes.Count(bytes.ToLower(page), []byte("<script")); n != 3 {
+		t.Errorf("%s: %d <script tags", what, n)
+	}
+	// The flame graphs the page holds packed (the time slices') reach the
+	// DOM when a reader asks for them: the same checks apply. (The packed
+	// folded stacks are text for a download, never markup.)
+	packed := packedRE.FindAllSubmatch(page, -1)
+	if bytes.Contains(page, []byte(`class="flame hidden"`)) && len(packed) == 0 {
+		t.Errorf("%s: slices' flame graphs not found packed", what)
+	}
+	for _, m := range packed {
+		raw, err := base64.StdEncoding.DecodeString(html.UnescapeString(string(m[1])))
+		if err != nil {
+			t.Errorf("%s: a packed part is not base64: %v", what, err)
+			continue
+		}
+		zr, err := gzip.NewReader(bytes.NewReader(raw))
+		if err != nil {
+			t.Errorf("%s: a packed part is not gzip: %v", what, err)
+			continue
+		}
+		inner, err := io.ReadAll(zr)
+		if err != nil {
+			t.Errorf("%s: a packed part: %v", what, err)
+			continue
+		}
+		checkMarkup(t, what+" (packed part)", inner)
+	}
+}
+
+var packedRE = regexp.MustCompile(`<div class="flame[^"]*"[^>]*data-packed="([^"]*)"`)
+
+// checkMarkup fails on workload markup, control bytes or bad UTF-8.
+func checkMarkup(t *testing.T, what string, page []byte) {
+	t.Helper()
 	for _, bad := range []string{"<script>alert", "<img src=x", "<b>\x1b", "<x>"} {
 		if i := bytes.Index(page, []byte(bad)); i >= 0 {
 			t.Errorf("%s: raw workload markup %q: %q", what, bad, page[max(0, i-120):min(len(page), i+60)])
@@ -239,11 +281,6 @@ func checkHTML(t *testing.T, what string, page []byte) {
 	}
 	if !utf8.Valid(page) {
 		t.Errorf("%s: the page is not valid UTF-8", what)
-	}
-	// The page's own scripts are the template's four inline blocks (two
-	// JSON data blocks, two scripts); a fifth would be injected.
-	if n := bytes.Count(bytes.ToLower(page), []byte("<script")); n != 4 {
-		t.Errorf("%s: %d <script tags", what, n)
 	}
 }
 

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -28,7 +26,7 @@ func TestK8sSelectorsOnEveryReadingVerb(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("capture is linux only")
 	}
-	bin := bpfsnapBin(t)
+	bpfsnapBin(t) // built before the pods below burn the CPU
 	v2, rt, dir := testenv.CgroupV2Root(), t.TempDir(), t.TempDir()
 	cart := testenv.FakePod{NS: "shop", Name: "cart-0", UID: "7e57a11e-0000-4000-8000-0000000000b0", CID: fmt.Sprintf("%064x", 0x5300)}
 	db := testenv.FakePod{NS: "store", Name: "db-0", UID: "7e57a11e-0000-4000-8000-0000000000b1", CID: fmt.Sprintf("%064x", 0x5301)}
@@ -39,13 +37,7 @@ func TestK8sSelectorsOnEveryReadingVerb(t *testing.T) {
 
 	run := func(args ...string) string {
 		t.Helper()
-		var stdout, stderr bytes.Buffer
-		cmd := exec.Command(bin, args...)
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		if err := cmd.Run(); err != nil {
-			t.Fatalf("bpfsnap %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
-		}
-		return stdout.String()
+		return runBin(t, args...)
 	}
 	arc := filepath.Join(dir, "pods.bpfsnap")
 	run("capture", "-p", "cpu", "-d", "3s", "--runtime-root", rt, "-o", arc)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"os"
@@ -12,11 +11,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/chromedp/cdproto/network"
-	"github.com/chromedp/cdproto/page"
-	cdpruntime "github.com/chromedp/cdproto/runtime"
-	"github.com/chromedp/chromedp"
 
 	"github.com/bpfsnap/bpfsnap/internal/testenv"
 )
@@ -128,76 +122,27 @@ func TestReportInChromium(t *testing.T) {
 		}
 	}
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium), chromedp.NoSandbox, chromedp.Headless, chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true), chromedp.Flag("no-first-run", true), chromedp.UserDataDir(filepath.Join(dir, "chrome")))
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancel()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	ctx, cancel = context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
+	// A demo-sized report opens fast (report_open_test.go).
+	checkOpenTime(t, chromium, html, demoOpenGoal, 3*demoOpenGoal)
 
-	var mu sync.Mutex
-	var consoleErrors, requests, dialogs []string
-	if err := chromedp.Listen(ctx, func(ev any) {
-		mu.Lock()
-		defer mu.Unlock()
-		switch e := ev.(type) {
-		case *cdpruntime.EventExceptionThrown:
-			consoleErrors = append(consoleErrors, e.ExceptionDetails.Text)
-		case *cdpruntime.EventConsoleAPICalled:
-			if e.Type == cdpruntime.ConsoleAPICalledTypeError {
-				consoleErrors = append(consoleErrors, fmt.Sprint(e.Args))
-			}
-		case *network.EventRequestWillBeSent:
-			requests = append(requests, e.Request.URL)
-		case *page.EventJavascriptDialogOpening:
-			dialogs = append(dialogs, e.Message)
-			go chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: false})
-		}
-	}); err != nil {
-		t.Fatal(err)
-	}
 	start := time.Now()
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := chromedp.Call(ctx, network.Enable, network.EnableParams{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := chromedp.Do(ctx, chromedp.Navigate("file://"+html), chromedp.WaitReady("#cpu")); err != nil {
-		t.Fatal(err)
-	}
-	eval := func(js string) int {
-		t.Helper()
-		v, err := chromedp.Run(ctx, chromedp.Evaluate[int](js))
-		if err != nil {
-			t.Fatalf("%s: %v", js, err)
-		}
-		return v
-	}
-	worst, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector(".card .what code") ? document.querySelector(".card .what code").textContent : ""`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	frames := eval(`document.querySelectorAll(".flame:not(.hidden) svg g.f").length`)
+	p := openInChromium(t, chromium, html, "#cpu")
+	worst := p.evalString(`document.querySelector(".card .what code") ? document.querySelector(".card .what code").textContent : ""`)
+	frames := p.evalInt(`document.querySelectorAll(".flame:not(.hidden) svg g.f").length`)
 	// Click the hot function's frame: the graph zooms (others hide).
-	zoomed := eval(`(function(){
+	zoomed := p.evalInt(`(function(){
 		var svg = document.querySelector(".flame:not(.hidden) svg");
 		var g = [].filter.call(svg.querySelectorAll("g.f"), function(g){ return g.querySelector("title").textContent.indexOf("hot_a\n") === 0; })[0];
 		g.dispatchEvent(new MouseEvent("click", {bubbles: true}));
 		return svg.querySelectorAll("g.f.hidden").length; })()`)
-	matched := eval(`(function(){
+	matched := p.evalInt(`(function(){
 		var svg = document.querySelector(".flame:not(.hidden) svg");
 		window.bpfsnapFlame.reset(svg);
 		return window.bpfsnapFlame.search(svg, "^hot_").frames; })()`)
 	// A time slice redraws the graph for that part of the window.
-	sliced := eval(`(function(){ window.bpfsnapReport.showSlice("0", "0");
+	sliced := p.evalInt(`(function(){ window.bpfsnapReport.showSlice("0", "0");
 		return document.querySelectorAll('.flames[data-archive="0"] .flame:not(.hidden)[data-slice="0"]').length; })()`)
-	injected := eval(`document.querySelectorAll("img, iframe, object, embed, foreignObject, [onload], [onerror], [onmouseover], svg svg").length`)
-	leakRows := eval(`document.querySelectorAll("#memory table tbody tr").length`)
+	leakRows := p.evalInt(`document.querySelectorAll("#memory table tbody tr").length`)
 	if leakRows < 3 {
 		t.Errorf("memory section lists %d leak candidates, want the 3 leaking sites at least", leakRows)
 	}
@@ -205,27 +150,9 @@ func TestReportInChromium(t *testing.T) {
 		t.Errorf("selecting a time slice did not show its flame graph")
 	}
 	t.Logf("opened and exercised in %s; %d frames, worst endpoint %q", time.Since(start).Round(time.Millisecond), frames, worst)
-	mu.Lock()
-	defer mu.Unlock()
-	if len(consoleErrors) > 0 {
-		t.Errorf("console errors: %v", consoleErrors)
-	}
-	for _, u := range requests {
-		if !strings.HasPrefix(u, "file://") {
-			t.Errorf("network request to %s", u)
-		}
-	}
-	if len(requests) != 1 {
-		t.Errorf("requests: %v (want only the page itself)", requests)
-	}
-	if len(dialogs) > 0 {
-		t.Errorf("injected script ran: dialogs %v", dialogs)
-	}
+	p.checkClean()
 	if zoomed == 0 || matched == 0 || frames < 10 {
 		t.Errorf("flame graph: %d frames, %d hidden after zoom, %d search matches", frames, zoomed, matched)
-	}
-	if injected != 0 {
-		t.Errorf("%d injected elements or handlers in the DOM", injected)
 	}
 	if worst == "" {
 		t.Errorf("no worst endpoint at a glance")

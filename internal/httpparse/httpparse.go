@@ -12,9 +12,12 @@ import (
 // MaxPath is the longest path kept; longer ones are cut and flagged.
 const MaxPath = 200
 
-var methods = map[string]bool{
-	"GET": true, "POST": true, "PUT": true, "HEAD": true, "DELETE": true,
-	"PATCH": true, "OPTIONS": true, "CONNECT": true, "TRACE": true,
+// methods maps a method's bytes to its one string: looked up as
+// methods[string(b)], which Go does without allocating, so a parsed
+// request's method costs no allocation.
+var methods = map[string]string{
+	"GET": "GET", "POST": "POST", "PUT": "PUT", "HEAD": "HEAD", "DELETE": "DELETE",
+	"PATCH": "PATCH", "OPTIONS": "OPTIONS", "CONNECT": "CONNECT", "TRACE": "TRACE",
 }
 
 // Request is a parsed request line.
@@ -29,10 +32,14 @@ type Request struct {
 // of b. ok is false when b does not start with a known method and a target.
 func ParseRequest(b []byte) (r Request, ok bool) {
 	sp := bytes.IndexByte(b, ' ')
-	if sp <= 0 || sp > 8 || !methods[string(b[:sp])] {
+	if sp <= 0 || sp > 8 {
 		return r, false
 	}
-	r.Method = string(b[:sp])
+	m, known := methods[string(b[:sp])]
+	if !known {
+		return r, false
+	}
+	r.Method = m
 	rest := b[sp+1:]
 	end := bytes.IndexAny(rest, " \r\n")
 	if end < 0 {

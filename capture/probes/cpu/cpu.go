@@ -169,7 +169,3 @@ func (c *cpuProbe) Stop(s *recorder.Session) error {
 	c.drops.Freeze(c.objs.Drops, cpuDropNames)
 	return c.objs.Close()
 }
-
-// Sample is the ring record of the frame-pointer sampler (struct cpu_sample
-// of cpu.bpf.c), for benchmarks that build records without a kernel.
-type Sample = bpfCpuSample

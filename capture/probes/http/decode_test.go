@@ -5,7 +5,6 @@ package http
 import (
 	"path/filepath"
 	"testing"
-	"unsafe"
 
 	"github.com/bpfsnap/bpfsnap/capture/recorder"
 	"github.com/bpfsnap/bpfsnap/formats"
@@ -20,31 +19,13 @@ func BenchmarkHTTPRecord(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	h := &httpProbe{s: recorder.NewDetachedSession(w, recorder.Options{}), conns: map[uint64]*httpConn{}, counters: map[string]uint64{}}
-	h.table = formats.NewTable[formats.HTTPRequest](w, formats.TableHTTPRequests)
-	var ev bpfHttpEvent
-	ev.Kind, ev.Family, ev.SockCgroup = kindPair, 4, 7
-	ev.Saddr = [16]uint8{127, 0, 0, 1}
-	ev.Daddr = [16]uint8{127, 0, 0, 1}
-	ev.Sport, ev.Dport = 8080, 40000
-	line := "GET /index.html HTTP/1.1\r"
-	for i := range len(line) {
-		ev.Line[i] = int8(line[i])
-	}
-	ev.LineLen = uint16(len(line))
-	ev.Status, ev.ReqBody, ev.RespBody = 200, -1, 17
-	ev.Flags, ev.CtxCgroup, ev.CtxPid, ev.CtxTid = flagCtx, 7, 100, 100
-	raw := unsafe.Slice((*byte)(unsafe.Pointer(&ev)), lineOffset+len(line))
+	next := Replay(recorder.NewDetachedSession(w, recorder.Options{}))
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {
-		ev.Cookie = uint64(i % 64) // 64 keep-alive connections
-		ev.ReqNs = uint64(i) * 1000
-		ev.RespNs, ev.RespEndNs = ev.ReqNs+50000, ev.ReqNs+50000
-		h.handle(raw)
-	}
-	if err := w.Seal(); err != nil {
-		b.Fatal(err)
+		if err := next(i); err != nil {
+			b.Fatal(err)
+		}
 	}
 	b.StopTimer()
 	w.Abort()

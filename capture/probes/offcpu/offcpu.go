@@ -63,6 +63,7 @@ type offcpuProbe struct {
 	// the ring reader touches it (and Stop, after the reader ended).
 	keys    map[uint64]uint64
 	missing uint64 // intervals whose stack record never came
+	skipped uint64 // scheduler events the kernel did not run the programs for, at Stop
 }
 
 // offcpuDropNames names the kernel counters in the order of enum offcpu_drop.
@@ -258,6 +259,13 @@ func (o *offcpuProbe) Drops() map[string]uint64 {
 	if o.missing > 0 {
 		out["offcpu.stack_missing"] = o.missing
 	}
+	skipped := o.skipped
+	if o.links != nil {
+		skipped = recorder.RecursionMisses(o.objs.OffcpuSwitch, o.objs.OffcpuWaking, o.objs.OffcpuWakeupNew)
+	}
+	if skipped > 0 {
+		out["offcpu.runs_skipped"] = skipped
+	}
 	if o.throttle != nil && o.throttle.unreadable > 0 {
 		out["offcpu.cgroup_unreadable"] = o.throttle.unreadable
 	}
@@ -283,5 +291,6 @@ func (o *offcpuProbe) Stop(s *recorder.Session) error {
 		recorder.MergeProbeDetails(s, "offcpu", d)
 	}
 	o.drops.Freeze(o.objs.Drops, offcpuDropNames)
+	o.skipped = recorder.RecursionMisses(o.objs.OffcpuSwitch, o.objs.OffcpuWaking, o.objs.OffcpuWakeupNew)
 	return o.objs.Close()
 }

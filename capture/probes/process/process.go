@@ -122,14 +122,13 @@ func (p *Probe) handle(s *recorder.Session, raw []byte) {
 	case bpfProcKindPROC_EXEC:
 		row.Kind = formats.ProcessExec
 		row.Exe = recorder.CString(ev.Filename[:])
-		row.Cmdline = argsString(ev.Args[:min(int(ev.ArgsLen), len(ev.Args))])
+		args := argBytes(ev.Args[:min(int(ev.ArgsLen), len(ev.Args))])
 		if int(ev.ArgsLen) >= len(ev.Args)-1 {
 			// The kernel copy is truncated; /proc has more while the
 			// process lives.
-			if full := recorder.ReadCmdline(s.ProcRoot(), ev.Pid); len(full) > len(row.Cmdline) {
-				row.Cmdline = full
-			}
+			args = s.ProcArgsLonger(ev.Pid, args)
 		}
+		row.Cmdline = s.Cmdline(args)
 	case bpfProcKindPROC_EXIT:
 		row.Kind = formats.ProcessExit
 	case bpfProcKindPROC_OOM:
@@ -142,7 +141,7 @@ func (p *Probe) handle(s *recorder.Session, raw []byte) {
 		// Moved into a targeted cgroup: running, so /proc has the rest.
 		row.Kind = formats.ProcessInfo
 		row.Exe, _ = os.Readlink(filepath.Join(s.ProcRoot(), strconv.FormatUint(uint64(ev.Pid), 10), "exe"))
-		row.Cmdline = recorder.ReadCmdline(s.ProcRoot(), ev.Pid)
+		row.Cmdline = s.ReadCmdline(ev.Pid)
 	default:
 		return
 	}
@@ -163,14 +162,11 @@ func (p *Probe) Stop(*recorder.Session) error {
 	return nil
 }
 
-// argsString joins a NUL-separated argv copy with spaces.
-func argsString[T int8 | uint8](b []T) string {
+// argBytes is the kernel's argv copy (NUL-separated) as bytes.
+func argBytes[T int8 | uint8](b []T) []byte {
 	out := make([]byte, len(b))
 	for i, c := range b {
 		out[i] = byte(c)
-		if c == 0 {
-			out[i] = ' '
-		}
 	}
-	return strings.TrimRight(string(out), " ")
+	return out
 }
