@@ -461,7 +461,16 @@ func TestOffCPUFloodAccounted(t *testing.T) {
 	if lost == 0 {
 		t.Error("a one-page ring lost nothing: the test did not flood it")
 	}
-	if d := int64(recorded+lost) - int64(switches); d < -4-skipped || d > 4 {
+	// Under emulation (make test-kernels without KVM) the runs on either
+	// side of the pair's own count (after its last getrusage: thread and
+	// process exit, slowed ~10x and sharing CPU 0 with the recorder) take
+	// a few dozen more switches: measured +24 and +32 of ~200k on 6.12 and
+	// 6.1. Double counting or a lost drop counter would be thousands.
+	over := int64(4)
+	if testenv.Emulated() {
+		over = int64(switches) / 2000
+	}
+	if d := int64(recorded+lost) - int64(switches); d < -4-skipped || d > over {
 		t.Errorf("recorded + lost = %d, the pair switched %d times", recorded+lost, switches)
 	}
 }
