@@ -57,7 +57,8 @@ stress: tracefs
 # The kernel tests on the kernels users run: Debian's 6.1 and 6.12 cloud
 # kernels booted in qemu (KVM, or TCG where there is none), and this
 # machine's own kernel; one line per kernel and probe set (docs/kernels.md).
-# Needs root; takes ~25 minutes with TCG. Not part of `make test` nor CI.
+# Needs root; takes ~30 minutes with TCG. Not part of `make test` nor CI:
+# run it by hand before a release (docs/kernels.md, "How often").
 test-kernels:
 	./scripts/test-kernels.sh
 
