@@ -6,7 +6,7 @@
 #   test-kernels-guest.sh host OUT    the same tests on the running kernel
 #   test-kernels-guest.sh table DIR LABEL...  the Markdown table of the results
 #
-# OUT holds `settings` (repo, bin, suite) and receives kernel, doctor.json,
+# OUT holds `settings` (repo, bin, suite, sets: "" for all) and receives kernel, doctor.json,
 # results.tsv (probe set, verdict, detail) and one log per probe set.
 #
 # For each probe set `bpfsnap doctor --json` lists, the line is
@@ -52,6 +52,9 @@ log() { echo "test-kernels: $*" >&2; }
 
 # can SET: doctor says SET can start here.
 can() { [ "$(jq -r --arg s "$1" '.probe_sets[] | select(.name == $s) | .ok' "$out/doctor.json")" = true ]; }
+
+# chosen SET: SET is in the sets asked for (all when none are named).
+chosen() { [ -z "${sets:-}" ] || [[ " $sets " == *" $1 "* ]]; }
 
 # result SET VERDICT DETAIL
 result() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$out/results.tsv"; }
@@ -106,10 +109,10 @@ run() {
 	[ "$suite" = all ] && pick=all_tests
 	run_tests doctor "$bin/capture.test" "$($pick doctor)"
 	# The always-on process probe, then every set doctor lists.
-	run_tests process "$bin/capture.test" "$($pick process)"
+	chosen process && run_tests process "$bin/capture.test" "$($pick process)"
 	local set ok reason
 	while IFS=$'\t' read -r set ok reason; do
-		[ -n "$set" ] || continue
+		[ -n "$set" ] && chosen "$set" || continue
 		if [ "$ok" = true ]; then
 			run_tests "$set" "$bin/capture.test" "$($pick "$set")"
 		else

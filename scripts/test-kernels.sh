@@ -14,6 +14,7 @@
 #                               series: the newest Debian cloud image of it; or
 #                               exact package names (linux-image-6.1.0-47-cloud-amd64)
 #   BPFSNAP_KERNEL_SUITE=quick  quick: the tests chosen per probe set; all: every kernel test
+#   BPFSNAP_KERNEL_SETS="cpu http"  only these probe sets (and doctor): to debug one
 #   BPFSNAP_KERNELS_DIR=build/kernels  cache of images, binaries and results
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,7 @@ export PATH=/usr/local/go/bin:$PATH
 repo=$PWD
 kernels=${BPFSNAP_KERNELS:-"host 6.1 6.12"}
 suite=${BPFSNAP_KERNEL_SUITE:-quick}
+sets=${BPFSNAP_KERNEL_SETS:-}
 work=$(realpath -m "${BPFSNAP_KERNELS_DIR:-build/kernels}")
 mem=4G
 
@@ -159,6 +161,7 @@ settings() {
 repo=$repo
 bin=$work/bin
 suite=$suite
+sets="$sets"
 accel=$2
 EOF
 }
