@@ -39,7 +39,7 @@ func ResolveK8s(f *Filter, procs []Process) error {
 		pids = append(pids, p.PID)
 	}
 	if len(pids) == 0 {
-		return fmt.Errorf("no process in the archive belongs to namespace %q pod %q", ns, pod)
+		return &NoMatchError{Namespace: ns, Pod: pod}
 	}
 	f.PIDs = pids
 	return nil

@@ -55,26 +55,37 @@ func benchReportOpen(env *Env) ([]Row, error) {
 			fmt.Sprintf("synthetic 60 s whole-node archive (reportload.WriteBusyNode): %d CPUs at %d Hz (75%% busy), %d services in 8 namespaces, %d jobs, %d distinct stacks up to 48 frames, %d endpoints, %d requests",
 				reportload.BusyCPUs, reportload.BusyHz, reportload.BusyServices, reportload.BusyJobs, reportload.BusyStacks, reportload.BusyEndpoints, reportload.BusyRequests)},
 	} {
-		ts, err := reportload.Measure(chromium, r.html, dir, reps)
+		row, err := openRow(chromium, "report opening", r.name, r.html, r.what, dir, r.goal, reps)
 		if err != nil {
 			return nil, err
 		}
-		var inter, load, paint []float64
-		for _, t := range ts {
-			inter = append(inter, t.Interactive.Seconds())
-			load = append(load, t.Load.Seconds())
-			paint = append(paint, t.FirstPaint.Seconds())
-		}
-		st, _ := os.Stat(r.html)
-		size := 0.0
-		if st != nil {
-			size = float64(st.Size()) / 1e6
-		}
-		s := stats(inter)
-		rows = append(rows, Row{Name: r.name, Result: stats(inter).Format("%.2f") + " s",
-			Goal: fmt.Sprintf("< %.0f s", r.goal.Seconds()), Met: yesNo(s.Median < r.goal.Seconds()),
-			Note: fmt.Sprintf("`go run ./bench -only \"report opening\"`: %s, %.1f MB; headless Chromium (%s), %d openings in one browser (the first cold), from navigation start to the first frame after the load event with the main thread free; first contentful paint %s s, load event end %s s",
-				r.what, size, cmdOut(chromium, "--version"), reps, stats(paint).Format("%.2f"), stats(load).Format("%.2f"))})
+		rows = append(rows, row)
 	}
 	return rows, nil
+}
+
+// openRow (a row of the benchmark named only) opens html reps times in headless Chromium (the first cold) and
+// makes its row: load-to-interactive against goal, with the first paint
+// and the load event in the note.
+func openRow(chromium, only, name, html, what, scratch string, goal time.Duration, reps int) (Row, error) {
+	ts, err := reportload.Measure(chromium, html, scratch, reps)
+	if err != nil {
+		return Row{}, err
+	}
+	var inter, load, paint []float64
+	for _, t := range ts {
+		inter = append(inter, t.Interactive.Seconds())
+		load = append(load, t.Load.Seconds())
+		paint = append(paint, t.FirstPaint.Seconds())
+	}
+	st, _ := os.Stat(html)
+	size := 0.0
+	if st != nil {
+		size = float64(st.Size()) / 1e6
+	}
+	s := stats(inter)
+	return Row{Name: name, Result: s.Format("%.2f") + " s",
+		Goal: fmt.Sprintf("< %.0f s", goal.Seconds()), Met: yesNo(s.Median < goal.Seconds()),
+		Note: fmt.Sprintf("`go run ./bench -only %q`: %s, %.1f MB; headless Chromium (%s), %d openings in one browser (the first cold), from navigation start to the first frame after the load event with the main thread free; first contentful paint %s s, load event end %s s",
+			only, what, size, cmdOut(chromium, "--version"), reps, stats(paint).Format("%.2f"), stats(load).Format("%.2f"))}, nil
 }

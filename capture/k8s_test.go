@@ -138,7 +138,7 @@ func TestK8sTargetsRealCgroups(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(leaf, "cgroup.procs"), []byte(strconv.Itoa(in.Process.Pid)), 0); err != nil {
 		t.Fatal(err)
 	}
-	for _, sel := range []K8sSelector{{Pod: "shop/checkout-9"}, {Namespace: "shop"}, {ContainerID: cid[:12]}, {Cgroup: "/" + podDir}} {
+	for _, sel := range []K8sSelector{{Pod: "shop/checkout-9"}, {Pod: "shop/other,shop/checkout-9"}, {Namespace: "shop"}, {ContainerID: cid[:12]}, {Cgroup: "/" + podDir}} {
 		pids, err := ResolveK8sTargets("/proc", rt, sel)
 		if err != nil {
 			t.Fatalf("%+v: %v", sel, err)
@@ -149,6 +149,9 @@ func TestK8sTargetsRealCgroups(t *testing.T) {
 	}
 	if _, err := ResolveK8sTargets("/proc", rt, K8sSelector{Pod: "shop/other"}); err == nil {
 		t.Fatal("a pod with no process must be an error")
+	}
+	if _, err := ResolveK8sTargets("/proc", rt, K8sSelector{Pod: "shop/checkout-9,checkout-9"}); err == nil {
+		t.Fatal("a pod list with a name without namespace must be an error")
 	}
 }
 

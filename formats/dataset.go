@@ -224,7 +224,7 @@ func writeParquetFile[T any](dir string, rows []T) error {
 	if err != nil {
 		return err
 	}
-	pw := parquet.NewGenericWriter[T](f, parquet.Compression(zstdFast), parquet.CreatedBy("bpfsnap", "", ""))
+	pw := parquet.NewGenericWriter[T](f, writerOptions[T]()...)
 	if _, err := pw.Write(rows); err != nil {
 		f.Close()
 		os.Remove(tmp)

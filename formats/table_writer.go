@@ -138,11 +138,26 @@ func (t *TableWriter[T]) startLocked() error {
 		return fmt.Errorf("creating chunk %s: %w", tmp, err)
 	}
 	t.file = f
-	t.pw = parquet.NewGenericWriter[T](f,
-		parquet.Compression(zstdFast),
-		parquet.CreatedBy("bpfsnap", "", ""),
-	)
+	t.pw = parquet.NewGenericWriter[T](f, writerOptions[T]()...)
 	return nil
+}
+
+// writerOptions are the Parquet writer's settings for a table of T: fast
+// zstd, and no page bounds or statistics (min/max) for the string columns. Comparing
+// every path and address with the page's bounds was a tenth of the
+// recorder's CPU per HTTP request (BenchmarkHTTPRecord's profile), and no
+// reader uses them: analyze reads whole chunks, and a query engine only
+// loses the chance to skip a page by a string range.
+func writerOptions[T any]() []parquet.WriterOption {
+	opts := []parquet.WriterOption{parquet.Compression(zstdFast), parquet.CreatedBy("bpfsnap", "", "")}
+	schema := parquet.SchemaOf(new(T))
+	for _, path := range schema.Columns() {
+		leaf, ok := schema.Lookup(path...)
+		if ok && leaf.Node.Type().Kind() == parquet.ByteArray {
+			opts = append(opts, parquet.SkipPageBounds(path...), parquet.SkipPageStatistics(path...))
+		}
+	}
+	return opts
 }
 
 func (t *TableWriter[T]) seal() (int64, error) {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -37,7 +38,9 @@ type Writer struct {
 	manifest Manifest
 	tables   []sealer
 	bytes    int64
-	err      error
+	// err is the first failure: set once under mu, read without it (every
+	// row written checks it; a lock there showed in the recorder's profile).
+	err      atomic.Pointer[error]
 	failed   chan struct{}
 	stop     chan struct{}
 	loopDone chan struct{}
@@ -125,9 +128,10 @@ func (w *Writer) Failed() <-chan struct{} { return w.failed }
 
 // Err returns the first write error, if any.
 func (w *Writer) Err() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.err
+	if p := w.err.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // BytesWritten is the size of all sealed chunks so far.
@@ -162,8 +166,8 @@ func (w *Writer) register(s sealer) {
 func (w *Writer) fail(err error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.err == nil {
-		w.err = err
+	if w.err.Load() == nil {
+		w.err.Store(&err)
 		close(w.failed)
 	}
 }

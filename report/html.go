@@ -36,6 +36,9 @@ type HTMLOptions struct {
 	Version string
 	// Now stamps the page; time.Now when zero (tests pin it).
 	Now time.Time
+	// Fleet, for a report of several archives, adds the fleet section
+	// (report/fleet.go): analyze.Fleet's view over the same archives.
+	Fleet *analyze.FleetSummary
 }
 
 // Limits that keep the page small (the goal: under 5 MB for a 60 s demo
@@ -82,6 +85,8 @@ type probeView struct {
 type endpointView struct {
 	analyze.HTTPEndpoint
 	ErrPct    float64
+	Proto     string // "HTTP/1.x", "HTTP/2", "gRPC", with " · TLS"
+	Codes     map[string]int64
 	Histogram template.HTML
 	OverTime  template.HTML
 	// Baseline is the endpoint in the comparison (AddBaseline), or nil.
@@ -145,7 +150,10 @@ func BuildHTMLArchive(s *analyze.Summary) (*HTMLArchive, error) {
 	if s.HTTP != nil {
 		windowS := m.Window.Duration().Seconds()
 		for i, e := range s.HTTP.Endpoints {
-			ev := endpointView{HTTPEndpoint: e}
+			ev := endpointView{HTTPEndpoint: e, Proto: ProtocolLabel(e), Codes: e.Status}
+			if e.GRPCStatus != nil {
+				ev.Codes = e.GRPCStatus
+			}
 			if e.Count > 0 {
 				ev.ErrPct = 100 * float64(e.Errors) / float64(e.Count)
 			}
@@ -256,6 +264,8 @@ type pageData struct {
 	Data         []*analyze.Summary
 	Folded       string
 	FoldedOffCPU string
+	// Fleet is the fleet section, nil for one archive.
+	Fleet *fleetView
 }
 
 // WriteHTML writes one self-contained page for one or more archives (one
@@ -316,6 +326,15 @@ func WriteHTML(w io.Writer, archives []*HTMLArchive, opts HTMLOptions) error {
 		p.FoldedOffCPU = pack(foldedOff.String())
 	}
 	p.Title = "bpfsnap report: " + strings.Join(hosts, ", ")
+	if opts.Fleet != nil {
+		var err error
+		if p.Fleet, err = buildFleetView(opts.Fleet, archives); err != nil {
+			return err
+		}
+		// The fleet section's script runs in the page's own script block
+		// (a page has no other).
+		p.JS += template.JS("\n" + fleetJS)
+	}
 	t, err := template.New("report").Funcs(template.FuncMap{
 		"ms":    fmtMs,
 		"pct":   func(v float64) string { return fmt.Sprintf("%.1f%%", v) },

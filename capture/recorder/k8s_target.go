@@ -15,7 +15,7 @@ import (
 
 // K8sSelector picks processes by Kubernetes identity or cgroup.
 type K8sSelector struct {
-	Pod         string // NAMESPACE/NAME
+	Pod         string // NAMESPACE/NAME, or several separated by commas
 	Namespace   string
 	ContainerID string // full id or a unique prefix
 	Cgroup      string // cgroup path (v2 or any v1 hierarchy), a prefix match
@@ -67,16 +67,22 @@ type K8sTargets struct {
 // targeted. It fails only when the selector matches neither.
 func ResolveK8s(procRoot, runtimeRoot string, cgroups *CgroupResolver, sel K8sSelector) (K8sTargets, error) {
 	var t K8sTargets
-	ns, pod := sel.Namespace, ""
+	ns := sel.Namespace
+	// pods holds NAMESPACE/NAME of every pod of --pod (a comma-separated
+	// list: kubectl-bpfsnap's capture of the selected pods on one node).
+	var pods map[string]bool
 	if sel.Pod != "" {
-		i := strings.IndexByte(sel.Pod, '/')
-		if i <= 0 || i == len(sel.Pod)-1 {
-			return t, fmt.Errorf("--pod %q: want NAMESPACE/NAME", sel.Pod)
+		pods = map[string]bool{}
+		for _, p := range strings.Split(sel.Pod, ",") {
+			i := strings.IndexByte(p, '/')
+			if i <= 0 || i == len(p)-1 {
+				return t, fmt.Errorf("--pod %q: want NAMESPACE/NAME", p)
+			}
+			if ns != "" && ns != p[:i] {
+				return t, fmt.Errorf("--namespace %q contradicts --pod %q", ns, p)
+			}
+			pods[p] = true
 		}
-		if ns != "" && ns != sel.Pod[:i] {
-			return t, fmt.Errorf("--namespace %q contradicts --pod %q", ns, sel.Pod)
-		}
-		ns, pod = sel.Pod[:i], sel.Pod[i+1:]
 	}
 	ents, err := os.ReadDir(procRoot)
 	if err != nil {
@@ -109,7 +115,7 @@ func ResolveK8s(procRoot, runtimeRoot string, cgroups *CgroupResolver, sel K8sSe
 		if sel.ContainerID != "" && (id.ContainerID == "" || !strings.HasPrefix(id.ContainerID, sel.ContainerID)) {
 			continue
 		}
-		if ns != "" || pod != "" {
+		if ns != "" || pods != nil {
 			if id.ContainerID == "" && id.PodUID == "" {
 				continue
 			}
@@ -119,7 +125,7 @@ func ResolveK8s(procRoot, runtimeRoot string, cgroups *CgroupResolver, sel K8sSe
 				n = res.Lookup(id.ContainerID, id.PodUID)
 				names[key] = n
 			}
-			if (ns != "" && n.Namespace != ns) || (pod != "" && n.Pod != pod) {
+			if (ns != "" && n.Namespace != ns) || (pods != nil && !pods[n.Namespace+"/"+n.Pod]) {
 				continue
 			}
 		}

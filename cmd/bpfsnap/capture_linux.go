@@ -116,7 +116,7 @@ early; the archive is still finalized. Needs root (or CAP_BPF + CAP_PERFMON).`,
 	f.BoolVar(&opts.Force, "force", false, "overwrite an existing output file")
 	f.StringVar(&opts.HostRoot, "host-root", "/", "where the host's /proc and /sys are mounted (when running in a pod)")
 	f.StringVar(&opts.RuntimeRoot, "runtime-root", "", "where the node's /run/containerd, /run/containers and /var/log/pods are (default: --host-root)")
-	f.StringVar(&k8sSel.Pod, "pod", "", "capture only this pod's processes (NAMESPACE/NAME), found on this node")
+	f.StringVar(&k8sSel.Pod, "pod", "", "capture only this pod's processes (NAMESPACE/NAME, or several comma-separated), found on this node")
 	f.StringVar(&k8sSel.Namespace, "namespace", "", "capture only processes of pods in this Kubernetes namespace")
 	f.StringVar(&k8sSel.ContainerID, "container-id", "", "capture only this container's processes (id or unique prefix)")
 	f.StringVar(&k8sSel.Cgroup, "cgroup", "", "capture only processes in this cgroup path (and below)")

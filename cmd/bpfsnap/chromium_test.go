@@ -44,7 +44,11 @@ func openInChromium(t *testing.T, chromium, html, waitFor string) *browserPage {
 		defer p.mu.Unlock()
 		switch e := ev.(type) {
 		case *cdpruntime.EventExceptionThrown:
-			p.consoleErrors = append(p.consoleErrors, e.ExceptionDetails.Text)
+			msg := e.ExceptionDetails.Text
+			if ex := e.ExceptionDetails.Exception; ex != nil {
+				msg += " " + ex.Description
+			}
+			p.consoleErrors = append(p.consoleErrors, msg)
 		case *cdpruntime.EventConsoleAPICalled:
 			if e.Type == cdpruntime.ConsoleAPICalledTypeError {
 				p.consoleErrors = append(p.consoleErrors, fmt.Sprint(e.Args))

@@ -244,23 +244,27 @@ func checkHTML(t *testing.T, what string, page []byte) {
 		t.Errorf("%s: slices' flame graphs not found packed", what)
 	}
 	for _, m := range packed {
-		raw, err := base64.StdEncoding.DecodeString(html.UnescapeString(string(m[1])))
-		if err != nil {
-			t.Errorf("%s: a packed part is not base64: %v", what, err)
-			continue
-		}
-		zr, err := gzip.NewReader(bytes.NewReader(raw))
-		if err != nil {
-			t.Errorf("%s: a packed part is not gzip: %v", what, err)
-			continue
-		}
-		inner, err := io.ReadAll(zr)
+		inner, err := unpack(m[1])
 		if err != nil {
 			t.Errorf("%s: a packed part: %v", what, err)
 			continue
 		}
 		checkMarkup(t, what+" (packed part)", inner)
 	}
+}
+
+// unpack reverses report/packed.go (as report.js does): the attribute's
+// text, HTML-unescaped, is base64 of gzip.
+func unpack(attr []byte) ([]byte, error) {
+	raw, err := base64.StdEncoding.DecodeString(html.UnescapeString(string(attr)))
+	if err != nil {
+		return nil, fmt.Errorf("not base64: %w", err)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(raw))
+	if err != nil {
+		return nil, fmt.Errorf("not gzip: %w", err)
+	}
+	return io.ReadAll(zr)
 }
 
 var packedRE = regexp.MustCompile(`<div class="flame[^"]*"[^>]*data-packed="([^"]*)"`)

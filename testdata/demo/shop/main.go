@@ -2,11 +2,13 @@
 // endpoint and one CPU-heavy endpoint, plus a load generator for it.
 //
 //	shop -listen 127.0.0.1:8088            serve
-//	shop -load http://127.0.0.1:8088 -d 10s  generate load
+//	shop -listen ... -tls-listen 127.0.0.1:8443 -cert C -key K   also serve HTTPS (HTTP/1.1 and HTTP/2)
+//	shop -load http://127.0.0.1:8088 -d 10s  generate load (an https:// URL: HTTP/2 over TLS, the demo's self-signed certificate accepted)
 package main
 
 import (
 	"crypto/sha256"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"io"
@@ -23,10 +25,13 @@ func main() {
 	target := flag.String("load", "", "send load to this base URL")
 	d := flag.Duration("d", 10*time.Second, "load duration")
 	workers := flag.Int("c", 4, "concurrent load workers")
+	tlsListen := flag.String("tls-listen", "", "also serve HTTPS on this address")
+	cert := flag.String("cert", "", "TLS certificate (PEM)")
+	key := flag.String("key", "", "TLS key (PEM)")
 	flag.Parse()
 	switch {
 	case *listen != "":
-		serve(*listen)
+		serve(*listen, *tlsListen, *cert, *key)
 	case *target != "":
 		load(*target, *d, *workers)
 	default:
@@ -35,7 +40,7 @@ func main() {
 	}
 }
 
-func serve(addr string) {
+func serve(addr, tlsAddr, cert, key string) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/api/products", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, `[{"id":1},{"id":2}]`)
@@ -57,6 +62,9 @@ func serve(addr string) {
 	mux.HandleFunc("/api/search", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, `{"score":%d}`, rankResults(r.URL.Query().Get("q")))
 	})
+	if tlsAddr != "" {
+		go func() { log.Fatal(http.ListenAndServeTLS(tlsAddr, cert, key, mux)) }()
+	}
 	log.Fatal(http.ListenAndServe(addr, mux))
 }
 
@@ -71,7 +79,9 @@ func rankResults(q string) int {
 
 func load(base string, d time.Duration, workers int) {
 	paths := []string{"/api/products", "/api/products/42", "/api/products/7", "/api/checkout", "/api/search?q=shoes", "/api/search?q=socks"}
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: workers}}
+	// The demo's certificate is self-signed; HTTPS load speaks HTTP/2.
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: workers,
+		ForceAttemptHTTP2: true, TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	deadline := time.Now().Add(d)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
