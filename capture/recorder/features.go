@@ -110,13 +110,24 @@ var (
 		probe: probeTaskIter}
 	FeatureSKBPid = &Feature{Name: "cgroup_skb.pid", What: "bpf_get_current_pid_tgid in cgroup_skb programs", Since: "6.10",
 		probe: func() error { return features.HaveProgramHelper(ebpf.CGroupSKB, asm.FnGetCurrentPidTgid) }}
+	// The TLS write marker of http's egress program reads the writing
+	// task's storage. Debian's 6.12 refuses both helpers in cgroup_skb
+	// programs and 6.18 has them; the release between that brought them
+	// is not pinned down, so Since names the first one measured.
+	FeatureSKBTaskStorage = &Feature{Name: "cgroup_skb.task_storage", What: "bpf_task_storage_get and bpf_get_current_task_btf in cgroup_skb programs", Since: "6.18",
+		probe: func() error {
+			if err := features.HaveProgramHelper(ebpf.CGroupSKB, asm.FnTaskStorageGet); err != nil {
+				return err
+			}
+			return features.HaveProgramHelper(ebpf.CGroupSKB, asm.FnGetCurrentTaskBtf)
+		}}
 	FeatureSKBCgroupID = &Feature{Name: "cgroup_skb.cgroup_id", What: "bpf_get_current_cgroup_id in cgroup_skb programs", Since: "6.10",
 		probe: func() error { return features.HaveProgramHelper(ebpf.CGroupSKB, asm.FnGetCurrentCgroupId) }}
 )
 
 // Features lists every feature, in the order doctor shows them.
 func Features() []*Feature {
-	return []*Feature{FeaturePerfEvent, FeatureUprobeMulti, FeatureTaskStorage, FeatureSkStorage, FeatureLoop, FeatureTaskIter, FeatureSKBPid, FeatureSKBCgroupID}
+	return []*Feature{FeaturePerfEvent, FeatureUprobeMulti, FeatureTaskStorage, FeatureSkStorage, FeatureLoop, FeatureTaskIter, FeatureSKBPid, FeatureSKBCgroupID, FeatureSKBTaskStorage}
 }
 
 // probeTaskIter loads an iter/task program that does nothing and makes an
