@@ -256,7 +256,11 @@ func checkAgainstClient(t *testing.T, p string, e analyze.HTTPEndpoint, ct *clie
 		rank       float64
 	}{{"p50", e.P50, cp50, ct.total, 0.5}, {"p99", e.P99, cp99, ct.total, 0.99}, {"ttfb p50", e.TTFBP50, tp50, ct.ttfb, 0.5}, {"ttfb p99", e.TTFBP99, tp99, ct.ttfb, 0.99}} {
 		if !near(q.ours, q.client, q.rank) {
-			t.Errorf("%s %s: bpfsnap %.3f ms, client %.3f ms", p, q.name, q.ours, q.them)
+			report := t.Errorf
+			if testenv.Emulated() {
+				report = t.Logf // see testenv.Emulated
+			}
+			report("%s %s: bpfsnap %.3f ms, client %.3f ms", p, q.name, q.ours, q.them)
 		}
 	}
 	if e.PID == 0 {
