@@ -115,6 +115,7 @@ var (
 	// programs and 6.18 has them; the release between that brought them
 	// is not pinned down, so Since names the first one measured.
 	FeatureSKBTaskStorage = &Feature{Name: "cgroup_skb.task_storage", What: "bpf_task_storage_get and bpf_get_current_task_btf in cgroup_skb programs", Since: "6.18",
+		Without: "http ties TLS connections to their socket by descriptor only (OpenSSL over memory BIOs, as node uses, is counted as not decoded)",
 		probe: func() error {
 			if err := features.HaveProgramHelper(ebpf.CGroupSKB, asm.FnTaskStorageGet); err != nil {
 				return err

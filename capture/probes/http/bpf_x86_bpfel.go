@@ -404,6 +404,7 @@ const (
 	bpfProgTlsEnter       = "tls_enter"
 	bpfProgTlsRet         = "tls_ret"
 	bpfVarFilterTargets   = "filter_targets"
+	bpfVarTlsMarker       = "tls_marker"
 	bpfVarUnusedGoH2Event = "unused_go_h2_event"
 	bpfVarUnusedGoH2Fn    = "unused_go_h2_fn"
 	bpfVarUnusedH2Event   = "unused_h2_event"
@@ -488,6 +489,7 @@ type bpfMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfVariableSpecs struct {
 	FilterTargets   *ebpf.VariableSpec `ebpf:"filter_targets"`
+	TlsMarker       *ebpf.VariableSpec `ebpf:"tls_marker"`
 	UnusedGoH2Event *ebpf.VariableSpec `ebpf:"unused_go_h2_event"`
 	UnusedGoH2Fn    *ebpf.VariableSpec `ebpf:"unused_go_h2_fn"`
 	UnusedH2Event   *ebpf.VariableSpec `ebpf:"unused_h2_event"`
@@ -555,6 +557,7 @@ func (m *bpfMaps) Close() error {
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfVariables struct {
 	FilterTargets   *ebpf.Variable `ebpf:"filter_targets"`
+	TlsMarker       *ebpf.Variable `ebpf:"tls_marker"`
 	UnusedGoH2Event *ebpf.Variable `ebpf:"unused_go_h2_event"`
 	UnusedGoH2Fn    *ebpf.Variable `ebpf:"unused_go_h2_fn"`
 	UnusedH2Event   *ebpf.Variable `ebpf:"unused_h2_event"`

@@ -220,6 +220,13 @@ static __always_inline void tls_bind(struct scratch *sc, struct http_sock *ts, s
 // give the times its TLS connection's bytes arrived. A socket no probe
 // ever ties is reported once from its owner's context, for the count of
 // TLS connections not decoded.
+//
+// tls_marker is false where cgroup_skb programs may not read a task's
+// storage (Linux 6.12 and older; set by the loader from doctor's probe):
+// the verifier then never sees the call, and only connections found by
+// descriptor are tied.
+const volatile bool tls_marker = true;
+
 static __always_inline void tls_wire(struct bpf_sock *sk, struct http_sock *st, struct scratch *sc, __u8 egress, __u8 fin)
 {
 	struct walk_state *ws = &sc->ws;
@@ -283,7 +290,9 @@ static __always_inline void tls_wire(struct bpf_sock *sk, struct http_sock *st, 
 		return;
 	__u64 id = bpf_get_current_pid_tgid();
 	__u8 own = bpf_get_current_cgroup_id() == ws->sock_cgroup;
-	struct tls_task *t = bpf_task_storage_get(&tls_tasks, bpf_get_current_task_btf(), 0, 0);
+	struct tls_task *t = NULL;
+	if (tls_marker)
+		t = bpf_task_storage_get(&tls_tasks, bpf_get_current_task_btf(), 0, 0);
 	if (own && t) {
 		// Newest first: OpenSSL with a memory BIO (node) sends a write's
 		// records right after it; several connections of a process

@@ -5,6 +5,7 @@ package http
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -147,6 +148,17 @@ func (h *httpProbe) Start(s *recorder.Session) (map[string]string, error) {
 	spec, err := loadBpf()
 	if err != nil {
 		return details, err
+	}
+	// Without task storage in cgroup_skb programs the TLS write marker is
+	// left out: OpenSSL connections whose socket no SSL_set_fd names
+	// (memory BIOs: node) stay undecoded, and counted so.
+	details["tls_marker"] = "on"
+	if problem := recorder.FeatureSKBTaskStorage.Problem(); problem != "" {
+		if err := spec.Variables["tls_marker"].Set(false); err != nil {
+			return details, fmt.Errorf("setting tls_marker: %w", err)
+		}
+		details["tls_marker"] = "off: " + problem
+		s.Warnf("http: TLS connections are tied to their socket by descriptor only, not by their writes' sizes: %s; OpenSSL over memory BIOs (node) is counted as not decoded", problem)
 	}
 	if err := s.LoadObjects(spec, &h.objs); err != nil {
 		return details, err
