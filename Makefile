@@ -11,7 +11,7 @@ BIN       := bin/bpfsnap
 # Packages that must build on every OS (checked by cross-build).
 PORTABLE  := ./formats/... ./analyze/... ./report/... ./cmd/bpfsnap/
 
-.PHONY: all build generate generate-check vmlinux test test-short stress fuzz lint cross-build demo bench deps tracefs clean
+.PHONY: all build generate generate-check vmlinux test test-short stress test-kernels fuzz lint cross-build demo bench deps tracefs clean
 
 all: build
 
@@ -53,6 +53,14 @@ test: deps tracefs
 # (TestStressKill9RandomMoments). Needs root; takes ~20 minutes.
 stress: tracefs
 	BPFSNAP_STRESS=1 $(GO) test -p 1 -count=1 -timeout 40m -run 'Stress' -v ./capture/
+
+# The kernel tests on the kernels users run: Debian's 6.1 and 6.12 cloud
+# kernels booted in qemu (KVM, or TCG where there is none), and this
+# machine's own kernel; one line per kernel and probe set (docs/kernels.md).
+# Needs root; takes ~30 minutes with TCG. Not part of `make test` nor CI:
+# run it by hand before a release (docs/kernels.md, "How often").
+test-kernels:
+	./scripts/test-kernels.sh
 
 test-short:
 	$(GO) test -short -count=1 ./...

@@ -21,6 +21,15 @@ type HTTPSummary struct {
 	// ended inside the body, or framing was lost): they are in the counts
 	// and the time-to-first-byte figures, not in the end-to-end ones.
 	EndUnknown int64 `json:"end_unknown"`
+	// TLSUndecoded counts TCP connections that carried TLS no TLS probe
+	// decoded (a TLS library bpfsnap does not cover): their requests are
+	// missing. TLSUndecodedBy says by which processes (manifest details).
+	TLSUndecoded   uint64 `json:"tls_undecoded"`
+	TLSUndecodedBy string `json:"tls_undecoded_by,omitempty"`
+	// NamesUnknown counts HTTP/2 requests whose path could not be
+	// decoded (HPACK state from before the window) nor recovered: they
+	// are in the endpoints under the route "[h2 name unknown]".
+	NamesUnknown uint64 `json:"h2_names_unknown"`
 	// Measure says what the latency figures (p50_ms …) measure:
 	// "last_byte" (request's first byte to response's last byte), or, for
 	// archives of format version 1, "first_byte" (to the response's first
@@ -43,11 +52,18 @@ type HTTPEndpoint struct {
 	Method  string `json:"method"`
 	Route   string `json:"route"`
 	Count   int64  `json:"count"`
-	Errors  int64  `json:"errors"` // 5xx
-	// Protocol is "http1" (later also "http2", "grpc"); empty in archives
-	// of format version 1.
+	// Errors counts 5xx responses, and for gRPC calls a grpc-status other
+	// than OK.
+	Errors int64 `json:"errors"`
+	// Protocol is "http1", "http2" or "grpc"; empty in archives of format
+	// version 1. TLS: the requests were read from a TLS library's
+	// plaintext.
 	Protocol string           `json:"protocol"`
+	TLS      bool             `json:"tls"`
 	Status   map[string]int64 `json:"status"`
+	// GRPCStatus counts gRPC calls by grpc-status code name ("OK",
+	// "UNAVAILABLE"...; "unknown" when the trailers could not be read).
+	GRPCStatus map[string]int64 `json:"grpc_status,omitempty"`
 	// RateRPS is the count over the whole window (or filtered range);
 	// BusyRPS is the count over the span the endpoint was seen, first
 	// request start to last response end, which is the rate a burst
@@ -195,18 +211,26 @@ var httpColumns = []formats.ColumnSpec{
 	{Name: "remote_addr", Kind: formats.ColumnBytes},
 	{Name: "response_end_ns", Kind: formats.ColumnInt64, Optional: true},
 	{Name: "protocol", Kind: formats.ColumnBytes, Optional: true},
+	{Name: "tls", Kind: formats.ColumnBool, Optional: true},
+	{Name: "grpc_status", Kind: formats.ColumnInt32, Optional: true},
 	{Name: "tid", Kind: formats.ColumnInt32},
 	{Name: "request_tid", Kind: formats.ColumnInt32, Optional: true},
 	{Name: "response_tid", Kind: formats.ColumnInt32, Optional: true},
 	{Name: "response_written_ns", Kind: formats.ColumnInt64, Optional: true},
 }
 
-// HTTP computes the http section, or nil when the archive has no HTTP data.
+// HTTP computes the http section, or nil when the archive has no HTTP data
+// (no request, and no TLS connection that went by undecoded).
 func HTTP(a *formats.Archive, opts Options, procs []Process) (*HTTPSummary, error) {
-	if !a.HasTable(formats.TableHTTPRequests) {
-		return nil, nil
-	}
 	m := a.Manifest()
+	if !a.HasTable(formats.TableHTTPRequests) {
+		if m.Drops["http.tls_undecoded"] == 0 {
+			return nil, nil
+		}
+		s := &HTTPSummary{Measure: MeasureLastByte}
+		s.undecoded(m)
+		return s, nil
+	}
 	b := opts.Filter.Bind(m)
 	names := processNames(procs)
 	// Endpoints are found without allocating per request: role and method
@@ -215,6 +239,7 @@ func HTTP(a *formats.Archive, opts Options, procs []Process) (*HTTPSummary, erro
 	type group struct {
 		pid                    uint32
 		role, method, protocol string
+		tls                    bool
 	}
 	eps := map[group]map[string]*HTTPEndpoint{}
 	var all []*HTTPEndpoint
@@ -230,6 +255,7 @@ func HTTP(a *formats.Archive, opts Options, procs []Process) (*HTTPSummary, erro
 		return v
 	}
 	s := &HTTPSummary{Measure: MeasureLastByte}
+	s.undecoded(m)
 	// Format 1 recorders timed the response's first segment only.
 	firstByteOnly := m.FormatVersion < 2
 	if firstByteOnly {
@@ -243,8 +269,8 @@ func HTTP(a *formats.Archive, opts Options, procs []Process) (*HTTPSummary, erro
 	err := formats.ReadColumns(a, formats.TableHTTPRequests, httpColumns, func(c *formats.ColumnBatch) error {
 		reqNs, respNs, pids, status := c.Columns[0].Int64, c.Columns[1].Int64, c.Columns[2].Int32, c.Columns[6].Int32
 		roles, methods, paths, remotes := &c.Columns[3], &c.Columns[4], &c.Columns[5], &c.Columns[7]
-		endNs, protocols := c.Columns[8].Int64, &c.Columns[9]
-		tids, reqTids, respTids, written := c.Columns[10].Int32, c.Columns[11].Int32, c.Columns[12].Int32, c.Columns[13].Int64
+		endNs, protocols, tlss, grpcs := c.Columns[8].Int64, &c.Columns[9], c.Columns[10].Int32, c.Columns[11].Int32
+		tids, reqTids, respTids, written := c.Columns[12].Int32, c.Columns[13].Int32, c.Columns[14].Int32, c.Columns[15].Int64
 		for i := 0; i < c.Rows; i++ {
 			pid, req, resp, end := uint32(pids[i]), uint64(reqNs[i]), uint64(respNs[i]), uint64(endNs[i])
 			if !b.Keep(pid, req) {
@@ -261,16 +287,26 @@ func HTTP(a *formats.Archive, opts Options, procs []Process) (*HTTPSummary, erro
 				continue // impossible from a real capture; hostile archive
 			}
 			s.Requests++
-			g := group{pid, internBytes(roles.Bytes(i)), internBytes(methods.Bytes(i)), internBytes(protocols.Bytes(i))}
+			g := group{pid, internBytes(roles.Bytes(i)), internBytes(methods.Bytes(i)), internBytes(protocols.Bytes(i)), tlss[i] != 0}
 			byRoute := eps[g]
 			if byRoute == nil {
 				byRoute = map[string]*HTTPEndpoint{}
 				eps[g] = byRoute
 			}
-			route, _ = appendRoute(route[:0], paths.Bytes(i))
+			grpc := g.protocol == formats.ProtocolGRPC
+			if grpc {
+				// A gRPC route is the full method name, as it is.
+				route = append(route[:0], paths.Bytes(i)...)
+			} else {
+				route, _ = appendRoute(route[:0], paths.Bytes(i))
+			}
 			ep := byRoute[string(route)]
 			if ep == nil {
-				ep = &HTTPEndpoint{PID: pid, Process: names[pid], Role: g.role, Method: g.method, Protocol: g.protocol, Route: string(route), Status: map[string]int64{}}
+				ep = &HTTPEndpoint{PID: pid, Process: names[pid], Role: g.role, Method: g.method, Protocol: g.protocol, TLS: g.tls,
+					Route: string(route), Status: map[string]int64{}}
+				if grpc {
+					ep.GRPCStatus = map[string]int64{}
+				}
 				byRoute[ep.Route] = ep
 				all = append(all, ep)
 			}
@@ -285,7 +321,13 @@ func HTTP(a *formats.Archive, opts Options, procs []Process) (*HTTPSummary, erro
 			ep.Count++
 			ep.ttfb = append(ep.ttfb, ttfb)
 			ep.Status[statusKey(st)]++
-			if st >= 500 {
+			if grpc {
+				gs := grpcs[i]
+				ep.GRPCStatus[GRPCCodeName(gs)]++
+				if st >= 500 || gs > 0 {
+					ep.Errors++
+				}
+			} else if st >= 500 {
 				ep.Errors++
 			}
 			// The serving threads' time counts until the server wrote the
@@ -372,6 +414,16 @@ func HTTP(a *formats.Archive, opts Options, procs []Process) (*HTTPSummary, erro
 	return s, nil
 }
 
+// undecoded takes what the capture could not decode from the manifest.
+func (s *HTTPSummary) undecoded(m *formats.Manifest) {
+	s.TLSUndecoded, s.NamesUnknown = m.Drops["http.tls_undecoded"], m.Drops["http.h2_name_unknown"]
+	for _, p := range m.Probes {
+		if p.Name == "http" {
+			s.TLSUndecodedBy = p.Details["tls_undecoded"]
+		}
+	}
+}
+
 // sortLatencies sorts every endpoint's latencies, on every CPU: with
 // millions of requests this is a good part of the analysis.
 func sortLatencies(eps []*HTTPEndpoint) {
@@ -400,6 +452,23 @@ func topSlowest(x []HTTPExchange) []HTTPExchange {
 		x = x[:maxSlowest]
 	}
 	return x
+}
+
+// grpcCodes are the names of gRPC status codes (google.golang.org/grpc/codes).
+var grpcCodes = [...]string{"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+	"ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
+	"UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"}
+
+// GRPCCodeName names a grpc-status value: "unknown" for -1 (not read),
+// the code's name, or its number for codes gRPC does not define.
+func GRPCCodeName(c int32) string {
+	switch {
+	case c < 0:
+		return "unknown"
+	case int(c) < len(grpcCodes):
+		return grpcCodes[c]
+	}
+	return uitoa(uint64(c))
 }
 
 // statusKeys holds the keys of every valid status code, so counting a

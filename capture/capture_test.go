@@ -37,18 +37,22 @@ func TestCaptureWholeHostSeesShortLivedProcess(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "host.bpfsnap")
 	done := make(chan struct{})
 	var pid int
-	go func() {
-		defer close(done)
-		time.Sleep(700 * time.Millisecond)
-		cmd := exec.Command("/bin/sh", "-c", "exit 7")
-		_ = cmd.Run()
-		pid = cmd.Process.Pid
-	}()
-	res, err := Run(context.Background(), Options{Output: out, Duration: 2 * time.Second, Version: "test"})
-	<-done
+	// Started once every probe is attached: loading takes 0.5 s here and
+	// several seconds in an emulated VM (make test-kernels).
+	ready := func() {
+		go func() {
+			defer close(done)
+			time.Sleep(200 * time.Millisecond)
+			cmd := exec.Command("/bin/sh", "-c", "exit 7")
+			_ = cmd.Run()
+			pid = cmd.Process.Pid
+		}()
+	}
+	res, err := Run(context.Background(), Options{Output: out, Duration: 2 * time.Second, Version: "test", Ready: ready})
 	if err != nil {
 		t.Fatal(err)
 	}
+	<-done
 	if res.Manifest.Window.EndReason != "duration" || !res.Manifest.Complete {
 		t.Fatalf("manifest: %+v", res.Manifest.Window)
 	}
@@ -97,14 +101,17 @@ func TestCaptureCommandTree(t *testing.T) {
 	testenv.RequireBPF(t)
 	bin := buildSelf(t)
 	out := filepath.Join(t.TempDir(), "cmd.bpfsnap")
-	cmd := exec.Command(bin, "capture", "-d", "20s", "-o", out, "--",
+	// The window opens before the probe sets load (0.5 s here, ~20 s in
+	// an emulated VM under make test-kernels) and must close when the
+	// command exits, well before the duration.
+	cmd := exec.Command(bin, "capture", "-d", "90s", "-o", out, "--",
 		"/bin/sh", "-c", "/bin/sleep 0.2; /bin/true; exit 3")
 	msg, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("%v: %s", err, msg)
 	}
 	m, procs := openProcesses(t, out)
-	if m.Window.EndReason != "command-exited" || m.Window.Duration() > 10*time.Second {
+	if m.Window.EndReason != "command-exited" || m.Window.Duration() > 60*time.Second {
 		t.Fatalf("window: %+v", m.Window)
 	}
 	byExe := map[string]analyze.Process{}

@@ -4,17 +4,16 @@ package capture
 
 import (
 	"bufio"
-	"debug/elf"
 	"errors"
 	"fmt"
-	"github.com/bpfsnap/bpfsnap/capture/recorder"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/bpfsnap/bpfsnap/capture/recorder"
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 )
@@ -36,6 +35,8 @@ type DoctorReport struct {
 	Checks   []Check  `json:"checks"`
 	CanRun   bool     `json:"can_capture"`
 	Unusable []string `json:"unavailable,omitempty"`
+	// Sets says, for every probe set, whether it can start here.
+	Sets []SetVerdict `json:"probe_sets"`
 }
 
 // Doctor inspects the machine and loads and attaches one tiny program of
@@ -62,38 +63,30 @@ func Doctor() DoctorReport {
 		return err
 	}))
 	add(liveCheck("tracepoint", false, "mem (mmap/brk syscalls)", func() error {
-		return withProgram(ebpf.TracePoint, "", 0, func(p *ebpf.Program) (io.Closer, error) {
+		return recorder.TryProgram(ebpf.TracePoint, "", 0, func(p *ebpf.Program) (io.Closer, error) {
 			return link.Tracepoint("syscalls", "sys_enter_getpid", p, nil)
 		})
 	}))
 	add(liveCheck("tp_btf", true, "process tracking", func() error {
-		return withProgram(ebpf.Tracing, "sched_process_fork", ebpf.AttachTraceRawTp, func(p *ebpf.Program) (io.Closer, error) {
+		return recorder.TryProgram(ebpf.Tracing, "sched_process_fork", ebpf.AttachTraceRawTp, func(p *ebpf.Program) (io.Closer, error) {
 			return link.AttachTracing(link.TracingOptions{Program: p})
 		})
 	}))
-	add(liveCheck("perf_event", false, "cpu", func() error {
-		return withProgram(ebpf.PerfEvent, "", 0, func(p *ebpf.Program) (io.Closer, error) {
-			pl, err := recorder.AttachCPUClock(p, 99)
-			if err != nil {
-				return nil, err
-			}
-			return closerFunc(pl.Close), nil
-		})
-	}))
-	add(liveCheck("uprobe.multi", false, "mem", func() error { return uprobeCheck(false) }))
-	add(liveCheck("uretprobe.multi", false, "mem", func() error { return uprobeCheck(true) }))
+	for _, f := range recorder.Features() {
+		add(featureCheck(f))
+	}
 	add(liveCheck("cgroup_skb", false, "http", func() error {
 		root := recorder.NewCgroupResolver("/").Root()
 		if root == "" {
 			return errors.New("no cgroup v2 hierarchy mounted")
 		}
-		return withProgram(ebpf.CGroupSKB, "", ebpf.AttachCGroupInetEgress, func(p *ebpf.Program) (io.Closer, error) {
+		return recorder.TryProgram(ebpf.CGroupSKB, "", ebpf.AttachCGroupInetEgress, func(p *ebpf.Program) (io.Closer, error) {
 			return link.AttachCgroup(link.CgroupOptions{Path: root, Attach: ebpf.AttachCGroupInetEgress, Program: p})
 		})
 	}))
 	// Not used by bpfsnap; reported so users know why other tools fail here.
 	kprobe := liveCheck("kprobe", false, "nothing in bpfsnap (other tools that rely on kprobes)", func() error {
-		return withProgram(ebpf.Kprobe, "", 0, func(p *ebpf.Program) (io.Closer, error) {
+		return recorder.TryProgram(ebpf.Kprobe, "", 0, func(p *ebpf.Program) (io.Closer, error) {
 			return link.Kprobe("do_sys_openat2", p, nil)
 		})
 	})
@@ -102,7 +95,7 @@ func Doctor() DoctorReport {
 	}
 	add(kprobe)
 	fentry := liveCheck("fentry", false, "nothing in bpfsnap (other tools that rely on fentry/fexit)", func() error {
-		return withProgram(ebpf.Tracing, "do_sys_openat2", ebpf.AttachTraceFEntry, func(p *ebpf.Program) (io.Closer, error) {
+		return recorder.TryProgram(ebpf.Tracing, "do_sys_openat2", ebpf.AttachTraceFEntry, func(p *ebpf.Program) (io.Closer, error) {
 			return link.AttachTracing(link.TracingOptions{Program: p})
 		})
 	})
@@ -120,7 +113,45 @@ func Doctor() DoctorReport {
 			}
 		}
 	}
+	for _, ps := range NewProbeSets() {
+		v := SetVerdict{Name: ps.Name(), OK: r.CanRun}
+		if !r.CanRun {
+			v.Reason = "capture cannot run here: a required check failed"
+		} else if err := recorder.Unsupported(ps); err != nil {
+			v.OK, v.Reason = false, err.Error()
+		}
+		r.Sets = append(r.Sets, v)
+	}
 	return r
+}
+
+// SetVerdict says whether a probe set can start on this kernel. Reason is
+// the words `capture -p NAME` refuses with.
+type SetVerdict struct {
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// featureCheck is doctor's line for a feature probe sets need: which sets
+// cannot run without it, or what they do instead.
+func featureCheck(f *recorder.Feature) Check {
+	c := Check{Name: f.Name, OK: true, Detail: f.What + ": present (Linux " + f.Since + "+)"}
+	if f.Err() == nil {
+		return c
+	}
+	c.OK, c.Detail = false, f.Problem()
+	var sets []string
+	for _, ps := range NewProbeSets() {
+		if r, ok := ps.(recorder.Requirer); ok && slices.Contains(r.Requires(), f) {
+			sets = append(sets, ps.Name())
+		}
+	}
+	c.Affects = strings.Join(sets, ", ")
+	if f.Without != "" {
+		c.Affects = strings.TrimPrefix(c.Affects+"; "+f.Without, "; ")
+	}
+	return c
 }
 
 func liveCheck(name string, required bool, affects string, fn func() error) Check {
@@ -133,79 +164,6 @@ func liveCheck(name string, required bool, affects string, fn func() error) Chec
 	c.OK = true
 	c.Detail = "loaded and attached a test program"
 	return c
-}
-
-// withProgram loads a program that returns 0, attaches it with attach and
-// detaches it again.
-func withProgram(typ ebpf.ProgramType, attachTo string, at ebpf.AttachType, attach func(*ebpf.Program) (io.Closer, error)) error {
-	spec := &ebpf.ProgramSpec{
-		Type:         typ,
-		AttachTo:     attachTo,
-		AttachType:   at,
-		License:      "GPL",
-		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()},
-	}
-	if typ == ebpf.CGroupSKB {
-		// cgroup_skb programs return 1 to let the packet pass.
-		spec.Instructions = asm.Instructions{asm.Mov.Imm(asm.R0, 1), asm.Return()}
-	}
-	p, err := ebpf.NewProgram(spec)
-	if err != nil {
-		return err
-	}
-	defer p.Close()
-	l, err := attach(p)
-	if err != nil {
-		return err
-	}
-	return l.Close()
-}
-
-// closerFunc adapts a close function to io.Closer for withProgram.
-type closerFunc func()
-
-func (f closerFunc) Close() error { f(); return nil }
-
-func uprobeCheck(ret bool) error {
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	off, err := entryFileOffset(self)
-	if err != nil {
-		return err
-	}
-	ex, err := link.OpenExecutable(self)
-	if err != nil {
-		return err
-	}
-	// The ELF entry point runs once, long before this, so the test probe
-	// never fires; an address works even in a binary stripped of symbols.
-	// The mem probe set attaches multi-links (one per process; Linux 6.6),
-	// with a pid, as here.
-	opts := &link.UprobeMultiOptions{Addresses: []uint64{off}, PID: uint32(os.Getpid())}
-	return withProgram(ebpf.Kprobe, "", ebpf.AttachTraceUprobeMulti, func(p *ebpf.Program) (io.Closer, error) {
-		if ret {
-			return ex.UretprobeMulti(nil, p, opts)
-		}
-		return ex.UprobeMulti(nil, p, opts)
-	})
-}
-
-// entryFileOffset maps an ELF's entry address to its offset in the file,
-// which is what uprobes are placed by.
-func entryFileOffset(path string) (uint64, error) {
-	f, err := elf.Open(path)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_LOAD && p.Flags&elf.PF_X != 0 && f.Entry >= p.Vaddr && f.Entry < p.Vaddr+p.Memsz {
-			return f.Entry - p.Vaddr + p.Off, nil
-		}
-	}
-	return 0, fmt.Errorf("%s: entry point %#x is in no executable segment", path, f.Entry)
 }
 
 var capNames = map[int]string{19: "CAP_SYS_PTRACE", 21: "CAP_SYS_ADMIN", 38: "CAP_PERFMON", 39: "CAP_BPF"}

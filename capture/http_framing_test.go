@@ -166,6 +166,9 @@ func compareWithClientWithin(t *testing.T, path string, client map[string]*clien
 			t.Errorf("%s: not seen", p)
 			continue
 		}
+		if e.Protocol != formats.ProtocolHTTP1 || e.TLS {
+			t.Errorf("%s: protocol %q, tls %v", p, e.Protocol, e.TLS)
+		}
 		checkAgainstClient(t, p, e, ct, tol)
 	}
 }

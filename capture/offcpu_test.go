@@ -117,14 +117,22 @@ func checkRoutes(t *testing.T, s *analyze.Summary, lockFn, sleepFn, computeFn st
 	if lock == nil || sleep == nil || compute == nil {
 		t.Fatalf("routes missing from %v", splits)
 	}
-	if got := lock.Share(lock.OffCPUByClassMs[analyze.WaitLock]); got < 0.6 || lock.Dominant != analyze.WaitLock {
-		t.Errorf("/lock: %.0f%% of its time in lock waits (dominant %s), want >= 60%%", 100*got, lock.Dominant)
+	// Under emulation (testenv.Emulated) the routes' CPU work and run
+	// queue take ~10x longer beside the same waits: /lock measured 57%
+	// lock waits with 207 ms of run queue on 6.12. The cause must still
+	// dominate and its stack still hold the waiting function.
+	least := 0.6
+	if testenv.Emulated() {
+		least = 0.45
+	}
+	if got := lock.Share(lock.OffCPUByClassMs[analyze.WaitLock]); got < least || lock.Dominant != analyze.WaitLock {
+		t.Errorf("/lock: %.0f%% of its time in lock waits (dominant %s), want >= %.0f%%", 100*got, lock.Dominant, 100*least)
 	}
 	if len(lock.BlockedStacks) == 0 || lock.BlockedStacks[0].Class != analyze.WaitLock || !stackHas(lock.BlockedStacks[0].Stack, lockFn) {
 		t.Errorf("/lock: top blocked stack %+v does not hold %s", lock.BlockedStacks, lockFn)
 	}
-	if got := sleep.Share(sleep.OffCPUByClassMs[analyze.WaitSleep]); got < 0.6 || sleep.Dominant != analyze.WaitSleep {
-		t.Errorf("/sleep: %.0f%% of its time asleep (dominant %s), want >= 60%%", 100*got, sleep.Dominant)
+	if got := sleep.Share(sleep.OffCPUByClassMs[analyze.WaitSleep]); got < least || sleep.Dominant != analyze.WaitSleep {
+		t.Errorf("/sleep: %.0f%% of its time asleep (dominant %s), want >= %.0f%%", 100*got, sleep.Dominant, 100*least)
 	}
 	if len(sleep.BlockedStacks) == 0 || !stackHas(sleep.BlockedStacks[0].Stack, sleepFn) {
 		t.Errorf("/sleep: top blocked stack %+v does not hold %s", sleep.BlockedStacks, sleepFn)
@@ -472,7 +480,16 @@ func TestOffCPUFloodAccounted(t *testing.T) {
 	if lost == 0 {
 		t.Error("a one-page ring lost nothing: the test did not flood it")
 	}
-	if d := int64(recorded+lost) - int64(switches); d < -4-skipped || d > 4 {
+	// Under emulation (make test-kernels without KVM) the runs on either
+	// side of the pair's own count (after its last getrusage: thread and
+	// process exit, slowed ~10x and sharing CPU 0 with the recorder) take
+	// a few dozen more switches: measured +24 to +37 of ~200k on 6.1 and
+	// 6.12. Double counting or a lost drop counter would be thousands.
+	over := int64(4)
+	if testenv.Emulated() {
+		over = int64(switches) / 2000
+	}
+	if d := int64(recorded+lost) - int64(switches); d < -4-skipped || d > over {
 		t.Errorf("recorded + lost = %d, the pair switched %d times", recorded+lost, switches)
 	}
 }

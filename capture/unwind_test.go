@@ -237,7 +237,8 @@ func perfStacks(out []byte) [][]string {
 func TestUnwindDWARFNginx(t *testing.T) {
 	testenv.RequireBPF(t)
 	wrk := testenv.RequireTool(t, "wrk")
-	port, master := startNginx(t, "")
+	port := freePort(t)
+	master := startNginx(t, t.TempDir(), port, "", "")
 	load := func() {
 		out, err := exec.Command(wrk, "-t1", "-c8", "-d2s", fmt.Sprintf("http://127.0.0.1:%d/index.html", port)).CombinedOutput()
 		if err != nil {

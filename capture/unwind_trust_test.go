@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -142,34 +141,6 @@ func runCPUCapture(t *testing.T, flags []string, o Options, during func()) ([]an
 	return lines, man
 }
 
-// startNginx runs the distribution's nginx (one worker) on a free port of
-// 127.0.0.1 serving a temporary directory, with extra server directives
-// (after `listen`: "ssl; ssl_certificate ..."), and returns the port and
-// the master's pid.
-func startNginx(t *testing.T, serverExtra string) (port, master int) {
-	t.Helper()
-	nginx := testenv.RequireTool(t, "nginx")
-	dir := t.TempDir()
-	port = freePort(t)
-	os.WriteFile(filepath.Join(dir, "index.html"), []byte("hello"), 0o644)
-	conf := fmt.Sprintf(`daemon off; master_process on; worker_processes 1; pid %[1]s/nginx.pid; error_log %[1]s/error.log;
-events { worker_connections 256; }
-http { access_log off; client_body_temp_path %[1]s; proxy_temp_path %[1]s; fastcgi_temp_path %[1]s; uwsgi_temp_path %[1]s; scgi_temp_path %[1]s;
-  server { listen 127.0.0.1:%[2]d %[3]s; root %[1]s; } }
-`, dir, port, serverExtra)
-	os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o644)
-	master = startServer(t, exec.Command(nginx, "-c", filepath.Join(dir, "nginx.conf"), "-p", dir), port)
-	// A SIGTERM lets the master take its worker down; a bare SIGKILL would
-	// orphan the worker, which holds the test's stderr open.
-	t.Cleanup(func() {
-		syscall.Kill(master, syscall.SIGTERM)
-		for i := 0; i < 50 && syscall.Kill(master, 0) == nil; i++ {
-			time.Sleep(20 * time.Millisecond)
-		}
-	})
-	return port, master
-}
-
 // nginx from the distribution (no frame pointers) doing TLS handshakes
 // with OpenSSL 3, one new connection per request: the CPU goes to
 // libcrypto's RSA and elliptic-curve code, whose frames have CFI but no
@@ -186,7 +157,8 @@ func TestUnwindNginxTLSHandshakes(t *testing.T) {
 		"-keyout", filepath.Join(certs, "key.pem"), "-out", filepath.Join(certs, "cert.pem")).CombinedOutput(); err != nil {
 		t.Fatalf("openssl req: %v\n%s", err, out)
 	}
-	port, master := startNginx(t, fmt.Sprintf("ssl; ssl_certificate %[1]s/cert.pem; ssl_certificate_key %[1]s/key.pem", certs))
+	port := freePort(t)
+	master := startNginx(t, t.TempDir(), port, fmt.Sprintf("ssl; ssl_certificate %[1]s/cert.pem; ssl_certificate_key %[1]s/key.pem", certs), "")
 	load := func() {
 		// A new TLS session per connection: every connection is a full
 		// handshake (RSA signature, ECDHE).

@@ -24,7 +24,8 @@ func TestReadColumnsMatchesReadTable(t *testing.T) {
 	for i := 0; i < n; i++ {
 		r := HTTPRequest{RequestNs: uint64(i) * 1000, ResponseNs: uint64(i)*1000 + uint64(i%977), PID: uint32(100 + i%13),
 			Role: []string{RoleServer, RoleClient}[i%2], Method: []string{"GET", "POST", "PUT"}[i%3],
-			Path: fmt.Sprintf("/p/%d/%s", i, strings.Repeat("x", i%50)), Status: uint32(200 + i%4), RemoteAddr: fmt.Sprintf("10.0.0.%d:%d", i%250, i)}
+			Path: fmt.Sprintf("/p/%d/%s", i, strings.Repeat("x", i%50)), Status: uint32(200 + i%4), RemoteAddr: fmt.Sprintf("10.0.0.%d:%d", i%250, i),
+			TLS: i%3 == 0 || i%7 == 0, GRPCStatus: int32(i%5 - 1)}
 		if i%1000 == 0 {
 			r.ResponseNs = 1 << 63 // beyond int64: read back with the same bits
 		}
@@ -44,13 +45,14 @@ func TestReadColumnsMatchesReadTable(t *testing.T) {
 	if err != nil || len(want) != n {
 		t.Fatalf("ReadAll: %d rows, %v", len(want), err)
 	}
-	cols := []ColumnSpec{{Name: "response_ns", Kind: ColumnInt64}, {Name: "pid", Kind: ColumnInt32}, {Name: "role", Kind: ColumnBytes}, {Name: "method", Kind: ColumnBytes}, {Name: "path", Kind: ColumnBytes}, {Name: "status", Kind: ColumnInt32}, {Name: "remote_addr", Kind: ColumnBytes}}
+	cols := []ColumnSpec{{Name: "response_ns", Kind: ColumnInt64}, {Name: "pid", Kind: ColumnInt32}, {Name: "role", Kind: ColumnBytes}, {Name: "method", Kind: ColumnBytes}, {Name: "path", Kind: ColumnBytes}, {Name: "status", Kind: ColumnInt32}, {Name: "remote_addr", Kind: ColumnBytes}, {Name: "tls", Kind: ColumnBool}, {Name: "grpc_status", Kind: ColumnInt32}}
 	i := 0
 	err = ReadColumns(a, TableHTTPRequests, cols, func(b *ColumnBatch) error {
 		for k := 0; k < b.Rows; k++ {
 			got := HTTPRequest{RequestNs: want[i].RequestNs, ResponseNs: uint64(b.Columns[0].Int64[k]), PID: uint32(b.Columns[1].Int32[k]),
 				Role: string(b.Columns[2].Bytes(k)), Method: string(b.Columns[3].Bytes(k)), Path: string(b.Columns[4].Bytes(k)),
-				Status: uint32(b.Columns[5].Int32[k]), RemoteAddr: string(b.Columns[6].Bytes(k))}
+				Status: uint32(b.Columns[5].Int32[k]), RemoteAddr: string(b.Columns[6].Bytes(k)),
+				TLS: b.Columns[7].Int32[k] == 1, GRPCStatus: b.Columns[8].Int32[k]}
 			if got != want[i] {
 				return fmt.Errorf("row %d: columns give %+v, rows give %+v", i, got, want[i])
 			}

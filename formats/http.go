@@ -62,14 +62,30 @@ type HTTPRequest struct {
 	// close-delimited body had; -1 when unknown.
 	RequestBytes  int64 `parquet:"request_bytes"`
 	ResponseBytes int64 `parquet:"response_bytes"`
-	// Protocol is "http1" (later "http2", "grpc"); empty in format 1.
+	// Protocol is "http1", "http2" or "grpc" (HTTP/2 with a content-type
+	// of application/grpc); empty in format 1.
 	Protocol string `parquet:"protocol,dict"`
 	// TLS is true when the messages were read from a TLS library's
 	// plaintext rather than from the wire.
 	TLS bool `parquet:"tls"`
+	// Stream is the HTTP/2 stream id; 0 for HTTP/1.x. Absent in archives
+	// written before HTTP/2 capture (reads as 0).
+	Stream uint32 `parquet:"stream"`
+	// GRPCStatus is a gRPC call's grpc-status trailer; -1 when the call
+	// had none (not gRPC, no trailers in the window) or it could not be
+	// decoded (http.h2_status_unknown). Absent in archives written before
+	// HTTP/2 capture.
+	GRPCStatus int32 `parquet:"grpc_status"`
 }
 
 // HTTP protocols.
 const (
 	ProtocolHTTP1 = "http1"
+	ProtocolHTTP2 = "http2"
+	ProtocolGRPC  = "grpc"
 )
+
+// PathNameUnknown stands for the path of an HTTP/2 request whose header
+// block could not be decoded (its connection's HPACK state began before
+// the window) and whose name no probe recovered (http.h2_name_unknown).
+const PathNameUnknown = "[h2 name unknown]"

@@ -361,6 +361,7 @@ const (
 	ColumnInt32 ColumnKind = iota + 1 // int32 and uint32 fields
 	ColumnInt64                       // int64 and uint64 fields
 	ColumnBytes                       // strings (plain or dictionary-encoded)
+	ColumnBool                        // booleans, read into Int32 as 0 or 1
 )
 
 // ColumnSpec names a column to read and the kind it must have.
@@ -373,8 +374,8 @@ type ColumnSpec struct {
 }
 
 // Column is one column's values for the rows of a ColumnBatch: Int32 or
-// Int64 (unsigned columns have the same bits; convert with uint32/uint64),
-// or byte strings through Bytes.
+// Int64 (unsigned columns have the same bits; convert with uint32/uint64;
+// booleans are Int32 0 or 1), or byte strings through Bytes.
 type Column struct {
 	Int32   []int32
 	Int64   []int64
@@ -439,6 +440,7 @@ type columnCursor struct {
 	n      int // values in page
 	ints32 []int32
 	ints64 []int64
+	bits   []byte // booleans, bit-packed (LSB first)
 	// absent: an optional column the chunk predates; it reads as zeros.
 	absent bool
 	// byte arrays: plain pages have data and offsets; dictionary pages
@@ -470,7 +472,7 @@ func readColumnsChunk(c chunkRef, specs []ColumnSpec, next func() *ColumnBatch, 
 		if leaf.Node.Optional() || leaf.Node.Repeated() || leaf.MaxDefinitionLevel != 0 || leaf.MaxRepetitionLevel != 0 {
 			return fmt.Errorf("column %q is not a required column", sp.Name)
 		}
-		want := map[ColumnKind]parquet.Kind{ColumnInt32: parquet.Int32, ColumnInt64: parquet.Int64, ColumnBytes: parquet.ByteArray}[sp.Kind]
+		want := map[ColumnKind]parquet.Kind{ColumnInt32: parquet.Int32, ColumnInt64: parquet.Int64, ColumnBytes: parquet.ByteArray, ColumnBool: parquet.Boolean}[sp.Kind]
 		if got := leaf.Node.Type().Kind(); got != want {
 			return fmt.Errorf("column %q is %s, want %s", sp.Name, got, want)
 		}
@@ -582,6 +584,11 @@ func (cc *columnCursor) fill() error {
 			if len(cc.ints64) < cc.n {
 				return fmt.Errorf("column %q: short page", cc.spec.Name)
 			}
+		case ColumnBool:
+			cc.bits = vals.Boolean()
+			if len(cc.bits)*8 < cc.n {
+				return fmt.Errorf("column %q: short page", cc.spec.Name)
+			}
 		case ColumnBytes:
 			cc.index = nil
 			if d := p.Dictionary(); d != nil {
@@ -634,6 +641,11 @@ func (cc *columnCursor) take(col *Column, k int) {
 		col.Int32 = append(col.Int32[:0], cc.ints32[lo:hi]...)
 	case ColumnInt64:
 		col.Int64 = append(col.Int64[:0], cc.ints64[lo:hi]...)
+	case ColumnBool:
+		col.Int32 = col.Int32[:0]
+		for i := lo; i < hi; i++ {
+			col.Int32 = append(col.Int32, int32(cc.bits[i/8]>>(i%8)&1))
+		}
 	case ColumnBytes:
 		col.data, col.offsets = col.data[:0], append(col.offsets[:0], 0)
 		for i := lo; i < hi; i++ {

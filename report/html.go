@@ -86,6 +86,8 @@ type probeView struct {
 type endpointView struct {
 	analyze.HTTPEndpoint
 	ErrPct    float64
+	Proto     string // "HTTP/1.x", "HTTP/2", "gRPC", with " · TLS"
+	Codes     map[string]int64
 	Histogram template.HTML
 	OverTime  template.HTML
 	// Baseline is the endpoint in the comparison (AddBaseline), or nil.
@@ -149,7 +151,10 @@ func BuildHTMLArchive(s *analyze.Summary) (*HTMLArchive, error) {
 	if s.HTTP != nil {
 		windowS := m.Window.Duration().Seconds()
 		for i, e := range s.HTTP.Endpoints {
-			ev := endpointView{HTTPEndpoint: e}
+			ev := endpointView{HTTPEndpoint: e, Proto: ProtocolLabel(e), Codes: e.Status}
+			if e.GRPCStatus != nil {
+				ev.Codes = e.GRPCStatus
+			}
 			if e.Count > 0 {
 				ev.ErrPct = 100 * float64(e.Errors) / float64(e.Count)
 			}

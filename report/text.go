@@ -29,6 +29,16 @@ func WriteSummaryText(out io.Writer, s *analyze.Summary) {
 			fmt.Fprintf(out, ", %d without their response's last byte", h.EndUnknown)
 		}
 		fmt.Fprintln(out, "), slowest p99 first")
+		if h.TLSUndecoded > 0 {
+			fmt.Fprintf(out, "%d TLS connections not decoded (a TLS library bpfsnap does not read: statically linked BoringSSL, Java, rustls...; their requests are missing)", h.TLSUndecoded)
+			if h.TLSUndecodedBy != "" {
+				fmt.Fprintf(out, ": %s", safe(h.TLSUndecodedBy))
+			}
+			fmt.Fprintln(out)
+		}
+		if h.NamesUnknown > 0 {
+			fmt.Fprintf(out, "%d HTTP/2 requests without a name (their connection's header compression began before the window): under %s\n", h.NamesUnknown, formats.PathNameUnknown)
+		}
 		if h.Measure == analyze.MeasureFirstByte {
 			fmt.Fprintln(out, "latency: to the response's first byte (this archive's recorder saw no more)")
 		} else {
@@ -40,8 +50,12 @@ func WriteSummaryText(out io.Writer, s *analyze.Summary) {
 			if i == 20 {
 				break
 			}
-			fmt.Fprintf(tw, "%d\t%d\t%.1f\t%.1f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t  %s %s %s (%s [%d])\n", e.Count, e.Errors, e.RateRPS, e.BusyRPS,
-				e.P50, e.P90, e.P99, e.P999, e.Max, e.TTFBP50, e.TTFBP99, e.Role, safe(e.Method), safe(e.Route), safe(e.Process), e.PID)
+			proto := ""
+			if e.Protocol != "" && (e.Protocol != formats.ProtocolHTTP1 || e.TLS) {
+				proto = " [" + ProtocolLabel(e) + "]"
+			}
+			fmt.Fprintf(tw, "%d\t%d\t%.1f\t%.1f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t  %s %s %s%s (%s [%d])\n", e.Count, e.Errors, e.RateRPS, e.BusyRPS,
+				e.P50, e.P90, e.P99, e.P999, e.Max, e.TTFBP50, e.TTFBP99, e.Role, safe(e.Method), safe(e.Route), proto, safe(e.Process), e.PID)
 		}
 		tw.Flush()
 		writeTimeSplitsText(out, h)
@@ -95,6 +109,27 @@ func WriteSummaryText(out io.Writer, s *analyze.Summary) {
 			}
 		}
 	}
+}
+
+// ProtocolLabel names an endpoint's protocol for people: HTTP/1.x, HTTP/2
+// or gRPC, with " · TLS" when read from a TLS library ("" for archives of
+// format 1, which did not record it).
+func ProtocolLabel(e analyze.HTTPEndpoint) string {
+	var p string
+	switch e.Protocol {
+	case formats.ProtocolHTTP1:
+		p = "HTTP/1.x"
+	case formats.ProtocolHTTP2:
+		p = "HTTP/2"
+	case formats.ProtocolGRPC:
+		p = "gRPC"
+	default:
+		p = e.Protocol
+	}
+	if e.TLS {
+		p += " · TLS"
+	}
+	return p
 }
 
 // Rows printed in the terminal summary; --json has the full lists.

@@ -11,9 +11,10 @@ cd "$(dirname "$0")/.."
 # (pkill, sysctl), chromium (report tests), runc, nginx-light, wrk,
 # linux-perf and bpftrace (peers), zip/unzip, jq, libjemalloc2 (the
 # jemalloc leak test). Benchmarks: heaptrack.
-# git and curl for a clone and the demo; ca-certificates for npm.
+# git and curl for a clone and the demo (curl also as an HTTP/2 client;
+# openssl makes the TLS tests' certificates); ca-certificates for npm.
 pkgs=(clang llvm bpftool libbpf-dev linux-perf bpftrace wrk nginx-light runc chromium jq zip unzip make gcc openjdk-17-jre-headless libjemalloc2
-	g++ binutils gdb python3 procps git curl ca-certificates heaptrack)
+	g++ binutils gdb python3 procps git curl openssl ca-certificates heaptrack)
 # DuckDB (npm) needs node and npm. A Node.js from elsewhere (NodeSource
 # bundles npm) is kept: Debian's npm package would conflict with it.
 command -v node >/dev/null 2>&1 || pkgs+=(nodejs)

@@ -547,6 +547,12 @@ func Run(ctx context.Context, opts Options, procs ProcessProbe) (*Result, error)
 	var running []ProbeSet
 	for _, name := range opts.Probes {
 		ps := findSet(opts.Sets, name)
+		if err := Unsupported(ps); err != nil {
+			// Refused before loading anything: the kernel lacks a feature.
+			probes = append(probes, formats.Probe{Name: name, Error: err.Error()})
+			s.Warnf("probe set %s cannot run on this kernel: %v", name, err)
+			continue
+		}
 		details, err := ps.Start(s)
 		if err != nil {
 			probes = append(probes, formats.Probe{Name: name, Error: err.Error(), Details: details})

@@ -120,7 +120,7 @@ early; the archive is still finalized. Needs root (or CAP_BPF + CAP_PERFMON).`,
 	f.StringVar(&k8sSel.Namespace, "namespace", "", "capture only processes of pods in this Kubernetes namespace")
 	f.StringVar(&k8sSel.ContainerID, "container-id", "", "capture only this container's processes (id or unique prefix)")
 	f.StringVar(&k8sSel.Cgroup, "cgroup", "", "capture only processes in this cgroup path (and below)")
-	f.DurationVar(&opts.Ring, "ring", 0, "flight recorder: record until stopped, keep the last DURATION on disk, dump it on SIGUSR1, `bpfsnap trigger` or --trigger")
+	f.DurationVar(&opts.Ring, "ring", 0, "flight recorder: record until stopped, keep the last DURATION on disk, dump it on SIGUSR1, bpfsnap trigger or --trigger")
 	f.StringArrayVar(&opts.Triggers, "trigger", nil, "with --ring: dump when a condition holds: http.pNN>DURATION, http.errors>N%, cpu>N%, oom; options after commas: route=/x, cooldown=1m, max=10 (repeatable)")
 	f.BoolVar(&opts.PerfMapRequest, "perf-map-request", false, "ask live JVMs whose JIT code is on the stacks to write /tmp/perf-PID.map (as jcmd PID Compiler.perfmap) at the end of the window, so their Java methods are named")
 	f.BoolVar(&opts.KeepCmdline, "keep-cmdline", false, "write command lines as they are (by default values that look like secrets, such as passwords, tokens, keys and URL userinfo, become <redacted>)")

@@ -292,7 +292,8 @@ func TestDiffOfTwoCaptures(t *testing.T) {
 		g.dispatchEvent(new MouseEvent("click", {bubbles: true}));
 		return svg.querySelectorAll("g.f.hidden").length; })()`)
 	delta := p.evalString(`(function(){ var r = [].filter.call(document.querySelectorAll("#http tr.ep"), function(r){ return r.textContent.indexOf("/api/orders") >= 0; })[0];
-		return r ? r.cells[14].textContent : ""; })()`)
+		var c = r && r.querySelector("td.vsbase");
+		return c ? c.textContent : ""; })()`)
 	t.Logf("report: card %q, %d differential frames, orders p99 vs baseline %q", card, diffFrames, delta)
 	p.checkClean()
 	if !strings.Contains(card, "/api/orders") {

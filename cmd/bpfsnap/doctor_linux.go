@@ -45,6 +45,15 @@ It exits 0 when a capture can run.`,
 					}
 				}
 				tw.Flush()
+				fmt.Fprintln(out, "\nprobe sets")
+				for _, v := range r.Sets {
+					if v.OK {
+						fmt.Fprintf(tw, "ok\t%s\t\n", v.Name)
+					} else {
+						fmt.Fprintf(tw, "NO\t%s\t%s\n", v.Name, v.Reason)
+					}
+				}
+				tw.Flush()
 				if r.CanRun {
 					fmt.Fprintln(out, "\ncapture can run on this machine.")
 				}

@@ -102,23 +102,38 @@ func (r *timedReader) sent() time.Time {
 }
 
 func (r *timedReader) Read(p []byte) (int, error) {
+	n, rx, err := RecvTimed(r.raw, p, r.oob)
+	if err != nil {
+		return 0, err
+	}
+	if r.first.IsZero() {
+		r.first = rx
+	}
+	r.last = rx
+	return n, nil
+}
+
+// RecvTimed reads a socket (SO_TIMESTAMPNS on) with recvmsg and returns
+// the kernel's receive timestamp of the bytes read; oob is scratch for
+// the control messages (256 bytes is plenty).
+func RecvTimed(raw syscall.RawConn, p, oob []byte) (int, time.Time, error) {
 	var n, oobn int
 	var serr error
-	rerr := r.raw.Read(func(fd uintptr) bool {
-		n, oobn, _, _, serr = unix.Recvmsg(int(fd), p, r.oob, 0)
+	rerr := raw.Read(func(fd uintptr) bool {
+		n, oobn, _, _, serr = unix.Recvmsg(int(fd), p, oob, 0)
 		return serr != unix.EAGAIN
 	})
 	if rerr != nil {
-		return 0, rerr
+		return 0, time.Time{}, rerr
 	}
 	if serr != nil {
-		return 0, serr
+		return 0, time.Time{}, serr
 	}
 	if n == 0 {
-		return 0, io.EOF
+		return 0, time.Time{}, io.EOF
 	}
 	rx := time.Now()
-	msgs, _ := unix.ParseSocketControlMessage(r.oob[:oobn])
+	msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
 	for _, m := range msgs {
 		if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SO_TIMESTAMPNS && len(m.Data) >= 16 {
 			ts := (*unix.Timespec)(unsafe.Pointer(&m.Data[0]))
@@ -129,11 +144,7 @@ func (r *timedReader) Read(p []byte) (int, error) {
 			rx = time.Unix(ts.Sec, ts.Nsec)
 		}
 	}
-	if r.first.IsZero() {
-		r.first = rx
-	}
-	r.last = rx
-	return n, nil
+	return n, rx, nil
 }
 
 // HoldTimestamps keeps the kernel's receive timestamping on until release

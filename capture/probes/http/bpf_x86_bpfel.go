@@ -13,6 +13,83 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type bpfGoCall struct {
+	_    structs.HostLayout
+	Conn uint64
+	Buf  uint64
+}
+
+type bpfGoH2Event struct {
+	_          structs.HostLayout
+	H          bpfRecHead
+	TimeNs     uint64
+	Stream     uint32
+	GrpcStatus int32
+	Status     uint16
+	MethodLen  uint16
+	PathLen    uint16
+	CtypeLen   uint16
+	Fn         uint8
+	EndStream  uint8
+	Pad        [6]uint8
+	Method     [16]int8
+	Ctype      [32]int8
+	Path       [256]int8
+}
+
+type bpfGoH2Fn uint32
+
+const (
+	bpfGoH2FnGO_H2META_RBX     bpfGoH2Fn = 1
+	bpfGoH2FnGO_H2META_RDI     bpfGoH2Fn = 2
+	bpfGoH2FnGO_H2WRITE_HEADER bpfGoH2Fn = 3
+	bpfGoH2FnGO_H2INCOMING     bpfGoH2Fn = 16
+	bpfGoH2FnGO_H2SERVER       bpfGoH2Fn = 32
+)
+
+type bpfGoKey struct {
+	_    structs.HostLayout
+	Tgid uint32
+	Pad  uint32
+	G    uint64
+}
+
+type bpfGoScratch struct {
+	_       structs.HostLayout
+	Ev      bpfGoH2Event
+	Fields  uint64
+	Nfields uint64
+	F       struct {
+		_         structs.HostLayout
+		Name      uint64
+		NameLen   uint64
+		Value     uint64
+		ValueLen  uint64
+		Sensitive uint64
+	}
+	Name [16]int8
+	Num  [8]int8
+}
+
+type bpfH2Event struct {
+	_         structs.HostLayout
+	H         bpfRecHead
+	TimeNs    uint64
+	FrameNs   uint64
+	DataBytes int64
+	Stream    uint32
+	FrameLen  uint32
+	FragOff   uint32
+	RstCode   uint32
+	N         uint16
+	Ftype     uint8
+	Fflags    uint8
+	Last      uint8
+	Cut       uint8
+	Pad       [2]uint8
+	Data      [4096]int8
+}
+
 type bpfHttpDir struct {
 	_           structs.HostLayout
 	MsgNs       uint64
@@ -22,7 +99,7 @@ type bpfHttpDir struct {
 	LastNs      uint64
 	WrittenNs   uint64
 	WriterTid   uint32
-	_           [4]byte
+	PadW        uint32
 	HeadClen    int64
 	CtxPid      uint32
 	CtxTid      uint32
@@ -36,7 +113,25 @@ type bpfHttpDir struct {
 	Ctx         uint8
 	HeadChunked uint8
 	NoBody      uint8
-	Pad         [7]uint8
+	H2Type      uint8
+	H2Flags     uint8
+	H2InFrame   uint8
+	H2Hn        uint8
+	H2Preface   uint8
+	StashN      uint8
+	Pad         uint8
+	H2Stream    uint32
+	H2Len       uint32
+	H2FrameNs   uint64
+	H2Hdr       [16]uint8
+	StashNs     uint64
+	Stash       [16]int8
+	Streams     [16]struct {
+		_     structs.HostLayout
+		Id    uint32
+		Pad   uint32
+		Bytes uint64
+	}
 }
 
 type bpfHttpDrop uint32
@@ -54,32 +149,29 @@ const (
 	bpfHttpDropHTTP_DROP_JOINED            bpfHttpDrop = 9
 	bpfHttpDropHTTP_DROP_RETRANSMITTED     bpfHttpDrop = 10
 	bpfHttpDropHTTP_DROP_UPGRADED          bpfHttpDrop = 11
-	bpfHttpDropHTTP_DROP_MAX               bpfHttpDrop = 12
+	bpfHttpDropHTTP_DROP_H2BAD_FRAME       bpfHttpDrop = 12
+	bpfHttpDropHTTP_DROP_H2FRAMES_OVERFLOW bpfHttpDrop = 13
+	bpfHttpDropHTTP_DROP_H2BLOCK_CUT       bpfHttpDrop = 14
+	bpfHttpDropHTTP_DROP_H2STREAMS_FULL    bpfHttpDrop = 15
+	bpfHttpDropHTTP_DROP_H2JOINED          bpfHttpDrop = 16
+	bpfHttpDropHTTP_DROP_TLS_STATE_FULL    bpfHttpDrop = 17
+	bpfHttpDropHTTP_DROP_TLS_READ_FAULT    bpfHttpDrop = 18
+	bpfHttpDropHTTP_DROP_UPGRADED_H2       bpfHttpDrop = 19
+	bpfHttpDropHTTP_DROP_MAX               bpfHttpDrop = 20
 )
 
 type bpfHttpEvent struct {
 	_             structs.HostLayout
-	Cookie        uint64
-	SockCgroup    uint64
+	H             bpfRecHead
 	ReqNs         uint64
 	RespNs        uint64
 	RespEndNs     uint64
 	RespWrittenNs uint64
 	ReqBody       int64
 	RespBody      int64
-	CtxCgroup     uint64
-	Saddr         [16]uint8
-	Daddr         [16]uint8
-	CtxPid        uint32
-	CtxTid        uint32
 	Status        uint16
 	LineLen       uint16
-	Sport         uint16
-	Dport         uint16
-	Family        uint8
-	Kind          uint8
-	Flags         uint8
-	Pad           [5]uint8
+	Pad           [4]uint8
 	Line          [256]int8
 }
 
@@ -90,14 +182,24 @@ const (
 	bpfHttpFlagHTTP_F_RELEASED    bpfHttpFlag = 2
 	bpfHttpFlagHTTP_F_CTX         bpfHttpFlag = 4
 	bpfHttpFlagHTTP_F_END_UNKNOWN bpfHttpFlag = 8
+	bpfHttpFlagHTTP_F_TLS         bpfHttpFlag = 16
+	bpfHttpFlagHTTP_F_EGRESS      bpfHttpFlag = 32
+	bpfHttpFlagHTTP_F_BOUND       bpfHttpFlag = 64
+	bpfHttpFlagHTTP_F_H2PREFACE   bpfHttpFlag = 128
 )
 
 type bpfHttpKind uint32
 
 const (
-	bpfHttpKindHTTP_PAIR     bpfHttpKind = 1
-	bpfHttpKindHTTP_REQUEST  bpfHttpKind = 2
-	bpfHttpKindHTTP_RESPONSE bpfHttpKind = 3
+	bpfHttpKindHTTP_PAIR      bpfHttpKind = 1
+	bpfHttpKindHTTP_REQUEST   bpfHttpKind = 2
+	bpfHttpKindHTTP_RESPONSE  bpfHttpKind = 3
+	bpfHttpKindHTTP_H2FRAME   bpfHttpKind = 4
+	bpfHttpKindHTTP_TLS_SEEN  bpfHttpKind = 5
+	bpfHttpKindHTTP_TLS_BIND  bpfHttpKind = 6
+	bpfHttpKindHTTP_H2NAMES   bpfHttpKind = 7
+	bpfHttpKindHTTP_H2RESYNC  bpfHttpKind = 8
+	bpfHttpKindHTTP_TLS_CLOSE bpfHttpKind = 9
 )
 
 type bpfHttpReq struct {
@@ -133,6 +235,49 @@ type bpfHttpSock struct {
 	Held      uint8
 	Pipelined uint8
 	Mark      uint8
+	Bound     uint8
+	TlsSeen   uint8
+	Pad       [2]uint8
+	TlsTgid   uint32
+	TlsPtr    uint64
+	B_cookie  uint64
+	B_cgroup  uint64
+	RxNs      uint64
+	TxPlain   uint64
+	TxSent    uint64
+	DrainNs   uint64
+	TxFirstNs uint64
+	TxDrained uint8
+	Pad2      [7]uint8
+	B_conn    struct {
+		_      structs.HostLayout
+		Saddr  [16]uint8
+		Daddr  [16]uint8
+		Sport  uint16
+		Dport  uint16
+		Family uint8
+		Pad    [3]uint8
+	}
+}
+
+type bpfRecHead struct {
+	_          structs.HostLayout
+	Kind       uint8
+	Flags      uint8
+	Family     uint8
+	Pad        uint8
+	Sport      uint16
+	Dport      uint16
+	CtxPid     uint32
+	CtxTid     uint32
+	Pad2       uint32
+	_          [4]byte
+	Cookie     uint64
+	SockCgroup uint64
+	CtxCgroup  uint64
+	ConnKey    uint64
+	Saddr      [16]uint8
+	Daddr      [16]uint8
 }
 
 type bpfScratch struct {
@@ -158,17 +303,25 @@ type bpfScratch struct {
 		Now        uint64
 		Cookie     uint64
 		SockCgroup uint64
+		ConnKey    uint64
+		Ubuf       uint64
+		WroteNs    uint64
 		Base       uint32
 		Len        uint32
 		Seq        uint32
 		Pos        uint32
 		CbPos      uint32
 		CbN        uint8
-		Owner      uint8
 		Egress     uint8
 		Done       uint8
+		Proc       uint8
+		Flags      uint8
+		ChainOk    uint8
+		Owner      uint8
 		Pad        uint8
-		_          [7]byte
+		ChainPos   uint32
+		ChainN     uint32
+		_          [4]byte
 		Conn       struct {
 			_      structs.HostLayout
 			Saddr  [16]uint8
@@ -179,6 +332,7 @@ type bpfScratch struct {
 			Pad    [3]uint8
 		}
 		Cb [16]int8
+		Hb [32]uint8
 	}
 	Dg struct {
 		_   structs.HostLayout
@@ -187,6 +341,44 @@ type bpfScratch struct {
 		V   int64
 	}
 	Ev bpfHttpEvent
+	H2 bpfH2Event
+}
+
+type bpfTlsFn uint32
+
+const (
+	bpfTlsFnTLS_FN_SSL_READ     bpfTlsFn = 1
+	bpfTlsFnTLS_FN_SSL_READ_EX  bpfTlsFn = 2
+	bpfTlsFnTLS_FN_SSL_WRITE    bpfTlsFn = 3
+	bpfTlsFnTLS_FN_SSL_WRITE_EX bpfTlsFn = 4
+	bpfTlsFnTLS_FN_SSL_FREE     bpfTlsFn = 5
+	bpfTlsFnTLS_FN_GO_READ      bpfTlsFn = 6
+	bpfTlsFnTLS_FN_GO_READ_RET  bpfTlsFn = 7
+	bpfTlsFnTLS_FN_GO_WRITE     bpfTlsFn = 8
+	bpfTlsFnTLS_FN_GO_CLOSE     bpfTlsFn = 9
+	bpfTlsFnTLS_FN_SSL_SET_FD   bpfTlsFn = 10
+	bpfTlsFnTLS_FN_SPILLS       bpfTlsFn = 256
+)
+
+type bpfTlsKey struct {
+	_    structs.HostLayout
+	Tgid uint32
+	Pad  uint32
+	Ptr  uint64
+}
+
+type bpfTlsTask struct {
+	_       structs.HostLayout
+	Key     uint64
+	Buf     uint64
+	LenPtr  uint64
+	W_key   [4]uint64
+	W_len   [4]uint64
+	Num     uint64
+	EntryNs uint64
+	W_next  uint8
+	Fn      uint8
+	Pad     [6]uint8
 }
 
 // Names of all BPF objects in the ELF.
@@ -194,19 +386,34 @@ type bpfScratch struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	bpfMapDrops           = "drops"
+	bpfMapGoCalls         = "go_calls"
+	bpfMapGoScratch       = "go_scratch"
 	bpfMapHttpEvents      = "http_events"
 	bpfMapScratch         = "scratch"
 	bpfMapSocks           = "socks"
 	bpfMapTargets         = "targets"
+	bpfMapTlsBySk         = "tls_by_sk"
+	bpfMapTlsConns        = "tls_conns"
+	bpfMapTlsDeferred     = "tls_deferred"
+	bpfMapTlsTasks        = "tls_tasks"
+	bpfMapTlsZero         = "tls_zero"
+	bpfProgGoH2Names      = "go_h2_names"
 	bpfProgHttpEgress     = "http_egress"
 	bpfProgHttpIngress    = "http_ingress"
 	bpfProgHttpRelease    = "http_release"
+	bpfProgTlsEnter       = "tls_enter"
+	bpfProgTlsRet         = "tls_ret"
 	bpfVarFilterTargets   = "filter_targets"
+	bpfVarTlsMarker       = "tls_marker"
+	bpfVarUnusedGoH2Event = "unused_go_h2_event"
+	bpfVarUnusedGoH2Fn    = "unused_go_h2_fn"
+	bpfVarUnusedH2Event   = "unused_h2_event"
 	bpfVarUnusedHttpDrop  = "unused_http_drop"
 	bpfVarUnusedHttpEvent = "unused_http_event"
 	bpfVarUnusedHttpFlag  = "unused_http_flag"
 	bpfVarUnusedHttpKind  = "unused_http_kind"
 	bpfVarUnusedHttpSock  = "unused_http_sock"
+	bpfVarUnusedTlsFn     = "unused_tls_fn"
 )
 
 // loadBpf returns the embedded CollectionSpec for bpf.
@@ -251,20 +458,30 @@ type bpfSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfProgramSpecs struct {
+	GoH2Names   *ebpf.ProgramSpec `ebpf:"go_h2_names"`
 	HttpEgress  *ebpf.ProgramSpec `ebpf:"http_egress"`
 	HttpIngress *ebpf.ProgramSpec `ebpf:"http_ingress"`
 	HttpRelease *ebpf.ProgramSpec `ebpf:"http_release"`
+	TlsEnter    *ebpf.ProgramSpec `ebpf:"tls_enter"`
+	TlsRet      *ebpf.ProgramSpec `ebpf:"tls_ret"`
 }
 
 // bpfMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfMapSpecs struct {
-	Drops      *ebpf.MapSpec `ebpf:"drops"`
-	HttpEvents *ebpf.MapSpec `ebpf:"http_events"`
-	Scratch    *ebpf.MapSpec `ebpf:"scratch"`
-	Socks      *ebpf.MapSpec `ebpf:"socks"`
-	Targets    *ebpf.MapSpec `ebpf:"targets"`
+	Drops       *ebpf.MapSpec `ebpf:"drops"`
+	GoCalls     *ebpf.MapSpec `ebpf:"go_calls"`
+	GoScratch   *ebpf.MapSpec `ebpf:"go_scratch"`
+	HttpEvents  *ebpf.MapSpec `ebpf:"http_events"`
+	Scratch     *ebpf.MapSpec `ebpf:"scratch"`
+	Socks       *ebpf.MapSpec `ebpf:"socks"`
+	Targets     *ebpf.MapSpec `ebpf:"targets"`
+	TlsBySk     *ebpf.MapSpec `ebpf:"tls_by_sk"`
+	TlsConns    *ebpf.MapSpec `ebpf:"tls_conns"`
+	TlsDeferred *ebpf.MapSpec `ebpf:"tls_deferred"`
+	TlsTasks    *ebpf.MapSpec `ebpf:"tls_tasks"`
+	TlsZero     *ebpf.MapSpec `ebpf:"tls_zero"`
 }
 
 // bpfVariableSpecs contains global variables before they are loaded into the kernel.
@@ -272,11 +489,16 @@ type bpfMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfVariableSpecs struct {
 	FilterTargets   *ebpf.VariableSpec `ebpf:"filter_targets"`
+	TlsMarker       *ebpf.VariableSpec `ebpf:"tls_marker"`
+	UnusedGoH2Event *ebpf.VariableSpec `ebpf:"unused_go_h2_event"`
+	UnusedGoH2Fn    *ebpf.VariableSpec `ebpf:"unused_go_h2_fn"`
+	UnusedH2Event   *ebpf.VariableSpec `ebpf:"unused_h2_event"`
 	UnusedHttpDrop  *ebpf.VariableSpec `ebpf:"unused_http_drop"`
 	UnusedHttpEvent *ebpf.VariableSpec `ebpf:"unused_http_event"`
 	UnusedHttpFlag  *ebpf.VariableSpec `ebpf:"unused_http_flag"`
 	UnusedHttpKind  *ebpf.VariableSpec `ebpf:"unused_http_kind"`
 	UnusedHttpSock  *ebpf.VariableSpec `ebpf:"unused_http_sock"`
+	UnusedTlsFn     *ebpf.VariableSpec `ebpf:"unused_tls_fn"`
 }
 
 // bpfObjects contains all objects after they have been loaded into the kernel.
@@ -299,20 +521,34 @@ func (o *bpfObjects) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfMaps struct {
-	Drops      *ebpf.Map `ebpf:"drops"`
-	HttpEvents *ebpf.Map `ebpf:"http_events"`
-	Scratch    *ebpf.Map `ebpf:"scratch"`
-	Socks      *ebpf.Map `ebpf:"socks"`
-	Targets    *ebpf.Map `ebpf:"targets"`
+	Drops       *ebpf.Map `ebpf:"drops"`
+	GoCalls     *ebpf.Map `ebpf:"go_calls"`
+	GoScratch   *ebpf.Map `ebpf:"go_scratch"`
+	HttpEvents  *ebpf.Map `ebpf:"http_events"`
+	Scratch     *ebpf.Map `ebpf:"scratch"`
+	Socks       *ebpf.Map `ebpf:"socks"`
+	Targets     *ebpf.Map `ebpf:"targets"`
+	TlsBySk     *ebpf.Map `ebpf:"tls_by_sk"`
+	TlsConns    *ebpf.Map `ebpf:"tls_conns"`
+	TlsDeferred *ebpf.Map `ebpf:"tls_deferred"`
+	TlsTasks    *ebpf.Map `ebpf:"tls_tasks"`
+	TlsZero     *ebpf.Map `ebpf:"tls_zero"`
 }
 
 func (m *bpfMaps) Close() error {
 	return _BpfClose(
 		m.Drops,
+		m.GoCalls,
+		m.GoScratch,
 		m.HttpEvents,
 		m.Scratch,
 		m.Socks,
 		m.Targets,
+		m.TlsBySk,
+		m.TlsConns,
+		m.TlsDeferred,
+		m.TlsTasks,
+		m.TlsZero,
 	)
 }
 
@@ -321,27 +557,38 @@ func (m *bpfMaps) Close() error {
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfVariables struct {
 	FilterTargets   *ebpf.Variable `ebpf:"filter_targets"`
+	TlsMarker       *ebpf.Variable `ebpf:"tls_marker"`
+	UnusedGoH2Event *ebpf.Variable `ebpf:"unused_go_h2_event"`
+	UnusedGoH2Fn    *ebpf.Variable `ebpf:"unused_go_h2_fn"`
+	UnusedH2Event   *ebpf.Variable `ebpf:"unused_h2_event"`
 	UnusedHttpDrop  *ebpf.Variable `ebpf:"unused_http_drop"`
 	UnusedHttpEvent *ebpf.Variable `ebpf:"unused_http_event"`
 	UnusedHttpFlag  *ebpf.Variable `ebpf:"unused_http_flag"`
 	UnusedHttpKind  *ebpf.Variable `ebpf:"unused_http_kind"`
 	UnusedHttpSock  *ebpf.Variable `ebpf:"unused_http_sock"`
+	UnusedTlsFn     *ebpf.Variable `ebpf:"unused_tls_fn"`
 }
 
 // bpfPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfPrograms struct {
+	GoH2Names   *ebpf.Program `ebpf:"go_h2_names"`
 	HttpEgress  *ebpf.Program `ebpf:"http_egress"`
 	HttpIngress *ebpf.Program `ebpf:"http_ingress"`
 	HttpRelease *ebpf.Program `ebpf:"http_release"`
+	TlsEnter    *ebpf.Program `ebpf:"tls_enter"`
+	TlsRet      *ebpf.Program `ebpf:"tls_ret"`
 }
 
 func (p *bpfPrograms) Close() error {
 	return _BpfClose(
+		p.GoH2Names,
 		p.HttpEgress,
 		p.HttpIngress,
 		p.HttpRelease,
+		p.TlsEnter,
+		p.TlsRet,
 	)
 }
 

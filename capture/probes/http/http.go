@@ -5,6 +5,7 @@ package http
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -20,11 +21,12 @@ import (
 
 	"github.com/bpfsnap/bpfsnap/capture/recorder"
 	"github.com/bpfsnap/bpfsnap/formats"
+	"github.com/bpfsnap/bpfsnap/internal/h2"
 	"github.com/bpfsnap/bpfsnap/internal/httpparse"
 )
 
 // New returns the http probe set; its flags are bound by BindFlags.
-func New() recorder.ProbeSet { return &httpProbe{} }
+func New() recorder.ProbeSet { return &httpProbe{tlsOn: true, goH2: true} }
 
 // maxConnections bounds the per-connection pairing state; beyond it the
 // oldest-looking entries are evicted and counted.
@@ -33,13 +35,16 @@ const maxConnections = 100_000
 // maxPending bounds queued requests per connection (pipelining depth).
 const maxPending = 64
 
-// httpProbe sees HTTP/1.x on every TCP socket through cgroup_skb programs
-// on the cgroup v2 root and pairs requests with responses per socket. See
-// docs/architecture.md for why this hook and not syscall tracepoints.
+// httpProbe sees HTTP/1.x and HTTP/2 on every TCP socket through
+// cgroup_skb programs on the cgroup v2 root, and the same protocols inside
+// TLS through uprobes on the TLS libraries of the processes (tls.go). See
+// docs/architecture.md for why these hooks and not syscall tracepoints.
 type httpProbe struct {
 	drops     recorder.DropCounters
 	keepQuery bool
 	floor     bool // --http-floor (hidden): empty programs, for the bench
+	tlsOn     bool // --http-tls
+	goH2      bool // --http-go-h2
 
 	objs   bpfObjects
 	progs  []hookProgram // what attachAt attaches
@@ -50,10 +55,22 @@ type httpProbe struct {
 	ring   *recorder.RingReader
 	table  *formats.TableWriter[formats.HTTPRequest]
 	s      *recorder.Session
+	tls    *tlsAttacher // nil without --http-tls and --http-go-h2
 
 	// Touched only by the ring reader goroutine, then by Stop after it.
-	conns    map[uint64]*httpConn
+	conns    map[connKey]*httpConn
 	counters map[string]uint64
+	names    nameBook        // HTTP/2 header fields read by the Go uprobes
+	tlsSeen  map[uint64]bool // sockets carrying TLS records -> tied to a TLS probe's connection
+	tlsOwner map[uint64]uint32
+}
+
+// connKey names a connection: a socket by its cookie on the wire, a TLS
+// library's connection object by process and address.
+type connKey struct {
+	tls bool
+	pid uint32
+	id  uint64
 }
 
 type httpConn struct {
@@ -66,13 +83,22 @@ type httpConn struct {
 	// the addresses of a socket never change, and formatting them per
 	// message was a visible share of the recorder's CPU.
 	local, remote string
+	h2            *h2.Conn // an HTTP/2 connection's streams
+	// TLS: the socket the connection writes to, once an egress inside one
+	// of its writes was seen (bound); rows wait for it in unbound.
+	tls     bool
+	bound   bool
+	cookie  uint64
+	cgroup  uint64
+	unbound []formats.HTTPRequest
 }
 
 // httpDropNames names the kernel counters in the order of enum http_drop
 // (a test checks the count against the C enum).
 var httpDropNames = formats.DropNames("http", "ringbuf_full", "no_storage", "framing_gap", "head_too_long",
 	"head_split", "chunks_overflow", "messages_overflow", "unexpected_bytes", "bad_chunk", "joined_midstream",
-	"retransmitted", "upgraded")
+	"retransmitted", "upgraded", "h2_bad_frame", "h2_frames_overflow", "h2_block_cut", "h2_streams_full",
+	"h2_joined", "tls_state_full", "tls_read_fault", "h2_upgraded")
 
 func (*httpProbe) Name() string  { return "http" }
 func (*httpProbe) Default() bool { return true }
@@ -82,14 +108,24 @@ func (*httpProbe) Validate() error { return nil }
 
 func (h *httpProbe) BindFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&h.keepQuery, "keep-query", false, "http: keep URL query strings in the archive (they may hold personal data or secrets)")
+	fs.BoolVar(&h.tlsOn, "http-tls", true, "http: read HTTPS as the plaintext processes hand their TLS library (uprobes on OpenSSL's SSL_read/SSL_write and Go's crypto/tls)")
+	fs.BoolVar(&h.goH2, "http-go-h2", true, "http: name HTTP/2 and gRPC calls of Go programs on connections opened before the window (uprobes on grpc-go's and net/http's header handling)")
 	fs.BoolVar(&h.floor, "http-floor", false, "http: attach empty programs at the same hooks (benchmark floor)")
 	_ = fs.MarkHidden("http-floor")
 }
 
-func (h *httpProbe) Start(s *recorder.Session) (map[string]string, error) {
+// reset gives the probe set's user-space half its empty state for a
+// session.
+func (h *httpProbe) reset(s *recorder.Session) {
 	h.s = s
-	h.conns = map[uint64]*httpConn{}
+	h.conns = map[connKey]*httpConn{}
 	h.counters = map[string]uint64{}
+	h.names = nameBook{}
+	h.tlsSeen, h.tlsOwner = map[uint64]bool{}, map[uint64]uint32{}
+}
+
+func (h *httpProbe) Start(s *recorder.Session) (map[string]string, error) {
+	h.reset(s)
 	root := s.Cgroups().Root()
 	details := map[string]string{"keep_query": strconv.FormatBool(h.keepQuery), "max_path": strconv.Itoa(httpparse.MaxPath)}
 	if root == "" {
@@ -112,6 +148,17 @@ func (h *httpProbe) Start(s *recorder.Session) (map[string]string, error) {
 	spec, err := loadBpf()
 	if err != nil {
 		return details, err
+	}
+	// Without task storage in cgroup_skb programs the TLS write marker is
+	// left out: OpenSSL connections whose socket no SSL_set_fd names
+	// (memory BIOs: node) stay undecoded, and counted so.
+	details["tls_marker"] = "on"
+	if problem := recorder.FeatureSKBTaskStorage.Problem(); problem != "" {
+		if err := spec.Variables["tls_marker"].Set(false); err != nil {
+			return details, fmt.Errorf("setting tls_marker: %w", err)
+		}
+		details["tls_marker"] = "off: " + problem
+		s.Warnf("http: TLS connections are tied to their socket by descriptor only, not by their writes' sizes: %s; OpenSSL over memory BIOs (node) is counted as not decoded", problem)
 	}
 	if err := s.LoadObjects(spec, &h.objs); err != nil {
 		return details, err
@@ -153,6 +200,10 @@ func (h *httpProbe) Start(s *recorder.Session) (map[string]string, error) {
 	} else {
 		details["hook"] = "cgroup_skb ingress+egress on " + root
 	}
+	if h.tlsOn || h.goH2 {
+		h.tls = newTLSAttacher(h, details)
+		h.tls.start()
+	}
 	return details, nil
 }
 
@@ -183,15 +234,24 @@ func (h *httpProbe) count(reason string) { h.counters["http."+reason]++ }
 // traffic is not this capture's business. (Rows whose owner is unknown
 // are counted as unattributed where they are left out, in emit.)
 func (h *httpProbe) countFor(c *httpConn, reason string) {
-	if h.s.Filtered() && !h.s.IsTarget(c.pid) {
-		return
-	}
-	h.count(reason)
+	h.countNFor(c, reason, 1)
 }
 
-// lineOffset is where a record's request line starts; the kernel sends
-// only line_len bytes of it.
-var lineOffset = int(unsafe.Offsetof(bpfHttpEvent{}.Line))
+func (h *httpProbe) countNFor(c *httpConn, reason string, n uint64) {
+	if n == 0 || (h.s.Filtered() && !h.s.IsTarget(c.pid)) {
+		return
+	}
+	h.counters["http."+reason] += n
+}
+
+// Offsets of the variable parts of the records: the kernel sends only
+// their filled length.
+var (
+	lineOffset = int(unsafe.Offsetof(bpfHttpEvent{}.Line))
+	h2Offset   = int(unsafe.Offsetof(bpfH2Event{}.Data))
+	namesFixed = int(unsafe.Offsetof(bpfGoH2Event{}.Path))
+	headSize   = int(unsafe.Sizeof(bpfRecHead{}))
+)
 
 // The record kinds and flags of enum http_kind and enum http_flag, through
 // bpf2go.
@@ -199,15 +259,25 @@ const (
 	kindPair     = uint8(bpfHttpKindHTTP_PAIR)
 	kindRequest  = uint8(bpfHttpKindHTTP_REQUEST)
 	kindResponse = uint8(bpfHttpKindHTTP_RESPONSE)
+	kindH2Frame  = uint8(bpfHttpKindHTTP_H2FRAME)
+	kindH2Resync = uint8(bpfHttpKindHTTP_H2RESYNC)
+	kindTLSSeen  = uint8(bpfHttpKindHTTP_TLS_SEEN)
+	kindTLSBind  = uint8(bpfHttpKindHTTP_TLS_BIND)
+	kindH2Names  = uint8(bpfHttpKindHTTP_H2NAMES)
+	kindTLSClose = uint8(bpfHttpKindHTTP_TLS_CLOSE)
 
 	flagClient     = uint8(bpfHttpFlagHTTP_F_REQ_EGRESS)
 	flagReleased   = uint8(bpfHttpFlagHTTP_F_RELEASED)
 	flagCtx        = uint8(bpfHttpFlagHTTP_F_CTX)
 	flagEndUnknown = uint8(bpfHttpFlagHTTP_F_END_UNKNOWN)
+	flagTLS        = uint8(bpfHttpFlagHTTP_F_TLS)
+	flagEgress     = uint8(bpfHttpFlagHTTP_F_EGRESS)
+	flagBound      = uint8(bpfHttpFlagHTTP_F_BOUND)
+	flagPreface    = uint8(bpfHttpFlagHTTP_F_H2PREFACE)
 )
 
-// record returns the ring record's fixed part and request line; ok is
-// false for a record too short to hold them.
+// record returns an HTTP/1.x ring record's fixed part and request line; ok
+// is false for a record too short to hold them.
 func record(raw []byte) (ev *bpfHttpEvent, line []byte, ok bool) {
 	if len(raw) < lineOffset {
 		return nil, nil, false
@@ -219,20 +289,31 @@ func record(raw []byte) (ev *bpfHttpEvent, line []byte, ok bool) {
 	return ev, raw[lineOffset : lineOffset+n], true
 }
 
+// handle dispatches a ring record by its kind (its first byte).
 func (h *httpProbe) handle(raw []byte) {
-	ev, line, ok := record(raw)
-	if !ok {
+	if len(raw) < headSize {
 		return
 	}
-	h.handleRecord(ev, line)
+	switch raw[0] {
+	case kindPair, kindRequest, kindResponse:
+		if ev, line, ok := record(raw); ok {
+			h.handleRecord(ev, line)
+		}
+	case kindH2Frame, kindH2Resync:
+		h.handleH2(raw)
+	case kindTLSSeen, kindTLSBind, kindTLSClose:
+		h.handleTLSWire((*bpfRecHead)(unsafe.Pointer(&raw[0])))
+	case kindH2Names:
+		h.handleNames(raw)
+	}
 }
 
 // handleRecord turns a record into a row: a pair is complete; a request on
 // its own waits in its connection's queue for a response on its own.
 func (h *httpProbe) handleRecord(ev *bpfHttpEvent, line []byte) {
-	c := h.conn(ev)
-	h.learnOwner(c, ev)
-	switch ev.Kind {
+	c := h.conn(&ev.H)
+	h.learnOwner(c, &ev.H)
+	switch ev.H.Kind {
 	case kindPair:
 		row, ok := h.requestRow(ev, line, c)
 		if !ok {
@@ -252,7 +333,7 @@ func (h *httpProbe) handleRecord(ev *bpfHttpEvent, line []byte) {
 		c.pending = append(c.pending, row)
 	case kindResponse:
 		role := formats.RoleServer
-		if ev.Flags&flagClient != 0 {
+		if ev.H.Flags&flagClient != 0 {
 			role = formats.RoleClient
 		}
 		i := firstPending(c.pending, role)
@@ -277,8 +358,16 @@ func (h *httpProbe) handleRecord(ev *bpfHttpEvent, line []byte) {
 // loopback often the peer itself, possibly in the same cgroup. Those are
 // the minority, so the owner is the majority vote (Boyer-Moore) of the
 // candidates, not the last one seen. A release is voted like a send: the
-// task closing a socket is almost always its owner.
-func (h *httpProbe) learnOwner(c *httpConn, ev *bpfHttpEvent) {
+// task closing a socket is almost always its owner. A TLS connection's
+// records all come from its process (uprobes): its pid is known from the
+// first.
+func (h *httpProbe) learnOwner(c *httpConn, ev *bpfRecHead) {
+	if c.tls {
+		if ev.Flags&flagCtx != 0 && ev.CtxTid != 0 {
+			c.tid = ev.CtxTid
+		}
+		return
+	}
 	if ev.Flags&flagCtx == 0 || ev.CtxCgroup != ev.SockCgroup || ev.CtxPid == 0 {
 		return
 	}
@@ -301,7 +390,7 @@ func (h *httpProbe) requestRow(ev *bpfHttpEvent, line []byte, c *httpConn) (form
 		return formats.HTTPRequest{}, false
 	}
 	role := formats.RoleServer
-	if ev.Flags&flagClient != 0 {
+	if ev.H.Flags&flagClient != 0 {
 		role = formats.RoleClient
 	}
 	path, cut := httpparse.CleanTarget(req.Target, h.keepQuery)
@@ -312,20 +401,26 @@ func (h *httpProbe) requestRow(ev *bpfHttpEvent, line []byte, c *httpConn) (form
 		h.countFor(c, "truncated_path")
 	}
 	row := formats.HTTPRequest{
-		RequestNs: ev.ReqNs, CgroupID: ev.SockCgroup, Role: role, Method: req.Method, Path: path, PathTruncated: cut,
-		LocalAddr: c.local, RemoteAddr: c.remote, Connection: ev.Cookie, RequestBytes: ev.ReqBody, ResponseBytes: -1,
-		Protocol: formats.ProtocolHTTP1,
+		RequestNs: ev.ReqNs, CgroupID: ev.H.SockCgroup, Role: role, Method: req.Method, Path: path, PathTruncated: cut,
+		LocalAddr: c.local, RemoteAddr: c.remote, Connection: c.cookie, RequestBytes: ev.ReqBody, ResponseBytes: -1,
+		Protocol: formats.ProtocolHTTP1, TLS: c.tls, GRPCStatus: -1,
 	}
-	if role == formats.RoleClient && h.ownerCtx(ev) {
-		row.RequestTID = ev.CtxTid
+	if c.tls {
+		row.CgroupID = c.cgroup
+	}
+	if role == formats.RoleClient && h.ownerCtx(c, &ev.H) {
+		row.RequestTID = ev.H.CtxTid
 	}
 	return row, true
 }
 
 // ownerCtx reports whether the record's context is a task of the socket's
-// owner cgroup (see learnOwner).
-func (h *httpProbe) ownerCtx(ev *bpfHttpEvent) bool {
-	return ev.Flags&flagCtx != 0 && ev.Flags&flagReleased == 0 && ev.CtxCgroup == ev.SockCgroup && ev.CtxPid != 0
+// owner cgroup (see learnOwner), or of a TLS connection's process.
+func (h *httpProbe) ownerCtx(c *httpConn, ev *bpfRecHead) bool {
+	if ev.Flags&flagCtx == 0 || ev.Flags&flagReleased != 0 || ev.CtxPid == 0 {
+		return false
+	}
+	return c.tls || ev.CtxCgroup == ev.SockCgroup
 }
 
 // respond completes a row with the record's response.
@@ -337,13 +432,13 @@ func (h *httpProbe) respond(row *formats.HTTPRequest, ev *bpfHttpEvent, c *httpC
 	}
 	row.ResponseNs, row.Status, row.ResponseBytes = ev.RespNs, uint32(ev.Status), ev.RespBody
 	row.ResponseWrittenNs = ev.RespWrittenNs
-	if ev.Flags&flagEndUnknown == 0 {
+	if ev.H.Flags&flagEndUnknown == 0 {
 		row.ResponseEndNs = ev.RespEndNs
 	} else {
 		h.countFor(c, "response_end_unknown")
 	}
-	if row.Role == formats.RoleServer && h.ownerCtx(ev) {
-		row.ResponseTID = ev.CtxTid
+	if row.Role == formats.RoleServer && h.ownerCtx(c, &ev.H) {
+		row.ResponseTID = ev.H.CtxTid
 	}
 }
 
@@ -356,10 +451,26 @@ func firstPending(p []formats.HTTPRequest, role string) int {
 	return -1
 }
 
+// maxUnbound bounds the rows of a TLS connection waiting for its socket.
+const maxUnbound = 256
+
 // emit writes a row attributed to the connection's process, if the capture
-// targets it.
+// targets it. A TLS connection's rows wait until its socket is known (its
+// addresses), which is at most one write away.
 func (h *httpProbe) emit(row formats.HTTPRequest, c *httpConn) {
+	if c.tls && !c.bound && len(c.unbound) < maxUnbound {
+		c.unbound = append(c.unbound, row)
+		return
+	}
+	h.write(row, c)
+}
+
+func (h *httpProbe) write(row formats.HTTPRequest, c *httpConn) {
 	row.PID, row.TID = c.pid, c.tid
+	if c.tls {
+		// The socket may have become known since the row was made.
+		row.LocalAddr, row.RemoteAddr, row.Connection, row.CgroupID = c.local, c.remote, c.cookie, c.cgroup
+	}
 	if row.PID == 0 {
 		// No message of this connection was seen in its owner's context
 		// (e.g. a request on a fresh connection still unanswered at the
@@ -375,16 +486,19 @@ func (h *httpProbe) emit(row formats.HTTPRequest, c *httpConn) {
 
 // conn returns the state of ev's connection, made on its first record
 // (with the addresses, which never change for a socket).
-func (h *httpProbe) conn(ev *bpfHttpEvent) *httpConn {
-	cookie := ev.Cookie
-	c := h.conns[cookie]
+func (h *httpProbe) conn(ev *bpfRecHead) *httpConn {
+	key := connKey{id: ev.Cookie}
+	if ev.Flags&flagTLS != 0 {
+		key = connKey{tls: true, pid: ev.CtxPid, id: ev.ConnKey}
+	}
+	c := h.conns[key]
 	if c == nil {
 		if len(h.conns) >= maxConnections {
 			// Evict idle connections first; a map has no order, so this is
 			// approximate, and counted.
 			for k, v := range h.conns {
-				if len(v.pending) == 0 {
-					delete(h.conns, k)
+				if len(v.pending) == 0 && len(v.unbound) == 0 && (v.h2 == nil || v.h2.Open() == 0) {
+					h.dropConn(k, v)
 					h.count("state_evicted")
 					if len(h.conns) < maxConnections*9/10 {
 						break
@@ -393,15 +507,31 @@ func (h *httpProbe) conn(ev *bpfHttpEvent) *httpConn {
 			}
 		}
 		c = &httpConn{}
-		c.local, c.remote = addrs(ev)
-		h.conns[cookie] = c
+		if key.tls {
+			c.tls, c.pid = true, ev.CtxPid
+		} else {
+			c.cookie = ev.Cookie
+			c.local, c.remote = addrs(ev)
+		}
+		h.conns[key] = c
+	}
+	if c.tls && !c.bound && ev.Flags&flagBound != 0 {
+		h.bind(c, ev)
 	}
 	return c
 }
 
+// dropConn forgets a connection, keeping what its HTTP/2 decoder counted.
+func (h *httpProbe) dropConn(k connKey, c *httpConn) {
+	if c.h2 != nil {
+		h.countH2(c)
+	}
+	delete(h.conns, k)
+}
+
 // addrs formats the record's addresses (the kernel orients them: source is
 // the socket's own end).
-func addrs(ev *bpfHttpEvent) (local, remote string) {
+func addrs(ev *bpfRecHead) (local, remote string) {
 	if ev.Family != 4 && ev.Family != 6 {
 		return "", ""
 	}
@@ -423,12 +553,18 @@ func (h *httpProbe) Drops() map[string]uint64 {
 }
 
 func (h *httpProbe) Stop(s *recorder.Session) error {
+	if h.tls != nil {
+		h.tls.stop()
+	}
 	h.linkMu.Lock()
 	for _, l := range h.links {
 		l.Close()
 	}
 	h.links = nil
 	h.linkMu.Unlock()
+	if h.tls != nil {
+		h.tls.wait()
+	}
 	h.ring.Stop()
 	// Requests still waiting for a response at the end of the window are
 	// kept (response_ns = 0, or the response's first byte when it had
@@ -438,14 +574,27 @@ func (h *httpProbe) Stop(s *recorder.Session) error {
 		if err := h.readHeld(); err != nil {
 			s.Warnf("http: reading the requests still held in the kernel: %v (they are not in the archive)", err)
 		}
+		h.readHeldTLS()
 	}
 	if h.conns != nil {
+		h.flushNames(^uint64(0))
 		for _, c := range h.conns {
 			for _, row := range c.pending {
 				h.countFor(c, "no_response")
 				h.emit(row, c)
 			}
+			if c.h2 != nil {
+				for _, x := range c.h2.Close() {
+					h.h2Row(c, x)
+				}
+			}
 		}
+		h.flushNames(^uint64(0))
+		for k, c := range h.conns {
+			h.flushUnbound(c)
+			h.dropConn(k, c)
+		}
+		h.endTLS()
 		counters := h.counters
 		s.Writer().UpdateManifest(func(m *formats.Manifest) {
 			for k, v := range counters {
@@ -518,55 +667,77 @@ func (h *httpProbe) readHeldOf(pid int, seen map[string]bool) {
 		var st bpfHttpSock
 		if h.objs.Socks.Lookup(uint32(fd), &st) == nil {
 			if cookie, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_COOKIE); err == nil {
-				h.handleHeld(&st, cookie)
+				h.handleHeld(&st, bpfRecHead{Cookie: cookie})
 			}
 		}
 		unix.Close(fd)
 	}
 }
 
-// handleHeld turns a socket's state at the end into the record the kernel
-// would have sent: its held request, with the response's first byte when
-// the response had begun; or, on a socket whose messages go to user space
-// one by one, the response still being sent.
-func (h *httpProbe) handleHeld(st *bpfHttpSock, cookie uint64) {
+// readHeldTLS reads what the TLS connections' states still hold (a hash
+// map: it can be iterated).
+func (h *httpProbe) readHeldTLS() {
+	if h.objs.TlsConns == nil {
+		return
+	}
+	var k bpfTlsKey
+	var st bpfHttpSock
+	// Responses whose socket never drained: their end is their write.
+	var ev bpfHttpEvent
+	for it := h.objs.TlsDeferred.Iterate(); it.Next(&k, &ev); {
+		n := min(int(ev.LineLen), len(ev.Line))
+		h.handleRecord(&ev, unsafe.Slice((*byte)(unsafe.Pointer(&ev.Line[0])), n))
+	}
+	it := h.objs.TlsConns.Iterate()
+	for it.Next(&k, &st) {
+		h.handleHeld(&st, bpfRecHead{Flags: flagTLS | flagCtx, CtxPid: k.Tgid, ConnKey: k.Ptr})
+	}
+}
+
+// handleHeld turns a connection's state at the end into the record the
+// kernel would have sent: its held request, with the response's first
+// byte when the response had begun; or, on a connection whose messages go
+// to user space one by one, the response still being sent. head names the
+// connection.
+func (h *httpProbe) handleHeld(st *bpfHttpSock, head bpfRecHead) {
 	if st.Held == 0 && st.Pipelined == 0 {
 		return
 	}
 	r := &st.Req
 	var ev bpfHttpEvent
-	ev.Cookie, ev.SockCgroup = cookie, r.SockCgroup
-	ev.Family, ev.Saddr, ev.Daddr, ev.Sport, ev.Dport = r.Conn.Family, r.Conn.Saddr, r.Conn.Daddr, r.Conn.Sport, r.Conn.Dport
+	ev.H = head
+	ev.H.SockCgroup = r.SockCgroup
+	ev.H.Family, ev.H.Saddr, ev.H.Daddr, ev.H.Sport, ev.H.Dport = r.Conn.Family, r.Conn.Saddr, r.Conn.Daddr, r.Conn.Sport, r.Conn.Dport
 	ev.ReqBody, ev.RespBody = int64(r.Body), -1
 	respDir := &st.Dir[1] // a server sends the response
 	if r.Egress != 0 {
-		ev.Flags |= flagClient
+		ev.H.Flags |= flagClient
 		respDir = &st.Dir[0]
 	}
 	var line []byte
 	if st.Held != 0 && st.Pipelined == 0 {
-		ev.Kind, ev.ReqNs = kindRequest, r.TimeNs
+		ev.H.Kind, ev.ReqNs = kindRequest, r.TimeNs
 		if r.Ctx != 0 {
-			ev.Flags |= flagCtx
-			ev.CtxCgroup, ev.CtxPid, ev.CtxTid = r.CtxCgroup, r.CtxPid, r.CtxTid
+			ev.H.Flags |= flagCtx
+			ev.H.CtxCgroup, ev.H.CtxPid, ev.H.CtxTid = r.CtxCgroup, r.CtxPid, r.CtxTid
 		}
 		n := min(int(r.LineLen), len(r.Line))
 		line = unsafe.Slice((*byte)(unsafe.Pointer(&r.Line[0])), n)
 	}
 	if respDir.IsResponse != 0 {
-		if ev.Kind == kindRequest {
-			ev.Kind = kindPair
+		if ev.H.Kind == kindRequest {
+			ev.H.Kind = kindPair
 		} else {
-			ev.Kind = kindResponse
+			ev.H.Kind = kindResponse
 		}
 		ev.RespNs, ev.Status, ev.RespBody = respDir.MsgNs, respDir.Status, int64(respDir.Body)
-		ev.Flags |= flagEndUnknown
+		ev.H.Flags |= flagEndUnknown
 		if respDir.Ctx != 0 {
-			ev.Flags |= flagCtx
-			ev.CtxCgroup, ev.CtxPid, ev.CtxTid = respDir.CtxCgroup, respDir.CtxPid, respDir.CtxTid
+			ev.H.Flags |= flagCtx
+			ev.H.CtxCgroup, ev.H.CtxPid, ev.H.CtxTid = respDir.CtxCgroup, respDir.CtxPid, respDir.CtxTid
 		}
 	}
-	if ev.Kind != 0 {
+	if ev.H.Kind != 0 {
 		h.handleRecord(&ev, line)
 	}
 }

@@ -201,6 +201,10 @@ func (m *memProbe) Start(s *recorder.Session) (map[string]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	loadAsSingleUprobes(spec)
+	if singleUprobes() {
+		m.details["uprobes"] = "one per function and process (this kernel has no uprobe.multi links)"
+	}
 	sysCopy := uint32(defaultMemStackSize)
 	if copyBytes > 0 {
 		sysCopy = copyBytes
@@ -217,7 +221,7 @@ func (m *memProbe) Start(s *recorder.Session) (map[string]string, error) {
 		for _, typ := range []ebpf.ProgramType{ebpf.Kprobe, ebpf.TracePoint} {
 			var attach ebpf.AttachType
 			if typ == ebpf.Kprobe {
-				attach = ebpf.AttachTraceUprobeMulti // attached as the real ones are
+				attach = uprobeAttachType() // attached as the real ones are
 			}
 			if m.empty[typ], err = recorder.EmptyProgram(typ, attach, 0); err != nil {
 				return nil, err
@@ -363,17 +367,17 @@ func (m *memProbe) attachFile(pid uint32, path string) error {
 	// the thread marked as inside the allocator, and its later calls would
 	// be taken for nested ones.
 	if len(ret.Addresses) > 0 {
-		l, err := ex.UretprobeMulti(nil, retProg, &ret)
+		ls, err := attachUprobes(ex, retProg, &ret, true)
 		if err != nil {
-			return fmt.Errorf("uretprobe.multi on %s: %w", path, err)
+			return fmt.Errorf("uretprobes on %s: %w", path, err)
 		}
-		m.pidLinks[pid] = append(m.pidLinks[pid], l)
+		m.pidLinks[pid] = append(m.pidLinks[pid], ls...)
 	}
-	l, err := ex.UprobeMulti(nil, enterProg, &entry)
+	ls, err := attachUprobes(ex, enterProg, &entry, false)
 	if err != nil {
-		return fmt.Errorf("uprobe.multi on %s: %w", path, err)
+		return fmt.Errorf("uprobes on %s: %w", path, err)
 	}
-	m.pidLinks[pid] = append(m.pidLinks[pid], l)
+	m.pidLinks[pid] = append(m.pidLinks[pid], ls...)
 	m.attached[key] = true
 	return nil
 }
