@@ -4,12 +4,15 @@
 #
 #   the shop: an HTTP service (slow checkout, CPU-heavy search, orders that
 #   wait for the disk), also served over HTTPS (HTTP/2 over TLS), a replica
-#   of it, a gRPC service, a CPU-bound C program, and a leaking C program.
+#   of it, a gRPC service, a CPU-bound C program, a Node.js program (JIT
+#   frames named from its perf map), and a leaking C program.
 #
 #   1. a flight recorder on the shop, waiting for checkout's p99 to pass 100 ms
 #   2. "before": the whole node, CPU + HTTP(S)/gRPC + off-CPU, 10 s
-#   3. the bad deploy (release v2), then "after": each replica captured alone
-#      (two archives: a fleet), while the recorder's trigger fires
+#   3. the bad deploy (release v2: slower checkout, hotter search, a cache
+#      that only grows), then "after": each replica captured alone (two
+#      archives: a fleet; the shop's memory growth too), while the
+#      recorder's trigger fires
 #   4. a leaking program's allocations
 #   5. analyze, diff, flame graphs, the reports, and the archives as one
 #      Parquet dataset queried with DuckDB
@@ -68,6 +71,14 @@ load() {
 	"$out/cpuburn" 2500 >/dev/null &
 	loads+=($!)
 }
+# A Node.js program with a hot function: node writes /tmp/perf-PID.map
+# (--perf-basic-prof) and its log file in its working directory.
+mkdir -p "$out/node"
+cat >"$out/node/hot.js" <<'JS'
+function hotLoop(n) { let s = 0; for (let i = 0; i < n; i++) s = (s * 31 + i) % 1000003; return s; }
+const end = Date.now() + Number(process.argv[2]) * 1000;
+while (Date.now() < end) hotLoop(200000);
+JS
 
 echo "== 1. flight recorder: the shop's requests, the last 20 s kept, dumped when checkout's p99 passes 100 ms"
 $bin capture --ring 20s -p http --pid $shop -o "$out/ring/shop.bpfsnap" \
@@ -83,12 +94,14 @@ $bin capture -p cpu,http,offcpu -d 12s -o "$out/before.bpfsnap" &
 before=$!
 sleep 2
 load 9
+(cd "$out/node" && exec node --perf-basic-prof hot.js 9) &
+loads+=($!)
 wait $before "${loads[@]}"
 loads=()
 
-echo "== 3. the bad deploy: release v2 on the shop; after: each replica captured alone, 8 s"
+echo "== 3. the bad deploy: release v2 on the shop; after: each replica captured alone, 10 s (the shop with -p growth too)"
 curl -s -X POST "http://127.0.0.1:$port/admin/release-v2"
-$bin capture -p cpu,http --pid $shop -d 10s -o "$out/fleet/shop.bpfsnap" &
+$bin capture -p cpu,http,growth --pid $shop -d 10s -o "$out/fleet/shop.bpfsnap" &
 a=$!
 $bin capture -p cpu,http --pid $replica -d 10s -o "$out/fleet/replica.bpfsnap" &
 b=$!
@@ -99,7 +112,7 @@ sleep 3
 echo "-- the flight recorder's dumps (its trigger, then an on-demand one):"
 $bin trigger --output "$out/ring/shop.bpfsnap" || true
 kill -INT $recorder && wait $recorder || true
-ls -1 "$out/ring/"*.bpfsnap
+grep -E '^(dumped|wrote)' "$out/ring/recorder.log" || true
 
 echo "== 4. allocations of a leaking program (attached by pid before it starts allocating)"
 LEAKY_WAIT_FILE="$out/go" "$out/leaky" 200000 50 &
@@ -111,11 +124,14 @@ wait $leaky
 echo "== 5. analyze"
 $bin analyze "$out/before.bpfsnap" | sed -n '1,70p'
 $bin analyze "$out/leak.bpfsnap" | tail -n 8
+echo "-- the shop's memory growth after the deploy"
+$bin analyze "$out/fleet/shop.bpfsnap" | sed -n '/^Memory growth/,/^$/p'
 echo "-- diff: the shop before and after the deploy"
 $bin diff "$out/before.bpfsnap" "$out/fleet/shop.bpfsnap" --base-pid $shop --new-pid $shop | grep -v '^warning' | sed -n '1,30p'
 $bin flamegraph "$out/before.bpfsnap" -o "$out/cpu.svg"
 $bin flamegraph "$out/before.bpfsnap" --off-cpu -o "$out/offcpu.svg"
 $bin flamegraph --diff "$out/before.bpfsnap" "$out/fleet/shop.bpfsnap" --pid $shop -o "$out/cpu-diff.svg"
+$bin flamegraph "$out/fleet/shop.bpfsnap" --growth -o "$out/growth.svg"
 $bin report "$out/before.bpfsnap" "$out/leak.bpfsnap" -o "$out/report.html"
 $bin report "$out/fleet/" --baseline "$out/before.bpfsnap" -o "$out/fleet.html"
 echo "-- the archives as one Parquet dataset; DuckDB: p99 per route and node"
@@ -128,6 +144,6 @@ node tools/duckdb/query.mjs "
   GROUP BY ALL ORDER BY p99_ms DESC" | jq -c '.[]'
 echo
 echo "archives:     $out/before.bpfsnap $out/fleet/*.bpfsnap $out/ring/*.bpfsnap $out/leak.bpfsnap"
-echo "flame graphs: $out/cpu.svg $out/offcpu.svg $out/cpu-diff.svg"
+echo "flame graphs: $out/cpu.svg $out/offcpu.svg $out/cpu-diff.svg $out/growth.svg"
 echo "reports:      $out/report.html (the node and the leak), $out/fleet.html (the fleet after the deploy, against before)"
 echo "dataset:      $out/dataset/ (Hive-partitioned Parquet: docs/cookbook.md)"

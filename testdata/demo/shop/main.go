@@ -4,7 +4,7 @@
 //	shop -listen 127.0.0.1:8088            serve
 //	shop -listen ... -tls-listen 127.0.0.1:8443 -cert C -key K   also serve HTTPS (HTTP/1.1 and HTTP/2)
 //	shop -load http://127.0.0.1:8088 -d 10s  generate load (an https:// URL: HTTP/2 over TLS, the demo's self-signed certificate accepted)
-//	curl -X POST http://127.0.0.1:8088/admin/release-v2   the bad deploy: checkout slower, search hotter
+//	curl -X POST http://127.0.0.1:8088/admin/release-v2   the bad deploy: checkout slower, search hotter, a cache that only grows
 //
 // Orders are appended to a file in $TMPDIR and fsync'ed: the off-CPU
 // section's disk wait.
@@ -93,14 +93,35 @@ func serve(addr, tlsAddr, cert, key string) {
 		}
 		fmt.Fprint(w, `{"ok":true}`)
 	})
-	// Search burns CPU: the flame graph's hot path.
+	// Search burns CPU: the flame graph's hot path. v2 also keeps every
+	// result page in a cache that is never evicted: the memory growth.
 	mux.HandleFunc("/api/search", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, `{"score":%d}`, rankResults(r.URL.Query().Get("q")))
+		score := rankResults(r.URL.Query().Get("q"))
+		if releaseV2.Load() {
+			cacheResults(score)
+		}
+		fmt.Fprintf(w, `{"score":%d}`, score)
 	})
 	if tlsAddr != "" {
 		go func() { log.Fatal(http.ListenAndServeTLS(tlsAddr, cert, key, mux)) }()
 	}
 	log.Fatal(http.ListenAndServe(addr, mux))
+}
+
+var (
+	cacheMu sync.Mutex
+	cache   [][]byte
+)
+
+//go:noinline
+func cacheResults(score int) {
+	page := make([]byte, 256<<10)
+	for i := range page {
+		page[i] = byte(score + i) // touched: resident, not just reserved
+	}
+	cacheMu.Lock()
+	cache = append(cache, page)
+	cacheMu.Unlock()
 }
 
 //go:noinline
