@@ -72,6 +72,7 @@ func benchRing(env *Env) ([]Row, error) {
 	t0, wall0 := cpuTicks(rec.Process.Pid), time.Now()
 	var rssMax, rssFirst, diskMax int64
 	var dumpS []float64
+	var rssEachMinute []string // a leak shows as a rise that goes on, a dump's peak as a step
 	end := time.Now().Add(time.Duration(ringMinutes) * time.Minute)
 	for i := 0; time.Now().Before(end); i++ {
 		time.Sleep(10 * time.Second)
@@ -82,6 +83,7 @@ func benchRing(env *Env) ([]Row, error) {
 		rssMax = max(rssMax, rss)
 		diskMax = max(diskMax, dirBytes(out+".partial"))
 		if i%6 == 5 { // a dump every minute
+			rssEachMinute = append(rssEachMinute, fmt.Sprintf("%.0f", float64(rss)/1024))
 			before := countDumps(dir)
 			d0 := time.Now()
 			rec.Process.Signal(syscall.SIGUSR1)
@@ -100,7 +102,7 @@ func benchRing(env *Env) ([]Row, error) {
 	return []Row{{
 		Name:   "flight recorder: recorder CPU (share of one CPU) and RSS (MiB, first → most)",
 		Result: fmt.Sprintf("%.3f; %.1f → %.1f", cpu, float64(rssFirst)/1024, float64(rssMax)/1024),
-		Note:   how + "; RSS sampled every 10 s",
+		Note:   how + "; RSS sampled every 10 s; before each minute's dump (MiB): " + strings.Join(rssEachMinute, ", "),
 	}, {
 		Name:   "flight recorder: on disk at most (MiB)",
 		Result: fmt.Sprintf("%.1f", float64(diskMax)/(1<<20)),
