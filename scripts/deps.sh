@@ -8,12 +8,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # Build: make, gcc (test workloads), clang/llvm/libbpf-dev (make generate).
 # Tests: g++, binutils (addr2line, objdump, readelf), gdb, python3, procps
-# (pkill, sysctl), chromium (report tests), runc, nginx-light, wrk,
+# (pkill, sysctl), openjdk-17-jdk-headless (java and javac: the JIT and Java HTTP tests), chromium (report tests), runc, nginx-light, wrk,
 # linux-perf and bpftrace (peers), zip/unzip, jq, libjemalloc2 (the
-# jemalloc leak test). Benchmarks: heaptrack.
+# jemalloc leak test), busybox-static (the kubectl plugin Job's command under busybox sh). Benchmarks: heaptrack.
 # git and curl for a clone and the demo (curl also as an HTTP/2 client;
 # openssl makes the TLS tests' certificates); ca-certificates for npm.
-pkgs=(clang llvm bpftool libbpf-dev linux-perf bpftrace wrk nginx-light runc chromium jq zip unzip make gcc openjdk-17-jre-headless libjemalloc2
+pkgs=(clang llvm bpftool libbpf-dev linux-perf bpftrace wrk nginx-light runc chromium jq zip unzip make gcc openjdk-17-jdk-headless libjemalloc2 busybox-static
 	g++ binutils gdb python3 procps git curl openssl ca-certificates heaptrack)
 # DuckDB (npm) needs node and npm. A Node.js from elsewhere (NodeSource
 # bundles npm) is kept: Debian's npm package would conflict with it.
