@@ -180,12 +180,12 @@ func (o *offcpuProbe) recordStack(stacks *recorder.StackRecorder, raw []byte) {
 		return // sent twice (two CPUs met it at once, or after an LRU eviction)
 	}
 	o.s.AwaitProcesses(recorder.MonoNow())
-	kernel := callSites(st.Kstack[:], st.KstackBytes)
-	fp := st.Ustack[:min(max(int(st.UstackBytes), 0)/8, len(st.Ustack))]
+	kernel := recorder.ReturnAddresses(recorder.StackOf(st.Kstack[:], st.KstackBytes))
+	fp := recorder.StackOf(st.Ustack[:], st.UstackBytes)
 	copied := min(int(st.CopyBytes), len(raw)-stackHead)
 	var id uint64
 	if o.unwindMode == recorder.UnwindFP || st.Sp == 0 || copied <= 0 {
-		id = stacks.Record(st.Pid, kernel, callSites(fp, int32(len(fp)*8)))
+		id = stacks.Record(st.Pid, kernel, recorder.ReturnAddresses(fp))
 	} else {
 		var res unwind.Result
 		id, res = stacks.RecordUserStackResult(st.Pid, kernel, recorder.UserStack{
@@ -196,21 +196,6 @@ func (o *offcpuProbe) recordStack(stacks *recorder.StackRecorder, raw []byte) {
 		o.unwound.Add(res)
 	}
 	o.keys[st.Key] = id
-}
-
-// callSites trims a stack buffer to its frames and moves every frame but
-// the leaf back one byte: those are return addresses, which point after
-// their call, maybe already into the next function.
-func callSites(buf []uint64, nbytes int32) []uint64 {
-	n := min(max(int(nbytes)/8, 0), len(buf))
-	out := make([]uint64, n)
-	for i, pc := range buf[:n] {
-		if i > 0 && pc > 0 {
-			pc--
-		}
-		out[i] = pc
-	}
-	return out
 }
 
 func (o *offcpuProbe) writeInterval(iv *bpfOffcpuInterval) {
