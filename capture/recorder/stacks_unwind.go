@@ -110,6 +110,22 @@ func (r *StackRecorder) RecordUserStack(pid uint32, kernel []uint64, us UserStac
 	return id
 }
 
+// RecordWalkOrCopy records a stack a program sent with both a frame-pointer
+// walk and, optionally, a copy of the user stack (the growth and offcpu
+// sets): kernel and fp are the raw walks (leaf first, as bpf_get_stack
+// gives them), regs and copied where the copy started and its bytes. The
+// copy is unwound with CFI unless mode is fp or nothing was copied; then
+// the frame-pointer walk stands. The walk's outcome goes to counts.
+func (r *StackRecorder) RecordWalkOrCopy(pid uint32, kernel, fp []uint64, regs unwind.Regs, copied []byte, mode UnwindMode, counts *unwind.Counts) uint64 {
+	kernel = ReturnAddresses(kernel)
+	if mode == UnwindFP || regs.SP == 0 || len(copied) == 0 {
+		return r.Record(pid, kernel, ReturnAddresses(fp))
+	}
+	id, res := r.RecordUserStackResult(pid, kernel, UserStack{Regs: regs, Bytes: copied, FramePointer: fp}, mode)
+	counts.Add(res)
+	return id
+}
+
 // RecordUserStackResult is RecordUserStack without the recorder-wide
 // counts: it also returns the walk's outcome, for a probe set that keeps
 // its own (mem, beside cpu on the same recorder).

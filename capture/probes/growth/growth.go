@@ -217,22 +217,11 @@ func (g *growthProbe) handle(raw []byte) {
 	if flags&bpfGrowthFlagGROWTH_F_SAMPLED != 0 {
 		row.Weight = formats.MemSampleWeight(h.Bytes, g.sampleBytes)
 	}
-	kernel := recorder.ReturnAddresses(recorder.StackOf(h.Kstack[:], h.KstackBytes))
-	fp := recorder.StackOf(h.Ustack[:], h.UstackBytes)
-	nb := min(int(h.StackBytes), len(raw)-growthHeadSize)
-	if g.unwindMode == recorder.UnwindFP || h.Sp == 0 || nb <= 0 {
-		// The registers were read where the thread entered the kernel:
-		// the leaf is the faulting instruction itself, not a return.
-		row.StackID = g.stacks.Record(h.Pid, kernel, recorder.ReturnAddresses(fp))
-	} else {
-		id, res := g.stacks.RecordUserStackResult(h.Pid, kernel, recorder.UserStack{
-			Regs:         unwind.Regs{PC: h.Ip, SP: h.Sp, BP: h.Bp},
-			Bytes:        raw[growthHeadSize : growthHeadSize+nb],
-			FramePointer: append([]uint64(nil), fp...),
-		}, g.unwindMode)
-		g.unwound.Add(res)
-		row.StackID = id
-	}
+	// The registers were read where the thread entered the kernel: the
+	// leaf is the faulting instruction itself, not a return.
+	nb := max(min(int(h.StackBytes), len(raw)-growthHeadSize), 0)
+	row.StackID = g.stacks.RecordWalkOrCopy(h.Pid, recorder.StackOf(h.Kstack[:], h.KstackBytes), recorder.StackOf(h.Ustack[:], h.UstackBytes),
+		unwind.Regs{PC: h.Ip, SP: h.Sp, BP: h.Bp}, raw[growthHeadSize:growthHeadSize+nb], g.unwindMode, &g.unwound)
 	if !g.s.Filtered() {
 		g.follow(h.Pid)
 	}

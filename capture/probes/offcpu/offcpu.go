@@ -180,21 +180,9 @@ func (o *offcpuProbe) recordStack(stacks *recorder.StackRecorder, raw []byte) {
 		return // sent twice (two CPUs met it at once, or after an LRU eviction)
 	}
 	o.s.AwaitProcesses(recorder.MonoNow())
-	kernel := recorder.ReturnAddresses(recorder.StackOf(st.Kstack[:], st.KstackBytes))
-	fp := recorder.StackOf(st.Ustack[:], st.UstackBytes)
-	copied := min(int(st.CopyBytes), len(raw)-stackHead)
-	var id uint64
-	if o.unwindMode == recorder.UnwindFP || st.Sp == 0 || copied <= 0 {
-		id = stacks.Record(st.Pid, kernel, recorder.ReturnAddresses(fp))
-	} else {
-		var res unwind.Result
-		id, res = stacks.RecordUserStackResult(st.Pid, kernel, recorder.UserStack{
-			Regs:         unwind.Regs{PC: st.Ip, SP: st.Sp, BP: st.Bp},
-			Bytes:        raw[stackHead : stackHead+copied],
-			FramePointer: fp,
-		}, o.unwindMode)
-		o.unwound.Add(res)
-	}
+	copied := max(min(int(st.CopyBytes), len(raw)-stackHead), 0)
+	id := stacks.RecordWalkOrCopy(st.Pid, recorder.StackOf(st.Kstack[:], st.KstackBytes), recorder.StackOf(st.Ustack[:], st.UstackBytes),
+		unwind.Regs{PC: st.Ip, SP: st.Sp, BP: st.Bp}, raw[stackHead:stackHead+copied], o.unwindMode, &o.unwound.Counts)
 	o.keys[st.Key] = id
 }
 
