@@ -58,6 +58,28 @@ func main() {
 }
 `
 
+// startService builds serviceSrc in dir and starts it on a free loopback
+// port (the realistic-service and flight recorder rows).
+func startService(dir string) (*exec.Cmd, int, error) {
+	os.MkdirAll(dir, 0o755)
+	os.WriteFile(filepath.Join(dir, "main.go"), []byte(serviceSrc), 0o644)
+	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module service\n\ngo 1.22\n"), 0o644)
+	build := exec.Command("go", "build", "-o", "service", ".")
+	build.Dir = dir
+	if out, err := build.CombinedOutput(); err != nil {
+		return nil, 0, fmt.Errorf("go build: %v: %s", err, out)
+	}
+	port, err := freeLoopbackPort()
+	if err != nil {
+		return nil, 0, err
+	}
+	srv := exec.Command(filepath.Join(dir, "service"), strconv.Itoa(port))
+	if err := srv.Start(); err != nil {
+		return nil, 0, err
+	}
+	return srv, port, nil
+}
+
 // benchHTTPService: a Go service doing 50 µs and 200 µs of CPU work per
 // request with a 2 KiB JSON answer, the kind of per-request cost real
 // services have (the hello-world rows measure the capture against
@@ -66,21 +88,8 @@ func main() {
 // throughput), measured by an open-loop client from each request's
 // scheduled time (no coordinated omission).
 func benchHTTPService(env *Env) ([]Row, error) {
-	dir := filepath.Join(env.Dir, "service")
-	os.MkdirAll(dir, 0o755)
-	os.WriteFile(filepath.Join(dir, "main.go"), []byte(serviceSrc), 0o644)
-	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module service\n\ngo 1.22\n"), 0o644)
-	build := exec.Command("go", "build", "-o", "service", ".")
-	build.Dir = dir
-	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("go build: %v: %s", err, out)
-	}
-	port, err := freeLoopbackPort()
+	srv, port, err := startService(filepath.Join(env.Dir, "service"))
 	if err != nil {
-		return nil, err
-	}
-	srv := exec.Command(filepath.Join(dir, "service"), strconv.Itoa(port))
-	if err := srv.Start(); err != nil {
 		return nil, err
 	}
 	defer func() { srv.Process.Kill(); srv.Wait() }()

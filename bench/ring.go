@@ -26,20 +26,8 @@ var ringMinutes = 3
 // disk, and how long a dump of the last minute takes.
 func benchRing(env *Env) ([]Row, error) {
 	dir := filepath.Join(env.Dir, "ring")
-	os.MkdirAll(dir, 0o755)
-	os.WriteFile(filepath.Join(dir, "main.go"), []byte(serviceSrc), 0o644)
-	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module service\n\ngo 1.22\n"), 0o644)
-	build := exec.Command("go", "build", "-o", "service", ".")
-	build.Dir = dir
-	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("go build: %v: %s", err, out)
-	}
-	port, err := freeLoopbackPort()
+	srv, port, err := startService(dir)
 	if err != nil {
-		return nil, err
-	}
-	srv := exec.Command(filepath.Join(dir, "service"), strconv.Itoa(port))
-	if err := srv.Start(); err != nil {
 		return nil, err
 	}
 	defer func() { srv.Process.Kill(); srv.Wait() }()
