@@ -21,6 +21,7 @@ var zstdFast = &zstd.Codec{Level: zstd.SpeedFastest}
 type TableWriter[T any] struct {
 	w    *Writer
 	name string
+	opts []parquet.WriterOption // every chunk's writer settings (writerOptions)
 
 	mu      sync.Mutex
 	seq     int
@@ -42,7 +43,7 @@ type TableWriter[T any] struct {
 func NewTable[T any](w *Writer, name string) *TableWriter[T] {
 	var zero T
 	_, timed := any(&zero).(Timed)
-	t := &TableWriter[T]{w: w, name: name, observe: w.observersOf(name), timed: timed}
+	t := &TableWriter[T]{w: w, name: name, opts: writerOptions[T](), observe: w.observersOf(name), timed: timed}
 	w.register(t)
 	return t
 }
@@ -143,7 +144,7 @@ func (t *TableWriter[T]) startLocked() error {
 		return fmt.Errorf("creating chunk %s: %w", tmp, err)
 	}
 	t.file = f
-	t.pw = parquet.NewGenericWriter[T](f, writerOptions[T]()...)
+	t.pw = parquet.NewGenericWriter[T](f, t.opts...)
 	return nil
 }
 
