@@ -162,7 +162,7 @@ func selectorScope(sel K8sSelector, v2 string) string {
 	}
 	if sel.Cgroup != "" {
 		want := "/" + strings.Trim(sel.Cgroup, "/")
-		if underCgroup(v2, want) {
+		if UnderCgroup(v2, want) {
 			consider(want)
 		} else if sel.Pod == "" && sel.Namespace == "" && sel.ContainerID == "" {
 			return "" // matched by a v1 hierarchy only
@@ -183,7 +183,7 @@ func selectorScope(sel K8sSelector, v2 string) string {
 func cgroupMatches(lines []k8smeta.CgroupLine, want string) bool {
 	want = "/" + strings.Trim(want, "/")
 	for _, l := range lines {
-		if underCgroup(l.Path, want) {
+		if UnderCgroup(l.Path, want) {
 			return true
 		}
 	}
@@ -195,7 +195,7 @@ func outermostCgroups(paths []string) []string {
 	sort.Strings(paths)
 	var out []string
 	for _, p := range paths {
-		if len(out) > 0 && underCgroup(p, out[len(out)-1]) {
+		if len(out) > 0 && UnderCgroup(p, out[len(out)-1]) {
 			continue
 		}
 		out = append(out, p)
@@ -203,8 +203,8 @@ func outermostCgroups(paths []string) []string {
 	return out
 }
 
-// underCgroup reports whether cgroup path p is dir or below it.
-func underCgroup(p, dir string) bool {
+// UnderCgroup reports whether cgroup path p is dir or below it.
+func UnderCgroup(p, dir string) bool {
 	return dir == "/" || p == dir || strings.HasPrefix(p, dir+"/")
 }
 
@@ -257,7 +257,7 @@ func (s *Session) inTargetCgroup(path string) bool {
 		return false
 	}
 	for _, dir := range s.targetCgroups {
-		if underCgroup(path, dir) {
+		if UnderCgroup(path, dir) {
 			return true
 		}
 	}

@@ -90,6 +90,12 @@ type bpfH2Event struct {
 	Data      [4096]int8
 }
 
+type bpfHandedKey struct {
+	_           structs.HostLayout
+	SockCgroup  uint64
+	OwnerCgroup uint64
+}
+
 type bpfHttpDir struct {
 	_           structs.HostLayout
 	MsgNs       uint64
@@ -344,6 +350,14 @@ type bpfScratch struct {
 	H2 bpfH2Event
 }
 
+type bpfSockCgroup struct {
+	_          structs.HostLayout
+	Tgid       uint32
+	Fd         uint32
+	Cgroup     uint64
+	TaskCgroup uint64
+}
+
 type bpfTlsFn uint32
 
 const (
@@ -385,35 +399,38 @@ type bpfTlsTask struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	bpfMapDrops           = "drops"
-	bpfMapGoCalls         = "go_calls"
-	bpfMapGoScratch       = "go_scratch"
-	bpfMapHttpEvents      = "http_events"
-	bpfMapScratch         = "scratch"
-	bpfMapSocks           = "socks"
-	bpfMapTargets         = "targets"
-	bpfMapTlsBySk         = "tls_by_sk"
-	bpfMapTlsConns        = "tls_conns"
-	bpfMapTlsDeferred     = "tls_deferred"
-	bpfMapTlsTasks        = "tls_tasks"
-	bpfMapTlsZero         = "tls_zero"
-	bpfProgGoH2Names      = "go_h2_names"
-	bpfProgHttpEgress     = "http_egress"
-	bpfProgHttpIngress    = "http_ingress"
-	bpfProgHttpRelease    = "http_release"
-	bpfProgTlsEnter       = "tls_enter"
-	bpfProgTlsRet         = "tls_ret"
-	bpfVarFilterTargets   = "filter_targets"
-	bpfVarTlsMarker       = "tls_marker"
-	bpfVarUnusedGoH2Event = "unused_go_h2_event"
-	bpfVarUnusedGoH2Fn    = "unused_go_h2_fn"
-	bpfVarUnusedH2Event   = "unused_h2_event"
-	bpfVarUnusedHttpDrop  = "unused_http_drop"
-	bpfVarUnusedHttpEvent = "unused_http_event"
-	bpfVarUnusedHttpFlag  = "unused_http_flag"
-	bpfVarUnusedHttpKind  = "unused_http_kind"
-	bpfVarUnusedHttpSock  = "unused_http_sock"
-	bpfVarUnusedTlsFn     = "unused_tls_fn"
+	bpfMapDrops            = "drops"
+	bpfMapGoCalls          = "go_calls"
+	bpfMapGoScratch        = "go_scratch"
+	bpfMapHandedCgroups    = "handed_cgroups"
+	bpfMapHttpEvents       = "http_events"
+	bpfMapScratch          = "scratch"
+	bpfMapSocks            = "socks"
+	bpfMapTargets          = "targets"
+	bpfMapTlsBySk          = "tls_by_sk"
+	bpfMapTlsConns         = "tls_conns"
+	bpfMapTlsDeferred      = "tls_deferred"
+	bpfMapTlsTasks         = "tls_tasks"
+	bpfMapTlsZero          = "tls_zero"
+	bpfProgGoH2Names       = "go_h2_names"
+	bpfProgHttpEgress      = "http_egress"
+	bpfProgHttpIngress     = "http_ingress"
+	bpfProgHttpRelease     = "http_release"
+	bpfProgHttpSockCgroups = "http_sock_cgroups"
+	bpfProgTlsEnter        = "tls_enter"
+	bpfProgTlsRet          = "tls_ret"
+	bpfVarFilterTargets    = "filter_targets"
+	bpfVarTlsMarker        = "tls_marker"
+	bpfVarUnusedGoH2Event  = "unused_go_h2_event"
+	bpfVarUnusedGoH2Fn     = "unused_go_h2_fn"
+	bpfVarUnusedH2Event    = "unused_h2_event"
+	bpfVarUnusedHttpDrop   = "unused_http_drop"
+	bpfVarUnusedHttpEvent  = "unused_http_event"
+	bpfVarUnusedHttpFlag   = "unused_http_flag"
+	bpfVarUnusedHttpKind   = "unused_http_kind"
+	bpfVarUnusedHttpSock   = "unused_http_sock"
+	bpfVarUnusedSockCgroup = "unused_sock_cgroup"
+	bpfVarUnusedTlsFn      = "unused_tls_fn"
 )
 
 // loadBpf returns the embedded CollectionSpec for bpf.
@@ -458,47 +475,50 @@ type bpfSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfProgramSpecs struct {
-	GoH2Names   *ebpf.ProgramSpec `ebpf:"go_h2_names"`
-	HttpEgress  *ebpf.ProgramSpec `ebpf:"http_egress"`
-	HttpIngress *ebpf.ProgramSpec `ebpf:"http_ingress"`
-	HttpRelease *ebpf.ProgramSpec `ebpf:"http_release"`
-	TlsEnter    *ebpf.ProgramSpec `ebpf:"tls_enter"`
-	TlsRet      *ebpf.ProgramSpec `ebpf:"tls_ret"`
+	GoH2Names       *ebpf.ProgramSpec `ebpf:"go_h2_names"`
+	HttpEgress      *ebpf.ProgramSpec `ebpf:"http_egress"`
+	HttpIngress     *ebpf.ProgramSpec `ebpf:"http_ingress"`
+	HttpRelease     *ebpf.ProgramSpec `ebpf:"http_release"`
+	HttpSockCgroups *ebpf.ProgramSpec `ebpf:"http_sock_cgroups"`
+	TlsEnter        *ebpf.ProgramSpec `ebpf:"tls_enter"`
+	TlsRet          *ebpf.ProgramSpec `ebpf:"tls_ret"`
 }
 
 // bpfMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfMapSpecs struct {
-	Drops       *ebpf.MapSpec `ebpf:"drops"`
-	GoCalls     *ebpf.MapSpec `ebpf:"go_calls"`
-	GoScratch   *ebpf.MapSpec `ebpf:"go_scratch"`
-	HttpEvents  *ebpf.MapSpec `ebpf:"http_events"`
-	Scratch     *ebpf.MapSpec `ebpf:"scratch"`
-	Socks       *ebpf.MapSpec `ebpf:"socks"`
-	Targets     *ebpf.MapSpec `ebpf:"targets"`
-	TlsBySk     *ebpf.MapSpec `ebpf:"tls_by_sk"`
-	TlsConns    *ebpf.MapSpec `ebpf:"tls_conns"`
-	TlsDeferred *ebpf.MapSpec `ebpf:"tls_deferred"`
-	TlsTasks    *ebpf.MapSpec `ebpf:"tls_tasks"`
-	TlsZero     *ebpf.MapSpec `ebpf:"tls_zero"`
+	Drops         *ebpf.MapSpec `ebpf:"drops"`
+	GoCalls       *ebpf.MapSpec `ebpf:"go_calls"`
+	GoScratch     *ebpf.MapSpec `ebpf:"go_scratch"`
+	HandedCgroups *ebpf.MapSpec `ebpf:"handed_cgroups"`
+	HttpEvents    *ebpf.MapSpec `ebpf:"http_events"`
+	Scratch       *ebpf.MapSpec `ebpf:"scratch"`
+	Socks         *ebpf.MapSpec `ebpf:"socks"`
+	Targets       *ebpf.MapSpec `ebpf:"targets"`
+	TlsBySk       *ebpf.MapSpec `ebpf:"tls_by_sk"`
+	TlsConns      *ebpf.MapSpec `ebpf:"tls_conns"`
+	TlsDeferred   *ebpf.MapSpec `ebpf:"tls_deferred"`
+	TlsTasks      *ebpf.MapSpec `ebpf:"tls_tasks"`
+	TlsZero       *ebpf.MapSpec `ebpf:"tls_zero"`
 }
 
 // bpfVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfVariableSpecs struct {
-	FilterTargets   *ebpf.VariableSpec `ebpf:"filter_targets"`
-	TlsMarker       *ebpf.VariableSpec `ebpf:"tls_marker"`
-	UnusedGoH2Event *ebpf.VariableSpec `ebpf:"unused_go_h2_event"`
-	UnusedGoH2Fn    *ebpf.VariableSpec `ebpf:"unused_go_h2_fn"`
-	UnusedH2Event   *ebpf.VariableSpec `ebpf:"unused_h2_event"`
-	UnusedHttpDrop  *ebpf.VariableSpec `ebpf:"unused_http_drop"`
-	UnusedHttpEvent *ebpf.VariableSpec `ebpf:"unused_http_event"`
-	UnusedHttpFlag  *ebpf.VariableSpec `ebpf:"unused_http_flag"`
-	UnusedHttpKind  *ebpf.VariableSpec `ebpf:"unused_http_kind"`
-	UnusedHttpSock  *ebpf.VariableSpec `ebpf:"unused_http_sock"`
-	UnusedTlsFn     *ebpf.VariableSpec `ebpf:"unused_tls_fn"`
+	FilterTargets    *ebpf.VariableSpec `ebpf:"filter_targets"`
+	TlsMarker        *ebpf.VariableSpec `ebpf:"tls_marker"`
+	UnusedGoH2Event  *ebpf.VariableSpec `ebpf:"unused_go_h2_event"`
+	UnusedGoH2Fn     *ebpf.VariableSpec `ebpf:"unused_go_h2_fn"`
+	UnusedH2Event    *ebpf.VariableSpec `ebpf:"unused_h2_event"`
+	UnusedHttpDrop   *ebpf.VariableSpec `ebpf:"unused_http_drop"`
+	UnusedHttpEvent  *ebpf.VariableSpec `ebpf:"unused_http_event"`
+	UnusedHttpFlag   *ebpf.VariableSpec `ebpf:"unused_http_flag"`
+	UnusedHttpKind   *ebpf.VariableSpec `ebpf:"unused_http_kind"`
+	UnusedHttpSock   *ebpf.VariableSpec `ebpf:"unused_http_sock"`
+	UnusedSockCgroup *ebpf.VariableSpec `ebpf:"unused_sock_cgroup"`
+	UnusedTlsFn      *ebpf.VariableSpec `ebpf:"unused_tls_fn"`
 }
 
 // bpfObjects contains all objects after they have been loaded into the kernel.
@@ -521,18 +541,19 @@ func (o *bpfObjects) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfMaps struct {
-	Drops       *ebpf.Map `ebpf:"drops"`
-	GoCalls     *ebpf.Map `ebpf:"go_calls"`
-	GoScratch   *ebpf.Map `ebpf:"go_scratch"`
-	HttpEvents  *ebpf.Map `ebpf:"http_events"`
-	Scratch     *ebpf.Map `ebpf:"scratch"`
-	Socks       *ebpf.Map `ebpf:"socks"`
-	Targets     *ebpf.Map `ebpf:"targets"`
-	TlsBySk     *ebpf.Map `ebpf:"tls_by_sk"`
-	TlsConns    *ebpf.Map `ebpf:"tls_conns"`
-	TlsDeferred *ebpf.Map `ebpf:"tls_deferred"`
-	TlsTasks    *ebpf.Map `ebpf:"tls_tasks"`
-	TlsZero     *ebpf.Map `ebpf:"tls_zero"`
+	Drops         *ebpf.Map `ebpf:"drops"`
+	GoCalls       *ebpf.Map `ebpf:"go_calls"`
+	GoScratch     *ebpf.Map `ebpf:"go_scratch"`
+	HandedCgroups *ebpf.Map `ebpf:"handed_cgroups"`
+	HttpEvents    *ebpf.Map `ebpf:"http_events"`
+	Scratch       *ebpf.Map `ebpf:"scratch"`
+	Socks         *ebpf.Map `ebpf:"socks"`
+	Targets       *ebpf.Map `ebpf:"targets"`
+	TlsBySk       *ebpf.Map `ebpf:"tls_by_sk"`
+	TlsConns      *ebpf.Map `ebpf:"tls_conns"`
+	TlsDeferred   *ebpf.Map `ebpf:"tls_deferred"`
+	TlsTasks      *ebpf.Map `ebpf:"tls_tasks"`
+	TlsZero       *ebpf.Map `ebpf:"tls_zero"`
 }
 
 func (m *bpfMaps) Close() error {
@@ -540,6 +561,7 @@ func (m *bpfMaps) Close() error {
 		m.Drops,
 		m.GoCalls,
 		m.GoScratch,
+		m.HandedCgroups,
 		m.HttpEvents,
 		m.Scratch,
 		m.Socks,
@@ -556,29 +578,31 @@ func (m *bpfMaps) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfVariables struct {
-	FilterTargets   *ebpf.Variable `ebpf:"filter_targets"`
-	TlsMarker       *ebpf.Variable `ebpf:"tls_marker"`
-	UnusedGoH2Event *ebpf.Variable `ebpf:"unused_go_h2_event"`
-	UnusedGoH2Fn    *ebpf.Variable `ebpf:"unused_go_h2_fn"`
-	UnusedH2Event   *ebpf.Variable `ebpf:"unused_h2_event"`
-	UnusedHttpDrop  *ebpf.Variable `ebpf:"unused_http_drop"`
-	UnusedHttpEvent *ebpf.Variable `ebpf:"unused_http_event"`
-	UnusedHttpFlag  *ebpf.Variable `ebpf:"unused_http_flag"`
-	UnusedHttpKind  *ebpf.Variable `ebpf:"unused_http_kind"`
-	UnusedHttpSock  *ebpf.Variable `ebpf:"unused_http_sock"`
-	UnusedTlsFn     *ebpf.Variable `ebpf:"unused_tls_fn"`
+	FilterTargets    *ebpf.Variable `ebpf:"filter_targets"`
+	TlsMarker        *ebpf.Variable `ebpf:"tls_marker"`
+	UnusedGoH2Event  *ebpf.Variable `ebpf:"unused_go_h2_event"`
+	UnusedGoH2Fn     *ebpf.Variable `ebpf:"unused_go_h2_fn"`
+	UnusedH2Event    *ebpf.Variable `ebpf:"unused_h2_event"`
+	UnusedHttpDrop   *ebpf.Variable `ebpf:"unused_http_drop"`
+	UnusedHttpEvent  *ebpf.Variable `ebpf:"unused_http_event"`
+	UnusedHttpFlag   *ebpf.Variable `ebpf:"unused_http_flag"`
+	UnusedHttpKind   *ebpf.Variable `ebpf:"unused_http_kind"`
+	UnusedHttpSock   *ebpf.Variable `ebpf:"unused_http_sock"`
+	UnusedSockCgroup *ebpf.Variable `ebpf:"unused_sock_cgroup"`
+	UnusedTlsFn      *ebpf.Variable `ebpf:"unused_tls_fn"`
 }
 
 // bpfPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfPrograms struct {
-	GoH2Names   *ebpf.Program `ebpf:"go_h2_names"`
-	HttpEgress  *ebpf.Program `ebpf:"http_egress"`
-	HttpIngress *ebpf.Program `ebpf:"http_ingress"`
-	HttpRelease *ebpf.Program `ebpf:"http_release"`
-	TlsEnter    *ebpf.Program `ebpf:"tls_enter"`
-	TlsRet      *ebpf.Program `ebpf:"tls_ret"`
+	GoH2Names       *ebpf.Program `ebpf:"go_h2_names"`
+	HttpEgress      *ebpf.Program `ebpf:"http_egress"`
+	HttpIngress     *ebpf.Program `ebpf:"http_ingress"`
+	HttpRelease     *ebpf.Program `ebpf:"http_release"`
+	HttpSockCgroups *ebpf.Program `ebpf:"http_sock_cgroups"`
+	TlsEnter        *ebpf.Program `ebpf:"tls_enter"`
+	TlsRet          *ebpf.Program `ebpf:"tls_ret"`
 }
 
 func (p *bpfPrograms) Close() error {
@@ -587,6 +611,7 @@ func (p *bpfPrograms) Close() error {
 		p.HttpEgress,
 		p.HttpIngress,
 		p.HttpRelease,
+		p.HttpSockCgroups,
 		p.TlsEnter,
 		p.TlsRet,
 	)

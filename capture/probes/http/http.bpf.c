@@ -62,6 +62,34 @@ struct {
 	__type(value, struct http_sock);
 } socks SEC(".maps");
 
+// Sockets handed to a target by a process of another cgroup (a listener
+// systemd created, and so every connection accepted from it): pairs of
+// (the sockets' cgroup, the target's cgroup), filled by user space from
+// http_sock_cgroups (attach.go). A send from a task of the target's cgroup
+// on such a socket is its owner's, as a send from the socket's own cgroup
+// is for every other socket.
+struct handed_key {
+	__u64 sock_cgroup;
+	__u64 owner_cgroup;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct handed_key);
+	__type(value, __u8);
+} handed_cgroups SEC(".maps");
+
+// owner_sends reports whether a task of cgroup cur sending on a socket of
+// cgroup sock is taken for the socket's owner (see sock_mark).
+static __always_inline bool owner_sends(__u64 cur, __u64 sock)
+{
+	if (cur == sock)
+		return true;
+	struct handed_key k = {.sock_cgroup = sock, .owner_cgroup = cur};
+	return bpf_map_lookup_elem(&handed_cgroups, &k) != NULL;
+}
+
 // ---- TLS state ----------------------------------------------------------------
 
 // The framing state of TLS connections, created at their first plaintext
@@ -163,16 +191,18 @@ struct {
 // sock_mark decides, in a capture restricted to target processes, whether
 // a socket is a target's: egress runs in the sender's context when it is a
 // write (a softirq may also send on top of another task, so a mark can be
-// wrong, never missing for a socket its owner writes to). A pair on a
+// wrong, never missing for a socket its owner writes to). Only sends from
+// the owner's cgroup (ws->owner: the socket's, or a target's it was handed
+// to) are judged. A pair on a
 // socket not marked costs no ring record; a socket found to be another
 // process's (SOCK_OTHER) costs nothing more until a target writes on it.
-static __always_inline __u8 sock_mark(struct __sk_buff *skb, struct http_sock *st, __u8 egress)
+static __always_inline __u8 sock_mark(struct http_sock *st, struct walk_state *ws)
 {
 	if (!filter_targets)
 		return SOCK_TARGET;
 	if (st->mark == SOCK_TARGET)
 		return SOCK_TARGET;
-	if (!egress || bpf_get_current_cgroup_id() != bpf_skb_cgroup_id(skb))
+	if (!ws->owner)
 		return st->mark;
 	if (!is_target(bpf_get_current_pid_tgid() >> 32)) {
 		// An HTTP/2 connection has no pair to wait for: its frames stop
@@ -444,12 +474,12 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 egress)
 	ws->wrote_ns = ws->now;
 	ws->cookie = bpf_get_socket_cookie(skb);
 	ws->sock_cgroup = bpf_skb_cgroup_id(skb);
-	ws->owner = egress && bpf_get_current_cgroup_id() == ws->sock_cgroup;
+	ws->owner = egress && owner_sends(bpf_get_current_cgroup_id(), ws->sock_cgroup);
 	if (st->dir[0].mode == MODE_TLS) {
 		tls_wire(sk, st, sc, egress, flags & TCP_FIN);
 		return 1;
 	}
-	if (sock_mark(skb, st, egress) == SOCK_OTHER) {
+	if (sock_mark(st, ws) == SOCK_OTHER) {
 		// Not followed: when a target writes on it again, each direction
 		// resynchronizes at a segment that starts a message.
 		for (int i = 0; i < 2; i++)
@@ -1043,5 +1073,46 @@ int go_h2_names(struct pt_regs *ctx)
 		n = sizeof(*e);
 	if (bpf_ringbuf_output(&http_events, e, n, submit_flags(&http_events)))
 		count_drop(HTTP_DROP_RINGBUF);
+	return 0;
+}
+
+// ---- Where to attach ----------------------------------------------------------
+
+// A socket belongs to the cgroup of the task that created it, an accepted
+// one to its listener's, and the cgroup_skb programs run for the sockets
+// of the cgroups they are attached to. A capture of target processes
+// attaches them to the targets' own cgroups and to the cgroups of the TCP
+// sockets the targets hold: a listener created elsewhere (systemd socket
+// activation, a supervisor passing it down) puts its connections in its
+// creator's cgroup. This iterator lists the latter, one record per socket
+// (struct sock_cgroup), for user space to read once at the start and again
+// during the window.
+struct sock_cgroup {
+	__u32 tgid;
+	__u32 fd;
+	__u64 cgroup;      // the socket's
+	__u64 task_cgroup; // the target's
+};
+const struct sock_cgroup *unused_sock_cgroup __attribute__((unused));
+
+SEC("iter/task_file")
+int http_sock_cgroups(struct bpf_iter__task_file *ctx)
+{
+	struct task_struct *task = ctx->task;
+	struct file *file = ctx->file;
+	if (!task || !file || !is_target(task->tgid))
+		return 0;
+	struct socket *sock = bpf_sock_from_file(file);
+	if (!sock)
+		return 0;
+	struct sock *sk = sock->sk;
+	if (!sk || sk->sk_protocol != IPPROTO_TCP_)
+		return 0;
+	struct cgroup *cg = sk->sk_cgrp_data.cgroup;
+	if (!cg)
+		return 0;
+	struct sock_cgroup rec = {.tgid = task->tgid, .fd = ctx->fd, .cgroup = cg->kn->id,
+				  .task_cgroup = task->cgroups->dfl_cgrp->kn->id};
+	bpf_seq_write(ctx->meta->seq, &rec, sizeof(rec));
 	return 0;
 }

@@ -8,14 +8,13 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 
@@ -46,11 +45,16 @@ type httpProbe struct {
 	tlsOn     bool // --http-tls
 	goH2      bool // --http-go-h2
 
-	objs   bpfObjects
-	progs  []hookProgram // what attachAt attaches
-	linkMu sync.Mutex    // links grow when a new pod is selected
-	links  []link.Link
-	scoped bool            // attached to the selected pods' cgroups, not the root
+	objs     bpfObjects
+	progs    []hookProgram // what attachAt attaches
+	linkMu   sync.Mutex    // attachments grow when a new pod or target cgroup is found
+	attached []attachment  // where the programs are attached (attach.go)
+	scoped   bool          // attached to the selected pods' cgroups, not the root
+	// rescanTargets runs until rescanDone closes, then closes rescanStopped.
+	rescanDone, rescanStopped chan struct{}
+	// handed holds the pairs of learnHanded (written by the rescan, read
+	// by the ring reader).
+	handed atomic.Pointer[map[handedPair]bool]
 	empty  []*ebpf.Program // --http-floor's programs
 	ring   *recorder.RingReader
 	table  *formats.TableWriter[formats.HTTPRequest]
@@ -131,15 +135,8 @@ func (h *httpProbe) Start(s *recorder.Session) (map[string]string, error) {
 	if root == "" {
 		return details, errors.New("no cgroup v2 hierarchy is mounted (needed to attach cgroup_skb programs)")
 	}
-	// Where the programs attach. A Kubernetes selector's pods own their
-	// sockets (a socket belongs to the cgroup of the task that created
-	// it, an accepted one to its listener's), so the programs attach to
-	// the pod cgroups, and the rest of the node's traffic costs nothing,
-	// not even the hook's own dispatch. Anything else attaches to the
-	// root: a --pid target may serve a listener created in another cgroup
-	// (systemd socket activation), which a narrower attach would miss
-	// without a trace.
-	at := []string{"/"}
+	// Where the programs attach: see attach.go.
+	var at []string
 	if sel := s.K8s(); !sel.Empty() {
 		if paths := s.TargetCgroups(); len(paths) > 0 || sel.FollowsNewPods() {
 			at, h.scoped = append([]string{}, paths...), true // [] not null in the details
@@ -182,12 +179,13 @@ func (h *httpProbe) Start(s *recorder.Session) (map[string]string, error) {
 			h.progs[i].prog = empty
 		}
 	}
-	for _, cg := range at {
-		if err := h.attachAt(root, cg); err != nil {
-			return details, err
+	switch {
+	case h.scoped:
+		for _, cg := range at {
+			if err := h.attachAt(root, cg); err != nil {
+				return details, err
+			}
 		}
-	}
-	if h.scoped {
 		// Pods the selector matches later get the programs too (the
 		// session's rescan); their first second of traffic is not seen.
 		s.OnTargetCgroup(func(cg string) {
@@ -197,7 +195,16 @@ func (h *httpProbe) Start(s *recorder.Session) (map[string]string, error) {
 		})
 		b, _ := json.Marshal(at)
 		details["hook"] = "cgroup_skb ingress+egress on the selected pods' cgroups " + string(b) + " (and on pods selected later)"
-	} else {
+	case s.Filtered():
+		hook, err := h.placeTargets(root)
+		if err != nil {
+			return details, err
+		}
+		details["hook"] = hook
+	default:
+		if err := h.attachAt(root, "/"); err != nil {
+			return details, err
+		}
 		details["hook"] = "cgroup_skb ingress+egress on " + root
 	}
 	if h.tlsOn || h.goH2 {
@@ -211,20 +218,6 @@ type hookProgram struct {
 	prog   *ebpf.Program
 	typ    ebpf.ProgramType // for --http-floor's empty stand-in
 	attach ebpf.AttachType
-}
-
-// attachAt attaches the three programs to cgroup cg (a path below root).
-func (h *httpProbe) attachAt(root, cg string) error {
-	h.linkMu.Lock()
-	defer h.linkMu.Unlock()
-	for _, p := range h.progs {
-		l, err := link.AttachCgroup(link.CgroupOptions{Path: filepath.Join(root, cg), Attach: p.attach, Program: p.prog})
-		if err != nil {
-			return err
-		}
-		h.links = append(h.links, l)
-	}
-	return nil
 }
 
 func (h *httpProbe) count(reason string) { h.counters["http."+reason]++ }
@@ -352,7 +345,8 @@ func (h *httpProbe) handleRecord(ev *bpfHttpEvent, line []byte) {
 
 // learnOwner votes for the connection's process. Egress runs in the
 // sending task's context, which is the socket's owner when the send comes
-// from its write: a task in another cgroup is surely not the owner. But a
+// from its write: a task of another cgroup than the socket's (or than the
+// target's it was handed to: ownerSends) is surely not the owner. But a
 // segment held back (Nagle, autocorking) leaves when the peer's ACK
 // arrives, in a softirq running on top of whatever task was current, on
 // loopback often the peer itself, possibly in the same cgroup. Those are
@@ -368,7 +362,7 @@ func (h *httpProbe) learnOwner(c *httpConn, ev *bpfRecHead) {
 		}
 		return
 	}
-	if ev.Flags&flagCtx == 0 || ev.CtxCgroup != ev.SockCgroup || ev.CtxPid == 0 {
+	if ev.Flags&flagCtx == 0 || !h.ownerSends(ev.CtxCgroup, ev.SockCgroup) || ev.CtxPid == 0 {
 		return
 	}
 	switch {
@@ -420,7 +414,7 @@ func (h *httpProbe) ownerCtx(c *httpConn, ev *bpfRecHead) bool {
 	if ev.Flags&flagCtx == 0 || ev.Flags&flagReleased != 0 || ev.CtxPid == 0 {
 		return false
 	}
-	return c.tls || ev.CtxCgroup == ev.SockCgroup
+	return c.tls || h.ownerSends(ev.CtxCgroup, ev.SockCgroup)
 }
 
 // respond completes a row with the record's response.
@@ -556,12 +550,8 @@ func (h *httpProbe) Stop(s *recorder.Session) error {
 	if h.tls != nil {
 		h.tls.stop()
 	}
-	h.linkMu.Lock()
-	for _, l := range h.links {
-		l.Close()
-	}
-	h.links = nil
-	h.linkMu.Unlock()
+	h.stopRescan()
+	h.detachAll()
 	if h.tls != nil {
 		h.tls.wait()
 	}
