@@ -264,6 +264,7 @@ type bpfHttpSock struct {
 		Family uint8
 		Pad    [3]uint8
 	}
+	SkCgroup uint64
 }
 
 type bpfRecHead struct {

@@ -233,6 +233,7 @@ struct http_sock {
 	__u8 tx_drained;
 	__u8 pad2[7];
 	struct conn_head b_conn;
+	__u64 sk_cgroup; // a socket: its cgroup (0 until its first segment with state)
 };
 
 // The head of every ring record.
