@@ -26,11 +26,11 @@ var ringMinutes = 3
 // disk, and how long a dump of the last minute takes.
 func benchRing(env *Env) ([]Row, error) {
 	dir := filepath.Join(env.Dir, "ring")
-	srv, port, err := startService(dir)
+	_, port, stop, err := startService(dir)
 	if err != nil {
 		return nil, err
 	}
-	defer func() { srv.Process.Kill(); srv.Wait() }()
+	defer stop()
 	burn := exec.Command("sh", "-c", "while :; do :; done")
 	burn.Start()
 	defer func() { burn.Process.Kill(); burn.Wait() }()
