@@ -242,7 +242,7 @@ func (h *httpProbe) placeTargets(root string) (string, error) {
 		}
 	}
 	if len(paths) == 1 && paths[0] == "/" {
-		return "cgroup_skb ingress+egress on " + root + " (a target's sockets are in the root cgroup)", nil
+		return "cgroup_skb ingress+egress on " + root + " (a target runs, or holds sockets, in the root cgroup)", nil
 	}
 	h.rescanDone = make(chan struct{})
 	h.rescanStopped = make(chan struct{})
