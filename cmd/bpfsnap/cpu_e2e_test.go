@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -59,9 +60,15 @@ func TestCPUVerbsOnRealCapture(t *testing.T) {
 		t.Fatalf("only %d+%d samples of hot_a/hot_b under cpuburn;…;work:\n%s", a, b, folded)
 	}
 	share := 100 * float64(a) / float64(a+b)
-	t.Logf("hot_a %d, hot_b %d: %.1f%%", a, b, share)
-	if share < 72 || share > 78 {
-		t.Errorf("hot_a share %.1f%%, want 75 ± 3", share)
+	// Samples are a binomial draw: with ~900 of them the share's standard
+	// deviation is ~1.4 points, and ±3 (about 2σ) failed one CI run in
+	// twenty-odd at 71.1%. Four σ, and never under 3 points: a wrong
+	// attribution (hot_b's samples named hot_a, or half of them lost) is
+	// still far outside.
+	tol := max(3, 4*100*math.Sqrt(0.75*0.25/float64(a+b)))
+	t.Logf("hot_a %d, hot_b %d: %.1f%% (want 75 ± %.1f)", a, b, share, tol)
+	if math.Abs(share-75) > tol {
+		t.Errorf("hot_a share %.1f%%, want 75 ± %.1f", share, tol)
 	}
 
 	svg := filepath.Join(dir, "cpu.svg")
