@@ -69,6 +69,15 @@ func jitCapture(t *testing.T, o Options, flags ...string) *analyze.Summary {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The runtimes' perf maps and jitdump files outlive them in the host's
+	// /tmp: gone at the test's end, so a later process given the same pid
+	// (TestJITContainerNamespacePID's) never finds one that is not its.
+	t.Cleanup(func() {
+		for _, p := range s.Processes {
+			os.Remove(fmt.Sprintf("/tmp/perf-%d.map", p.PID))
+			os.Remove(fmt.Sprintf("/tmp/jit-%d.dump", p.PID))
+		}
+	})
 	if s.CPUProfile() == nil {
 		t.Fatal("no CPU samples")
 	}
@@ -276,6 +285,12 @@ func TestJITContainerNamespacePID(t *testing.T) {
 	json.Unmarshal(out, &st)
 	if st.Pid <= 1 {
 		t.Fatalf("runc state: %s", out)
+	}
+	// A host /tmp/perf-PID.map with the container's host pid can only be a
+	// dead process's (the container writes to its own /tmp): left, it
+	// would make the check below meaningless.
+	if stale := "/tmp/perf-" + strconv.Itoa(st.Pid) + ".map"; os.Remove(stale) == nil {
+		t.Logf("removed %s, left by an earlier process with that pid", stale)
 	}
 	// The container's init waits in runc create: target it, then start it.
 	s := jitCapture(t, Options{Duration: 8 * time.Second, PIDs: []uint32{uint32(st.Pid)},

@@ -95,9 +95,11 @@ before=$!
 sleep 2
 load 9
 (cd "$out/node" && exec node --perf-basic-prof hot.js 9) &
-loads+=($!)
+node_pid=$!
+loads+=($node_pid)
 wait $before "${loads[@]}"
 loads=()
+rm -f "/tmp/perf-$node_pid.map" # read into the archive; node leaves it behind
 
 echo "== 3. the bad deploy: release v2 on the shop; after: each replica captured alone, 10 s (the shop with -p growth too)"
 curl -s -X POST "http://127.0.0.1:$port/admin/release-v2"
