@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -190,16 +191,20 @@ func cgroupMatches(lines []k8smeta.CgroupLine, want string) bool {
 	return false
 }
 
-// outermostCgroups sorts paths and drops those below another one.
-func outermostCgroups(paths []string) []string {
-	sort.Strings(paths)
+// OutermostCgroups returns paths sorted, without those below another one
+// (a cgroup program runs for its descendants too: attached to both, it
+// would run twice). It reorders paths. Each path is checked against every
+// one kept, not only the last in sorted order: "/a-x" sorts between "/a"
+// and "/a/b".
+func OutermostCgroups(paths []string) []string {
+	sort.Slice(paths, func(i, j int) bool { return len(paths[i]) < len(paths[j]) })
 	var out []string
 	for _, p := range paths {
-		if len(out) > 0 && UnderCgroup(p, out[len(out)-1]) {
-			continue
+		if !slices.ContainsFunc(out, func(o string) bool { return UnderCgroup(p, o) }) {
+			out = append(out, p)
 		}
-		out = append(out, p)
 	}
+	sort.Strings(out)
 	return out
 }
 

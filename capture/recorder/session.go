@@ -231,7 +231,7 @@ func (s *Session) TargetCgroups() []string {
 	for _, p := range s.targetCgroups {
 		paths = append(paths, p)
 	}
-	return outermostCgroups(paths)
+	return OutermostCgroups(paths)
 }
 
 // OnTargetCgroup subscribes to cgroups a Kubernetes selector adds during

@@ -91,28 +91,6 @@ func covered(attached []attachment, p string) bool {
 	return false
 }
 
-// outermost drops the paths below another of the set: a program attached
-// to a cgroup runs for its descendants too, and attached twice it would
-// frame every segment twice.
-func outermost(paths []string) []string {
-	sort.Slice(paths, func(i, j int) bool { return len(paths[i]) < len(paths[j]) })
-	var out []string
-	for _, p := range paths {
-		keep := true
-		for _, o := range out {
-			if recorder.UnderCgroup(p, o) {
-				keep = false
-				break
-			}
-		}
-		if keep {
-			out = append(out, p)
-		}
-	}
-	sort.Strings(out)
-	return out
-}
-
 // targetCgroups returns the cgroups a capture of target processes attaches
 // to (outermost first, "/" when one of them is the root), and the sockets'
 // cgroups among them that are not a target's own, for the details. It
@@ -145,7 +123,7 @@ func (h *httpProbe) targetCgroups() (paths, socketOnly []string, err error) {
 		paths = append(paths, p)
 	}
 	sort.Strings(socketOnly)
-	return outermost(paths), socketOnly, nil
+	return recorder.OutermostCgroups(paths), socketOnly, nil
 }
 
 // targetSockets runs the http_sock_cgroups iterator: the TCP sockets the
