@@ -143,14 +143,9 @@ func (h *httpProbe) targetSockets() ([]bpfSockCgroup, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the socket cgroup iterator: %w", err)
 	}
-	size := int(unsafe.Sizeof(bpfSockCgroup{}))
-	var out []bpfSockCgroup
-	for off := 0; off+size <= len(data); off += size {
-		var rec bpfSockCgroup
-		if _, err := binary.Decode(data[off:off+size], binary.NativeEndian, &rec); err != nil {
-			return nil, err
-		}
-		out = append(out, rec)
+	out := make([]bpfSockCgroup, len(data)/int(unsafe.Sizeof(bpfSockCgroup{})))
+	if _, err := binary.Decode(data, binary.NativeEndian, out); err != nil {
+		return nil, fmt.Errorf("reading the socket cgroup iterator: %w", err)
 	}
 	return out, nil
 }
