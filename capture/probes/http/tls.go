@@ -46,16 +46,17 @@ func (h *httpProbe) handleTLSWire(ev *bpfRecHead) {
 	case kindTLSClose:
 		// The library freed the connection: its object may be reused for
 		// the next one.
-		key := connKey{tls: true, pid: ev.CtxPid, id: ev.ConnKey}
-		if c := h.conns[key]; c != nil {
-			h.closeConn(key, c)
+		key := tlsKey{pid: ev.CtxPid, ptr: ev.ConnKey}
+		if c := h.tlsConns[key]; c != nil {
+			h.closeConn(c)
+			delete(h.tlsConns, key)
 		}
 	}
 }
 
 // closeConn ends a connection's state: requests queued without response,
 // HTTP/2 streams still open, rows waiting for an address are written.
-func (h *httpProbe) closeConn(k connKey, c *httpConn) {
+func (h *httpProbe) closeConn(c *httpConn) {
 	for _, row := range c.pending {
 		h.countFor(c, "no_response")
 		h.emit(row, c)
@@ -67,7 +68,7 @@ func (h *httpProbe) closeConn(k connKey, c *httpConn) {
 		}
 	}
 	h.flushUnbound(c)
-	h.dropConn(k, c)
+	h.forget(c)
 }
 
 // bind ties a TLS connection to its socket and writes the rows that
