@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -263,7 +264,7 @@ func bpfRunNs(pid int) float64 {
 // between two bare runs and is divided by their mean, and the rows give
 // the median of the rounds.
 const (
-	httpRounds     = 7
+	httpRounds     = 9
 	httpSideRounds = 3
 )
 
@@ -365,7 +366,13 @@ func benchHTTPServer(env *Env, server string) ([]Row, error) {
 	}
 	bare = append(bare, prev.rate)
 	for round := 0; round < httpRounds; round++ {
-		for _, c := range configs {
+		// The order alternates from round to round, so that no
+		// configuration always follows the same one.
+		order := append([]config(nil), configs...)
+		if round%2 == 1 {
+			slices.Reverse(order)
+		}
+		for _, c := range order {
 			if round >= c.rounds {
 				continue
 			}
@@ -401,6 +408,18 @@ func benchHTTPServer(env *Env, server string) ([]Row, error) {
 		}
 	}
 	o, t := stats(kept["ours"]), stats(kept["histogram"])
+	// The goal's verdict compares the two round by round: both ran in
+	// each round, minutes apart at most, so the host's drift from one
+	// round to the next cancels out of their ratio.
+	var paired []float64
+	ahead := 0
+	for i := range kept["ours"] {
+		paired = append(paired, kept["ours"][i]/kept["histogram"][i])
+		if kept["ours"][i] >= kept["histogram"][i] {
+			ahead++
+		}
+	}
+	p := stats(paired)
 	label := map[string]string{"nginx": "nginx 1 worker", "go": "Go net/http"}[server]
 	peer := map[string]string{"nginx": "recvfrom→writev", "go": "read→write"}[server]
 	how := fmt.Sprintf("%s in a cgroup of its own (as a pod or a service is), wrk -t1 -c32 -d%s on loopback, bare %s req/s; each configuration's rate over the mean of the bare runs before and after it, median of %d rounds (%d for the line-printing script)",
@@ -409,8 +428,9 @@ func benchHTTPServer(env *Env, server string) ([]Row, error) {
 		Name:   fmt.Sprintf("HTTP capture: %s throughput kept under wrk, capture --pid of the server", label),
 		Result: o.Format("%.3f"),
 		Peer:   "bpftrace " + peer + " histogram: " + t.Format("%.3f") + "; the same printing a line per request: " + stats(kept["printing"]).Format("%.3f"),
-		Goal:   "≥ the histogram script", Met: yesNo(o.Median >= t.Median),
-		Note: how + "; capture -p http --pid SERVER: cgroup_skb on the server's cgroup (where its sockets live), every request framed in the kernel, a row per request; the peers interleaved in the same rounds",
+		Goal:   "≥ the histogram script (paired)", Met: yesNo(p.Median >= 1),
+		Note: how + fmt.Sprintf("; paired: bpfsnap's kept over the histogram script's in the same round %s, bpfsnap ahead in %d of %d rounds", p.Format("%.3f"), ahead, len(paired)) +
+			"; capture -p http --pid SERVER: cgroup_skb on the server's cgroup (where its sockets live), every request framed in the kernel, a row per request; the peers interleaved in the same rounds, in alternating order",
 	}, {
 		Name:   fmt.Sprintf("HTTP capture: %s, --pid, cost per request (µs): recorder CPU / BPF programs", label),
 		Result: stats(recorderUs).Format("%.2f") + " / " + stats(bpfUs).Format("%.2f"),
