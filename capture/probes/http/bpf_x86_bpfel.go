@@ -197,15 +197,16 @@ const (
 type bpfHttpKind uint32
 
 const (
-	bpfHttpKindHTTP_PAIR      bpfHttpKind = 1
-	bpfHttpKindHTTP_REQUEST   bpfHttpKind = 2
-	bpfHttpKindHTTP_RESPONSE  bpfHttpKind = 3
-	bpfHttpKindHTTP_H2FRAME   bpfHttpKind = 4
-	bpfHttpKindHTTP_TLS_SEEN  bpfHttpKind = 5
-	bpfHttpKindHTTP_TLS_BIND  bpfHttpKind = 6
-	bpfHttpKindHTTP_H2NAMES   bpfHttpKind = 7
-	bpfHttpKindHTTP_H2RESYNC  bpfHttpKind = 8
-	bpfHttpKindHTTP_TLS_CLOSE bpfHttpKind = 9
+	bpfHttpKindHTTP_PAIR       bpfHttpKind = 1
+	bpfHttpKindHTTP_REQUEST    bpfHttpKind = 2
+	bpfHttpKindHTTP_RESPONSE   bpfHttpKind = 3
+	bpfHttpKindHTTP_H2FRAME    bpfHttpKind = 4
+	bpfHttpKindHTTP_TLS_SEEN   bpfHttpKind = 5
+	bpfHttpKindHTTP_TLS_BIND   bpfHttpKind = 6
+	bpfHttpKindHTTP_H2NAMES    bpfHttpKind = 7
+	bpfHttpKindHTTP_H2RESYNC   bpfHttpKind = 8
+	bpfHttpKindHTTP_TLS_CLOSE  bpfHttpKind = 9
+	bpfHttpKindHTTP_SOCK_CLOSE bpfHttpKind = 10
 )
 
 type bpfHttpReq struct {

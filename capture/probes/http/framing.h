@@ -58,6 +58,7 @@ enum http_kind {
 	HTTP_H2_NAMES = 7, // go_h2_event: header fields read in a Go program's HTTP/2 code
 	HTTP_H2_RESYNC = 8, // h2_event: a direction's HTTP/2 framing was lost and found again (HPACK blocks missed)
 	HTTP_TLS_CLOSE = 9, // rec_head: a TLS connection was freed by its library (its object may be reused)
+	HTTP_SOCK_CLOSE = 10, // rec_head: a socket whose messages went to user space was released
 };
 const enum http_kind *unused_http_kind __attribute__((unused));
 

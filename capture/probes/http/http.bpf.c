@@ -580,7 +580,14 @@ SEC("cgroup/sock_release")
 int http_release(struct bpf_sock *sk)
 {
 	struct http_sock *st = bpf_sk_storage_get(&socks, sk, 0, 0);
-	if (!st || !st->held || st->pipelined)
+	if (!st)
+		return 1;
+	// User space keeps a connection's state (its owner, its queue) until
+	// told the socket is gone: a socket whose messages went there says
+	// so, once. Sockets carrying TLS have no such state.
+	__u8 known = st->dir[0].mode != MODE_TLS && (!filter_targets || st->mark == SOCK_TARGET);
+	__u8 held = st->held && !st->pipelined;
+	if (!known && !held)
 		return 1;
 	__u64 id = bpf_get_current_pid_tgid();
 	if (filter_targets && st->mark != SOCK_TARGET && !is_target(id >> 32))
@@ -591,7 +598,13 @@ int http_release(struct bpf_sock *sk)
 		return 1;
 	__builtin_memset(&sc->ws, 0, sizeof(sc->ws));
 	sc->ws.cookie = bpf_get_socket_cookie(sk);
-	release(st, sc);
+	if (held)
+		release(st, sc);
+	if (known) {
+		struct rec_head *h = &sc->ev.h;
+		new_head(h, &sc->ws, HTTP_SOCK_CLOSE);
+		send_head(h);
+	}
 	return 1;
 }
 

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"github.com/cilium/ebpf"
@@ -67,6 +68,7 @@ type httpProbe struct {
 	// CPU per request), a TLS library's connection objects apart.
 	wire     map[uint64]*httpConn
 	tlsConns map[tlsKey]*httpConn
+	closing  []closedSock // released sockets, oldest first (sockClosed)
 	counters map[string]uint64
 	names    nameBook        // HTTP/2 header fields read by the Go uprobes
 	tlsSeen  map[uint64]bool // sockets carrying TLS records -> tied to a TLS probe's connection
@@ -97,6 +99,7 @@ type httpConn struct {
 	cookie  uint64
 	cgroup  uint64
 	unbound []formats.HTTPRequest
+	closed  bool // the socket was released: its state goes after closeGrace
 }
 
 // httpDropNames names the kernel counters in the order of enum http_drop
@@ -124,7 +127,7 @@ func (h *httpProbe) BindFlags(fs *pflag.FlagSet) {
 // session.
 func (h *httpProbe) reset(s *recorder.Session) {
 	h.s = s
-	h.wire, h.tlsConns = map[uint64]*httpConn{}, map[tlsKey]*httpConn{}
+	h.wire, h.tlsConns, h.closing = map[uint64]*httpConn{}, map[tlsKey]*httpConn{}, nil
 	h.counters = map[string]uint64{}
 	h.names = nameBook{}
 	h.tlsSeen, h.tlsOwner = map[uint64]bool{}, map[uint64]uint32{}
@@ -260,6 +263,7 @@ const (
 	kindTLSBind  = uint8(bpfHttpKindHTTP_TLS_BIND)
 	kindH2Names  = uint8(bpfHttpKindHTTP_H2NAMES)
 	kindTLSClose = uint8(bpfHttpKindHTTP_TLS_CLOSE)
+	kindClose    = uint8(bpfHttpKindHTTP_SOCK_CLOSE)
 
 	flagClient     = uint8(bpfHttpFlagHTTP_F_REQ_EGRESS)
 	flagReleased   = uint8(bpfHttpFlagHTTP_F_RELEASED)
@@ -300,6 +304,45 @@ func (h *httpProbe) handle(raw []byte) {
 		h.handleTLSWire((*bpfRecHead)(unsafe.Pointer(&raw[0])))
 	case kindH2Names:
 		h.handleNames(raw)
+	case kindClose:
+		h.sockClosed((*bpfRecHead)(unsafe.Pointer(&raw[0])).Cookie, time.Now())
+	}
+}
+
+// closeGrace is how long a released socket's connection state outlives
+// the release: a segment held back (Nagle) may leave after the close, in
+// the softirq of the peer's ACK, and its record must still find the
+// connection's owner.
+const closeGrace = 2 * time.Second
+
+type closedSock struct {
+	cookie uint64
+	at     time.Time
+}
+
+// sockClosed schedules the end of a released socket's connection state,
+// which the kernel reports once per socket whose messages came here:
+// without it, every connection of a server that closes them would stay
+// until maxConnections evicted it.
+func (h *httpProbe) sockClosed(cookie uint64, now time.Time) {
+	if c := h.wire[cookie]; c != nil && !c.closed {
+		c.closed = true
+		h.closing = append(h.closing, closedSock{cookie, now})
+	}
+	h.expireClosed(now)
+}
+
+// expireClosed ends the connections released closeGrace before now or
+// earlier: requests still queued become rows without response (as at the
+// end of the window), HTTP/2 streams still open are written.
+func (h *httpProbe) expireClosed(now time.Time) {
+	for len(h.closing) > 0 && now.Sub(h.closing[0].at) >= closeGrace {
+		cookie := h.closing[0].cookie
+		h.closing = h.closing[1:]
+		if c := h.wire[cookie]; c != nil && c.closed {
+			h.closeConn(c)
+			delete(h.wire, cookie)
+		}
 	}
 }
 

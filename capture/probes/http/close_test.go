@@ -1,0 +1,69 @@
+//go:build linux
+
+package http
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/bpfsnap/bpfsnap/capture/recorder"
+	"github.com/bpfsnap/bpfsnap/formats"
+)
+
+// A released socket's connection state ends closeGrace after the kernel's
+// close record, not before (a late record still finds its owner), and a
+// request it still queued is written without response.
+func TestReleasedSocketStateEnds(t *testing.T) {
+	w, err := formats.Create(filepath.Join(t.TempDir(), "c.bpfsnap"), formats.Manifest{}, formats.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Abort()
+	h := &httpProbe{}
+	h.reset(recorder.NewDetachedSession(w, recorder.Options{}))
+	h.table = formats.NewTable[formats.HTTPRequest](w, formats.TableHTTPRequests)
+
+	message := func(kind uint8, cookie uint64, pid uint32) {
+		var ev bpfHttpEvent
+		ev.H.Kind, ev.H.Family, ev.H.Cookie, ev.H.SockCgroup = kind, 4, cookie, 7
+		if pid != 0 {
+			ev.H.Flags, ev.H.CtxCgroup, ev.H.CtxPid, ev.H.CtxTid = flagCtx, 7, pid, pid
+		}
+		line := "GET /x HTTP/1.1\r"
+		for i := range len(line) {
+			ev.Line[i] = int8(line[i])
+		}
+		ev.LineLen = uint16(len(line))
+		ev.ReqNs, ev.RespNs, ev.RespEndNs, ev.Status, ev.ReqBody, ev.RespBody = 1000, 2000, 3000, 200, -1, 2
+		h.handle(unsafe.Slice((*byte)(unsafe.Pointer(&ev)), lineOffset+len(line)))
+	}
+	closed := func(cookie uint64) {
+		head := bpfRecHead{Kind: kindClose, Cookie: cookie}
+		h.handle(unsafe.Slice((*byte)(unsafe.Pointer(&head)), headSize))
+	}
+
+	message(kindPair, 1, 100)    // socket 1: its owner is 100
+	message(kindRequest, 1, 0)   // then a request left unanswered
+	message(kindPair, 2, 200)    // socket 2 stays open
+	closed(1)
+	closed(3) // a socket never seen: nothing to end
+	if len(h.wire) != 2 || !h.wire[1].closed || h.wire[2].closed {
+		t.Fatalf("right after the close: %d connections, want both kept (socket 1 marked closed)", len(h.wire))
+	}
+	message(kindPair, 1, 0) // late, sent from a softirq: no owner context
+	if c := h.wire[1]; c == nil || c.pid != 100 {
+		t.Fatalf("a record within the grace lost socket 1's owner: %+v", c)
+	}
+	h.expireClosed(time.Now().Add(closeGrace))
+	if len(h.wire) != 1 || h.wire[2] == nil {
+		t.Fatalf("after the grace: connections %v, want socket 2's only", h.wire)
+	}
+	if n := h.counters["http.no_response"]; n != 1 {
+		t.Fatalf("http.no_response = %d, want 1 (socket 1's queued request)", n)
+	}
+	if len(h.closing) != 0 {
+		t.Fatalf("%d sockets still waiting to close", len(h.closing))
+	}
+}
