@@ -177,20 +177,15 @@ func (r *RingReader) loop(handle func([]byte)) {
 	}
 	defer r.ready.Close()
 	var rec ringbuf.Record
+	// drain reads until the ring is empty; false once it is closed.
 	drain := func() bool {
 		r.rd.SetDeadline(time.Unix(1, 0)) // never block: ErrDeadlineExceeded once empty
 		for {
-			err := r.rd.ReadInto(&rec)
-			switch {
-			case err == nil:
-				r.events.Add(1)
-				handle(rec.RawSample)
-			case errors.Is(err, os.ErrDeadlineExceeded):
+			switch r.next(&rec, handle) {
+			case ringEmpty:
 				return true
-			case errors.Is(err, ringbuf.ErrClosed), errors.Is(err, os.ErrClosed):
+			case ringEnded:
 				return false
-			default:
-				// Corrupt records cannot come from the kernel; keep going.
 			}
 		}
 	}
@@ -229,21 +224,37 @@ func (r *RingReader) blockingLoop(handle func([]byte)) {
 	// round.
 	r.rd.SetDeadline(time.Now().Add(ringPollInterval))
 	for {
-		err := r.rd.ReadInto(&rec)
-		switch {
-		case err == nil:
-			r.events.Add(1)
-			handle(rec.RawSample)
-		case errors.Is(err, os.ErrDeadlineExceeded):
+		switch r.next(&rec, handle) {
+		case ringEmpty:
 			r.rd.SetDeadline(time.Now().Add(ringPollInterval))
-			continue
-		case errors.Is(err, ringbuf.ErrFlushed), errors.Is(err, ringbuf.ErrClosed), errors.Is(err, os.ErrClosed):
+		case ringEnded:
 			return
-		default:
-			// Corrupt records cannot come from the kernel; keep going.
-			continue
 		}
 	}
+}
+
+type ringRead int
+
+const (
+	ringRecord ringRead = iota // a record was handled (or a corrupt one skipped)
+	ringEmpty                  // the deadline passed with the ring empty
+	ringEnded                  // the reader was flushed or closed
+)
+
+// next reads one record into rec and hands it to handle.
+func (r *RingReader) next(rec *ringbuf.Record, handle func([]byte)) ringRead {
+	err := r.rd.ReadInto(rec)
+	switch {
+	case err == nil:
+		r.events.Add(1)
+		handle(rec.RawSample)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return ringEmpty
+	case errors.Is(err, ringbuf.ErrFlushed), errors.Is(err, ringbuf.ErrClosed), errors.Is(err, os.ErrClosed):
+		return ringEnded
+	}
+	// Corrupt records cannot come from the kernel; keep going.
+	return ringRecord
 }
 
 // Pending reports whether records wait in the ring.

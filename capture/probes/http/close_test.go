@@ -44,9 +44,9 @@ func TestReleasedSocketStateEnds(t *testing.T) {
 		h.handle(unsafe.Slice((*byte)(unsafe.Pointer(&head)), headSize))
 	}
 
-	message(kindPair, 1, 100)    // socket 1: its owner is 100
-	message(kindRequest, 1, 0)   // then a request left unanswered
-	message(kindPair, 2, 200)    // socket 2 stays open
+	message(kindPair, 1, 100)  // socket 1: its owner is 100
+	message(kindRequest, 1, 0) // then a request left unanswered
+	message(kindPair, 2, 200)  // socket 2 stays open
 	closed(1)
 	closed(3) // a socket never seen: nothing to end
 	if len(h.wire) != 2 || !h.wire[1].closed || h.wire[2].closed {
