@@ -256,13 +256,70 @@ func bpfRunNs(pid int) float64 {
 	return sum
 }
 
-// httpRounds is how many rounds the hello-world rows run for the
-// comparison that decides the goal (bpfsnap against the histogram
+// charged is what a capture process has been charged so far: its CPU
+// (ticks) and its BPF programs' run time (ns; kernel.bpf_stats_enabled on).
+type charged struct{ ticks, bpfNs float64 }
+
+func chargedTo(pid int) charged { return charged{cpuTicks(pid), bpfRunNs(pid)} }
+
+// perRequest is the recorder's CPU and the BPF run time per request (µs)
+// charged between c and later, over requests.
+func (c charged) perRequest(later charged, requests float64) (recorderUs, bpfUs float64) {
+	return (later.ticks - c.ticks) * 1e4 / requests, (later.bpfNs - c.bpfNs) / requests / 1000
+}
+
+// benchConfig is one configuration of an interleaved throughput
+// comparison: run measures its rate, in its first rounds rounds.
+type benchConfig struct {
+	name   string
+	rounds int
+	run    func() (float64, error)
+}
+
+// interleaved runs every configuration between two runs of bare, for
+// rounds rounds in an order that alternates from round to round (so that
+// no configuration always follows the same one), and returns each one's
+// rates over the mean of the bare runs before and after it, and every
+// bare rate. This VM's speed drifts from one run to the next by more
+// than the effects compared; the bare runs around each run follow it.
+func interleaved(bare func() (wrkResult, error), rounds int, configs []benchConfig) (map[string][]float64, []float64, error) {
+	kept := map[string][]float64{}
+	prev, err := bare()
+	if err != nil {
+		return nil, nil, err
+	}
+	bareRates := []float64{prev.rate}
+	for round := 0; round < rounds; round++ {
+		order := append([]benchConfig(nil), configs...)
+		if round%2 == 1 {
+			slices.Reverse(order)
+		}
+		for _, c := range order {
+			if round >= c.rounds {
+				continue
+			}
+			r, err := c.run()
+			if err != nil {
+				return nil, nil, fmt.Errorf("%s: %w", c.name, err)
+			}
+			next, err := bare()
+			if err != nil {
+				return nil, nil, err
+			}
+			bareRates = append(bareRates, next.rate)
+			kept[c.name] = append(kept[c.name], r/((prev.rate+next.rate)/2))
+			prev = next
+		}
+	}
+	return kept, bareRates, nil
+}
+
+// httpRounds is how many rounds (interleaved) the hello-world rows run
+// for the comparison that decides the goal (bpfsnap against the histogram
 // script); the other configurations run in the first httpSideRounds.
 // This VM's speed drifts by ±15% from one run to the next (its
-// neighbours), more than the effects compared: each configuration runs
-// between two bare runs and is divided by their mean, and the rows give
-// the median of the rounds.
+// neighbours), more than the effects compared; the rows give the median
+// of the rounds.
 const (
 	httpRounds     = 9
 	httpSideRounds = 3
@@ -319,19 +376,19 @@ func benchHTTPServer(env *Env, server string) ([]Row, error) {
 		out := filepath.Join(env.Dir, "http.bpfsnap")
 		os.Remove(out)
 		cmd := exec.Command(env.Bpfsnap, append([]string{"capture", "-p", "http", "-d", "10m", "-o", out}, args...)...)
-		var t0, n0 float64
-		w, err := under(cmd, 1500*time.Millisecond, "", func(before bool) {
-			t, n := cpuTicks(cmd.Process.Pid), bpfRunNs(cmd.Process.Pid)
-			if before {
-				t0, n0 = t, n
-				return
+		var before, after charged
+		w, err := under(cmd, 1500*time.Millisecond, "", func(start bool) {
+			if start {
+				before = chargedTo(cmd.Process.Pid)
+			} else {
+				after = chargedTo(cmd.Process.Pid)
 			}
-			t0, n0 = t-t0, n-n0
 		})
 		if err != nil || w.requests == 0 {
 			return 0, 0, 0, err
 		}
-		return w.rate, t0 * 1e4 / w.requests, n0 / w.requests / 1000, nil
+		recorderUs, bpfUs = before.perRequest(after, w.requests)
+		return w.rate, recorderUs, bpfUs, nil
 	}
 	bpftrace := func(script string) (float64, error) {
 		// bpftrace compiles for seconds; measure once it says it attached.
@@ -339,55 +396,23 @@ func benchHTTPServer(env *Env, server string) ([]Row, error) {
 		return r.rate, err
 	}
 	pidArg := strconv.Itoa(pid)
-	type config struct {
-		name   string
-		rounds int
-		run    func() (float64, error)
-	}
-	configs := []config{
+	configs := []benchConfig{
 		{"ours", httpRounds, func() (float64, error) { r, _, _, err := capture("--pid", pidArg); return r, err }},
 		{"histogram", httpRounds, func() (float64, error) { return bpftrace(bpftraceHTTP[server]) }},
 		{"printing", httpSideRounds, func() (float64, error) { return bpftrace(bpftracePrint[server]) }},
 	}
 	if server == "nginx" {
 		configs = append(configs,
-			config{"whole", httpSideRounds, func() (float64, error) { r, _, _, err := capture(); return r, err }},
-			config{"floor", httpSideRounds, func() (float64, error) { r, _, _, err := capture("--pid", pidArg, "--http-floor"); return r, err }})
+			benchConfig{"whole", httpSideRounds, func() (float64, error) { r, _, _, err := capture(); return r, err }},
+			benchConfig{"floor", httpSideRounds, func() (float64, error) { r, _, _, err := capture("--pid", pidArg, "--http-floor"); return r, err }})
 	}
 	// Throughput with kernel.bpf_stats_enabled off: its clock reads around
 	// every program run would tax the tool running more programs per
-	// request. Each configuration runs between two bare runs.
+	// request.
 	exec.Command("sysctl", "-qw", "kernel.bpf_stats_enabled=0").Run()
-	kept := map[string][]float64{}
-	var bare []float64
-	prev, err := wrk()
+	kept, bare, err := interleaved(wrk, httpRounds, configs)
 	if err != nil {
 		return nil, err
-	}
-	bare = append(bare, prev.rate)
-	for round := 0; round < httpRounds; round++ {
-		// The order alternates from round to round, so that no
-		// configuration always follows the same one.
-		order := append([]config(nil), configs...)
-		if round%2 == 1 {
-			slices.Reverse(order)
-		}
-		for _, c := range order {
-			if round >= c.rounds {
-				continue
-			}
-			r, err := c.run()
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", c.name, err)
-			}
-			next, err := wrk()
-			if err != nil {
-				return nil, err
-			}
-			bare = append(bare, next.rate)
-			kept[c.name] = append(kept[c.name], r/((prev.rate+next.rate)/2))
-			prev = next
-		}
 	}
 	// The cost per request, with bpf_stats on, in runs of their own.
 	exec.Command("sysctl", "-qw", "kernel.bpf_stats_enabled=1").Run()

@@ -119,34 +119,33 @@ func benchHTTPService(env *Env) ([]Row, error) {
 		}
 		stopCapture := func(c *exec.Cmd) { c.Process.Signal(syscall.SIGINT); c.Wait() }
 		// Throughput: each capture between two bare runs, over their mean
-		// (see httpRounds), serviceRounds times.
-		var kept, bareRates, p99Bare, p99With []float64
-		svc0 := cpuTicks(srv.Process.Pid)
-		prev, err := runWrkFor(url, httpRunFor)
-		if err != nil {
-			return nil, err
+		// (as the hello-world rows'), serviceRounds times. The first bare
+		// run also gives what the service spends per request bare: the
+		// work asked for plus Go's HTTP and the JSON.
+		var svcUs float64
+		bare := func() (wrkResult, error) {
+			svc0 := cpuTicks(srv.Process.Pid)
+			w, err := runWrkFor(url, httpRunFor)
+			if svcUs == 0 && err == nil && w.requests > 0 {
+				svcUs = (cpuTicks(srv.Process.Pid) - svc0) * 1e4 / w.requests
+			}
+			return w, err
 		}
-		// What the service spends per request bare: the work asked for
-		// plus Go's HTTP and the JSON.
-		svcUs := (cpuTicks(srv.Process.Pid) - svc0) * 1e4 / prev.requests
-		bareRates = append(bareRates, prev.rate)
-		for i := 0; i < serviceRounds; i++ {
+		underCapture := func() (float64, error) {
 			c, err := startCapture()
 			if err != nil {
-				return nil, err
+				return 0, err
 			}
 			w, err := runWrkFor(url, httpRunFor)
 			stopCapture(c)
-			if err != nil {
-				return nil, err
-			}
-			next, err := runWrkFor(url, httpRunFor)
-			if err != nil {
-				return nil, err
-			}
-			kept = append(kept, w.rate/((prev.rate+next.rate)/2))
-			bareRates, prev = append(bareRates, next.rate), next
+			return w.rate, err
 		}
+		byConfig, bareRates, err := interleaved(bare, serviceRounds, []benchConfig{{"capture", serviceRounds, underCapture}})
+		if err != nil {
+			return nil, err
+		}
+		kept := byConfig["capture"]
+		var p99Bare, p99With []float64
 		// The CPU the capture is charged per request (recorder and BPF
 		// run time, bpf_stats on for this run only), and the throughput
 		// it would keep if that were all it cost: the machine's CPU time
@@ -247,10 +246,11 @@ func serviceCost(url string, start func() (*exec.Cmd, error), stop func(*exec.Cm
 		return 0, 0, err
 	}
 	defer stop(c)
-	t0, n0 := cpuTicks(c.Process.Pid), bpfRunNs(c.Process.Pid)
+	before := chargedTo(c.Process.Pid)
 	w, err := runWrkFor(url, httpRunFor)
 	if err != nil || w.requests == 0 {
 		return 0, 0, err
 	}
-	return (cpuTicks(c.Process.Pid) - t0) * 1e4 / w.requests, (bpfRunNs(c.Process.Pid) - n0) / w.requests / 1000, nil
+	recUs, bpfUs = before.perRequest(chargedTo(c.Process.Pid), w.requests)
+	return recUs, bpfUs, nil
 }
