@@ -234,6 +234,7 @@ func TestGrowthNodeServiceLeak(t *testing.T) {
 	cmd := exec.Command(node, "--perf-basic-prof", "--interpreted-frames-native-stack", script, strconv.Itoa(port))
 	cmd.Dir = filepath.Dir(script) // V8 may write a log beside it
 	pid := startServer(t, cmd, port)
+	forgetRuntimeMaps(t, uint32(pid))
 	var leaked uint64
 	s := growthOf(t, pid, func() { leaked = leakLoad(t, port, 160) })
 	checkRouteGrowth(t, s, pid, "leakRoute", leaked)

@@ -69,19 +69,25 @@ func jitCapture(t *testing.T, o Options, flags ...string) *analyze.Summary {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The runtimes' perf maps and jitdump files outlive them in the host's
-	// /tmp: gone at the test's end, so a later process given the same pid
-	// (TestJITContainerNamespacePID's) never finds one that is not its.
-	t.Cleanup(func() {
-		for _, p := range s.Processes {
-			os.Remove(fmt.Sprintf("/tmp/perf-%d.map", p.PID))
-			os.Remove(fmt.Sprintf("/tmp/jit-%d.dump", p.PID))
-		}
-	})
+	for _, p := range s.Processes {
+		forgetRuntimeMaps(t, p.PID)
+	}
 	if s.CPUProfile() == nil {
 		t.Fatal("no CPU samples")
 	}
 	return s
+}
+
+// forgetRuntimeMaps removes pid's perf map and jitdump file at the test's
+// end. Runtimes (node --perf-basic-prof, python -X perf, the JVM's agent)
+// write them to the host's /tmp and they outlive the process: a later
+// process given the same pid (TestJITContainerNamespacePID's) would be
+// symbolized with a map that is not its own.
+func forgetRuntimeMaps(t *testing.T, pid uint32) {
+	t.Cleanup(func() {
+		os.Remove(fmt.Sprintf("/tmp/perf-%d.map", pid))
+		os.Remove(fmt.Sprintf("/tmp/jit-%d.dump", pid))
+	})
 }
 
 // namedShare returns the samples of the processes named process and the
