@@ -104,8 +104,15 @@ func SumPerCPU(m *ebpf.Map, names []string) map[string]uint64 {
 }
 
 // ringPollInterval bounds how long an event submitted without a wakeup
-// waits in the ring.
-const ringPollInterval = 100 * time.Millisecond
+// waits in a ring that had records at its last read; a ring found empty
+// waits twice as long each time, up to ringQuietInterval. Each wakeup of
+// the recorder costs ~0.3 ms of CPU on a 2-CPU VM (Go's scheduler and
+// sysmon around it): two quiet rings read every 100 ms were most of an
+// idle capture's ~6 ms/s.
+const (
+	ringPollInterval  = 100 * time.Millisecond
+	ringQuietInterval = 500 * time.Millisecond
+)
 
 // RingReader drains one ring buffer on its own goroutine, handing each record
 // to handle. Stop lets it empty what the kernel already wrote before it
@@ -125,6 +132,7 @@ type RingReader struct {
 	ready    *os.File // nil: the kernel would not poll the descriptor there; rd blocks instead
 	waitRaw  syscall.RawConn
 	stopping atomic.Bool
+	kicked   atomic.Bool // Kick: drain now
 	done     chan struct{}
 	events   *atomic.Uint64
 	once     sync.Once
@@ -177,20 +185,25 @@ func (r *RingReader) loop(handle func([]byte)) {
 	}
 	defer r.ready.Close()
 	var rec ringbuf.Record
-	// drain reads until the ring is empty; false once it is closed.
-	drain := func() bool {
+	// drain reads until the ring is empty; open is false once it is
+	// closed, read whether any record came.
+	drain := func() (read, open bool) {
 		r.rd.SetDeadline(time.Unix(1, 0)) // never block: ErrDeadlineExceeded once empty
 		for {
 			switch r.next(&rec, handle) {
+			case ringRecord:
+				read = true
 			case ringEmpty:
-				return true
+				return read, true
 			case ringEnded:
-				return false
+				return read, false
 			}
 		}
 	}
+	wait := ringPollInterval
 	for {
-		if !drain() {
+		read, open := drain()
+		if !open {
 			return
 		}
 		if r.stopping.Load() {
@@ -199,18 +212,37 @@ func (r *RingReader) loop(handle func([]byte)) {
 			drain()
 			return
 		}
+		if read {
+			wait = ringPollInterval
+		} else {
+			wait = min(2*wait, ringQuietInterval)
+		}
 		// Programs submit without waking us (submit_flags in common.h)
 		// until the ring is a quarter full; the deadline collects quiet
-		// rings too. Stop moves the deadline to now, after setting
-		// stopping: checked again here so that this deadline cannot
-		// undo Stop's.
-		r.ready.SetReadDeadline(time.Now().Add(ringPollInterval))
-		if r.stopping.Load() {
+		// rings too. Stop and Kick move the deadline to now, after
+		// setting their flag: checked again here so that this deadline
+		// cannot undo theirs.
+		r.ready.SetReadDeadline(time.Now().Add(wait))
+		if r.stopping.Load() || r.kicked.Swap(false) {
 			continue
 		}
-		// The callback runs before each wait: records (or Stop) end it.
-		_ = r.waitRaw.Read(func(uintptr) bool { return r.rd.AvailableBytes() > 0 || r.stopping.Load() })
+		// The callback runs before each wait: records (or Stop, or
+		// Kick) end it.
+		_ = r.waitRaw.Read(func(uintptr) bool {
+			return r.rd.AvailableBytes() > 0 || r.stopping.Load() || r.kicked.Load()
+		})
 	}
+}
+
+// Kick has the reader drain the ring now rather than at its next
+// deadline: for a reader another one waits on (AwaitProcesses), whose ring
+// may be quiet enough to be read only every ringQuietInterval.
+func (r *RingReader) Kick() {
+	if r == nil || r.ready == nil {
+		return
+	}
+	r.kicked.Store(true)
+	r.ready.SetReadDeadline(time.Now())
 }
 
 // blockingLoop reads with the ring reader's own epoll_wait, where the

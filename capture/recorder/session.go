@@ -750,6 +750,7 @@ func (s *Session) AwaitProcesses(t uint64) {
 	if s.procRing == nil || s.procDone.Load() >= t || !s.procRing.Pending() {
 		return
 	}
+	s.procRing.Kick()
 	deadline := time.Now().Add(50 * time.Millisecond)
 	for s.procDone.Load() < t && s.procRing.Pending() && time.Now().Before(deadline) {
 		time.Sleep(200 * time.Microsecond)
