@@ -67,3 +67,43 @@ func TestReleasedSocketStateEnds(t *testing.T) {
 		t.Fatalf("%d sockets still waiting to close", len(h.closing))
 	}
 }
+
+// A socket that carried TLS no probe tied to its connection is settled at
+// its release: counted for its process at the end, its entry gone, so the
+// sockets waiting for a tie are only the open ones. A socket tied later
+// is not counted.
+func TestReleasedTLSSocketsSettle(t *testing.T) {
+	w, err := formats.Create(filepath.Join(t.TempDir(), "c.bpfsnap"), formats.Manifest{}, formats.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Abort()
+	h := &httpProbe{}
+	h.reset(recorder.NewDetachedSession(w, recorder.Options{}))
+	h.table = formats.NewTable[formats.HTTPRequest](w, formats.TableHTTPRequests)
+	record := func(head bpfRecHead) {
+		h.handle(unsafe.Slice((*byte)(unsafe.Pointer(&head)), headSize))
+	}
+	seen := func(cookie uint64, pid uint32) {
+		record(bpfRecHead{Kind: kindTLSSeen, Family: 4, Cookie: cookie, Flags: flagCtx, CtxPid: pid, CtxTid: pid})
+	}
+	seen(10, 100)
+	seen(11, 100)
+	seen(12, 200)
+	seen(10, 100) // reported again: one socket still
+	// Socket 11 gets tied to a TLS probe's connection of process 100.
+	record(bpfRecHead{Kind: kindTLSBind, Family: 4, Cookie: 11, Flags: flagTLS | flagBound | flagCtx, CtxPid: 100, CtxTid: 100, ConnKey: 0x1234})
+	for _, cookie := range []uint64{10, 11, 13} {
+		record(bpfRecHead{Kind: kindClose, Cookie: cookie})
+	}
+	if len(h.tlsSeen) != 1 || h.tlsSeen[12] != 200 {
+		t.Fatalf("sockets waiting for a tie: %v, want only socket 12 (process 200)", h.tlsSeen)
+	}
+	if h.tlsUntied[100] != 1 {
+		t.Fatalf("process 100's sockets closed untied: %d, want 1 (socket 10)", h.tlsUntied[100])
+	}
+	h.endTLS()
+	if n := h.counters["http.tls_undecoded"]; n != 2 {
+		t.Fatalf("http.tls_undecoded = %d, want 2 (socket 10 closed, socket 12 still open; 11 was tied)", n)
+	}
+}

@@ -584,13 +584,16 @@ int http_release(struct bpf_sock *sk)
 		return 1;
 	// User space keeps a connection's state (its owner, its queue) until
 	// told the socket is gone: a socket whose messages went there says
-	// so, once. Sockets carrying TLS have no such state.
-	__u8 known = st->dir[0].mode != MODE_TLS && (!filter_targets || st->mark == SOCK_TARGET);
+	// so, once. Of the sockets carrying TLS, those reported as not tied
+	// to a TLS probe's connection (HTTP_TLS_SEEN, sent only for a
+	// target's) say so too: user space settles their count then.
+	__u8 tls_seen = st->dir[0].mode == MODE_TLS && st->tls_seen;
+	__u8 known = tls_seen || (st->dir[0].mode != MODE_TLS && (!filter_targets || st->mark == SOCK_TARGET));
 	__u8 held = st->held && !st->pipelined;
 	if (!known && !held)
 		return 1;
 	__u64 id = bpf_get_current_pid_tgid();
-	if (filter_targets && st->mark != SOCK_TARGET && !is_target(id >> 32))
+	if (filter_targets && !tls_seen && st->mark != SOCK_TARGET && !is_target(id >> 32))
 		return 1;
 	__u32 idx = SCRATCH_EGRESS;
 	struct scratch *sc = bpf_map_lookup_elem(&scratch, &idx);

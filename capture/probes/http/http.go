@@ -70,9 +70,12 @@ type httpProbe struct {
 	tlsConns map[tlsKey]*httpConn
 	closing  []closedSock // released sockets, oldest first (sockClosed)
 	counters map[string]uint64
-	names    nameBook        // HTTP/2 header fields read by the Go uprobes
-	tlsSeen  map[uint64]bool // sockets carrying TLS records -> tied to a TLS probe's connection
-	tlsOwner map[uint64]uint32
+	names    nameBook // HTTP/2 header fields read by the Go uprobes
+	// Sockets carrying TLS records that no TLS probe's connection is tied
+	// to yet, while they are open (cookie -> owner pid); and per process,
+	// those that closed untied (or found no room above).
+	tlsSeen   map[uint64]uint32
+	tlsUntied map[uint32]uint64
 }
 
 // tlsKey names a TLS library's connection object: by process and address.
@@ -130,7 +133,7 @@ func (h *httpProbe) reset(s *recorder.Session) {
 	h.wire, h.tlsConns, h.closing = map[uint64]*httpConn{}, map[tlsKey]*httpConn{}, nil
 	h.counters = map[string]uint64{}
 	h.names = nameBook{}
-	h.tlsSeen, h.tlsOwner = map[uint64]bool{}, map[uint64]uint32{}
+	h.tlsSeen, h.tlsUntied = map[uint64]uint32{}, map[uint32]uint64{}
 }
 
 func (h *httpProbe) Start(s *recorder.Session) (map[string]string, error) {
@@ -305,7 +308,9 @@ func (h *httpProbe) handle(raw []byte) {
 	case kindH2Names:
 		h.handleNames(raw)
 	case kindClose:
-		h.sockClosed((*bpfRecHead)(unsafe.Pointer(&raw[0])).Cookie, time.Now())
+		cookie := (*bpfRecHead)(unsafe.Pointer(&raw[0])).Cookie
+		h.tlsClosed(cookie)
+		h.sockClosed(cookie, time.Now())
 	}
 }
 

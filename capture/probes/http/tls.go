@@ -30,12 +30,19 @@ import (
 func (h *httpProbe) handleTLSWire(ev *bpfRecHead) {
 	switch ev.Kind {
 	case kindTLSSeen:
-		if _, ok := h.tlsSeen[ev.Cookie]; !ok && len(h.tlsSeen) < maxConnections {
-			h.tlsSeen[ev.Cookie] = false
-			h.tlsOwner[ev.Cookie] = ev.CtxPid
+		if _, ok := h.tlsSeen[ev.Cookie]; ok {
+			break
+		}
+		if len(h.tlsSeen) < maxConnections {
+			h.tlsSeen[ev.Cookie] = ev.CtxPid
+		} else {
+			// No room to wait for a bind: settled now, as if it closed
+			// untied (a bind that comes later is not subtracted).
+			h.tlsUntied[ev.CtxPid]++
 		}
 	case kindTLSBind:
-		h.tlsSeen[ev.Cookie] = true
+		// Tied after all: decoded.
+		delete(h.tlsSeen, ev.Cookie)
 		c := h.conn(ev) // binds c (the record is flagged bound)
 		if c.cookie != ev.Cookie {
 			// The library's object now serves another connection (its
@@ -51,6 +58,16 @@ func (h *httpProbe) handleTLSWire(ev *bpfRecHead) {
 			h.closeConn(c)
 			delete(h.tlsConns, key)
 		}
+	}
+}
+
+// tlsClosed settles a released socket that carried TLS no probe tied to
+// its connection: counted for its process at the end (endTLS), its entry
+// gone now, so that the sockets waiting for a bind are only the open ones.
+func (h *httpProbe) tlsClosed(cookie uint64) {
+	if pid, ok := h.tlsSeen[cookie]; ok {
+		delete(h.tlsSeen, cookie)
+		h.tlsUntied[pid]++
 	}
 }
 
@@ -87,21 +104,21 @@ func (h *httpProbe) bind(c *httpConn, ev *bpfRecHead) {
 // written to in a TLS call, only had a handshake (or was idle): that is
 // not a library bpfsnap misses.
 func (h *httpProbe) endTLS() {
+	for _, pid := range h.tlsSeen {
+		h.tlsUntied[pid]++ // still open, never tied
+	}
+	h.tlsSeen = map[uint64]uint32{}
 	undecoded := map[uint32]uint64{}
-	for cookie, bound := range h.tlsSeen {
-		if bound {
-			continue
-		}
-		pid := h.tlsOwner[cookie]
+	for pid, n := range h.tlsUntied {
 		if h.s.Filtered() && !h.s.IsTarget(pid) {
 			continue
 		}
 		if h.tls != nil && h.tls.covers(pid) {
-			h.count("tls_idle")
+			h.counters["http.tls_idle"] += n
 			continue
 		}
-		undecoded[pid]++
-		h.count("tls_undecoded")
+		undecoded[pid] += n
+		h.counters["http.tls_undecoded"] += n
 	}
 	if len(undecoded) == 0 {
 		return
