@@ -25,6 +25,7 @@ import (
 const handoffSrc = `package main
 
 import (
+	"crypto/tls"
 	"net"
 	"net/http"
 	"os"
@@ -39,6 +40,13 @@ func main() {
 		l, err := net.FileListener(os.NewFile(3, "listener"))
 		if err != nil {
 			panic(err)
+		}
+		if c := os.Getenv("CERT"); c != "" {
+			cert, err := tls.LoadX509KeyPair(c, os.Getenv("KEY"))
+			if err != nil {
+				panic(err)
+			}
+			l = tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}})
 		}
 		usr1 := make(chan os.Signal, 1)
 		signal.Notify(usr1, syscall.SIGUSR1)
@@ -90,49 +98,8 @@ func itoa(n int) string {
 // so only the server's side is framed.
 func TestHTTPPidAttachesWhereItsSocketsLive(t *testing.T) {
 	testenv.RequireBPF(t)
-	v2 := testenv.CgroupV2Root()
-	if _, err := os.Stat(filepath.Join(v2, "cgroup.procs")); err != nil {
-		testenv.Skip(t, "no cgroup v2 hierarchy to make cgroups in")
-	}
-	mk := func(name string) string {
-		dir, err := os.MkdirTemp(v2, "bpfsnap-attach-"+name+"-")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			for i := 0; i < 50 && os.Remove(dir) != nil; i++ {
-				time.Sleep(20 * time.Millisecond)
-			}
-		})
-		return dir
-	}
-	creator, server, moved := mk("creator"), mk("server"), mk("moved")
-	bin := buildGo(t, handoffSrc)
-	port, port2 := freePort(t), freePort(t)
-	cgFD, err := os.Open(creator)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cgFD.Close()
-	parent := exec.Command(bin, strconv.Itoa(port), server)
-	parent.Env = append(os.Environ(), "PORT2="+strconv.Itoa(port2))
-	out, err := parent.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	parent.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, UseCgroupFD: true, CgroupFD: int(cgFD.Fd())}
-	if err := parent.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		syscall.Kill(-parent.Process.Pid, syscall.SIGKILL)
-		parent.Wait()
-	})
-	var childPID int
-	if _, err := fmt.Fscanf(out, "child %d\n", &childPID); err != nil {
-		t.Fatalf("the parent named no child: %v", err)
-	}
-	waitListening(t, port)
+	ho := startHandoff(t, nil)
+	v2, creator, server, moved, childPID, port, port2 := ho.v2, ho.creator, ho.server, ho.moved, ho.childPID, ho.port, ho.port2
 
 	rel := func(dir string) string { return strings.TrimPrefix(dir, v2) }
 	var before, after map[string]*clientTimes
@@ -183,4 +150,63 @@ func TestHTTPPidAttachesWhereItsSocketsLive(t *testing.T) {
 		t.Errorf("/fast: %d requests captured, the client made %d (%d on the handed-down listener, %d on the one opened after the move); drops %v",
 			served["/fast"], want, before["/fast"].count(), after["/fast"].count(), m.Drops)
 	}
+}
+
+// handoff is testdata's listener handed down (handoffSrc): a parent in
+// cgroup creator listens on port and starts the server, its child, in
+// cgroup server with the listener; on SIGUSR1 the child listens on port2
+// too (the test moves it to cgroup moved first).
+type handoff struct {
+	v2, creator, server, moved string
+	childPID, port, port2      int
+}
+
+// startHandoff starts the parent and its child (env: extra environment,
+// CERT and KEY for TLS on the handed-down listener).
+func startHandoff(t *testing.T, env []string) handoff {
+	t.Helper()
+	v2 := testenv.CgroupV2Root()
+	if _, err := os.Stat(filepath.Join(v2, "cgroup.procs")); err != nil {
+		testenv.Skip(t, "no cgroup v2 hierarchy to make cgroups in")
+	}
+	mk := func(name string) string {
+		dir, err := os.MkdirTemp(v2, "bpfsnap-attach-"+name+"-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			for i := 0; i < 50 && os.Remove(dir) != nil; i++ {
+				time.Sleep(20 * time.Millisecond)
+			}
+		})
+		return dir
+	}
+	creator, server, moved := mk("creator"), mk("server"), mk("moved")
+	bin := buildGo(t, handoffSrc)
+	port, port2 := freePort(t), freePort(t)
+	cgFD, err := os.Open(creator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cgFD.Close()
+	parent := exec.Command(bin, strconv.Itoa(port), server)
+	parent.Env = append(append(os.Environ(), "PORT2="+strconv.Itoa(port2)), env...)
+	out, err := parent.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, UseCgroupFD: true, CgroupFD: int(cgFD.Fd())}
+	if err := parent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		syscall.Kill(-parent.Process.Pid, syscall.SIGKILL)
+		parent.Wait()
+	})
+	var childPID int
+	if _, err := fmt.Fscanf(out, "child %d\n", &childPID); err != nil {
+		t.Fatalf("the parent named no child: %v", err)
+	}
+	waitListening(t, port)
+	return handoff{v2, creator, server, moved, childPID, port, port2}
 }

@@ -291,3 +291,22 @@ func TestHTTPTLSUndecodedCounted(t *testing.T) {
 		t.Errorf("summary: %d requests, %d undecoded (%q)", h.Requests, h.TLSUndecoded, h.TLSUndecodedBy)
 	}
 }
+
+// TLS on a listener that a process of another cgroup created and handed
+// down (systemd's socket activation): the connections no probe decodes
+// are counted for the process serving them, as on a listener of its own.
+func TestHTTPTLSUndecodedOnHandedSocket(t *testing.T) {
+	testenv.RequireBPF(t)
+	cert, key := selfSigned(t, t.TempDir())
+	ho := startHandoff(t, []string{"CERT=" + cert, "KEY=" + key})
+	waitTLS(t, ho.port)
+	path := captureHTTPArgs(t, []int{ho.childPID}, []string{"--http-tls=false"}, func() { tlsLoad(t, ho.port, 40, 2, 0, "/fast") })
+	a, err := formats.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if n := a.Manifest().Drops["http.tls_undecoded"]; n != 2 {
+		t.Errorf("tls_undecoded = %d, want 2 (the client's two connections, on the handed-down listener); drops %v", n, a.Manifest().Drops)
+	}
+}

@@ -243,13 +243,13 @@ static __always_inline void tls_bind(struct scratch *sc, struct http_sock *ts, s
 // to a TLS probe's connection: one a probe found by file descriptor
 // (tls_by_sk), or the connection the current thread last wrote with
 // OpenSSL when this segment starts with a record the size of that write,
-// on a socket of the thread's cgroup (OpenSSL may send a write's records
-// after SSL_write returns, as node's memory BIOs do; a segment sent from
-// a softirq on top of the thread, another socket's, does not match its
-// size or cgroup). A bound socket's received segments
-// give the times its TLS connection's bytes arrived. A socket no probe
-// ever ties is reported once from its owner's context, for the count of
-// TLS connections not decoded.
+// on a socket the thread's cgroup owns (ws->owner: its own, or handed to
+// it). OpenSSL may send a write's records after SSL_write returns, as
+// node's memory BIOs do; a segment sent from a softirq on top of the
+// thread, another socket's, does not match its size or owner. A bound
+// socket's received segments give the times its TLS connection's bytes
+// arrived. A socket no probe ever ties is reported once from its owner's
+// context, for the count of TLS connections not decoded.
 //
 // tls_marker is false where cgroup_skb programs may not read a task's
 // storage (Linux 6.12 and older; set by the loader from doctor's probe):
@@ -319,7 +319,9 @@ static __always_inline void tls_wire(struct bpf_sock *sk, struct http_sock *st, 
 	if (!egress || ws->len < 5 || !is_tls_record(ws->hb))
 		return;
 	__u64 id = bpf_get_current_pid_tgid();
-	__u8 own = bpf_get_current_cgroup_id() == ws->sock_cgroup;
+	// From the socket's owner: a task of its cgroup, or of a target's it
+	// was handed to (a listener systemd created).
+	__u8 own = ws->owner;
 	struct tls_task *t = NULL;
 	if (tls_marker)
 		t = bpf_task_storage_get(&tls_tasks, bpf_get_current_task_btf(), 0, 0);
