@@ -278,14 +278,7 @@ func TestHTTPTLSUndecodedCounted(t *testing.T) {
 	testenv.RequireBPF(t)
 	pid, port := startH2TLS(t)
 	path := captureHTTPArgs(t, []int{pid}, []string{"--http-tls=false"}, func() { tlsLoad(t, port, 40, 2, 0, "/fast") })
-	a, err := formats.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	if n := a.Manifest().Drops["http.tls_undecoded"]; n != 2 {
-		t.Errorf("tls_undecoded = %d, want 2 (the client's two connections); drops %v", n, a.Manifest().Drops)
-	}
+	checkUndecoded(t, path, 2, "the client's two connections")
 	h := openHTTP(t, path)
 	if h.Requests != 0 || h.TLSUndecoded != 2 || !strings.Contains(h.TLSUndecodedBy, fmt.Sprintf("pid %d: 2", pid)) {
 		t.Errorf("summary: %d requests, %d undecoded (%q)", h.Requests, h.TLSUndecoded, h.TLSUndecodedBy)
@@ -301,12 +294,19 @@ func TestHTTPTLSUndecodedOnHandedSocket(t *testing.T) {
 	ho := startHandoff(t, []string{"CERT=" + cert, "KEY=" + key})
 	waitTLS(t, ho.port)
 	path := captureHTTPArgs(t, []int{ho.childPID}, []string{"--http-tls=false"}, func() { tlsLoad(t, ho.port, 40, 2, 0, "/fast") })
+	checkUndecoded(t, path, 2, "the client's two connections, on the handed-down listener")
+}
+
+// checkUndecoded checks the archive's count of TLS connections no probe
+// decoded.
+func checkUndecoded(t *testing.T, path string, want uint64, what string) {
+	t.Helper()
 	a, err := formats.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	if n := a.Manifest().Drops["http.tls_undecoded"]; n != 2 {
-		t.Errorf("tls_undecoded = %d, want 2 (the client's two connections, on the handed-down listener); drops %v", n, a.Manifest().Drops)
+	if n := a.Manifest().Drops["http.tls_undecoded"]; n != want {
+		t.Errorf("tls_undecoded = %d, want %d (%s); drops %v", n, want, what, a.Manifest().Drops)
 	}
 }

@@ -16,14 +16,7 @@ import (
 // close record, not before (a late record still finds its owner), and a
 // request it still queued is written without response.
 func TestReleasedSocketStateEnds(t *testing.T) {
-	w, err := formats.Create(filepath.Join(t.TempDir(), "c.bpfsnap"), formats.Manifest{}, formats.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Abort()
-	h := &httpProbe{}
-	h.reset(recorder.NewDetachedSession(w, recorder.Options{}))
-	h.table = formats.NewTable[formats.HTTPRequest](w, formats.TableHTTPRequests)
+	h := detachedProbe(t)
 
 	message := func(kind uint8, cookie uint64, pid uint32) {
 		var ev bpfHttpEvent
@@ -73,14 +66,7 @@ func TestReleasedSocketStateEnds(t *testing.T) {
 // sockets waiting for a tie are only the open ones. A socket tied later
 // is not counted.
 func TestReleasedTLSSocketsSettle(t *testing.T) {
-	w, err := formats.Create(filepath.Join(t.TempDir(), "c.bpfsnap"), formats.Manifest{}, formats.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Abort()
-	h := &httpProbe{}
-	h.reset(recorder.NewDetachedSession(w, recorder.Options{}))
-	h.table = formats.NewTable[formats.HTTPRequest](w, formats.TableHTTPRequests)
+	h := detachedProbe(t)
 	record := func(head bpfRecHead) {
 		h.handle(unsafe.Slice((*byte)(unsafe.Pointer(&head)), headSize))
 	}
@@ -106,4 +92,18 @@ func TestReleasedTLSSocketsSettle(t *testing.T) {
 	if n := h.counters["http.tls_undecoded"]; n != 2 {
 		t.Fatalf("http.tls_undecoded = %d, want 2 (socket 10 closed, socket 12 still open; 11 was tied)", n)
 	}
+}
+
+// detachedProbe is an http probe set writing to a new archive with no
+// kernel behind it: records are handed to it as the ring reader would.
+func detachedProbe(t *testing.T) *httpProbe {
+	w, err := formats.Create(filepath.Join(t.TempDir(), "c.bpfsnap"), formats.Manifest{}, formats.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Abort() })
+	h := &httpProbe{}
+	h.reset(recorder.NewDetachedSession(w, recorder.Options{}))
+	h.table = formats.NewTable[formats.HTTPRequest](w, formats.TableHTTPRequests)
+	return h
 }
