@@ -202,6 +202,9 @@ func (r *RingReader) loop(handle func([]byte)) {
 	}
 	wait := ringPollInterval
 	for {
+		// A Kick is answered by this drain; one that comes during it is
+		// seen below, before the wait.
+		r.kicked.Store(false)
 		read, open := drain()
 		if !open {
 			return
@@ -223,13 +226,13 @@ func (r *RingReader) loop(handle func([]byte)) {
 		// setting their flag: checked again here so that this deadline
 		// cannot undo theirs.
 		r.ready.SetReadDeadline(time.Now().Add(wait))
-		if r.stopping.Load() || r.kicked.Swap(false) {
+		if r.stopping.Load() || r.kicked.Load() {
 			continue
 		}
 		// The callback runs before each wait: records (or Stop, or
 		// Kick) end it.
 		_ = r.waitRaw.Read(func(uintptr) bool {
-			return r.rd.AvailableBytes() > 0 || r.stopping.Load() || r.kicked.Load()
+			return r.Pending() || r.stopping.Load() || r.kicked.Load()
 		})
 	}
 }
