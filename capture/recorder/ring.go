@@ -226,9 +226,11 @@ func (f *flightRecorder) dump(req dumpRequest) error {
 		from = req.mono - uint64(f.ring)
 	}
 	m := w.Manifest()
-	// Event chunks whose rows reach into the window; the window then
-	// starts with the oldest row kept (events reach the writer a little
-	// after they happen), or with the capture if it began later.
+	// Event chunks whose rows reach into the window. The window is the
+	// ring's (the recorder watched all of it, so a quiet stretch is one
+	// where nothing happened, not one missing), widened to the oldest and
+	// newest row kept (events reach the writer a little after they
+	// happen), and starts no earlier than the capture.
 	first := func(c formats.ChunkInfo) uint64 {
 		if c.MinTime != 0 {
 			return c.MinTime
@@ -250,7 +252,7 @@ func (f *flightRecorder) dump(req dumpRequest) error {
 		}
 		return last(c) > from && first(c) <= req.mono
 	}
-	start, end := req.mono, req.mono
+	start, end := from, req.mono
 	var procFiles []string
 	for _, c := range w.Chunks() {
 		if keep(c) && !formats.RingRetained(c.Table) {
